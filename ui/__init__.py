@@ -1,0 +1,1 @@
+"""PySide6 views and adapters over the Qt-free ``workbench`` core."""

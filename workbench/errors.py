@@ -1,0 +1,16 @@
+"""The one error type users see: a clear, specific, one-line message."""
+
+
+class WorkbenchError(Exception):
+    """A problem caused by the user's input (file, name, plan, data), not a bug.
+
+    The CLI prints ``str(error)`` on one line and exits 2; the GUI shows it in a dialog.
+    """
+
+
+class PlanError(WorkbenchError):
+    """The fine-tuning plan cannot be applied (unknown paths, bad values)."""
+
+
+class ModelLoadError(WorkbenchError):
+    """A model could not be loaded (missing file, corrupt file, unknown name)."""

@@ -1,0 +1,105 @@
+"""Plugin discovery through entry points: lazy, validated, and isolated.
+
+Built-in plugins live in the top-level ``plugins`` package and are registered in
+``pyproject.toml`` exactly as a third-party distribution registers its own. A plugin
+that fails to import or does not have the expected shape is reported and skipped;
+it never takes the application down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+MODEL_SOURCES = "workbench.model_sources"
+DATASETS = "workbench.datasets"
+EXPORTERS = "workbench.exporters"
+GROUPS = (MODEL_SOURCES, DATASETS, EXPORTERS)
+
+# What each group's plugin object must provide (checked after loading).
+_REQUIRED_ATTRS = {
+    MODEL_SOURCES: ("name", "can_load", "load"),
+    DATASETS: ("name", "open"),
+    EXPORTERS: ("name", "export"),
+}
+
+
+@dataclass
+class PluginFailure:
+    group: str
+    name: str
+    target: str
+    error: str
+
+    def __str__(self) -> str:
+        return f"plugin {self.name!r} ({self.target}) in {self.group} was skipped: {self.error}"
+
+
+@dataclass
+class PluginRegistry:
+    """Loaded plugins per group, plus the ones that failed to load."""
+
+    _loaded: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: list[PluginFailure] = field(default_factory=list)
+    _extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def register(self, group: str, plugin: Any) -> None:
+        """Add a plugin object by hand (tests, embedding applications)."""
+        _check_shape(group, plugin)
+        self._extra.setdefault(group, {})[plugin.name] = plugin
+        self._loaded.pop(group, None)
+
+    def plugins(self, group: str) -> dict[str, Any]:
+        """All working plugins of a group, by name, loading them on first use."""
+        if group not in self._loaded:
+            found: dict[str, Any] = {}
+            for ep in _entry_points(group):
+                plugin = self._load_one(group, ep)
+                if plugin is not None and plugin.name not in found:
+                    found[plugin.name] = plugin
+            found.update(self._extra.get(group, {}))
+            self._loaded[group] = found
+        return self._loaded[group]
+
+    def get(self, group: str, name: str) -> Any:
+        from workbench.errors import WorkbenchError
+
+        plugins = self.plugins(group)
+        if name not in plugins:
+            known = ", ".join(sorted(plugins)) or "none"
+            failed = [str(f) for f in self.failures if f.group == group and f.name == name]
+            hint = f" ({failed[0]})" if failed else ""
+            raise WorkbenchError(f"no {group.split('.')[-1][:-1].replace('_', ' ')} plugin named {name!r}{hint}; available: {known}")
+        return plugins[name]
+
+    def _load_one(self, group: str, ep: EntryPoint) -> Any | None:
+        try:
+            obj = ep.load()
+            plugin = obj() if isinstance(obj, type) else obj
+            _check_shape(group, plugin)
+            return plugin
+        except Exception as exc:  # a broken plugin must never crash the app
+            self.failures.append(PluginFailure(group, ep.name, ep.value, f"{type(exc).__name__}: {exc}"))
+            return None
+
+
+def _check_shape(group: str, plugin: Any) -> None:
+    missing = [a for a in _REQUIRED_ATTRS.get(group, ()) if not hasattr(plugin, a)]
+    if missing:
+        raise TypeError(f"plugin object lacks {', '.join(missing)}")
+
+
+def _entry_points(group: str) -> list[EntryPoint]:
+    return sorted(entry_points(group=group), key=lambda ep: ep.name)
+
+
+_registry: PluginRegistry | None = None
+
+
+def registry() -> PluginRegistry:
+    """The process-wide registry (created on first use)."""
+    global _registry
+    if _registry is None:
+        _registry = PluginRegistry()
+    return _registry
