@@ -1,0 +1,105 @@
+"""Built-in model source: any architecture in ``timm.list_models()``."""
+
+from __future__ import annotations
+
+import difflib
+import os
+from typing import Any
+
+from workbench.backbone import Backbone, LoadRequest
+from workbench.errors import ModelLoadError
+from workbench.spec import ModelSpec
+
+# Keep a dead network from stalling a load: fail fast, then fall back to random init.
+os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
+os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+
+
+class TimmSource:
+    name = "timm"
+
+    def can_load(self, request: LoadRequest) -> bool:
+        return not request.path.suffix or is_timm_name(request.ref)
+
+    def load(self, request: LoadRequest) -> Backbone:
+        import timm
+
+        name = request.ref
+        if not is_timm_name(name):
+            close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ModelLoadError(f"unknown timm model {name!r}{hint}")
+        kwargs: dict[str, Any] = {}
+        if request.num_classes is not None:
+            kwargs["num_classes"] = request.num_classes
+        notices: list[str] = []
+        model = None
+        pretrained = False
+        if request.pretrained:
+            try:
+                model = timm.create_model(name, pretrained=True, **kwargs)
+                pretrained = True
+            except Exception as exc:
+                reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+                notices.append(f"pretrained weights for {name} are not cached and could not be downloaded "
+                               f"({reason}); continuing with random init")
+        if model is None:
+            model = timm.create_model(name, pretrained=False, **kwargs)
+        return Backbone(model, spec_from_timm(model, request, pretrained), "timm", name, notices)
+
+
+def is_timm_name(name: str) -> bool:
+    import timm
+
+    arch = name.split(".")[0]
+    return bool(arch) and timm.is_model(arch)
+
+
+def spec_from_timm(model: Any, request: LoadRequest, pretrained: bool) -> ModelSpec:
+    """ModelSpec from a timm model's pretrained_cfg and resolved data config."""
+    import timm
+
+    cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
+    data = timm.data.resolve_model_data_config(model)
+    classifier = cfg.get("classifier")
+    classifiers = list(classifier) if isinstance(classifier, (tuple, list)) else ([classifier] if classifier else [])
+    modules = dict(model.named_modules())
+    classifiers = [c for c in classifiers if c in modules and any(True for _ in modules[c].parameters())]
+    return ModelSpec(
+        architecture=cfg.get("architecture") or request.ref.split(".")[0],
+        num_classes=int(getattr(model, "num_classes", cfg.get("num_classes", 0)) or 0),
+        input_size=tuple(request.input_size or data["input_size"]),
+        mean=tuple(request.mean or data["mean"]),
+        std=tuple(request.std or data["std"]),
+        interpolation=data.get("interpolation", "bicubic"),
+        crop_pct=float(data.get("crop_pct", 0.875)),
+        crop_mode=data.get("crop_mode", "center"),
+        classifier=classifiers[0] if classifiers else None,
+        pretrained=pretrained,
+        extra={"classifiers": classifiers, "fixed_input_size": bool(cfg.get("fixed_input_size", False)),
+               "tag": cfg.get("tag")},
+    )
+
+
+def pretrained_availability(name: str) -> str:
+    """'cached', 'remote' (weights exist but are not cached here) or 'none' (no weights published)."""
+    import timm
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(name.split(".")[0] if "." not in name else name)
+    except Exception:
+        cfg = None
+    if cfg is None:
+        return "none"
+    hub_id = getattr(cfg, "hf_hub_id", None)
+    if hub_id:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            for filename in ("model.safetensors", "pytorch_model.bin"):
+                if isinstance(try_to_load_from_cache(hub_id, filename), str):
+                    return "cached"
+        except Exception:
+            pass
+        return "remote"
+    return "remote" if getattr(cfg, "url", None) else "none"

@@ -1,0 +1,147 @@
+"""Edits to a plan's freezing: ticks on the tree, presets, patterns, types.
+
+Each function returns nothing and edits ``plan.freeze`` in place, keeping the
+selector lists minimal (no mark that repeats what its parent already implies).
+"""
+
+from __future__ import annotations
+
+from workbench.errors import PlanError
+from workbench.layer_tree import LayerNode, LayerTree
+from workbench.plan import FinetunePlan
+from workbench.resolve import SelectorMatcher, resolve_plan
+
+
+def set_frozen(plan: FinetunePlan, tree: LayerTree, path: str, frozen: bool) -> None:
+    """Freeze or unfreeze a module's whole subtree (a tick on the tree), or one parameter by name."""
+    _materialize_patterns(plan, tree)
+    node = tree.find_node(path)
+    if node is None:
+        param = tree.find_param(path)
+        if param is None:
+            raise PlanError(f"unknown module path {path!r}")
+        _drop(plan, {path})
+        if _inherited_frozen(plan, tree, tree.nodes[param.owner], include_self=True) != frozen:
+            (plan.freeze.frozen if frozen else plan.freeze.unfrozen).append(path)
+        return
+    inside = {n.path for n in tree.subtree(node)} | {tree.params[p].name for p in tree.subtree_params(node)}
+    _drop(plan, inside)
+    if _inherited_frozen(plan, tree, node, include_self=False) != frozen:
+        (plan.freeze.frozen if frozen else plan.freeze.unfrozen).append(path)
+
+
+def plan_at_epoch(plan: FinetunePlan, tree: LayerTree, epoch: int) -> FinetunePlan:
+    """A copy of the plan as it stands at the start of ``epoch`` (0-based): scheduled groups unfrozen."""
+    current = plan.copy()
+    for step in sorted(plan.unfreeze, key=lambda s: s.epoch):
+        if step.epoch > epoch:
+            break
+        for name in step.groups:
+            group = plan.group(name)
+            if group is None:
+                raise PlanError(f"[[unfreeze]] at epoch {step.epoch} names unknown group {name!r}")
+            for selector in group.modules:
+                nodes, params = SelectorMatcher(tree).match(selector, f"group {name!r}")
+                for n in nodes:
+                    set_frozen(current, tree, tree.nodes[n].path, False)
+                for p in params:
+                    set_frozen(current, tree, tree.params[p].name, False)
+    return current
+
+
+def full_finetune(plan: FinetunePlan) -> None:
+    plan.freeze.frozen.clear()
+    plan.freeze.unfrozen.clear()
+
+
+def linear_probe(plan: FinetunePlan, tree: LayerTree) -> None:
+    """Only the classifier trains."""
+    if not tree.classifier_paths:
+        raise PlanError("linear probe needs a classifier, and this model has none the workbench can identify")
+    plan.freeze.frozen[:] = [""]
+    plan.freeze.unfrozen[:] = list(tree.classifier_paths)
+
+
+def freeze_first_stages(plan: FinetunePlan, tree: LayerTree, count: int) -> None:
+    """Freeze the stem and the first ``count`` stages (timm group_matcher stages, or depth blocks)."""
+    body = [members for name, members in tree.stages if name != "head"]
+    stages_only = len(body) - 1  # body[0] is the stem
+    if count < 0 or count > stages_only:
+        raise PlanError(f"this model has {stages_only} stages after its stem; cannot freeze the first {count}")
+    full_finetune(plan)
+    if count == 0:
+        return
+    members = [p for stage in body[:count + 1] for p in stage]
+    plan.freeze.frozen[:] = tree.cover_paths(members)
+
+
+def freeze_up_to(plan: FinetunePlan, tree: LayerTree, path: str) -> None:
+    """Freeze every parameter that comes before this module in model order, and the module itself."""
+    node = tree.find_node(path)
+    if node is None:
+        raise PlanError(f"unknown module path {path!r}")
+    under = tree.subtree_params(node)
+    if not under:
+        earlier = [n for n in tree.nodes[:node.index] if n.own_params]
+        last = earlier[-1].own_params[-1] if earlier else -1
+    else:
+        last = max(under)
+    for p in tree.cover_paths(list(range(last + 1))):
+        set_frozen(plan, tree, p, True)
+
+
+def freeze_matching(plan: FinetunePlan, tree: LayerTree, pattern: str, regex: bool = False) -> int:
+    """Freeze every module whose path matches a glob (or a regex); returns how many matched."""
+    selector = f"re:{pattern}" if regex else pattern
+    nodes, params = SelectorMatcher(tree).match(selector, "freeze pattern")
+    if not nodes and not params:
+        raise PlanError(f"pattern {pattern!r} matches no module")
+    if selector not in plan.freeze.frozen:
+        plan.freeze.frozen.append(selector)
+    return len(nodes) + len(params)
+
+
+def freeze_type(plan: FinetunePlan, tree: LayerTree, type_name: str) -> int:
+    """Freeze every module of one class (e.g. ``BatchNorm2d``); returns how many."""
+    count = sum(1 for n in tree.nodes if n.type_name == type_name)
+    if not count:
+        raise PlanError(f"this model has no module of type {type_name!r}")
+    selector = f"type:{type_name}"
+    if selector not in plan.freeze.frozen:
+        plan.freeze.frozen.append(selector)
+    return count
+
+
+def _drop(plan: FinetunePlan, paths: set[str]) -> None:
+    plan.freeze.frozen[:] = [s for s in plan.freeze.frozen if s not in paths]
+    plan.freeze.unfrozen[:] = [s for s in plan.freeze.unfrozen if s not in paths]
+
+
+def _inherited_frozen(plan: FinetunePlan, tree: LayerTree, node: LayerNode, include_self: bool) -> bool:
+    """Whether a node is frozen by marks on its ancestors (and itself, if asked)."""
+    frozen, unfrozen = set(plan.freeze.frozen), set(plan.freeze.unfrozen)
+    chain = ([node] if include_self else []) + tree.ancestors(node)
+    for n in chain:
+        if n.path in unfrozen:
+            return False
+        if n.path in frozen:
+            return True
+    return False
+
+
+def _materialize_patterns(plan: FinetunePlan, tree: LayerTree) -> None:
+    """Replace glob/regex/type selectors by the exact paths they freeze, so ticks edit plain paths."""
+    matcher = SelectorMatcher(tree)
+    if not any(matcher.is_pattern(s) for s in plan.freeze.frozen + plan.freeze.unfrozen):
+        return
+    resolution = resolve_plan(tree, _freeze_only(plan))
+    frozen = [p.index for p in tree.params if not resolution.param_trainable[p.index]]
+    frozen_nodes = [n.path for n in tree.nodes if resolution.node_frozen[n.index] and not n.param_count]
+    plan.freeze.frozen[:] = tree.cover_paths(frozen) + [p for p in frozen_nodes if p]
+    plan.freeze.unfrozen[:] = []
+
+
+def _freeze_only(plan: FinetunePlan) -> FinetunePlan:
+    from dataclasses import replace
+
+    return replace(plan, groups=[], unfreeze=[], freeze=replace(plan.freeze, batchnorm="freeze"))

@@ -1,0 +1,293 @@
+"""Resolving a FinetunePlan against a LayerTree: who trains, in which group, at which LR.
+
+Pure Python over the tree's lists (no torch), linear in nodes + parameters, so the GUI
+can re-run it on every tick. ``workbench.apply`` turns the result into
+``requires_grad`` flags, BatchNorm modes and optimizer parameter groups.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from dataclasses import dataclass, field
+
+from workbench.errors import PlanError
+from workbench.layer_tree import LayerTree
+from workbench.plan import BN_POLICIES, FinetunePlan, GroupConfig
+
+TRAINABLE, FROZEN, PARTIAL = "trainable", "frozen", "partial"
+
+
+@dataclass
+class Warning_:
+    """A named plan warning; ``str()`` gives ``[code] message``."""
+
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"[{self.code}] {self.message}"
+
+
+@dataclass
+class ResolvedGroup:
+    name: str
+    lr: float
+    weight_decay: float
+    params: list[int] = field(default_factory=list)  # trainable parameter indices (optimizer members)
+    claimed: list[int] = field(default_factory=list)  # every parameter the group selects, frozen ones too
+    numel: int = 0
+    auto: bool = False  # made up by the resolver (ungrouped parameters), not in the plan
+
+
+@dataclass
+class Resolution:
+    """The plan applied to the tree, as plain lists indexed like ``tree.params`` / ``tree.nodes``."""
+
+    tree: LayerTree
+    param_trainable: list[bool]
+    param_group: list[int | None]  # optimizer group of each trainable parameter
+    param_claim: list[int | None]  # group that claims each parameter (frozen ones too)
+    node_trainable: list[int]  # trainable parameter count per subtree
+    node_state: list[str]
+    node_frozen: list[bool]  # the module's own freeze mark (inherited), whatever its params
+    bn_eval: list[int]  # BatchNorm nodes to keep in eval mode
+    groups: list[ResolvedGroup]
+    warnings: list[Warning_]
+
+    @property
+    def total_params(self) -> int:
+        return self.tree.total_params
+
+    @property
+    def trainable_params(self) -> int:
+        return self.node_trainable[0]
+
+    @property
+    def frozen_params(self) -> int:
+        return self.total_params - self.trainable_params
+
+    def node_group(self, index: int) -> str | None:
+        """The group name when every parameter under the node is claimed by one group."""
+        node = self.tree.nodes[index]
+        claims = {self.param_claim[p] for n in self.tree.subtree(node) for p in n.own_params}
+        if len(claims) == 1:
+            only = claims.pop()
+            return None if only is None else self.groups[only].name
+        return None
+
+    def summary(self) -> str:
+        total, trainable = self.total_params, self.trainable_params
+        share = 100.0 * (total - trainable) / total if total else 0.0
+        return f"{trainable:,} of {total:,} parameters trainable ({total - trainable:,} frozen, {share:.0f}% frozen)"
+
+
+class SelectorMatcher:
+    """Expands plan selectors (paths, parameter names, globs, regexes, types) against a tree."""
+
+    def __init__(self, tree: LayerTree) -> None:
+        self.tree = tree
+
+    def is_pattern(self, selector: str) -> bool:
+        return selector.startswith(("re:", "type:")) or any(c in selector for c in "*?[")
+
+    def match(self, selector: str, where: str) -> tuple[list[int], list[int]]:
+        """(node indices, parameter indices) a selector names. Unknown exact paths raise PlanError."""
+        tree = self.tree
+        if selector.startswith("type:"):
+            wanted = selector[5:]
+            return [n.index for n in tree.nodes if n.type_name == wanted], []
+        if selector.startswith("re:"):
+            try:
+                rx = re.compile(selector[3:])
+            except re.error as exc:
+                raise PlanError(f"bad regular expression {selector!r} in {where}: {exc}") from None
+            return ([n.index for n in tree.nodes if rx.fullmatch(n.path)],
+                    [p.index for p in tree.params if rx.fullmatch(p.name)])
+        if self.is_pattern(selector):
+            return ([n.index for n in tree.nodes if n.path and fnmatch.fnmatchcase(n.path, selector)],
+                    [p.index for p in tree.params if fnmatch.fnmatchcase(p.name, selector)])
+        node = tree.find_node(selector)
+        if node is not None:
+            return [node.index], []
+        param = tree.find_param(selector)
+        if param is not None:
+            return [], [param.index]
+        candidates = [n.path for n in tree.nodes if n.path] + [p.name for p in tree.params]
+        close = difflib.get_close_matches(selector, candidates, n=3)
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise PlanError(f"unknown module path {selector!r} in {where}{hint}")
+
+
+def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[GroupConfig] | None = None) -> Resolution:
+    """Resolve freezing, BatchNorm policy and groups. Raises PlanError for unknown paths or bad values.
+
+    ``default_groups`` are used when the plan has none (timm group_matcher or depth
+    groups, from ``workbench.groups.default_groups``).
+    """
+    if plan.freeze.batchnorm not in BN_POLICIES:
+        raise PlanError(f"[freeze] batchnorm must be one of {', '.join(BN_POLICIES)}, not {plan.freeze.batchnorm!r}")
+    matcher = SelectorMatcher(tree)
+    warnings: list[Warning_] = []
+    nodes, params = tree.nodes, tree.params
+
+    # 1. Freeze marks per node and per parameter: +1 unfrozen, -1 frozen; unfrozen wins ties.
+    node_mark: dict[int, bool] = {}
+    param_mark: dict[int, bool] = {}
+    for key, frozen in (("frozen", True), ("unfrozen", False)):
+        for selector in getattr(plan.freeze, key):
+            hit_nodes, hit_params = matcher.match(selector, f"[freeze] {key}")
+            if not hit_nodes and not hit_params:
+                warnings.append(Warning_("pattern-matches-nothing", f"[freeze] {key} pattern {selector!r} matches no module"))
+            for i in hit_nodes:
+                if not (frozen and node_mark.get(i) is False):
+                    node_mark[i] = frozen
+            for i in hit_params:
+                if not (frozen and param_mark.get(i) is False):
+                    param_mark[i] = frozen
+
+    node_frozen = [False] * len(nodes)
+    for node in nodes:  # pre-order: the parent is settled before its children
+        inherited = node_frozen[node.parent] if node.parent is not None else False
+        node_frozen[node.index] = node_mark.get(node.index, inherited)
+
+    train_bn = plan.freeze.batchnorm == "train"
+    param_trainable = [False] * len(params)
+    for p in params:
+        owner = nodes[p.owner]
+        if p.index in param_mark:
+            frozen = param_mark[p.index]
+        elif train_bn and owner.is_batchnorm:
+            frozen = False  # fastai's train_bn: BatchNorm keeps training inside frozen blocks
+        else:
+            frozen = node_frozen[owner.index]
+        param_trainable[p.index] = not frozen
+
+    bn_eval = []
+    if not train_bn:
+        for node in nodes:
+            if node.is_batchnorm:
+                own = node.own_params
+                if node_frozen[node.index] or (own and not any(param_trainable[p] for p in own)):
+                    bn_eval.append(node.index)
+
+    # 2. Tri-state and counts, children before parents.
+    node_trainable = [0] * len(nodes)
+    node_state = [TRAINABLE] * len(nodes)
+    has_frozen = [False] * len(nodes)
+    for node in reversed(nodes):
+        count = sum(params[p].numel for p in node.own_params if param_trainable[p])
+        frozen_here = any(not param_trainable[p] for p in node.own_params)
+        for c in node.children:
+            count += node_trainable[c]
+            frozen_here = frozen_here or has_frozen[c]
+        node_trainable[node.index] = count
+        has_frozen[node.index] = frozen_here
+        if node.param_count == 0:
+            node_state[node.index] = FROZEN if node_frozen[node.index] else TRAINABLE
+        elif count == node.param_count:
+            node_state[node.index] = TRAINABLE
+        elif count == 0:
+            node_state[node.index] = FROZEN
+        else:
+            node_state[node.index] = PARTIAL
+
+    # 3. Groups.
+    configs = plan.groups if plan.groups else (default_groups or [])
+    explicit_groups = bool(plan.groups)
+    groups = [ResolvedGroup(g.name,
+                            g.lr if g.lr is not None else plan.train.lr,
+                            g.weight_decay if g.weight_decay is not None else plan.train.weight_decay)
+              for g in configs]
+    names = [g.name for g in configs]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        raise PlanError(f"two parameter groups are named {dup!r}")
+
+    # Specificity of each group's claim on each parameter: depth of the matching selector.
+    claims: list[list[tuple[int, int]]] = [[] for _ in params]  # per param: (specificity, group)
+    for gi, config in enumerate(configs):
+        hit_any = False
+        for selector in config.modules:
+            hit_nodes, hit_params = matcher.match(selector, f"group {config.name!r}")
+            for ni in hit_nodes:
+                node = nodes[ni]
+                spec = node.depth * 2
+                for n in tree.subtree(node):
+                    for p in n.own_params:
+                        claims[p].append((spec, gi))
+                        hit_any = True
+            for pi in hit_params:
+                claims[pi].append((nodes[params[pi].owner].depth * 2 + 1, gi))
+                hit_any = True
+        if not hit_any:
+            warnings.append(Warning_("group-matches-nothing", f"group {config.name!r} selects no parameters"))
+
+    param_claim: list[int | None] = [None] * len(params)
+    overlaps: dict[tuple[int, ...], list[str]] = {}
+    for p in params:
+        options = claims[p.index]
+        if not options:
+            continue
+        best = max(options, key=lambda o: (o[0], -o[1]))
+        param_claim[p.index] = best[1]
+        distinct = sorted({g for _, g in options})
+        if len(distinct) > 1:
+            overlaps.setdefault(tuple(distinct), []).append(p.name)
+    for group_ids, names_ in overlaps.items():
+        group_names = " and ".join(repr(configs[g].name) for g in group_ids)
+        warnings.append(Warning_("param-in-two-groups",
+                                 f"{len(names_)} parameter(s) ({_few(names_)}) are selected by groups {group_names}; "
+                                 "each goes to the most specific match"))
+
+    ungrouped = [p.index for p in params if param_trainable[p.index] and param_claim[p.index] is None]
+    if ungrouped:
+        auto = ResolvedGroup("ungrouped", plan.train.lr, plan.train.weight_decay, auto=True)
+        groups.append(auto)
+        for p in ungrouped:
+            param_claim[p] = len(groups) - 1
+        if explicit_groups or configs:
+            warnings.append(Warning_("param-in-no-group",
+                                     f"{len(ungrouped)} trainable parameter(s) ({_few([params[p].name for p in ungrouped])}) "
+                                     f"are in no group; they train in group 'ungrouped' at lr={plan.train.lr:g}"))
+
+    param_group: list[int | None] = [None] * len(params)
+    for p in params:
+        gi = param_claim[p.index]
+        if gi is None:
+            continue
+        groups[gi].claimed.append(p.index)
+        if param_trainable[p.index]:
+            param_group[p.index] = gi
+            groups[gi].params.append(p.index)
+            groups[gi].numel += p.numel
+
+    scheduled = {name for step in plan.unfreeze for name in step.groups}
+    for step in plan.unfreeze:
+        for name in step.groups:
+            if name not in names:
+                raise PlanError(f"[[unfreeze]] at epoch {step.epoch} names unknown group {name!r} (groups: {', '.join(names) or 'none'})")
+            if step.epoch < 0:
+                raise PlanError(f"[[unfreeze]] epoch must be >= 0, not {step.epoch}")
+    for gi, config in enumerate(configs):
+        group = groups[gi]
+        if group.claimed and not group.params and config.name not in scheduled and (config.lr is not None and explicit_groups):
+            warnings.append(Warning_("frozen-group-with-lr",
+                                     f"group {config.name!r} has lr={config.lr:g} but all its parameters are frozen "
+                                     "and no [[unfreeze]] step unfreezes it: the LR has no effect"))
+        if group.params and config.name in scheduled:
+            first = min(s.epoch for s in plan.unfreeze if config.name in s.groups)
+            warnings.append(Warning_("unfreeze-already-trainable",
+                                     f"group {config.name!r} is scheduled to unfreeze at epoch {first} but already has "
+                                     f"{group.numel:,} trainable parameters"))
+    if tree.total_params and node_trainable[0] == 0 and not plan.unfreeze:
+        warnings.append(Warning_("nothing-trainable", "every parameter is frozen: training would change nothing"))
+
+    return Resolution(tree, param_trainable, param_group, param_claim, node_trainable, node_state,
+                      node_frozen, bn_eval, groups, warnings)
+
+
+def _few(names: list[str], limit: int = 3) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f", … {len(names) - limit} more" if len(names) > limit else "")
+

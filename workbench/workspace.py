@@ -1,0 +1,71 @@
+"""A loaded model with its layer tree and the plan being edited: what the CLI and GUI hold."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from workbench.apply import AppliedPlan, apply_plan
+from workbench.backbone import Backbone, LoadRequest
+from workbench.groups import compute_stages, default_groups
+from workbench.layer_tree import LayerTree, build_layer_tree
+from workbench.plan import FinetunePlan, GroupConfig
+from workbench.resolve import Resolution, resolve_plan
+from workbench.sources import load_backbone
+
+
+@dataclass
+class Workspace:
+    backbone: Backbone
+    tree: LayerTree
+    plan: FinetunePlan
+    project_path: Path | None = None
+    _resolution: Resolution | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_backbone(cls, backbone: Backbone, plan: FinetunePlan | None = None) -> "Workspace":
+        tree = build_tree(backbone)
+        plan = plan or FinetunePlan()
+        plan.model.num_classes = plan.model.num_classes or backbone.spec.num_classes
+        return cls(backbone, tree, plan)
+
+    @classmethod
+    def from_plan(cls, plan: FinetunePlan, project_path: Path | None = None) -> "Workspace":
+        backbone = load_backbone(request_from_plan(plan))
+        if plan.model.label_names and len(plan.model.label_names) == backbone.spec.num_classes:
+            backbone.spec.label_names = list(plan.model.label_names)
+        ws = cls.from_backbone(backbone, plan)
+        ws.project_path = project_path
+        return ws
+
+    def default_groups(self) -> list[GroupConfig]:
+        return default_groups(self.tree)
+
+    def resolve(self) -> Resolution:
+        """Resolve the current plan (cheap: pure Python over the tree's lists)."""
+        self._resolution = resolve_plan(self.tree, self.plan, self.default_groups())
+        return self._resolution
+
+    def apply(self) -> AppliedPlan:
+        return apply_plan(self.backbone.module, self.resolve())
+
+
+def request_from_plan(plan: FinetunePlan) -> LoadRequest:
+    model = plan.model
+    ref = model.name
+    if model.source in ("onnx", "checkpoint"):
+        ref = str(plan.resolve_path(model.name))
+    return LoadRequest(ref=ref, source=model.source, arch=model.arch, pretrained=model.pretrained,
+                       num_classes=model.num_classes, input_size=model.input_size, mean=model.mean, std=model.std)
+
+
+def build_tree(backbone: Backbone) -> LayerTree:
+    """Layer tree with output shapes from one batch-1 forward pass at the spec's input size."""
+    import torch
+
+    spec = backbone.spec
+    example = torch.randn(1, *spec.input_size)
+    classifiers = spec.extra.get("classifiers") or ([spec.classifier] if spec.classifier else [])
+    tree = build_layer_tree(backbone.module, example, model_name=spec.architecture, classifier_paths=classifiers)
+    compute_stages(backbone.module, tree)
+    return tree
