@@ -1,0 +1,387 @@
+"""Turn an ONNX file into a trainable PyTorch module, checked against onnxruntime.
+
+Pipeline: read and validate the file, check operator coverage, apply rewrite passes
+(each validated with onnxruntime before/after), convert with onnx2torch, then make
+every weight an ``nn.Parameter``, adapt NHWC input, find the classifier and compare
+the result with onnxruntime on the original file.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from workbench.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnx
+    import torch.nn as nn
+
+_FLOAT = 1  # onnx.TensorProto.FLOAT
+_CHANNEL_COUNTS = (1, 3, 4)
+_BATCH_HELP = (
+    "re-export it with a dynamic batch axis, e.g. torch.onnx.export(model, x, f, dynamo=False, "
+    "input_names=['input'], dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}}) "
+    "or dynamo=True with dynamic_shapes={'x': {0: torch.export.Dim('batch')}}"
+)
+
+
+@dataclass
+class OnnxImport:
+    """The converted module and everything learnt about the file on the way."""
+
+    module: "nn.Module"
+    input_size: tuple[int, int, int]
+    num_classes: int
+    classifier: str | None
+    metadata: dict[str, str]
+    notices: list[str] = field(default_factory=list)
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def read_onnx(path: Path) -> "onnx.ModelProto":
+    """Load an ONNX file (with external data), or raise a ModelLoadError naming it."""
+    import onnx
+
+    if not path.is_file():
+        raise ModelLoadError(f"file not found: {path}")
+    try:
+        model = onnx.load(str(path))
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ModelLoadError(f"{path} is not a valid ONNX model (could not parse it: {reason})") from exc
+    if not model.graph.node or not model.graph.output or not model.opset_import:
+        raise ModelLoadError(f"{path} is not a valid ONNX model (no graph, outputs or opset in the file)")
+    return model
+
+
+def check_onnx(model: "onnx.ModelProto", path: Path) -> None:
+    import onnx
+
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())
+        raise ModelLoadError(f"{path} is not a valid ONNX model (checker: {reason})") from exc
+
+
+def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_classes: int | None = None) -> OnnxImport:
+    """Convert the ONNX file at ``path``; see the module docstring for the steps."""
+    import numpy as np
+    import torch
+
+    from plugins.onnx_coverage import convertible_opset, opset_of, unsupported_ops
+    from plugins.onnx_ort import max_abs_diff, try_run_onnxruntime, within_tolerance
+    from plugins.onnx_passes import real_inputs, rename_nodes
+
+    original = read_onnx(path)
+    name = path.name
+    metadata = {prop.key: prop.value for prop in original.metadata_props}
+    op_counts = Counter(node.op_type for node in original.graph.node)
+    report: dict[str, Any] = {
+        "ir_version": int(original.ir_version),
+        "opset": opset_of(original),
+        "op_types": dict(sorted(op_counts.items())),
+    }
+    notices: list[str] = []
+
+    never = _never_convertible(original)
+    if never:
+        raise ModelLoadError(f"{name}: unsupported operators (no PyTorch converter in onnx2torch): {', '.join(never)}")
+    check_onnx(original, path)
+
+    graph_input = _single_image_input(original, name)
+    dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in graph_input.type.tensor_type.shape.dim]
+    nhwc = _is_nhwc(original, graph_input.name, dims)
+    size = _resolve_input_size(dims, nhwc, input_size, metadata, name, graph_input.name)
+    batch = dims[0] or 1
+    channels, height, width = size
+    file_dims = [None, height, width, channels] if nhwc else [None, channels, height, width]
+    rng = np.random.default_rng(0)
+    feed_shape = (batch, height, width, channels) if nhwc else (batch, channels, height, width)
+    feed = rng.standard_normal(feed_shape).astype(np.float32)
+
+    # Named first: version_converter drops the node metadata the names come from.
+    runner = _PassRunner(rename_nodes(original), feed, graph_input.name)
+    runner.apply("strip_initializer_inputs", _pass("strip_initializer_inputs"))
+    if any(d is None for d in dims[1:]):
+        runner.apply("fix_input_size", lambda m: _set_dims(m, file_dims))
+    runner.apply("fold_constants", _pass("fold_constants"))
+    runner.apply("remove_identity", _pass("remove_identity"))
+
+    target = convertible_opset(runner.model)
+    if target is None:
+        missing = unsupported_ops(runner.model, opset_of(runner.model))
+        raise ModelLoadError(f"{name}: unsupported operators (no PyTorch converter in onnx2torch at any opset): {', '.join(missing)}")
+    if target != opset_of(runner.model):
+        source_opset = opset_of(runner.model)
+        applied = runner.apply(f"convert_opset_{source_opset}_to_{target}", lambda m: _convert_opset(m, target))
+        if not applied:
+            missing = unsupported_ops(runner.model, source_opset)
+            raise ModelLoadError(
+                f"{name}: operators {', '.join(missing)} need opset {target} for conversion, "
+                f"but onnx.version_converter could not move the graph there ({runner.last_failure})"
+            )
+        runner.apply("fold_constants", _pass("fold_constants"))
+    runner.apply("explicit_auto_pad", _pass("explicit_auto_pad"))
+    runner.apply("matmul_add_to_gemm", _pass("matmul_add_to_gemm"))
+
+    missing = unsupported_ops(runner.model, opset_of(runner.model))
+    if missing:
+        raise ModelLoadError(f"{name}: unsupported operators (no PyTorch converter in onnx2torch): {', '.join(missing)}")
+
+    model = rename_nodes(runner.model)
+    op_types = {node.name: node.op_type for node in model.graph.node}
+    module = _convert(model, name, runner.rejected)
+
+    from plugins.onnx_trainable import adapt_nhwc_input, find_classifier, promote_constants, replace_linear_head, strip_final_softmax
+
+    if _keep_first_output(module):
+        notices.append(f"{name} has several outputs; using the first as the logits")
+    if strip_final_softmax(module, op_types):
+        notices.append("removed the final Softmax so the module returns logits")
+    if nhwc:
+        adapt_nhwc_input(module, op_types)
+        notices.append("the file takes NHWC input; adapted the module to take NCHW")
+    promotion = promote_constants(module, op_types)
+    module.eval()
+
+    _check_batch(module, size, name)
+
+    torch_input = feed.transpose(0, 3, 1, 2).copy() if nhwc else feed
+    with torch.no_grad():
+        torch_out = module(torch.from_numpy(torch_input)).numpy()
+    reference = try_run_onnxruntime(original, feed, graph_input.name)
+    parity = None if reference is None else max_abs_diff(reference, torch_out)
+    if reference is None:
+        notices.append("onnxruntime could not run the original file; parity with it is unchecked")
+    elif not within_tolerance(reference, parity):
+        notices.append(f"converted module differs from onnxruntime by up to {parity:.3g}: check it before training")
+
+    file_classes = int(torch_out.shape[-1])
+    classifier = find_classifier(module, op_types)
+    final_classes = file_classes
+    if num_classes is not None and num_classes != file_classes:
+        if classifier is None:
+            raise ModelLoadError(f"cannot change num_classes of {name}: no classifier layer found before the output")
+        replace_linear_head(module, classifier, num_classes)
+        final_classes = _check_head(module, size, num_classes, name)
+        notices.append(f"replaced classifier {classifier!r} ({file_classes} classes) with a new Linear for {num_classes} classes")
+
+    for p in module.parameters():
+        p.requires_grad_(True)
+    trainable = [p for p in module.parameters() if p.requires_grad]
+    bn_count = op_counts.get("BatchNormalization", 0)
+    report.update(
+        trainable_tensors=len(trainable),
+        trainable_params=int(sum(p.numel() for p in trainable)),
+        promoted_to_parameters=promotion.promoted,
+        constant_buffers=promotion.constant_buffers,
+        batchnorm=f"present: {bn_count} BatchNormalization nodes" if bn_count
+        else "none in graph: folded into convolutions at export, or never present",
+        input_layout="NHWC (adapted: the module takes NCHW)" if nhwc else "NCHW",
+        passes=runner.applied,
+        rejected_passes=runner.rejected,
+        parity_max_abs_diff=parity,
+    )
+    if runner.applied:
+        notices.append("applied graph passes: " + ", ".join(p["name"] for p in runner.applied))
+    for rejected in runner.rejected:
+        notices.append(f"skipped pass {rejected['name']}: {rejected['reason']}")
+    if promotion.promoted:
+        notices.append(f"made {len(promotion.promoted)} constant weight tensor(s) trainable")
+    return OnnxImport(module, size, final_classes, classifier, metadata, notices, report)
+
+
+class _PassRunner:
+    """Applies rewrite passes, keeping each only if onnxruntime gives the same output after it."""
+
+    def __init__(self, model: "onnx.ModelProto", feed: "np.ndarray", input_name: str) -> None:
+        from plugins.onnx_ort import try_run_onnxruntime
+
+        self.model = model
+        self.feed = feed
+        self.input_name = input_name
+        self.reference = try_run_onnxruntime(model, feed, input_name)
+        self.applied: list[dict[str, Any]] = []
+        self.rejected: list[dict[str, Any]] = []
+        self.last_failure = ""
+
+    def apply(self, name: str, rewrite: Callable[["onnx.ModelProto"], "onnx.ModelProto | None"]) -> bool:
+        """Run one pass; True when it changed the model and passed validation."""
+        from plugins.onnx_ort import max_abs_diff, try_run_onnxruntime, within_tolerance
+
+        try:
+            new = rewrite(self.model)
+        except Exception as exc:
+            return self._reject(name, f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}")
+        if new is None:
+            return False
+        after = try_run_onnxruntime(new, self.feed, self.input_name)
+        if self.reference is None:
+            diff = None  # onnxruntime cannot run this graph: nothing to validate against
+            self.reference = after
+        elif after is None:
+            return self._reject(name, "onnxruntime cannot run the rewritten graph")
+        else:
+            diff = max_abs_diff(self.reference, after)
+            if not within_tolerance(self.reference, diff):
+                return self._reject(name, f"changed the output by {diff:.3g}")
+        self.model = new
+        self.applied.append({"name": name, "max_abs_diff": diff})
+        return True
+
+    def _reject(self, name: str, reason: str) -> bool:
+        self.rejected.append({"name": name, "reason": reason})
+        self.last_failure = reason
+        return False
+
+
+def _pass(name: str) -> Callable[["onnx.ModelProto"], "onnx.ModelProto | None"]:
+    import plugins.onnx_passes as passes
+
+    return getattr(passes, name)
+
+
+def _set_dims(model: "onnx.ModelProto", dims: list[int | None]) -> "onnx.ModelProto | None":
+    from plugins.onnx_passes import set_input_dims
+
+    return set_input_dims(model, dims)
+
+
+def _convert_opset(model: "onnx.ModelProto", target: int) -> "onnx.ModelProto | None":
+    from plugins.onnx_passes import convert_opset
+
+    return convert_opset(model, target)
+
+
+def _never_convertible(model: "onnx.ModelProto") -> list[str]:
+    """Labels of ops that no opset change or constant folding can make convertible."""
+    from plugins.onnx_coverage import ONNX_DOMAINS, _label, ever_convertible
+
+    constant = {init.name for init in model.graph.initializer}
+    found: set[str] = set()
+    for node in model.graph.node:
+        inputs = [name for name in node.input if name]
+        if node.domain in ONNX_DOMAINS and all(name in constant for name in inputs) and (inputs or node.op_type == "Constant"):
+            constant.update(node.output)  # foldable: it will not reach the converter
+            continue
+        if not ever_convertible(node.op_type, node.domain):
+            found.add(_label(model, node.op_type, node.domain))
+    return sorted(found)
+
+
+def _single_image_input(model: "onnx.ModelProto", name: str) -> "onnx.ValueInfoProto":
+    from plugins.onnx_passes import real_inputs
+
+    inputs = real_inputs(model)
+    if len(inputs) != 1:
+        names = ", ".join(repr(value.name) for value in inputs)
+        raise ModelLoadError(f"{name}: expected one image input, the graph has {len(inputs)} ({names})")
+    value = inputs[0]
+    tensor_type = value.type.tensor_type
+    if tensor_type.elem_type != _FLOAT:
+        raise ModelLoadError(f"{name}: input {value.name!r} is not float32 (ONNX elem_type {tensor_type.elem_type}); only float32 image inputs are supported")
+    if not tensor_type.HasField("shape") or len(tensor_type.shape.dim) != 4:
+        rank = len(tensor_type.shape.dim) if tensor_type.HasField("shape") else "unknown"
+        raise ModelLoadError(f"{name}: input {value.name!r} must be a 4-D image batch, its rank is {rank}")
+    return value
+
+
+def _is_nhwc(model: "onnx.ModelProto", input_name: str, dims: list[int | None]) -> bool:
+    """TensorFlow-style input: channels last, or only consumed by a Transpose to NCHW."""
+    from onnx import helper
+
+    consumers = [node for node in model.graph.node if input_name in node.input]
+    if consumers and all(
+        node.op_type == "Transpose"
+        and [list(helper.get_attribute_value(a)) for a in node.attribute if a.name == "perm"] == [[0, 3, 1, 2]]
+        for node in consumers
+    ):
+        return True
+    return dims[3] in _CHANNEL_COUNTS and dims[1] is not None and dims[1] not in _CHANNEL_COUNTS
+
+
+def _resolve_input_size(
+    dims: list[int | None], nhwc: bool, requested: tuple[int, int, int] | None,
+    metadata: dict[str, str], name: str, input_name: str,
+) -> tuple[int, int, int]:
+    """(C, H, W): the request's, else the file's fixed dims, else the file's metadata."""
+    import json
+
+    file_size = (dims[3], dims[1], dims[2]) if nhwc else (dims[1], dims[2], dims[3])
+    if requested is not None:
+        requested = tuple(int(v) for v in requested)  # type: ignore[assignment]
+        clash = [f"{label}={fixed} (asked {asked})" for label, fixed, asked in zip("CHW", file_size, requested) if fixed is not None and fixed != asked]
+        if clash:
+            raise ModelLoadError(f"{name}: the file fixes its input size to {', '.join(clash)}; drop --input-size or re-export the model")
+        return requested  # type: ignore[return-value]
+    if all(v is not None for v in file_size):
+        return file_size  # type: ignore[return-value]
+    if "input_size" in metadata:
+        try:
+            meta_size = tuple(int(v) for v in json.loads(metadata["input_size"]))
+        except (ValueError, TypeError):
+            meta_size = ()
+        if len(meta_size) == 3:
+            return meta_size  # type: ignore[return-value]
+    shown = ["N"] + ["?" if v is None else str(v) for v in dims[1:]]
+    raise ModelLoadError(
+        f"{name}: input {input_name!r} has no fixed size ([{', '.join(shown)}]); "
+        "give it with --input-size C,H,W or input_size = [C, H, W] under [model] in the project file"
+    )
+
+
+def _convert(model: "onnx.ModelProto", name: str, rejected: list[dict[str, Any]]) -> "nn.Module":
+    from onnx2torch import convert
+
+    try:
+        return convert(model)
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:300] or type(exc).__name__
+        hint = "; skipped passes: " + ", ".join(r["name"] for r in rejected) if rejected else ""
+        raise ModelLoadError(f"{name}: onnx2torch could not convert the graph ({type(exc).__name__}: {reason}){hint}") from exc
+
+
+def _keep_first_output(module: "nn.Module") -> bool:
+    graph = module.graph  # type: ignore[attr-defined]
+    output = next(node for node in graph.nodes if node.op == "output")
+    value = output.args[0]
+    if isinstance(value, (tuple, list)):
+        output.args = (value[0],)
+        graph.eliminate_dead_code()
+        module.recompile()  # type: ignore[operator]
+        return True
+    return False
+
+
+def _check_batch(module: "nn.Module", size: tuple[int, int, int], name: str) -> None:
+    """The module must map (N, C, H, W) to (N, classes) for N > 1, sample by sample."""
+    import torch
+
+    x = torch.randn(2, *size, generator=torch.Generator().manual_seed(1))
+    try:
+        with torch.no_grad():
+            both = module(x)
+            first = module(x[:1])
+    except Exception as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise ModelLoadError(f"{name} fails on a batch of 2 ({reason}): the graph likely hard-codes batch size 1; {_BATCH_HELP}") from exc
+    if not isinstance(both, torch.Tensor) or both.dim() != 2:
+        shape = tuple(both.shape) if isinstance(both, torch.Tensor) else type(both).__name__
+        raise ModelLoadError(f"{name}: expected logits of shape (N, num_classes), the output has shape {shape}")
+    if both.shape[0] != 2 or not torch.allclose(both[:1], first, rtol=1e-4, atol=1e-4):
+        raise ModelLoadError(f"{name} mixes samples across the batch (output {tuple(both.shape)} for 2 inputs): it hard-codes batch size 1; {_BATCH_HELP}")
+
+
+def _check_head(module: "nn.Module", size: tuple[int, int, int], num_classes: int, name: str) -> int:
+    import torch
+
+    with torch.no_grad():
+        out = module(torch.zeros(2, *size))
+    if tuple(out.shape) != (2, num_classes):
+        raise ModelLoadError(f"{name}: after replacing the classifier the output has shape {tuple(out.shape)}, not (N, {num_classes})")
+    return num_classes
