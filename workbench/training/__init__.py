@@ -1,0 +1,1 @@
+"""Training: the Trainer generator, its reports, optimizers/schedulers and checkpoints."""
