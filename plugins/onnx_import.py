@@ -127,6 +127,7 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
             )
         runner.apply("fold_constants", _pass("fold_constants"))
     runner.apply("explicit_auto_pad", _pass("explicit_auto_pad"))
+    runner.apply("split_asymmetric_conv_pads", _pass("split_asymmetric_conv_pads"))
     runner.apply("matmul_add_to_gemm", _pass("matmul_add_to_gemm"))
 
     missing = unsupported_ops(runner.model, opset_of(runner.model))

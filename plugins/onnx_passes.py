@@ -87,7 +87,7 @@ def fold_constants(model: "onnx.ModelProto") -> "onnx.ModelProto | None":
             and all(name in values for name in inputs)
             and not any(out in graph_outputs for out in node.output)
         )
-        outputs = _evaluate_node(node, values, opsets) if foldable else None
+        outputs = _evaluate_node(node, values, opsets, max(model.ir_version, 4)) if foldable else None
         if outputs is None:
             kept_nodes.append(node)
             continue
@@ -106,7 +106,8 @@ def fold_constants(model: "onnx.ModelProto") -> "onnx.ModelProto | None":
     return new
 
 
-def _evaluate_node(node: "onnx.NodeProto", values: dict[str, "np.ndarray"], opsets: dict[str, int]) -> list["np.ndarray"] | None:
+def _evaluate_node(node: "onnx.NodeProto", values: dict[str, "np.ndarray"], opsets: dict[str, int], ir_version: int) -> list["np.ndarray"] | None:
+    """The node's outputs for constant inputs: onnxruntime first, onnx's reference evaluator as fallback."""
     import numpy as np
     from onnx import helper, numpy_helper
     from onnx.reference import ReferenceEvaluator
@@ -119,9 +120,15 @@ def _evaluate_node(node: "onnx.NodeProto", values: dict[str, "np.ndarray"], opse
     graph_outputs = [helper.make_empty_tensor_value_info(name) for name in node.output if name]
     graph = helper.make_graph([node], "fold", graph_inputs, graph_outputs)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
-    try:
-        results = ReferenceEvaluator(model).run(None, feeds)
-    except Exception:  # an op the reference evaluator lacks, or odd attributes: leave the node alone
+    model.ir_version = ir_version
+    results = None
+    for evaluate in (_run_with_onnxruntime, lambda m, f: ReferenceEvaluator(m).run(None, f)):
+        try:
+            results = evaluate(model, feeds)
+            break
+        except Exception:  # an op this evaluator lacks, or odd attributes: try the next, else keep the node
+            continue
+    if results is None:
         return None
     arrays = []
     for result in results:
@@ -133,6 +140,15 @@ def _evaluate_node(node: "onnx.NodeProto", values: dict[str, "np.ndarray"], opse
             return None
         arrays.append(result)
     return arrays
+
+
+def _run_with_onnxruntime(model: "onnx.ModelProto", feeds: dict[str, "np.ndarray"]) -> list["np.ndarray"]:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return session.run(None, feeds)
 
 
 def _drop_unused_initializers(model: "onnx.ModelProto") -> None:
@@ -265,6 +281,50 @@ def explicit_auto_pad(model: "onnx.ModelProto") -> "onnx.ModelProto | None":
         del node.attribute[:]
         node.attribute.extend(attrs)
         node.attribute.append(helper.make_attribute("pads", begins + ends))
+    return new
+
+
+def split_asymmetric_conv_pads(model: "onnx.ModelProto") -> "onnx.ModelProto | None":
+    """Move asymmetric Conv padding into a ``Pad`` node before the Conv.
+
+    onnx2torch would wrap such a Conv in ``nn.Sequential(pad, conv)``, so its weight's path
+    would read ``conv.1.weight``; a separate Pad keeps it at ``conv.weight``.
+    """
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    from plugins.onnx_coverage import opset_of
+
+    def asymmetric(node: "onnx.NodeProto") -> bool:
+        pads = _attr(node, "pads", None)
+        return node.op_type == "Conv" and bool(pads) and list(pads[: len(pads) // 2]) != list(pads[len(pads) // 2 :])
+
+    if not any(asymmetric(node) for node in model.graph.node):
+        return None
+    new = _copy(model)
+    opset = opset_of(new)
+    nodes = []
+    for node in new.graph.node:
+        if not asymmetric(node):
+            nodes.append(node)
+            continue
+        pads = list(_attr(node, "pads", None))
+        half = len(pads) // 2
+        full = [0, 0, *pads[:half], 0, 0, *pads[half:]]
+        padded = f"{node.input[0]}_{node.name}_padded"
+        if opset >= 11:
+            pads_name = f"{node.name}_pads"
+            new.graph.initializer.append(numpy_helper.from_array(np.array(full, np.int64), pads_name))
+            nodes.append(helper.make_node("Pad", [node.input[0], pads_name], [padded], name=f"{node.name}_pad"))
+        else:
+            nodes.append(helper.make_node("Pad", [node.input[0]], [padded], pads=full, name=f"{node.name}_pad"))
+        node.input[0] = padded
+        attrs = [a for a in node.attribute if a.name != "pads"]
+        del node.attribute[:]
+        node.attribute.extend(attrs)
+        nodes.append(node)
+    del new.graph.node[:]
+    new.graph.node.extend(nodes)
     return new
 
 

@@ -1,0 +1,251 @@
+"""Builders for the ONNX files the importer must handle, written into a test's tmp_path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+from onnx import TensorProto, helper, numpy_helper
+
+# ONNX IR version onnxruntime expects with each opset (helper.make_model would write the newest).
+_IR_FOR_OPSET = {9: 4, 17: 8, 18: 8, 19: 9, 20: 9, 21: 10}
+
+
+class SmallCNN(nn.Module):
+    """conv + BN + relu + pool + conv + global pool + linear."""
+
+    def __init__(self, num_classes: int = 5) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(8, 16, 3, padding=1)
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.pool(torch.relu(self.bn1(self.conv1(x))))
+        x = torch.relu(self.conv2(x)).mean((2, 3))
+        return self.fc(x)
+
+
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    model = SmallCNN()
+    with torch.no_grad():  # non-trivial BN statistics, so a wrong BN conversion shows in parity
+        model.bn1.running_mean.uniform_(-0.5, 0.5)
+        model.bn1.running_var.uniform_(0.5, 1.5)
+        model.bn1.weight.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def export_torch(model: nn.Module, path: Path, opset: int, size: int = 16, keep_bn: bool = True, **kwargs) -> Path:
+    """Export with the TorchScript exporter and a dynamic batch axis."""
+    x = torch.randn(1, 3, size, size)
+    torch.onnx.export(
+        model, (x,), str(path), dynamo=False, opset_version=opset,
+        input_names=["input"], output_names=["logits"],
+        dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+        do_constant_folding=not keep_bn, **kwargs,
+    )
+    return path
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(model, str(path))
+    return path
+
+
+def make_model(nodes: list, initializers: list, input_shape: list, output_shape: list, opset: int = 17,
+               extra_opsets: dict[str, int] | None = None, check: bool = True) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        nodes, "case",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, input_shape)],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, output_shape)],
+        initializer=initializers,
+    )
+    opsets = [helper.make_opsetid("", opset)] + [helper.make_opsetid(d, v) for d, v in (extra_opsets or {}).items()]
+    model = helper.make_model(graph, opset_imports=opsets)
+    model.ir_version = _IR_FOR_OPSET.get(opset, 8)
+    if check:
+        onnx.checker.check_model(model)
+    return model
+
+
+def weight(name: str, shape: list[int], seed: int, scale: float = 0.3) -> onnx.TensorProto:
+    array = (np.random.default_rng(seed).standard_normal(shape) * scale).astype(np.float32)
+    return numpy_helper.from_array(array, name)
+
+
+def constant_node(output: str, tensor: onnx.TensorProto, name: str) -> onnx.NodeProto:
+    return helper.make_node("Constant", [], [output], value=tensor, name=name)
+
+
+def _head(features: str, in_features: int, classes: int = 5, prefix: str = "/fc") -> tuple[list, list]:
+    nodes = [
+        helper.make_node("GlobalAveragePool", [features], ["gap"], name="/pool/GlobalAveragePool"),
+        helper.make_node("Flatten", ["gap"], ["flat"], axis=1, name="/flatten/Flatten"),
+        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], transB=1, name=f"{prefix}/Gemm"),
+    ]
+    return nodes, [weight("fc.weight", [classes, in_features], 10), weight("fc.bias", [classes], 11)]
+
+
+def constant_weights_model() -> onnx.ModelProto:
+    """Conv and classifier weights stored in Constant nodes instead of initializers."""
+    nodes = [
+        constant_node("conv.weight", weight("cw", [8, 3, 3, 3], 1), "/conv/Constant"),
+        constant_node("conv.bias", weight("cb", [8], 2), "/conv/Constant_1"),
+        helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["c"], pads=[1, 1, 1, 1], name="/conv/Conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="/act/Relu"),
+        constant_node("fc.weight", weight("fw", [5, 8], 3), "/fc/Constant"),
+        constant_node("fc.bias", weight("fb", [5], 4), "/fc/Constant_1"),
+        helper.make_node("GlobalAveragePool", ["r"], ["gap"], name="/pool/GlobalAveragePool"),
+        helper.make_node("Flatten", ["gap"], ["flat"], axis=1, name="/flatten/Flatten"),
+        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], transB=1, name="/fc/Gemm"),
+    ]
+    return make_model(nodes, [], ["N", 3, 12, 12], ["N", 5])
+
+
+def dequantized_weights_model() -> onnx.ModelProto:
+    """Conv and classifier weights computed at runtime from int8 initializers by DequantizeLinear."""
+    rng = np.random.default_rng(5)
+    conv_q = numpy_helper.from_array(rng.integers(-127, 127, [8, 3, 3, 3]).astype(np.int8), "conv.weight_q")
+    conv_scale = numpy_helper.from_array(np.linspace(0.002, 0.01, 8).astype(np.float32), "conv.scale")
+    conv_zero = numpy_helper.from_array(np.zeros(8, np.int8), "conv.zero")
+    fc_q = numpy_helper.from_array(rng.integers(-127, 127, [5, 8]).astype(np.int8), "fc.weight_q")
+    fc_scale = numpy_helper.from_array(np.array(0.01, np.float32), "fc.scale")
+    fc_zero = numpy_helper.from_array(np.array(3, np.int8), "fc.zero")
+    nodes = [
+        helper.make_node("DequantizeLinear", ["conv.weight_q", "conv.scale", "conv.zero"], ["conv.weight"], axis=0, name="/conv/DequantizeLinear"),
+        helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["c"], pads=[1, 1, 1, 1], name="/conv/Conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="/act/Relu"),
+        helper.make_node("DequantizeLinear", ["fc.weight_q", "fc.scale", "fc.zero"], ["fc.weight"], name="/fc/DequantizeLinear"),
+        helper.make_node("GlobalAveragePool", ["r"], ["gap"], name="/pool/GlobalAveragePool"),
+        helper.make_node("Flatten", ["gap"], ["flat"], axis=1, name="/flatten/Flatten"),
+        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], transB=1, name="/fc/Gemm"),
+    ]
+    inits = [conv_q, conv_scale, conv_zero, weight("conv.bias", [8], 6), fc_q, fc_scale, fc_zero, weight("fc.bias", [5], 7)]
+    return make_model(nodes, inits, ["N", 3, 12, 12], ["N", 5])
+
+
+def auto_pad_model() -> onnx.ModelProto:
+    """SAME_UPPER / SAME_LOWER on Conv, MaxPool and AveragePool, with odd (asymmetric) total padding."""
+    nodes = [
+        helper.make_node("Conv", ["input", "conv1.weight", "conv1.bias"], ["c1"], kernel_shape=[3, 3], strides=[2, 2], auto_pad="SAME_UPPER", name="/conv1/Conv"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="/act1/Relu"),
+        helper.make_node("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[1, 1], auto_pad="SAME_LOWER", name="/pool1/MaxPool"),
+        helper.make_node("Conv", ["p1", "conv2.weight"], ["c2"], kernel_shape=[2, 2], auto_pad="SAME_LOWER", name="/conv2/Conv"),
+        helper.make_node("AveragePool", ["c2"], ["p2"], kernel_shape=[3, 3], strides=[1, 1], auto_pad="SAME_UPPER", name="/pool2/AveragePool"),
+    ]
+    head_nodes, head_inits = _head("p2", 8)
+    inits = [weight("conv1.weight", [8, 3, 3, 3], 1), weight("conv1.bias", [8], 2), weight("conv2.weight", [8, 8, 2, 2], 3)]
+    return make_model(nodes + head_nodes, inits + head_inits, ["N", 3, 10, 10], ["N", 5])
+
+
+def matmul_weights_model() -> onnx.ModelProto:
+    """A layer-scale Mul, a token MatMul+Add on 3-D activations and a MatMul+Add classifier."""
+    nodes = [
+        helper.make_node("Conv", ["input", "stem.weight", "stem.bias"], ["c"], pads=[1, 1, 1, 1], name="/stem/Conv"),
+        helper.make_node("Mul", ["c", "ls.gamma"], ["scaled"], name="/ls/Mul"),
+        helper.make_node("Mul", ["scaled", "half"], ["halved"], name="/act/Mul"),
+        helper.make_node("Relu", ["halved"], ["r"], name="/act/Relu"),
+        helper.make_node("Reshape", ["r", "tokens_shape"], ["tokens_cf"], name="/tokens/Reshape"),
+        helper.make_node("Transpose", ["tokens_cf"], ["tokens"], perm=[0, 2, 1], name="/tokens/Transpose"),
+        helper.make_node("MatMul", ["tokens", "mlp.weight"], ["mm"], name="/mlp/MatMul"),
+        helper.make_node("Add", ["mm", "mlp.bias"], ["mlp_out"], name="/mlp/Add"),
+        helper.make_node("ReduceMean", ["mlp_out"], ["pooled"], axes=[1], keepdims=0, name="/pool/ReduceMean"),
+        helper.make_node("MatMul", ["pooled", "head.weight"], ["hm"], name="/head/MatMul"),
+        helper.make_node("Add", ["hm", "head.bias"], ["logits"], name="/head/Add"),
+    ]
+    inits = [
+        weight("stem.weight", [8, 3, 3, 3], 1), weight("stem.bias", [8], 2),
+        numpy_helper.from_array(np.linspace(0.5, 1.5, 8, dtype=np.float32).reshape(1, 8, 1, 1), "ls.gamma"),
+        numpy_helper.from_array(np.array(0.5, np.float32), "half"),
+        numpy_helper.from_array(np.array([0, 8, -1], np.int64), "tokens_shape"),
+        weight("mlp.weight", [8, 12], 3), weight("mlp.bias", [12], 4),
+        weight("head.weight", [12, 5], 5), weight("head.bias", [5], 6),
+    ]
+    return make_model(nodes, inits, ["N", 3, 8, 8], ["N", 5])
+
+
+def nhwc_model(normalise_first: bool) -> onnx.ModelProto:
+    """TensorFlow-style input [N, H, W, 3] with a Transpose to NCHW inside.
+
+    With ``normalise_first`` the input is normalised (Sub/Div over channels) in NHWC before the Transpose.
+    """
+    nodes, inits = [], []
+    source = "input"
+    if normalise_first:
+        nodes += [
+            helper.make_node("Sub", ["input", "mean"], ["centred"], name="/norm/Sub"),
+            helper.make_node("Div", ["centred", "std"], ["normed"], name="/norm/Div"),
+        ]
+        inits += [
+            numpy_helper.from_array(np.array([0.4, 0.5, 0.6], np.float32), "mean"),
+            numpy_helper.from_array(np.array([0.2, 0.25, 0.3], np.float32), "std"),
+        ]
+        source = "normed"
+    nodes += [
+        helper.make_node("Transpose", [source], ["nchw"], perm=[0, 3, 1, 2], name="/to_nchw/Transpose"),
+        helper.make_node("Conv", ["nchw", "conv.weight", "conv.bias"], ["c"], pads=[1, 1, 1, 1], name="/conv/Conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="/act/Relu"),
+    ]
+    head_nodes, head_inits = _head("r", 8)
+    inits += [weight("conv.weight", [8, 3, 3, 3], 1), weight("conv.bias", [8], 2)]
+    return make_model(nodes + head_nodes, inits + head_inits, ["N", 14, 12, 3], ["N", 5])
+
+
+def strip_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Remove value_info and make every input dim symbolic, as some exporters and tools do."""
+    stripped = onnx.ModelProto()
+    stripped.CopyFrom(model)
+    del stripped.graph.value_info[:]
+    for dim, label in zip(stripped.graph.input[0].type.tensor_type.shape.dim, ["N", "C", "H", "W"]):
+        dim.Clear()
+        dim.dim_param = label
+    return stripped
+
+
+def with_metadata(model: onnx.ModelProto, **values: object) -> onnx.ModelProto:
+    """Metadata in the form our ONNX exporter writes: JSON strings under fixed keys."""
+    helper.set_model_props(model, {key: json.dumps(value) for key, value in values.items()})
+    return model
+
+
+def upgrade_opset(model: onnx.ModelProto, opset: int) -> onnx.ModelProto:
+    from onnx import version_converter
+
+    upgraded = version_converter.convert_version(model, opset)
+    upgraded.ir_version = _IR_FOR_OPSET[opset]
+    return upgraded
+
+
+def unsupported_ops_model() -> onnx.ModelProto:
+    """A custom-domain op and a standard op onnx2torch lacks (Hardmax)."""
+    nodes = [
+        helper.make_node("Conv", ["input", "conv.weight"], ["c"], name="/conv/Conv"),
+        helper.make_node("Warp", ["c"], ["w"], domain="com.acme", name="/warp/Warp"),
+        helper.make_node("GlobalAveragePool", ["w"], ["gap"], name="/pool/GlobalAveragePool"),
+        helper.make_node("Flatten", ["gap"], ["flat"], axis=1, name="/flatten/Flatten"),
+        helper.make_node("Hardmax", ["flat"], ["logits"], name="/hardmax/Hardmax"),
+    ]
+    return make_model(nodes, [weight("conv.weight", [4, 3, 3, 3], 1)], ["N", 3, 8, 8], ["N", 4],
+                      extra_opsets={"com.acme": 1}, check=False)
+
+
+def fixed_batch_model() -> onnx.ModelProto:
+    """A Reshape to the constant shape [1, -1] before the classifier: batch 1 only."""
+    nodes = [
+        helper.make_node("Conv", ["input", "conv.weight"], ["c"], name="/conv/Conv"),
+        helper.make_node("Reshape", ["c", "flat_shape"], ["flat"], name="/flatten/Reshape"),
+        helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], transB=1, name="/fc/Gemm"),
+    ]
+    inits = [
+        weight("conv.weight", [2, 3, 3, 3], 1),
+        numpy_helper.from_array(np.array([1, -1], np.int64), "flat_shape"),
+        weight("fc.weight", [5, 2 * 4 * 4], 2), weight("fc.bias", [5], 3),
+    ]
+    return make_model(nodes, inits, [1, 3, 6, 6], [1, 5])
