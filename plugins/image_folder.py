@@ -1,0 +1,221 @@
+"""Built-in dataset: a folder with one subfolder of images per class.
+
+```
+data/
+  cats/  a.jpg  b.png ...
+  dogs/  c.webp  sub/d.bmp ...
+```
+
+Images are found recursively inside each class folder; hidden files and folders are
+ignored. Every image is decoded once when the folder is opened, so unreadable files
+are skipped and reported before training starts, not in the middle of an epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from workbench.data import Item, LabelledImages, check_val_split, describe_error, stratified_split
+from workbench.errors import WorkbenchError
+from workbench.plan import DataConfig
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
+# Operating-system clutter that is neither an image nor worth a warning.
+_IGNORED_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini", "@eaDir"})
+_CHECK_CACHE_LIMIT = 200_000
+
+
+class ImageFolderSource:
+    name = "folder"
+
+    def open(self, config: DataConfig, base_dir: Path | None = None) -> LabelledImages:
+        if not config.path:
+            raise WorkbenchError('no data folder set: set [data] path to a folder with one subfolder per class '
+                                 '(or use dataset = "digits" for the built-in demo)')
+        root = _resolve(config.path, base_dir)
+        train_scan = _scan(root, "data folder")
+        classes = sorted(train_scan.files)
+        index = {c: i for i, c in enumerate(classes)}
+        problems = list(train_scan.problems)
+        skipped = train_scan.skipped
+
+        by_class = _check_all(root, train_scan.files, "", problems)
+        skipped += sum(n for _, n in by_class.values())
+        for c in classes:
+            if not by_class[c][0]:
+                bad = by_class[c][1]
+                detail = f" ({bad} unreadable file{'s' if bad != 1 else ''} skipped)" if bad else ""
+                raise WorkbenchError(f"class folder {c}/ in {root} has no images{detail}")
+        all_items = [item for c in classes for item in _items(root, by_class[c][0], index[c])]
+
+        if config.val_path:
+            val_root = _resolve(config.val_path, base_dir)
+            if val_root == root:
+                raise WorkbenchError(f"val_path and path are the same folder ({root}); validation images must "
+                                     "differ from training images")
+            val_scan = _scan(val_root, "validation folder", allow_empty_classes=True)
+            unknown = sorted(set(val_scan.files) - set(classes))
+            if unknown:
+                raise WorkbenchError(f"validation folder {val_root} has class {unknown[0]!r} that the data folder "
+                                     f"{root} does not have (classes: {', '.join(classes)})")
+            problems += val_scan.problems
+            skipped += val_scan.skipped
+            val_checked = _check_all(val_root, val_scan.files, " in the validation folder", problems)
+            skipped += sum(n for _, n in val_checked.values())
+            train = all_items
+            val = [item for c in sorted(val_checked) for item in _items(val_root, val_checked[c][0], index[c])]
+            source = f"{root} (validation: {val_root})"
+        else:
+            check_val_split(config.val_split)
+            train_idx, val_idx = stratified_split([it.label for it in all_items], len(classes),
+                                                  config.val_split, config.seed, classes)
+            train = [all_items[i] for i in train_idx]
+            val = [all_items[i] for i in val_idx]
+            source = str(root)
+        return LabelledImages(classes, train, val, problems, source, skipped)
+
+
+@dataclass
+class _Scan:
+    files: dict[str, list[Path]]  # class → image-suffixed files, sorted by relative path
+    problems: list[str]
+    skipped: int
+
+
+def _resolve(value: str, base_dir: Path | None) -> Path:
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    return path.resolve()
+
+
+def _hidden(name: str) -> bool:
+    return name.startswith(".") or name in _IGNORED_NAMES
+
+
+def _scan(root: Path, what: str, allow_empty_classes: bool = False) -> _Scan:
+    """Class subfolders of ``root`` and the image files in each (not decoded yet)."""
+    if not root.exists():
+        raise WorkbenchError(f"{what} {root} does not exist")
+    if not root.is_dir():
+        raise WorkbenchError(f"{what} {root} is not a folder")
+    entries = sorted((e for e in root.iterdir() if not _hidden(e.name)), key=lambda e: e.name)
+    class_dirs = [e for e in entries if e.is_dir()]
+    if not class_dirs:
+        loose = sum(1 for e in entries if e.suffix.lower() in IMAGE_SUFFIXES)
+        if loose:
+            raise WorkbenchError(f"{what} {root} has {loose} image(s) but no class subfolders; put each class's "
+                                 f"images in its own subfolder ({root.name}/<class>/image.jpg)")
+        if not entries:
+            raise WorkbenchError(f"{what} {root} is empty; expected one subfolder of images per class")
+        raise WorkbenchError(f"{what} {root} has no class subfolders; expected one subfolder of images per class")
+    files: dict[str, list[Path]] = {}
+    problems: list[str] = []
+    skipped = 0
+    for loose in (e for e in entries if e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES):
+        skipped += 1
+        problems.append(f"skipped {loose.name}: not inside a class folder")
+    for class_dir in class_dirs:
+        found: list[Path] = []
+        for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not _hidden(d)]
+            for filename in filenames:
+                if _hidden(filename):
+                    continue
+                path = Path(dirpath) / filename
+                if path.suffix.lower() in IMAGE_SUFFIXES:
+                    found.append(path)
+                else:
+                    skipped += 1
+                    problems.append(f"skipped {_rel(path, root)}: not an image file "
+                                    f"({path.suffix or 'no suffix'}; expected PNG, JPEG, WebP or BMP)")
+        # Sort by relative path so the split never depends on file-system order.
+        found.sort(key=lambda p: _rel(p, root))
+        if not found and not allow_empty_classes:
+            raise WorkbenchError(f"class folder {class_dir.name}/ in {root} has no images")
+        files[class_dir.name] = found
+    problems.sort()
+    return _Scan(files, problems, skipped)
+
+
+def _rel(path: Path, root: Path) -> str:
+    return path.relative_to(root).as_posix()
+
+
+@dataclass(frozen=True)
+class _Checked:
+    size: int
+    mtime_ns: int
+    error: str | None
+
+
+# (path, size, mtime_ns) → result, so reopening an unchanged folder does not decode again.
+_checked_cache: dict[tuple[str, int, int], _Checked] = {}
+
+
+def _check_all(root: Path, files: dict[str, list[Path]], where: str,
+               problems: list[str]) -> dict[str, tuple[list[tuple[Path, _Checked]], int]]:
+    """class → (readable files with their stat, number skipped); appends skip messages."""
+    flat = [p for c in sorted(files) for p in files[c]]
+    if len(flat) > 16:
+        # Pillow releases the GIL while decoding, so threads give real parallelism here.
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            results = list(pool.map(check_image, flat))
+    else:
+        results = [check_image(p) for p in flat]
+    checked = dict(zip(flat, results))
+    out: dict[str, tuple[list[tuple[Path, _Checked]], int]] = {}
+    for c in sorted(files):
+        good: list[tuple[Path, _Checked]] = []
+        bad = 0
+        for path in files[c]:
+            result = checked[path]
+            if result.error is None:
+                good.append((path, result))
+            else:
+                bad += 1
+                problems.append(f"skipped {_rel(path, root)}{where}: {result.error}")
+        out[c] = (good, bad)
+    return out
+
+
+def check_image(path: Path) -> _Checked:
+    """Stat and fully decode one file (JPEGs at 1/8 scale: still reads every byte)."""
+    from PIL import Image
+
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return _Checked(0, 0, f"cannot read ({describe_error(exc, path)})")
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _checked_cache:
+        return _checked_cache[key]
+    error: str | None = None
+    if st.st_size == 0:
+        error = "empty file"
+    else:
+        try:
+            with Image.open(path) as img:
+                img.verify()  # checks PNG chunk CRCs; does not decode pixels
+            with Image.open(path) as img:
+                if img.width < 1 or img.height < 1:
+                    error = f"cannot decode (image size {img.width}×{img.height})"
+                else:
+                    if img.format == "JPEG":
+                        img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+                    # verify() alone misses truncated JPEG/WebP data: decode to be sure.
+                    img.load()
+        except Exception as exc:  # Pillow raises many exception types on corrupt files
+            error = f"cannot decode ({describe_error(exc, path)})"
+    result = _Checked(st.st_size, st.st_mtime_ns, error)
+    if len(_checked_cache) >= _CHECK_CACHE_LIMIT:
+        _checked_cache.clear()
+    _checked_cache[key] = result
+    return result
+
+
+def _items(root: Path, files: list[tuple[Path, _Checked]], label: int) -> list[Item]:
+    return [Item(label=label, name=_rel(p, root), path=p, size=c.size, mtime_ns=c.mtime_ns) for p, c in files]
