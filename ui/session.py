@@ -1,0 +1,100 @@
+"""WorkbenchSession: the Workspace being edited, observable by Qt views.
+
+Every edit goes through ``edit``: the core function changes the plan, the plan is
+re-resolved, and an edit the core rejects (``WorkbenchError``) is rolled back, so the
+views never show a plan that cannot be resolved.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QObject, Signal
+
+from workbench.errors import WorkbenchError
+from workbench.plan import FinetunePlan
+
+if TYPE_CHECKING:
+    from workbench.resolve import Resolution
+    from workbench.workspace import Workspace
+
+
+class WorkbenchSession(QObject):
+    workspaceChanged = Signal()  # a model was loaded (new tree) or closed
+    resolutionChanged = Signal()  # the plan changed; ``resolution`` is current
+    dirtyChanged = Signal(bool)
+    projectPathChanged = Signal()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.workspace: Workspace | None = None
+        self.resolution: Resolution | None = None
+        self.project_path: Path | None = None
+        self._dirty = False
+        # The plan shown before any model is loaded (data and training settings can be edited then).
+        self._loose_plan = FinetunePlan()
+
+    @property
+    def plan(self) -> FinetunePlan:
+        return self.workspace.plan if self.workspace is not None else self._loose_plan
+
+    @property
+    def dirty(self) -> bool:
+        return self._dirty
+
+    def set_dirty(self, dirty: bool) -> None:
+        if dirty != self._dirty:
+            self._dirty = dirty
+            self.dirtyChanged.emit(dirty)
+
+    def set_workspace(self, workspace: Workspace | None, project_path: Path | None = None) -> None:
+        """Show a newly loaded workspace. Raises WorkbenchError when its plan cannot be resolved."""
+        resolution = workspace.resolve() if workspace is not None else None
+        self.workspace = workspace
+        self.resolution = resolution
+        if workspace is None:
+            self._loose_plan = FinetunePlan()
+        self.project_path = project_path
+        self.projectPathChanged.emit()
+        self.workspaceChanged.emit()
+        self.resolutionChanged.emit()
+        self.set_dirty(False)
+
+    def set_project_path(self, path: Path | None) -> None:
+        self.project_path = path
+        if self.workspace is not None:
+            self.workspace.project_path = path
+        self.projectPathChanged.emit()
+
+    def edit(self, change: Callable[[FinetunePlan], Any]) -> str | None:
+        """Apply ``change(plan)``; returns None, or the core's message when it rejects the edit (rolled back)."""
+        plan = self.plan
+        before = plan.copy()
+        try:
+            change(plan)
+            if self.workspace is not None:
+                self.resolution = self.workspace.resolve()
+        except WorkbenchError as exc:
+            for f in fields(plan):
+                setattr(plan, f.name, getattr(before, f.name))
+            if self.workspace is not None:
+                self.resolution = self.workspace.resolve()
+            return str(exc)
+        self.resolutionChanged.emit()
+        self.set_dirty(True)
+        return None
+
+    def set_frozen(self, path: str, frozen: bool) -> Resolution:
+        """A tick on the tree; returns the new Resolution."""
+        from workbench.freezing import set_frozen
+
+        assert self.workspace is not None
+        tree = self.workspace.tree
+        error = self.edit(lambda plan: set_frozen(plan, tree, path, frozen))
+        if error is not None:
+            raise WorkbenchError(error)
+        assert self.resolution is not None
+        return self.resolution
