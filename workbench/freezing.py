@@ -34,19 +34,24 @@ def plan_at_epoch(plan: FinetunePlan, tree: LayerTree, epoch: int) -> FinetunePl
     """A copy of the plan as it stands at the start of ``epoch`` (0-based): scheduled groups unfrozen."""
     current = plan.copy()
     for step in sorted(plan.unfreeze, key=lambda s: s.epoch):
-        if step.epoch > epoch:
-            break
-        for name in step.groups:
-            group = plan.group(name)
-            if group is None:
-                raise PlanError(f"[[unfreeze]] at epoch {step.epoch} names unknown group {name!r}")
-            for selector in group.modules:
-                nodes, params = SelectorMatcher(tree).match(selector, f"group {name!r}")
-                for n in nodes:
-                    set_frozen(current, tree, tree.nodes[n].path, False)
-                for p in params:
-                    set_frozen(current, tree, tree.params[p].name, False)
+        if step.epoch <= epoch:
+            unfreeze_groups(current, tree, step.groups)
     return current
+
+
+def unfreeze_groups(plan: FinetunePlan, tree: LayerTree, names: list[str]) -> None:
+    """Make every parameter the named groups select trainable (deeper frozen marks included)."""
+    matcher = SelectorMatcher(tree)
+    for name in names:
+        group = plan.group(name)
+        if group is None:
+            raise PlanError(f"[[unfreeze]] names unknown group {name!r}")
+        for selector in group.modules:
+            nodes, params = matcher.match(selector, f"group {name!r}")
+            for n in nodes:
+                set_frozen(plan, tree, tree.nodes[n].path, False)
+            for p in params:
+                set_frozen(plan, tree, tree.params[p].name, False)
 
 
 def full_finetune(plan: FinetunePlan) -> None:

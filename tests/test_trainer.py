@@ -1,0 +1,186 @@
+"""The Trainer's guarantees, on a real timm model and small in-memory data."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from workbench.backbone import LoadRequest
+from workbench.errors import WorkbenchError
+from workbench.freezing import freeze_first_stages, linear_probe
+from workbench.groups import discriminative
+from workbench.plan import FinetunePlan, TrainConfig, UnfreezeStep
+from workbench.sources import load_backbone
+from workbench.training.checkpoint import load_checkpoint
+from workbench.training.reports import EpochReport, StateReport, StepReport
+from workbench.training.trainer import Trainer, TrainingError
+from workbench.workspace import Workspace
+
+SIZE = (3, 32, 32)
+
+
+def tiny_data(n=48, classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, *SIZE, generator=g)
+    y = torch.arange(n) % classes
+    x += y[:, None, None, None].float() * 0.5  # learnable signal
+    return SimpleNamespace(train=TensorDataset(x, y), val=TensorDataset(x[:16], y[:16]),
+                           classes=[f"c{i}" for i in range(classes)], fingerprint="tiny")
+
+
+def workspace(name="resnet18", classes=4, **train):
+    torch.manual_seed(123)
+    backbone = load_backbone(LoadRequest(name, num_classes=classes, input_size=SIZE))
+    options = {"epochs": 2, "batch_size": 16, "num_workers": 0, "lr": 1e-2, "scheduler": "cosine", **train}
+    cfg = TrainConfig(**options)
+    return Workspace.from_backbone(backbone, FinetunePlan(train=cfg))
+
+
+def run_all(trainer):
+    return list(trainer.run())
+
+
+def test_frozen_parameters_and_bn_stats_bit_identical(tmp_path):
+    ws = workspace()
+    freeze_first_stages(ws.plan, ws.tree, 3)  # stem + layer1..3 frozen
+    res = ws.resolve()
+    model = ws.backbone.module
+    frozen_names = [p.name for p in ws.tree.params if not res.param_trainable[p.index]]
+    frozen_modules = ["conv1", "bn1", "layer1", "layer2", "layer3"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    reports = run_all(Trainer(ws, tiny_data(), tmp_path / "run"))
+    after = model.state_dict()
+    for key in before:
+        if key.split(".")[0] in frozen_modules:  # weights, biases, running stats, num_batches_tracked
+            assert torch.equal(before[key], after[key]), f"{key} changed"
+    assert not torch.equal(before["fc.weight"], after["fc.weight"])
+    assert not torch.equal(before["layer4.0.bn1.running_mean"], after["layer4.0.bn1.running_mean"])
+    named = dict(model.named_parameters())
+    assert all(named[n].grad is None for n in frozen_names)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    in_optimizer = {n for g in ckpt["optimizer_layout"] for n in g["params"]}
+    assert in_optimizer.isdisjoint(frozen_names)
+    # optimizer state exists for exactly the trainable parameters
+    assert len(ckpt["optimizer"]["state"]) == len(in_optimizer) == len(ws.tree.params) - len(frozen_names)
+    assert isinstance(reports[-1], StateReport) and reports[-1].kind == "finished"
+    assert sum(isinstance(r, EpochReport) for r in reports) == 2
+    assert sum(isinstance(r, StepReport) for r in reports) == 2 * 3
+
+
+def test_resume_gives_same_next_step_loss(tmp_path):
+    data = tiny_data()
+    base = workspace(optimizer="adamw")
+    freeze_first_stages(base.plan, base.tree, 2)
+    # uninterrupted
+    ws_a = copy.deepcopy(base)
+    losses_a = [r.loss for r in Trainer(ws_a, data, tmp_path / "a").run() if isinstance(r, StepReport)]
+    # stopped after 4 steps (mid-epoch 1), then resumed from the checkpoint in a fresh workspace
+    ws_b = copy.deepcopy(base)
+    trainer = Trainer(ws_b, data, tmp_path / "b")
+    losses_b = []
+    for r in trainer.run():
+        if isinstance(r, StepReport):
+            losses_b.append(r.loss)
+            if len(losses_b) == 4:
+                trainer.request_stop()
+    assert len(losses_b) == 4
+    ws_c = copy.deepcopy(base)
+    resumed = [r.loss for r in Trainer(ws_c, data, tmp_path / "b", resume=True).run() if isinstance(r, StepReport)]
+    assert losses_b + resumed == losses_a  # exact, step for step
+    for (k, va), vb in zip(ws_a.backbone.module.state_dict().items(), ws_c.backbone.module.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_gradual_unfreezing_joins_optimizer_and_survives_resume(tmp_path):
+    ws = workspace(epochs=3)
+    ws.plan.groups = discriminative(ws.default_groups(), 1e-2, 0.5)
+    linear_probe(ws.plan, ws.tree)
+    ws.plan.unfreeze = [UnfreezeStep(1, ["layer4"])]
+    model = ws.backbone.module
+    layer4_before = model.layer4[0].conv1.weight.clone()
+    trainer = Trainer(ws, tiny_data(), tmp_path / "run")
+    reports = []
+    for r in trainer.run():
+        reports.append(r)
+        if isinstance(r, EpochReport) and r.epoch == 1:
+            trainer.request_stop()
+    unfrozen = [r for r in reports if isinstance(r, StateReport) and r.kind == "unfrozen"]
+    assert len(unfrozen) == 1 and "layer4" in unfrozen[0].message
+    steps = [r for r in reports if isinstance(r, StepReport)]
+    assert set(steps[0].lrs) == {"head"} and set(steps[-1].lrs) == {"head", "layer4"}
+    assert steps[-1].lrs["layer4"] < steps[-1].lrs["head"]
+    assert not torch.equal(layer4_before, model.layer4[0].conv1.weight)
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["schedule_done"] == 1
+    # Resume in a fresh workspace from the original plan: layer4 must stay trainable.
+    ws2 = workspace(epochs=3)
+    ws2.plan = copy.deepcopy(ws.plan)
+    ws2.plan.train.epochs = 3
+    resumed = list(Trainer(ws2, tiny_data(), tmp_path / "run", resume=True).run())
+    lrs = [r.lrs for r in resumed if isinstance(r, StepReport)]
+    assert lrs and all(set(x) == {"head", "layer4"} for x in lrs)
+    assert ws2.backbone.module.layer4[0].conv1.weight.requires_grad
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+    ws = workspace(epochs=3)
+    data = tiny_data()
+    trainer = Trainer(ws, data, tmp_path / "run")
+    reports = []
+    with pytest.raises(TrainingError, match=r"loss became nan at epoch 1, batch 1 \(step 4\).*last good checkpoint"):
+        for r in trainer.run():
+            reports.append(r)
+            if isinstance(r, EpochReport):
+                ws.backbone.module.fc.weight.data.fill_(float("nan"))  # poison after the first epoch
+    ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert ckpt["epoch"] == 1 and torch.isfinite(ckpt["model"]["fc.weight"]).all()
+
+
+def test_pause_resume_and_stop_from_another_thread(tmp_path):
+    ws = workspace(epochs=50)
+    trainer = Trainer(ws, tiny_data(), tmp_path / "run")
+    kinds = []
+
+    def consume():
+        for r in trainer.run():
+            kinds.append(r.kind if isinstance(r, StateReport) else type(r).__name__)
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    while "StepReport" not in kinds:
+        thread.join(0.01)
+    trainer.request_pause()
+    while "paused" not in kinds:
+        thread.join(0.01)
+    count = len(kinds)
+    thread.join(0.5)
+    assert len(kinds) == count  # nothing happens while paused
+    trainer.request_resume()
+    while kinds.count("StepReport") < 3:
+        thread.join(0.01)
+    trainer.request_stop()
+    thread.join(30)
+    assert not thread.is_alive()
+    assert kinds[-1] == "stopped" and "resumed" in kinds
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_class_count_mismatch_is_a_clear_error(tmp_path):
+    ws = workspace(classes=10)
+    with pytest.raises(WorkbenchError, match="the data has 4 classes but the model's head has 10 outputs"):
+        run_all(Trainer(ws, tiny_data(), tmp_path / "run"))
+
+
+def test_sgd_onecycle_label_smoothing_clip_run(tmp_path):
+    ws = workspace(optimizer="sgd", scheduler="onecycle", label_smoothing=0.1, grad_clip=1.0, epochs=2)
+    reports = run_all(Trainer(ws, tiny_data(), tmp_path / "run"))
+    lrs = [r.lrs["layer4"] for r in reports if isinstance(r, StepReport)]
+    assert lrs[0] < max(lrs) and lrs[-1] < max(lrs)  # warms up, then anneals
+    epochs = [r for r in reports if isinstance(r, EpochReport)]
+    assert all(e.val_accuracy is not None and e.val_top5 is None for e in epochs)
+    assert (tmp_path / "run" / "model.safetensors").exists() and (tmp_path / "run" / "project.toml").exists()

@@ -1,0 +1,57 @@
+"""Which devices exist, which one ``auto`` means, and which mixed precision fits it."""
+
+from __future__ import annotations
+
+from workbench.errors import WorkbenchError
+
+
+def available_devices() -> list[tuple[str, str]]:
+    """(id, description) for every usable device; CPU is always last."""
+    import torch
+
+    found: list[tuple[str, str]] = []
+    if torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(i)
+            found.append((f"cuda:{i}", f"{props.name} ({props.total_memory / 2**30:.0f} GiB)"))
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append(("mps", "Apple GPU (MPS)"))
+    found.append(("cpu", f"CPU ({torch.get_num_threads()} threads)"))
+    return found
+
+
+def pick_device(name: str) -> "torch.device":  # noqa: F821
+    """``auto`` → CUDA, then MPS, then CPU; anything else must exist here."""
+    import torch
+
+    name = (name or "auto").lower()
+    if name == "auto":
+        return torch.device(available_devices()[0][0])
+    ids = [d for d, _ in available_devices()]
+    wanted = "cuda:0" if name == "cuda" else name
+    if wanted not in ids:
+        raise WorkbenchError(f"device {name!r} is not available here (available: {', '.join(ids)})")
+    return torch.device(wanted)
+
+
+def pick_amp(setting: str, device: "torch.device") -> "torch.dtype | None":  # noqa: F821
+    """Mixed-precision dtype, or None for float32. ``auto``: bf16 on CUDA when supported, else fp16; off on CPU/MPS."""
+    import torch
+
+    setting = (setting or "auto").lower()
+    if setting in ("off", "none", "false", "fp32"):
+        return None
+    if setting not in ("auto", "bf16", "fp16"):
+        raise WorkbenchError(f"[train] amp must be auto, bf16, fp16 or off, not {setting!r}")
+    if device.type != "cuda":
+        if setting == "auto":
+            return None
+        if setting == "bf16" and device.type == "cpu":
+            return torch.bfloat16
+        raise WorkbenchError(f"mixed precision {setting} needs a CUDA device (training on {device.type})")
+    if setting == "fp16":
+        return torch.float16
+    if setting == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16

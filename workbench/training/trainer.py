@@ -1,0 +1,405 @@
+"""The Trainer: a plain-Python generator that trains a workspace's plan and yields reports.
+
+One report at least per batch, so pause/stop requests (thread-safe) are honoured within
+one batch. Guarantees (each has a test): frozen parameters are bit-identical after
+training, have no ``.grad`` and no optimizer state; frozen BatchNorm statistics do not
+move under the ``freeze`` policy; resuming gives the same next-step loss as not stopping.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Sampler
+
+from workbench.apply import AppliedPlan, apply_plan
+from workbench.atomic import atomic_path, atomic_write_text
+from workbench.errors import WorkbenchError
+from workbench.freezing import unfreeze_groups
+from workbench.plan import FinetunePlan
+from workbench.resolve import resolve_plan
+from workbench.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
+from workbench.training.devices import pick_amp, pick_device
+from workbench.training.reports import EpochReport, Report, StateReport, StepReport
+from workbench.training.schedule import lr_factor
+from workbench.workspace import Workspace
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+WEIGHTS = "model.safetensors"
+
+
+class TrainingError(WorkbenchError):
+    """Training stopped because of its input or numbers (NaN loss, out of memory, mismatched data)."""
+
+
+class EpochSampler(Sampler[int]):
+    """A seeded permutation per epoch, optionally starting part-way (for an exact resume)."""
+
+    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+        self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def order(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.size))
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order()[self.start:])
+
+    def __len__(self) -> int:
+        return self.size - self.start
+
+
+class Trainer:
+    """Train ``workspace.plan`` on ``data`` (a ``workbench.data.DataBundle``).
+
+    ``run()`` is the generator; ``request_pause/resume/stop`` may be called from any thread.
+    """
+
+    def __init__(self, workspace: Workspace, data: Any, run_dir: Path | None = None, resume: bool = False) -> None:
+        self.ws = workspace
+        self.data = data
+        self.plan: FinetunePlan = workspace.plan
+        self.run_dir = Path(run_dir) if run_dir else default_run_dir(self.plan)
+        self.resume = resume
+        self._stop = threading.Event()
+        self._pause = threading.Event()
+        self._wake = threading.Event()
+
+    # --- requests from other threads -------------------------------------------------
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def request_pause(self) -> None:
+        self._pause.set()
+
+    def request_resume(self) -> None:
+        self._pause.clear()
+        self._wake.set()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop.is_set()
+
+    # --- the generator ---------------------------------------------------------------
+    def run(self) -> Iterator[Report]:
+        cfg = self.plan.train
+        model = self.ws.backbone.module
+        spec = self.ws.backbone.spec
+        tree = self.ws.tree
+        classes = list(self.data.classes)
+        if spec.num_classes != len(classes):
+            raise TrainingError(f"the data has {len(classes)} classes but the model's head has {spec.num_classes} "
+                                f"outputs; set [model] num_classes = {len(classes)} (or --adapt-head)")
+        spec.label_names = classes
+        device = pick_device(cfg.device)
+        amp_dtype = pick_amp(cfg.amp, device)
+        state = load_checkpoint(self.run_dir / CHECKPOINT) if self.resume else None
+        if state is not None and list(state["classes"]) != classes:
+            raise TrainingError(f"cannot resume {self.run_dir}: it was trained on classes {state['classes'][:5]}…, "
+                                f"the data now has {classes[:5]}…")
+        if state is None:
+            _seed_everything(cfg.seed)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        current = self.plan.copy()
+        if state is not None:
+            current.freeze = replace(current.freeze, frozen=list(state["frozen"]), unfrozen=list(state["unfrozen"]))
+        self._write_run_files(current, state is None)
+
+        loader, sampler = self._loader(device)
+        batches = len(loader) if sampler.size else 0
+        if batches == 0:
+            raise TrainingError("the training set is empty")
+        total_steps = cfg.epochs * batches
+        warmup = int(cfg.warmup_epochs * batches)
+
+        model.to(device)
+        channels_last = device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        applied = apply_plan(model, resolve_plan(tree, current, self.ws.default_groups()))
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer = _build_optimizer(cfg, _groups_from_layout(model, state["optimizer_layout"]))
+            optimizer.load_state_dict(state["optimizer"])
+        else:
+            optimizer = _build_optimizer(cfg, [_with_base(g) for g in applied.param_groups])
+        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
+        if state is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+
+        start_epoch = state["epoch"] if state else 0
+        start_batch = state["batch"] if state else 0
+        global_step = state["global_step"] if state else 0
+        schedule_done = state["schedule_done"] if state else -1
+        if state is not None:
+            restore_rng_state(state["rng"])
+        metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        yield StateReport("started" if state is None else "resumed",
+                          f"{'resuming' if state else 'training'} {spec.architecture} on {device} "
+                          f"({'amp ' + str(amp_dtype).split('.')[-1] if amp_dtype else 'float32'}): "
+                          f"{applied.resolution.summary()}; {len(loader.dataset):,} training images",
+                          start_epoch, {"run_dir": str(self.run_dir), "device": str(device)})
+        step_times: list[float] = []
+        try:
+            for epoch in range(start_epoch, cfg.epochs):
+                steps = [s for s in self.plan.unfreeze if s.epoch == epoch and s.epoch > schedule_done]
+                if steps:
+                    names = [n for s in steps for n in s.groups]
+                    unfreeze_groups(current, tree, names)
+                    applied, added = _extend_optimizer(model, optimizer, current, self.ws, epoch)
+                    schedule_done = epoch
+                    yield StateReport("unfrozen", f"epoch {epoch}: unfroze {', '.join(names)} "
+                                      f"(+{added:,} trainable parameters); {applied.resolution.summary()}", epoch)
+                applied.set_train_mode(model)
+                sampler.set_epoch(epoch, start_batch * cfg.batch_size)
+                epoch_start = time.perf_counter()
+                seen, loss_sum, correct = 0, 0.0, 0
+                last = time.perf_counter()
+                batch_index = start_batch
+                for images, labels in loader:
+                    batch_index += 1
+                    images = images.to(device, non_blocking=True)
+                    labels = labels.to(device, non_blocking=True)
+                    if channels_last:
+                        images = images.contiguous(memory_format=torch.channels_last)
+                    factor = lr_factor(cfg.scheduler, global_step, total_steps, warmup)
+                    for group in optimizer.param_groups:
+                        group["lr"] = group["base_lr"] * factor
+                    try:
+                        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                            logits = model(images)
+                            loss = loss_fn(logits.float(), labels)
+                        loss_value, acc = torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()]).tolist()
+                        if not math.isfinite(loss_value):
+                            raise TrainingError(self._nan_message(loss_value, epoch, batch_index, global_step + 1))
+                        scaler.scale(loss).backward()
+                        if cfg.grad_clip:
+                            scaler.unscale_(optimizer)
+                            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                                           cfg.grad_clip)
+                        scaler.step(optimizer)
+                        scaler.update()
+                        optimizer.zero_grad(set_to_none=True)
+                    except torch.cuda.OutOfMemoryError:
+                        optimizer.zero_grad(set_to_none=True)
+                        torch.cuda.empty_cache()
+                        raise TrainingError(f"out of GPU memory at batch size {cfg.batch_size} (epoch {epoch}, "
+                                            f"batch {batch_index}); try --batch-size {max(1, cfg.batch_size // 2)} "
+                                            "or [train] amp = \"bf16\"") from None
+                    global_step += 1
+                    now = time.perf_counter()
+                    step_times = (step_times + [now - last])[-20:]
+                    last = now
+                    n = labels.shape[0]
+                    seen += n
+                    loss_sum += loss_value * n
+                    correct += round(acc * n)
+                    avg = sum(step_times) / len(step_times)
+                    report = StepReport(epoch, batch_index, batches, global_step, loss_value, acc,
+                                        {g["name"]: g["lr"] for g in optimizer.param_groups},
+                                        n / max(step_times[-1], 1e-9), avg * (total_steps - global_step))
+                    metrics.write(json.dumps({"type": "step", **_as_dict(report)}) + "\n")
+                    yield report
+                    if self._pause.is_set() and not self._stop.is_set():
+                        yield StateReport("paused", f"paused at epoch {epoch}, batch {batch_index}", epoch)
+                        while self._pause.is_set() and not self._stop.is_set():
+                            self._wake.wait(0.2)
+                            self._wake.clear()
+                        if not self._stop.is_set():
+                            yield StateReport("resumed", f"resumed at epoch {epoch}, batch {batch_index}", epoch)
+                        last = time.perf_counter()
+                    if self._stop.is_set():
+                        at_end = batch_index == batches
+                        self._checkpoint(model, optimizer, scaler, current,
+                                         epoch + 1 if at_end else epoch, 0 if at_end else batch_index,
+                                         global_step, schedule_done)
+                        metrics.flush()
+                        yield StateReport("stopped", f"stopped at epoch {epoch}, batch {batch_index}; checkpoint "
+                                          f"written to {self.run_dir / CHECKPOINT} (resume with --resume {self.run_dir})",
+                                          epoch, {"checkpoint": str(self.run_dir / CHECKPOINT)})
+                        return
+                start_batch = 0
+                val_loss, val_acc, val_top5 = self._validate(model, device, amp_dtype, loss_fn, len(classes))
+                self._checkpoint(model, optimizer, scaler, current, epoch + 1, 0, global_step, schedule_done)
+                report = EpochReport(epoch, cfg.epochs, loss_sum / max(seen, 1), correct / max(seen, 1),
+                                     val_loss, val_acc, val_top5, time.perf_counter() - epoch_start,
+                                     str(self.run_dir / CHECKPOINT))
+                metrics.write(json.dumps({"type": "epoch", **_as_dict(report)}) + "\n")
+                metrics.flush()
+                yield report
+            yield StateReport("finished", f"finished {cfg.epochs} epochs; weights in {self.run_dir / WEIGHTS}",
+                              cfg.epochs, {"run_dir": str(self.run_dir), "weights": str(self.run_dir / WEIGHTS)})
+        finally:
+            metrics.close()
+            model.to("cpu")
+            if channels_last:
+                model.to(memory_format=torch.contiguous_format)
+
+    # --- pieces ----------------------------------------------------------------------
+    def _loader(self, device: torch.device) -> tuple[DataLoader, EpochSampler]:
+        cfg = self.plan.train
+        dataset = self.data.train
+        sampler = EpochSampler(len(dataset), cfg.seed)
+        workers = cfg.num_workers if cfg.num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
+                            pin_memory=device.type == "cuda", persistent_workers=workers > 0,
+                            prefetch_factor=4 if workers > 0 else None, drop_last=False,
+                            # Its own generator: creating an iterator must not consume the global RNG
+                            # (dropout's), or a resumed run would diverge from an uninterrupted one.
+                            generator=torch.Generator().manual_seed(cfg.seed))
+        return loader, sampler
+
+    def _validate(self, model: nn.Module, device: torch.device, amp_dtype: torch.dtype | None,
+                  loss_fn: nn.Module, num_classes: int) -> tuple[float | None, float | None, float | None]:
+        if self.data.val is None or len(self.data.val) == 0:
+            return None, None, None
+        cfg = self.plan.train
+        workers = cfg.num_workers if cfg.num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+        loader = DataLoader(self.data.val, batch_size=cfg.batch_size * 2, shuffle=False, num_workers=workers,
+                            pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))
+        model.eval()
+        loss_sum, top1, top5, seen = 0.0, 0, 0, 0
+        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            for images, labels in loader:
+                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                logits = model(images).float()
+                loss_sum += loss_fn(logits, labels).item() * labels.shape[0]
+                top = logits.topk(min(5, num_classes), dim=1).indices
+                top1 += (top[:, 0] == labels).sum().item()
+                top5 += (top == labels[:, None]).any(dim=1).sum().item()
+                seen += labels.shape[0]
+        return loss_sum / seen, top1 / seen, (top5 / seen if num_classes > 5 else None)
+
+    def _checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any, current: FinetunePlan,
+                    epoch: int, batch: int, global_step: int, schedule_done: int) -> None:
+        names = {id(p): n for n, p in model.named_parameters()}
+        state = {
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "optimizer_layout": [{"name": g["name"], "params": [names[id(p)] for p in g["params"]]}
+                                 for g in optimizer.param_groups],
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+            "epoch": epoch, "batch": batch, "global_step": global_step, "schedule_done": schedule_done,
+            "frozen": list(current.freeze.frozen), "unfrozen": list(current.freeze.unfrozen),
+            "classes": list(self.data.classes), "rng": rng_state(),
+            "data_fingerprint": str(getattr(self.data, "fingerprint", "")),
+        }
+        save_checkpoint(self.run_dir / CHECKPOINT, state)
+        from safetensors.torch import save_file
+
+        with atomic_path(self.run_dir / WEIGHTS) as tmp:
+            save_file({k: v.contiguous() for k, v in _untied(state["model"]).items()}, str(tmp))
+
+    def _write_run_files(self, plan: FinetunePlan, fresh: bool) -> None:
+        from workbench.project import plan_to_dict
+
+        import tomli_w
+
+        spec = self.ws.backbone.spec
+        recorded = plan.copy() if fresh else self.plan.copy()
+        recorded.model.num_classes = spec.num_classes
+        recorded.model.label_names = list(spec.label_names or [])
+        if recorded.model.source != "timm":
+            recorded.model.name = str(self.plan.resolve_path(recorded.model.name))
+        for key in ("path", "val_path"):
+            value = getattr(recorded.data, key)
+            if value is not None:
+                setattr(recorded.data, key, str(self.plan.resolve_path(value)))
+        if fresh or not (self.run_dir / "project.toml").exists():
+            atomic_write_text(self.run_dir / "project.toml", tomli_w.dumps(plan_to_dict(recorded)))
+        atomic_write_text(self.run_dir / "spec.json", json.dumps(spec.to_dict(), indent=2))
+
+    def _nan_message(self, value: float, epoch: int, batch: int, step: int) -> str:
+        ckpt = self.run_dir / CHECKPOINT
+        kept = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint had been written yet"
+        return (f"loss became {value} at epoch {epoch}, batch {batch} (step {step}); training stopped and {kept}. "
+                "Lower the learning rate or set [train] grad_clip")
+
+
+def default_run_dir(plan: FinetunePlan) -> Path:
+    base = plan.base_dir or Path.cwd()
+    return base / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _with_base(group: dict[str, Any]) -> dict[str, Any]:
+    return {**group, "base_lr": group["lr"]}
+
+
+def _build_optimizer(cfg: Any, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise WorkbenchError(f"unknown optimizer {cfg.optimizer!r} (adamw, sgd)")
+
+
+def _groups_from_layout(model: nn.Module, layout: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Optimizer groups in the exact order a checkpoint recorded (LRs come back with its state)."""
+    named = dict(model.named_parameters())
+    return [{"name": g["name"], "params": [named[n] for n in g["params"]], "base_lr": 0.0} for g in layout]
+
+
+def _extend_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, current: FinetunePlan, ws: Workspace,
+                      epoch: int) -> tuple[AppliedPlan, int]:
+    """Apply the (more unfrozen) plan and add newly trainable parameters as new optimizer groups."""
+    applied = apply_plan(model, resolve_plan(ws.tree, current, ws.default_groups()))
+    present = {id(p) for g in optimizer.param_groups for p in g["params"]}
+    used = {g["name"] for g in optimizer.param_groups}
+    added = 0
+    for group in applied.param_groups:
+        new = [p for p in group["params"] if id(p) not in present]
+        if not new:
+            continue
+        name = group["name"] if group["name"] not in used else f"{group['name']}@{epoch}"
+        used.add(name)
+        optimizer.add_param_group({**group, "params": new, "name": name, "base_lr": group["lr"]})
+        added += sum(p.numel() for p in new)
+    return applied, added
+
+
+def _untied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors that share memory; clone the later ones."""
+    seen: set[int] = set()
+    out = {}
+    for k, v in state.items():
+        ptr = v.untyped_storage().data_ptr() if v.numel() else id(v)
+        out[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
+    return out
+
+
+def _as_dict(report: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    return asdict(report)
