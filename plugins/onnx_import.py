@@ -111,6 +111,8 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
         runner.apply("fix_input_size", lambda m: _set_dims(m, file_dims))
     runner.apply("fold_constants", _pass("fold_constants"))
     runner.apply("remove_identity", _pass("remove_identity"))
+    runner.apply("decompose_ops", _pass("decompose_ops"))
+    runner.apply("drop_reshape_allowzero", _pass("drop_reshape_allowzero"))
 
     target = convertible_opset(runner.model)
     if target is None:
@@ -262,6 +264,7 @@ def _convert_opset(model: "onnx.ModelProto", target: int) -> "onnx.ModelProto | 
 def _never_convertible(model: "onnx.ModelProto") -> list[str]:
     """Labels of ops that no opset change or constant folding can make convertible."""
     from plugins.onnx_coverage import ONNX_DOMAINS, _label, ever_convertible
+    from plugins.onnx_passes import DECOMPOSABLE_OPS
 
     constant = {init.name for init in model.graph.initializer}
     found: set[str] = set()
@@ -270,7 +273,7 @@ def _never_convertible(model: "onnx.ModelProto") -> list[str]:
         if node.domain in ONNX_DOMAINS and all(name in constant for name in inputs) and (inputs or node.op_type == "Constant"):
             constant.update(node.output)  # foldable: it will not reach the converter
             continue
-        if not ever_convertible(node.op_type, node.domain):
+        if not ever_convertible(node.op_type, node.domain) and not (node.domain in ONNX_DOMAINS and node.op_type in DECOMPOSABLE_OPS):
             found.add(_label(model, node.op_type, node.domain))
     return sorted(found)
 

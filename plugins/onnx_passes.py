@@ -183,6 +183,85 @@ def remove_identity(model: "onnx.ModelProto") -> "onnx.ModelProto | None":
     return new
 
 
+def drop_reshape_allowzero(model: "onnx.ModelProto") -> "onnx.ModelProto | None":
+    """Clear ``allowzero=1`` on Reshape (the dynamo exporter sets it; onnx2torch rejects it).
+
+    It only matters when the target shape holds a 0: constant shapes are checked for
+    zeros; shapes computed from the input's own (non-empty) dims never hold one.
+    """
+    init_values = {init.name: init for init in model.graph.initializer}
+
+    def droppable(node: "onnx.NodeProto") -> bool:
+        if node.op_type != "Reshape" or _attr(node, "allowzero", 0) != 1:
+            return False
+        shape = init_values.get(node.input[1])
+        if shape is None:
+            return True
+        from onnx import numpy_helper
+
+        return bool((numpy_helper.to_array(shape) != 0).all())
+
+    if not any(droppable(node) for node in model.graph.node):
+        return None
+    new = _copy(model)
+    for node in new.graph.node:
+        if droppable(node):
+            attrs = [a for a in node.attribute if a.name != "allowzero"]
+            del node.attribute[:]
+            node.attribute.extend(attrs)
+    return new
+
+
+# Ops with no onnx2torch converter that decompose_ops rewrites into convertible ones.
+DECOMPOSABLE_OPS = {"Gelu"}
+
+
+def decompose_ops(model: "onnx.ModelProto") -> "onnx.ModelProto | None":
+    """Rewrite ``Gelu`` (opset 20) as Erf/Tanh arithmetic, which onnx2torch converts."""
+    import numpy as np
+    from onnx import helper, numpy_helper
+
+    if not any(node.op_type in DECOMPOSABLE_OPS and node.domain in ("", "ai.onnx") for node in model.graph.node):
+        return None
+    new = _copy(model)
+    constants = {
+        "gelu_half": 0.5, "gelu_one": 1.0, "gelu_inv_sqrt2": 1 / math.sqrt(2),
+        "gelu_sqrt_2_over_pi": math.sqrt(2 / math.pi), "gelu_cubic": 0.044715,
+    }
+    existing = {init.name for init in new.graph.initializer}
+    for name, value in constants.items():
+        if name not in existing:
+            new.graph.initializer.append(numpy_helper.from_array(np.array(value, np.float32), name))
+    nodes = []
+    for node in new.graph.node:
+        if node.op_type != "Gelu" or node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        x, y, p = node.input[0], node.output[0], node.name
+        if _attr(node, "approximate", b"none") == b"tanh":
+            nodes += [
+                helper.make_node("Mul", [x, x], [f"{p}_x2"], name=f"{p}_x2"),
+                helper.make_node("Mul", [f"{p}_x2", x], [f"{p}_x3"], name=f"{p}_x3"),
+                helper.make_node("Mul", [f"{p}_x3", "gelu_cubic"], [f"{p}_cx3"], name=f"{p}_cx3"),
+                helper.make_node("Add", [x, f"{p}_cx3"], [f"{p}_inner"], name=f"{p}_inner"),
+                helper.make_node("Mul", [f"{p}_inner", "gelu_sqrt_2_over_pi"], [f"{p}_scaled"], name=f"{p}_scaled"),
+                helper.make_node("Tanh", [f"{p}_scaled"], [f"{p}_t"], name=f"{p}_tanh"),
+            ]
+        else:
+            nodes += [
+                helper.make_node("Mul", [x, "gelu_inv_sqrt2"], [f"{p}_scaled"], name=f"{p}_scaled"),
+                helper.make_node("Erf", [f"{p}_scaled"], [f"{p}_t"], name=f"{p}_erf"),
+            ]
+        nodes += [
+            helper.make_node("Add", [f"{p}_t", "gelu_one"], [f"{p}_plus1"], name=f"{p}_plus1"),
+            helper.make_node("Mul", [x, f"{p}_plus1"], [f"{p}_xplus"], name=f"{p}_xplus"),
+            helper.make_node("Mul", [f"{p}_xplus", "gelu_half"], [y], name=p),
+        ]
+    del new.graph.node[:]
+    new.graph.node.extend(nodes)
+    return new
+
+
 def convert_opset(model: "onnx.ModelProto", target: int) -> "onnx.ModelProto | None":
     """Move the model to another default-domain opset with onnx.version_converter."""
     from onnx import version_converter

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import torch
     import torch.fx as fx
     import torch.nn as nn
 
@@ -36,7 +37,6 @@ def promote_constants(gm: "fx.GraphModule", op_types: dict[str, str]) -> Promoti
     there, it would never train. ``op_types`` maps module names to their ONNX op types.
     """
     import torch
-    import torch.nn as nn
 
     result = PromotionResult()
     for node in list(gm.graph.nodes):
@@ -48,30 +48,43 @@ def promote_constants(gm: "fx.GraphModule", op_types: dict[str, str]) -> Promoti
         if not tensor.is_floating_point():
             continue
         consumers = [user for user in node.users if user.op == "call_module"]
-        consumer_ops = sorted({op_types.get(str(user.target), "?") for user in consumers})
+        consumer_ops = sorted({f"{op_types.get(str(user.target), '?')} {user.target}" for user in consumers})
         if tensor.numel() <= 1:
-            result.constant_buffers.append(f"{node.target}: scalar constant of {'/'.join(consumer_ops) or 'graph'}")
+            result.constant_buffers.append(f"{node.target}: scalar constant of {', '.join(consumer_ops) or 'the graph'}")
             continue
         weight_users = [user for user in consumers if op_types.get(str(user.target)) in COMPUTE_OPS]
         if not weight_users:
-            result.constant_buffers.append(f"{node.target}: feeds {'/'.join(consumer_ops) or 'no module'}, not a compute op")
+            result.constant_buffers.append(f"{node.target}: feeds {', '.join(consumer_ops) or 'no module'}, not a compute op")
             continue
-        owner_name = str(weight_users[0].target)
-        owner = gm.get_submodule(owner_name)
-        base = _PARAM_NAME.get(op_types.get(owner_name, ""), "param")
-        param_name, counter = base, 1
-        while hasattr(owner, param_name):
-            param_name = f"{base}_{counter}"
-            counter += 1
-        owner.register_parameter(param_name, nn.Parameter(tensor.detach().clone(), requires_grad=True))
+        # Trap: exporters deduplicate equal constants (e.g. every zero-initialised bias becomes
+        # one tensor), so one initializer may feed many layers: give each layer its own copy.
+        for index, user in enumerate(weight_users):
+            target = _register_parameter(gm, str(user.target), op_types, tensor)
+            if index == 0:
+                node.target = target
+            else:
+                with gm.graph.inserting_before(user):
+                    user.replace_input_with(node, gm.graph.get_attr(target))
+            result.promoted.append(target)
         delattr(container, buffer_name)
-        node.target = f"{owner_name}.{param_name}"
-        result.promoted.append(node.target)
     gm.recompile()
     for name, buffer in gm.named_buffers():
         if buffer.is_floating_point() and not name.endswith(_BN_STATS) and not name.startswith("initializers."):
             result.constant_buffers.append(f"{name}: stored as a constant by the converter")
     return result
+
+
+def _register_parameter(gm: "fx.GraphModule", owner_name: str, op_types: dict[str, str], tensor: "torch.Tensor") -> str:
+    import torch.nn as nn
+
+    owner = gm.get_submodule(owner_name)
+    base = _PARAM_NAME.get(op_types.get(owner_name, ""), "param")
+    param_name, counter = base, 1
+    while hasattr(owner, param_name):
+        param_name = f"{base}_{counter}"
+        counter += 1
+    owner.register_parameter(param_name, nn.Parameter(tensor.detach().clone(), requires_grad=True))
+    return f"{owner_name}.{param_name}"
 
 
 def adapt_nhwc_input(gm: "fx.GraphModule", op_types: dict[str, str]) -> None:
@@ -147,7 +160,7 @@ def replace_linear_head(gm: "fx.GraphModule", path: str, num_classes: int) -> "n
         raise ModelLoadError(
             f"cannot change num_classes: the classifier {path!r} converted to {type(head).__name__}, not a Linear layer"
         )
-    new_head = nn.Linear(head.in_features, num_classes, bias=head.bias is not None)
+    new_head = nn.Linear(head.in_features, num_classes)
     parent_name, _, child = path.rpartition(".")
     setattr(gm.get_submodule(parent_name) if parent_name else gm, child, new_head)
     return new_head

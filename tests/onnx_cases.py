@@ -249,3 +249,32 @@ def fixed_batch_model() -> onnx.ModelProto:
         weight("fc.weight", [5, 2 * 4 * 4], 2), weight("fc.bias", [5], 3),
     ]
     return make_model(nodes, inits, [1, 3, 6, 6], [1, 5])
+
+
+def dynamo_style_model() -> onnx.ModelProto:
+    """What torch's dynamo exporter writes at opset 20: Gelu, Reshape(allowzero=1) and one
+    deduplicated zero bias shared by two MatMul+Add layers."""
+    zero_bias = numpy_helper.from_array(np.zeros(8, np.float32), "shared.zero_bias")
+    nodes = [
+        helper.make_node("Conv", ["input", "stem.weight", "stem.bias"], ["c"], pads=[1, 1, 1, 1], name="node_stem"),
+        helper.make_node("Gelu", ["c"], ["g"], name="node_gelu"),
+        helper.make_node("Shape", ["g"], ["shape"], start=0, end=1, name="node_shape"),
+        helper.make_node("Concat", ["shape", "tail"], ["new_shape"], axis=0, name="node_concat"),
+        helper.make_node("Reshape", ["g", "new_shape"], ["tokens_cf"], allowzero=1, name="node_view"),
+        helper.make_node("Transpose", ["tokens_cf"], ["tokens"], perm=[0, 2, 1], name="node_transpose"),
+        helper.make_node("MatMul", ["tokens", "fc1.weight"], ["m1"], name="node_fc1"),
+        helper.make_node("Add", ["m1", "shared.zero_bias"], ["a1"], name="node_fc1_bias"),
+        helper.make_node("Gelu", ["a1"], ["g1"], approximate="tanh", name="node_gelu_1"),
+        helper.make_node("MatMul", ["g1", "fc2.weight"], ["m2"], name="node_fc2"),
+        helper.make_node("Add", ["m2", "shared.zero_bias"], ["a2"], name="node_fc2_bias"),
+        helper.make_node("ReduceMean", ["a2", "axes"], ["pooled"], keepdims=0, name="node_mean"),
+        helper.make_node("Gemm", ["pooled", "head.weight", "head.bias"], ["logits"], transB=1, name="node_head"),
+    ]
+    inits = [
+        weight("stem.weight", [8, 3, 3, 3], 1), weight("stem.bias", [8], 2),
+        numpy_helper.from_array(np.array([8, -1], np.int64), "tail"),
+        weight("fc1.weight", [8, 8], 3), weight("fc2.weight", [8, 8], 4), zero_bias,
+        numpy_helper.from_array(np.array([1], np.int64), "axes"),
+        weight("head.weight", [5, 8], 5), weight("head.bias", [5], 6),
+    ]
+    return make_model(nodes, inits, ["batch", 3, 6, 6], ["batch", 5], opset=20)

@@ -83,6 +83,19 @@ def test_newest_opset(tmp_path: Path) -> None:
     assert_trains(backbone, ["conv1.weight", "conv2.weight"])
 
 
+def test_dynamo_style_graph(tmp_path: Path) -> None:
+    # Stand-in for a dynamo=True export (onnxscript is not installed here): opset 20 Gelu,
+    # Reshape(allowzero=1) and a deduplicated bias shared by two layers.
+    backbone = load(cases.save(cases.dynamo_style_model(), tmp_path / "dynamo.onnx"))
+    assert_parity(backbone)
+    applied = [p["name"] for p in backbone.report["passes"]]
+    assert {"decompose_ops", "drop_reshape_allowzero", "convert_opset_20_to_17"} <= set(applied)
+    assert backbone.spec.classifier == "node_head"
+    assert_trains(backbone, ["node_stem.weight", "node_fc1.weight", "node_fc2.weight", "node_fc1_bias.bias", "node_fc2_bias.bias"])
+    params = dict(backbone.module.named_parameters())
+    assert params["node_fc1_bias.bias"] is not params["node_fc2_bias.bias"]  # untied copies
+
+
 def test_timm_resnet18_and_new_head(tmp_path: Path) -> None:
     import timm
 
