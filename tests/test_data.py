@@ -6,6 +6,7 @@ import os
 import pickle
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -310,11 +311,14 @@ def test_open_data_bundle(spec, folder: Path):
     digits = open_data(DataConfig(dataset="digits", val_split=0.2), None, spec, augment=False)
     assert digits.summary() == "digits: 10 classes, 1,438 train / 359 val images; 0 skipped"
     assert digits.train[0][0].shape == (3, 32, 32)
+    grey_spec = replace(spec, input_size=(1, 28, 28), mean=(0.5,), std=(0.5,))
+    grey = open_data(DataConfig(dataset="digits"), None, grey_spec, augment=True)
+    assert grey.train[0][0].shape == (1, 28, 28) and grey.val is not None and grey.val[0][0].shape == (1, 28, 28)
+    with pytest.raises(WorkbenchError, match="4-channel"):
+        open_data(DataConfig(dataset="digits"), None, replace(spec, input_size=(4, 32, 32)), augment=False)
 
 
 def test_fingerprint_tracks_data_split_and_transform(spec, folder: Path):
-    from dataclasses import replace
-
     def fp(config: DataConfig, model_spec=spec, augment: bool = False) -> str:
         return open_data(config, None, model_spec, augment).fingerprint
 
