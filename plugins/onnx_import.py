@@ -75,7 +75,7 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
 
     from plugins.onnx_coverage import convertible_opset, opset_of, unsupported_ops
     from plugins.onnx_ort import max_abs_diff, try_run_onnxruntime, within_tolerance
-    from plugins.onnx_passes import real_inputs, rename_nodes
+    from plugins.onnx_passes import rename_nodes
 
     original = read_onnx(path)
     name = path.name
