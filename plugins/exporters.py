@@ -1,0 +1,423 @@
+"""Built-in exporters: safetensors + timm config.json, TorchScript, ONNX (each checked where it can be run).
+
+Every exporter works on a float32 CPU copy of the module in eval mode, so the caller's
+module keeps its device, dtype and train flags. Every file is written through a temp file
+and a rename: an interrupted or failed export never leaves a half file under the final name.
+
+Parity: ``max|exported - pytorch|`` must be at most ``tolerance * max(1, max|pytorch|)``,
+i.e. absolute (default 1e-4) for logits below magnitude 1, relative to the largest logit above it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.atomic import atomic_path, atomic_write_text
+from workbench.errors import WorkbenchError
+from workbench.export import ExportResult
+from workbench.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+    import torch.nn as nn
+
+DEFAULT_TOLERANCE = 1e-4
+DEFAULT_OPSET = 17
+# Protobuf cannot hold more than 2 GiB: bigger models keep their weights in "<file>.data".
+EXTERNAL_DATA_BYTES = 2 * 1024**3 - 64 * 1024**2
+_SOURCE_KEYS = ("url", "file", "hf_hub_id", "hf_hub_filename", "source", "state_dict", "architecture")
+_KEEP_NULL = ("pool_size", "first_conv", "classifier")
+
+
+class SafetensorsExporter:
+    """``model.safetensors`` + timm ``config.json`` (+ ``recipe.toml``) in a folder, loadable by timm."""
+
+    name = "safetensors"
+    description = "Folder with model.safetensors and a timm-style config.json (timm.create_model can load it)"
+    output_kind = "folder"
+
+    def export(self, module: "nn.Module", spec: ModelSpec, out: Path, recipe_toml: str | None = None,
+               tolerance: float | None = None) -> ExportResult:
+        from safetensors.torch import save_file
+
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise WorkbenchError(f"cannot write {out}: it is a file, not a folder")
+        model = _prepared(module)
+        tensors = _unshared_state_dict(model)
+        weights, config = out / "model.safetensors", out / "config.json"
+        with atomic_path(weights) as tmp:
+            save_file(tensors, str(tmp), metadata={"format": "pt"})
+        atomic_write_text(config, json.dumps(timm_config(model, spec), indent=2, default=_json_default) + "\n")
+        paths = [weights, config]
+        if recipe_toml is not None:
+            atomic_write_text(out / "recipe.toml", recipe_toml)
+            paths.append(out / "recipe.toml")
+        message = f"wrote {len(tensors)} tensors and config.json for {spec.architecture} to {out}"
+        if spec.architecture.startswith("onnx:"):
+            message += ("; timm cannot rebuild an ONNX import: load model.safetensors into the module "
+                        "re-imported from the original .onnx file")
+        return ExportResult(self.name, paths, None, message)
+
+
+class TorchScriptExporter:
+    """A traced TorchScript file with the spec in its ``config.json`` extra file."""
+
+    name = "torchscript"
+    description = "TorchScript file (torch.jit.load), with labels and preprocessing in its extra files"
+    output_kind = "file"
+
+    def export(self, module: "nn.Module", spec: ModelSpec, out: Path, recipe_toml: str | None = None,
+               tolerance: float | None = None) -> ExportResult:
+        import torch
+
+        out = Path(out)
+        tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+        model = _prepared(module)
+        example = _random_batch(spec, 2, seed=0)
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # TracerWarnings about constant shapes are checked below
+                traced = torch.jit.trace(model, example, check_trace=False)
+        except Exception as exc:
+            raise WorkbenchError(f"cannot trace {spec.architecture} for TorchScript: {_one_line(exc)}") from exc
+        extra = {"config.json": json.dumps(_spec_json(spec), default=_json_default)}
+        if recipe_toml is not None:
+            extra["recipe.toml"] = recipe_toml
+        with atomic_path(out) as tmp:
+            torch.jit.save(traced, str(tmp), _extra_files=extra)
+            loaded = torch.jit.load(str(tmp), map_location="cpu")
+            diff = 0.0
+            for batch, seed in ((2, 1), (3, 2)):
+                x = _random_batch(spec, batch, seed)
+                reference = _logits(model, x)
+                try:
+                    with torch.no_grad():
+                        got = _first(loaded(x)).numpy()
+                except Exception as exc:
+                    raise WorkbenchError(f"the traced {spec.architecture} fails on a batch of {batch} "
+                                         f"(it hard-codes a shape): {_one_line(exc)}; no file written") from exc
+                diff = max(diff, _check_parity("TorchScript", spec, reference, got, tolerance))
+        return ExportResult(self.name, [out], diff,
+                            f"wrote {out} (torch.jit.trace); max abs diff vs PyTorch {diff:.3g} at batch 2 and 3")
+
+
+class OnnxExporter:
+    """An ONNX file with a dynamic batch axis and the spec in ``metadata_props``, checked with onnxruntime."""
+
+    name = "onnx"
+    description = "ONNX file (opset 17+, dynamic batch), checked against PyTorch with onnxruntime"
+    output_kind = "file"
+
+    def __init__(self, opset: int = DEFAULT_OPSET) -> None:
+        if opset < 17:
+            raise ValueError(f"opset must be 17 or newer, got {opset}")
+        self.opset = opset
+
+    def export(self, module: "nn.Module", spec: ModelSpec, out: Path, recipe_toml: str | None = None,
+               tolerance: float | None = None) -> ExportResult:
+        out = Path(out)
+        tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
+        model = _prepared(module)
+        checks = [(batch, x, _logits(model, x)) for batch, x in ((2, _random_batch(spec, 2, 1)), (3, _random_batch(spec, 3, 2)))]
+        problems: list[str] = []
+        for exporter in ("TorchScript-based", "dynamo"):
+            try:
+                with _scratch_dir(out) as scratch:
+                    raw = scratch / "raw.onnx"
+                    reason = _torch_onnx_export(model, spec, raw, self.opset, dynamo=exporter == "dynamo")
+                    if reason is not None:
+                        problems.append(f"{exporter} exporter {reason}")
+                        continue
+                    paths, diff = self._finish(raw, scratch, out, spec, recipe_toml, checks, tolerance, exporter)
+            except _CandidateFailed as failed:
+                problems.append(str(failed))
+                continue
+            except OSError as exc:
+                raise WorkbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
+            message = (f"wrote {', '.join(str(p) for p in paths)} (opset {self.opset}, {exporter} exporter, "
+                       f"dynamic batch); max abs diff vs PyTorch {diff:.3g} at batch 2 and 3 (onnxruntime)")
+            if problems:
+                message += "; " + "; ".join(problems)
+            return ExportResult(self.name, paths, diff, message)
+        raise WorkbenchError(f"ONNX export of {spec.architecture} failed, no file written: " + "; ".join(problems))
+
+    def _finish(self, raw: Path, scratch: Path, out: Path, spec: ModelSpec, recipe_toml: str | None,
+                checks: list[tuple[int, "torch.Tensor", "np.ndarray"]], tolerance: float, exporter: str) -> tuple[list[Path], float]:
+        """Add metadata, write the final file(s) and check them; raises _CandidateFailed on a bad graph."""
+        import onnx
+
+        from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+        model = onnx.load(str(raw), load_external_data=False)
+        external = any(uses_external_data(t) for t in model.graph.initializer)
+        _set_metadata(model, spec, recipe_toml)
+        if not external and model.ByteSize() < EXTERNAL_DATA_BYTES:
+            with atomic_path(out) as tmp:
+                onnx.save_model(model, str(tmp))
+                diff = _ort_parity(tmp, spec, checks, tolerance, exporter)
+            return [out], diff
+        # Large model: both files are made and checked in the scratch folder, then renamed into place.
+        data = out.with_name(out.name + ".data")
+        staged = scratch / out.name
+        if external:
+            load_external_data_for_model(model, str(scratch))  # torch wrote them beside raw.onnx
+        onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=data.name, size_threshold=0)
+        diff = _ort_parity(staged, spec, checks, tolerance, exporter)
+        os.replace(scratch / data.name, data)
+        os.replace(staged, out)
+        return [out, data], diff
+
+
+class _CandidateFailed(Exception):
+    """One ONNX exporter's output was unusable; the next exporter may still work."""
+
+
+def timm_config(model: "nn.Module", spec: ModelSpec) -> dict[str, Any]:
+    """``config.json`` as timm's ``save_for_hf`` writes it, from the spec (and the timm model's own cfg)."""
+    source = dict(getattr(model, "pretrained_cfg", None) or {})
+    cfg = {k: v for k, v in source.items() if k not in _SOURCE_KEYS and (v is not None or k in _KEEP_NULL)}
+    if cfg.get("num_classes") != spec.num_classes:
+        for key in ("label_names", "label_descriptions", "label_offset"):
+            cfg.pop(key, None)
+    cfg.pop("label_names", None)  # ours are at the top level, where timm reads them from
+    if tuple(cfg.get("input_size", spec.input_size)) != tuple(spec.input_size):
+        for key in ("test_input_size", "test_crop_pct", "test_pool_size"):
+            cfg.pop(key, None)
+        cfg["pool_size"] = None
+    classifier = cfg.get("classifier")
+    cfg.update(spec.to_pretrained_cfg())
+    if spec.classifier is None and classifier is not None:
+        cfg["classifier"] = classifier
+    if source:
+        cfg["custom_load"] = False  # the export holds a native timm state dict
+    config: dict[str, Any] = {"architecture": spec.architecture, "num_classes": spec.num_classes}
+    num_features = getattr(model, "num_features", None)
+    if isinstance(num_features, int):
+        config["num_features"] = num_features
+    pool = _global_pool(model)
+    if pool:
+        config["global_pool"] = pool
+    config["label_names"] = label_names(spec)
+    args = _timm_model_args(model) if source else None
+    if args:
+        config["model_args"] = args
+    config["pretrained_cfg"] = cfg
+    return config
+
+
+def label_names(spec: ModelSpec) -> list[str]:
+    """The spec's label names, or ``class_0``.. when it has none (exports always carry names)."""
+    if spec.label_names and len(spec.label_names) == spec.num_classes:
+        return [str(name) for name in spec.label_names]
+    return [f"class_{i}" for i in range(spec.num_classes)]
+
+
+def _spec_json(spec: ModelSpec) -> dict[str, Any]:
+    data = spec.to_dict()
+    data["label_names"] = label_names(spec)
+    return data
+
+
+def _set_metadata(model: Any, spec: ModelSpec, recipe_toml: str | None) -> None:
+    values: dict[str, Any] = {
+        "architecture": spec.architecture,
+        "label_names": label_names(spec),
+        "mean": list(spec.mean),
+        "std": list(spec.std),
+        "input_size": list(spec.input_size),
+        "interpolation": spec.interpolation,
+        "crop_pct": spec.crop_pct,
+        "crop_mode": spec.crop_mode,
+        "num_classes": spec.num_classes,
+    }
+    props = {prop.key: prop.value for prop in model.metadata_props}
+    props.update({key: json.dumps(value) for key, value in values.items()})
+    if recipe_toml is not None:
+        props["recipe_toml"] = recipe_toml
+    del model.metadata_props[:]
+    for key, value in props.items():
+        model.metadata_props.add(key=key, value=value)
+
+
+def _torch_onnx_export(model: "nn.Module", spec: ModelSpec, path: Path, opset: int, dynamo: bool) -> str | None:
+    """Run one of torch's ONNX exporters into ``path``; the reason it could not, or None."""
+    import torch
+
+    x = _random_batch(spec, 2, seed=0)
+    common = dict(input_names=["input"], output_names=["logits"], opset_version=opset)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if dynamo:
+                import importlib.util
+
+                if importlib.util.find_spec("onnxscript") is None:
+                    return "not tried: onnxscript is not installed"
+                batch = torch.export.Dim("batch", min=1)
+                torch.onnx.export(model, (x,), str(path), dynamo=True, external_data=True,
+                                  dynamic_shapes=({0: batch},), **common)
+            else:
+                with _onnx2torch_compat():
+                    torch.onnx.export(model, (x,), str(path), dynamo=False, do_constant_folding=True,
+                                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **common)
+    except OSError:
+        raise
+    except Exception as exc:
+        return f"failed: {_one_line(exc)}"
+    return None
+
+
+def _ort_parity(path: Path, spec: ModelSpec, checks: list[tuple[int, "torch.Tensor", "np.ndarray"]],
+                tolerance: float, exporter: str) -> float:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise _CandidateFailed(f"{exporter} exporter: onnxruntime cannot load the file: {_one_line(exc)}") from None
+    diff = 0.0
+    for batch, x, reference in checks:
+        try:
+            got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        except Exception as exc:
+            raise _CandidateFailed(f"{exporter} exporter: the file fails on a batch of {batch} "
+                                   f"(batch size not dynamic?): {_one_line(exc)}") from None
+        diff = max(diff, _check_parity("ONNX", spec, reference, got, tolerance, candidate=exporter))
+    return diff
+
+
+def _check_parity(what: str, spec: ModelSpec, reference: "np.ndarray", got: "np.ndarray", tolerance: float,
+                  candidate: str | None = None) -> float:
+    """Max abs diff of ``got`` vs ``reference``; raises when it is above the tolerance."""
+    import numpy as np
+
+    if reference.shape != got.shape:
+        problem = f"{what} output has shape {got.shape}, PyTorch {reference.shape}"
+    else:
+        diff = float(np.max(np.abs(reference.astype(np.float64) - got.astype(np.float64)))) if got.size else 0.0
+        scale = max(1.0, float(np.max(np.abs(reference)))) if reference.size else 1.0
+        if diff <= tolerance * scale and np.isfinite(diff):
+            return diff
+        problem = (f"{what} export of {spec.architecture} differs from PyTorch by up to {diff:.3g} "
+                   f"(tolerance {tolerance:g} x max(1, |logit| max {scale:.3g}))")
+    if candidate is not None:
+        raise _CandidateFailed(f"{candidate} exporter: {problem}")
+    raise WorkbenchError(f"{problem}; no file written")
+
+
+@contextlib.contextmanager
+def _onnx2torch_compat() -> Iterator[None]:
+    """onnx2torch's export hooks read ``torch.onnx.symbolic_helper.GLOBALS``, which newer torch moved away."""
+    import torch.onnx.symbolic_helper as helper
+
+    if hasattr(helper, "GLOBALS") or hasattr(helper, "_export_onnx_opset_version"):
+        yield
+        return
+    try:
+        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+    except ImportError:
+        yield
+        return
+    helper.GLOBALS = GLOBALS  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        del helper.GLOBALS  # type: ignore[attr-defined]
+
+
+@contextlib.contextmanager
+def _scratch_dir(out: Path) -> Iterator[Path]:
+    """A temp folder beside ``out`` (same file system, so the final rename is atomic), removed afterwards."""
+    folder = out.parent if str(out.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder))
+    except OSError as exc:
+        raise WorkbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _prepared(module: "nn.Module") -> "nn.Module":
+    """A float32 CPU eval-mode copy: exporting never changes the caller's module."""
+    return copy.deepcopy(module).cpu().float().eval()
+
+
+def _unshared_state_dict(model: "nn.Module") -> dict[str, "torch.Tensor"]:
+    """The full state dict with tied tensors cloned (safetensors refuses shared storage; timm wants every key)."""
+    tensors: dict[str, "torch.Tensor"] = {}
+    seen: set[tuple[int, int]] = set()
+    for key, value in model.state_dict().items():
+        value = value.detach()
+        ident = (value.untyped_storage().data_ptr(), value.untyped_storage().nbytes())
+        if ident in seen or not value.is_contiguous():
+            value = value.contiguous().clone()
+        seen.add(ident)
+        tensors[key] = value
+    return tensors
+
+
+def _random_batch(spec: ModelSpec, batch: int, seed: int) -> "torch.Tensor":
+    import torch
+
+    return torch.randn(batch, *spec.input_size, generator=torch.Generator().manual_seed(seed))
+
+
+def _logits(model: "nn.Module", x: "torch.Tensor") -> "np.ndarray":
+    import torch
+
+    with torch.no_grad():
+        return _first(model(x)).numpy()
+
+
+def _first(output: Any) -> "torch.Tensor":
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def _global_pool(model: "nn.Module") -> str | None:
+    """The pooling type, read as timm's ``save_for_hf`` reads it (the head's pool first)."""
+    head = getattr(model, "head", None)
+    for pool in (getattr(head, "global_pool", None), getattr(head, "pool_type", None), getattr(model, "global_pool", None)):
+        pool = getattr(pool, "pool_type", pool)
+        if isinstance(pool, str):
+            return pool
+    return None
+
+
+def _timm_model_args(model: "nn.Module") -> dict[str, Any] | None:
+    """timm's recorded reconstruction arguments (newer timm only), when they are JSON-serialisable."""
+    try:
+        from timm.models._input import get_model_args
+
+        args = get_model_args(model)
+        json.dumps(args)
+    except Exception:
+        return None
+    return args
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    return str(value)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return (text[:300] + "...") if len(text) > 300 else (text or type(exc).__name__)

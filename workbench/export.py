@@ -1,0 +1,45 @@
+"""Exporting a model: the result type every exporter plugin returns, and the one entry point."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from workbench.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote, and how closely the exported model matches the PyTorch one.
+
+    ``parity_max_abs_diff`` is None when the format was not run back (e.g. safetensors).
+    """
+
+    format: str
+    paths: list[Path]
+    parity_max_abs_diff: float | None
+    message: str
+
+
+def export_model(
+    module: "nn.Module",
+    spec: ModelSpec,
+    fmt: str,
+    out: str | Path,
+    recipe_toml: str | None = None,
+    tolerance: float | None = None,
+) -> ExportResult:
+    """Export ``module`` with the exporter plugin named ``fmt`` (``safetensors``, ``torchscript``, ``onnx``...).
+
+    ``tolerance`` overrides the exporter's parity tolerance; it is passed only when given,
+    so third-party exporters without that keyword still work. The caller's module is not changed.
+    """
+    from workbench.plugins import EXPORTERS, registry
+
+    exporter = registry().get(EXPORTERS, fmt)
+    kwargs = {} if tolerance is None else {"tolerance": tolerance}
+    return exporter.export(module, spec, Path(out).expanduser(), recipe_toml, **kwargs)
