@@ -46,7 +46,7 @@ def format_count(value: int) -> str:
 
 
 def format_lr(value: float) -> str:
-    return f"{value:.2e}" if value and (value < 1e-3 or value >= 10) else f"{value:g}"
+    return f"{value:.2e}" if value and (value < 1e-3 or value >= 10) else f"{value:.4g}"
 
 
 class QtLayerTreeModel(QAbstractItemModel):
@@ -67,6 +67,7 @@ class QtLayerTreeModel(QAbstractItemModel):
                 self._row[child] = row
         self._group_cache: dict[int, str | None] = {}
         self._bn_eval = set(resolution.bn_eval)
+        self._read_only = False
         self._italic = QFont()
         self._italic.setItalic(True)
 
@@ -134,7 +135,7 @@ class QtLayerTreeModel(QAbstractItemModel):
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
         flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-        if index.column() == NAME:
+        if index.column() == NAME and not self._read_only:
             flags |= Qt.ItemFlag.ItemIsUserCheckable
         return flags
 
@@ -209,8 +210,12 @@ class QtLayerTreeModel(QAbstractItemModel):
         return next((g for g in self._resolution.groups if g.name == name), None)
 
     # -- edits -----------------------------------------------------------------------------
+    def set_read_only(self, read_only: bool) -> None:
+        self._read_only = read_only
+
     def setData(self, index: ModelIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
-        if not index.isValid() or index.column() != NAME or role != Qt.ItemDataRole.CheckStateRole:
+        if (not index.isValid() or index.column() != NAME or role != Qt.ItemDataRole.CheckStateRole
+                or self._read_only):
             return False
         checked = Qt.CheckState(value) if not isinstance(value, Qt.CheckState) else value
         # A click on a partial box makes the whole subtree trainable (Qt cycles it to Checked).

@@ -1,0 +1,62 @@
+"""``run_app``: the entry point behind ``workbench``, ``workbench open X.toml`` and ``workbench demo``.
+
+The window is shown before torch or timm are imported; they load in a worker while the
+status bar shows a busy indicator.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+STYLE = """
+QLabel#muted { color: palette(mid); }
+QLabel#summaryText { font-weight: 600; }
+QLabel#warnings { color: #9a6700; }
+QFrame#summaryBar { background: palette(alternate-base); border-radius: 4px; }
+QLabel#modelInfo { padding: 4px 2px; }
+QPushButton#primary { font-weight: 600; padding: 6px; }
+"""
+
+
+def create_application(argv: list[str] | None = None) -> "QApplication":  # noqa: F821
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
+    app.setApplicationName("Model Surgery Workbench")
+    app.setOrganizationName("ModelSurgeryWorkbench")
+    app.setDesktopFileName("model-surgery-workbench")
+    icon = Path(__file__).resolve().parent.parent / "packaging" / "workbench.svg"
+    if icon.is_file():
+        app.setWindowIcon(QIcon(str(icon)))
+    app.setStyleSheet(STYLE)
+    return app  # type: ignore[return-value]
+
+
+def build_window(project: Path | None = None, demo: bool = False) -> "MainWindow":  # noqa: F821
+    """Show the window and queue the background work (heavy imports, then the project or demo)."""
+    from PySide6.QtCore import QTimer
+
+    from ui.main_window import MainWindow
+
+    window = MainWindow()
+    window.show()
+
+    def after_shown() -> None:
+        window.start_background_init()
+        if project is not None:
+            window.open_path(str(project))
+        elif demo:
+            window.open_demo()
+
+    QTimer.singleShot(0, after_shown)
+    return window
+
+
+def run_app(project: Path | None = None, demo: bool = False) -> int:
+    app = create_application()
+    window = build_window(project, demo)
+    code = app.exec()
+    del window
+    return int(code)

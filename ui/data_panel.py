@@ -1,0 +1,217 @@
+"""The Data tab: an image folder or the demo dataset; classes with counts, sample thumbnails, problems."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtGui import QIcon, QImage, QPixmap
+from PySide6.QtWidgets import (QButtonGroup, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                               QHeaderView, QLabel, QLineEdit, QListView, QListWidget, QListWidgetItem, QPushButton,
+                               QRadioButton, QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from ui.session import WorkbenchSession
+from ui.workers import BackgroundCall
+from workbench.plan import DataConfig
+
+THUMBS_PER_CLASS = 6
+THUMB_SIZE = 56
+
+
+@dataclass
+class DataScan:
+    """What a scan of the data found, as plain values (made in a worker thread)."""
+
+    source: str
+    classes: list[str]
+    counts: dict[str, tuple[int, int]]
+    problems: list[str]
+    skipped: int
+    thumbnails: list[tuple[str, int, int, bytes]] = field(default_factory=list)  # class, w, h, RGBA bytes
+
+
+def scan_data(config: DataConfig, base_dir: Path | None) -> DataScan:
+    from workbench.data import open_images, thumbnails
+
+    images = open_images(config, base_dir)
+    thumbs = []
+    for name, img in thumbnails(images, THUMBS_PER_CLASS, THUMB_SIZE):
+        rgba = img.convert("RGBA")
+        thumbs.append((name, rgba.width, rgba.height, rgba.tobytes()))
+    return DataScan(images.source or config.dataset, list(images.classes), images.counts(),
+                    list(images.problems), images.skipped, thumbs)
+
+
+class DataPanel(QWidget):
+    problem = Signal(str)
+    scanned = Signal(object)  # DataScan
+
+    def __init__(self, session: WorkbenchSession, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.scan: DataScan | None = None
+        self._calls: list[BackgroundCall] = []
+
+        self.use_demo = QRadioButton("Demo dataset: handwritten digits (10 classes, ships with scikit-learn)")
+        self.use_folder = QRadioButton("Image folder (one sub-folder per class)")
+        self._source = QButtonGroup(self)
+        self._source.addButton(self.use_demo)
+        self._source.addButton(self.use_folder)
+        self.folder = QLineEdit(placeholderText="/path/to/images")
+        self.browse = QPushButton("Browse…")
+        self.val_split = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.9, singleStep=0.05)
+        self.val_split.setKeyboardTracking(False)
+        self.val_split.setToolTip("Share of each class held out for validation (when there is no val folder)")
+        self.rescan = QPushButton("Rescan")
+        folder_row = QHBoxLayout()
+        folder_row.addWidget(self.folder, 1)
+        folder_row.addWidget(self.browse)
+        source_box = QGroupBox("Images")
+        form = QFormLayout(source_box)
+        form.addRow(self.use_demo)
+        form.addRow(self.use_folder)
+        form.addRow("Folder", folder_row)
+        split_row = QHBoxLayout()
+        split_row.addWidget(self.val_split)
+        split_row.addStretch(1)
+        split_row.addWidget(self.rescan)
+        form.addRow("Validation split", split_row)
+
+        self.status = QLabel("Choose an image folder or the demo dataset.")
+        self.status.setWordWrap(True)
+        self.classes = QTableWidget(0, 3)
+        self.classes.setHorizontalHeaderLabels(["Class", "Train", "Val"])
+        self.classes.verticalHeader().hide()
+        self.classes.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.classes.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.thumbs = QListWidget()
+        self.thumbs.setViewMode(QListView.ViewMode.IconMode)
+        self.thumbs.setIconSize(QSize(THUMB_SIZE, THUMB_SIZE))
+        self.thumbs.setGridSize(QSize(THUMB_SIZE + 16, THUMB_SIZE + 24))
+        self.thumbs.setResizeMode(QListView.ResizeMode.Adjust)
+        self.thumbs.setMovement(QListView.Movement.Static)
+        self.thumbs.setSelectionMode(QListView.SelectionMode.NoSelection)
+        self.problems = QListWidget()
+        self.problems.setMaximumHeight(110)
+
+        classes_box = QGroupBox("Classes")
+        QVBoxLayout(classes_box).addWidget(self.classes)
+        thumbs_box = QGroupBox("Samples")
+        QVBoxLayout(thumbs_box).addWidget(self.thumbs)
+        split = QSplitter()
+        split.addWidget(classes_box)
+        split.addWidget(thumbs_box)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 3)
+        split.setSizes([260, 780])
+        problems_box = QGroupBox("Problems found")
+        QVBoxLayout(problems_box).addWidget(self.problems)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(source_box)
+        layout.addWidget(self.status)
+        layout.addWidget(split, 1)
+        layout.addWidget(problems_box)
+
+        self.use_demo.toggled.connect(lambda on: on and self._set_config(dataset="digits"))
+        self.use_folder.toggled.connect(lambda on: on and self._set_config(dataset="folder"))
+        self.folder.editingFinished.connect(lambda: self._set_config(path=self.folder.text().strip() or None))
+        self.browse.clicked.connect(self._browse)
+        self.val_split.valueChanged.connect(lambda v: self._set_config(val_split=round(float(v), 4)))
+        self.rescan.clicked.connect(self.start_scan)
+        session.workspaceChanged.connect(self.sync_from_plan)
+        self.sync_from_plan(scan=False)
+
+    def sync_from_plan(self, scan: bool = True) -> None:
+        config = self.session.plan.data
+        for w in (self.use_demo, self.use_folder, self.folder, self.val_split):
+            w.blockSignals(True)
+        self.use_demo.setChecked(config.dataset == "digits")
+        self.use_folder.setChecked(config.dataset != "digits")
+        self.folder.setText(config.path or "")
+        self.val_split.setValue(config.val_split)
+        for w in (self.use_demo, self.use_folder, self.folder, self.val_split):
+            w.blockSignals(False)
+        self._update_enabled()
+        if scan:
+            self.start_scan()
+
+    def _update_enabled(self) -> None:
+        folder = self.session.plan.data.dataset != "digits"
+        self.folder.setEnabled(folder)
+        self.browse.setEnabled(folder)
+
+    def _set_config(self, **values: Any) -> None:
+        config = self.session.plan.data
+        if all(getattr(config, k) == v for k, v in values.items()):
+            return
+
+        def change(plan: Any) -> None:
+            for key, value in values.items():
+                setattr(plan.data, key, value)
+
+        error = self.session.edit(change)
+        if error:
+            self.problem.emit(error)
+        self._update_enabled()
+        self.start_scan()
+
+    def _browse(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Choose an image folder", self.folder.text())
+        if path:
+            self.folder.setText(path)
+            self._set_config(dataset="folder", path=path)
+            self.use_folder.setChecked(True)
+
+    def is_scanning(self) -> bool:
+        return any(c.is_running() for c in self._calls)
+
+    def start_scan(self) -> None:
+        config = DataConfig(**vars(self.session.plan.data))
+        if config.dataset != "digits" and not config.path:
+            self._show(None, "Choose an image folder (one sub-folder per class), or use the demo dataset.")
+            return
+        self.status.setText("Scanning images…")
+        call = BackgroundCall(lambda: scan_data(config, self.session.plan.base_dir), "scan data", self)
+        call.succeeded.connect(lambda result: self._show(result))
+        call.failed.connect(lambda message, _detail: self._show(None, message, error=True))
+        call.finished.connect(lambda: self._calls.remove(call))
+        self._calls.append(call)
+        call.start()
+
+    def _show(self, scan: DataScan | None, message: str = "", error: bool = False) -> None:
+        self.scan = scan
+        self.classes.setRowCount(0)
+        self.thumbs.clear()
+        self.problems.clear()
+        if scan is None:
+            self.status.setText(f"<b style='color:#b00020'>{message}</b>" if error else message)
+            if error:
+                self.problems.addItem(message)
+            return
+        n_train = sum(t for t, _ in scan.counts.values())
+        n_val = sum(v for _, v in scan.counts.values())
+        self.status.setText(f"<b>{scan.source}</b>: {len(scan.classes)} classes, {n_train:,} training and "
+                            f"{n_val:,} validation images" + (f"; {scan.skipped:,} files skipped" if scan.skipped else ""))
+        self.classes.setRowCount(len(scan.classes))
+        for row, name in enumerate(scan.classes):
+            train, val = scan.counts.get(name, (0, 0))
+            for col, text in enumerate((name, f"{train:,}", f"{val:,}")):
+                item = QTableWidgetItem(text)
+                if col:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.classes.setItem(row, col, item)
+        for name, width, height, rgba in scan.thumbnails:
+            image = QImage(rgba, width, height, QImage.Format.Format_RGBA8888).copy()
+            item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), name)
+            item.setToolTip(f"class {name}")
+            self.thumbs.addItem(item)
+        for text in scan.problems:
+            self.problems.addItem(text)
+        if not scan.problems:
+            none = QListWidgetItem("No problems: every file decoded and every class has images.")
+            none.setForeground(Qt.GlobalColor.darkGreen)
+            self.problems.addItem(none)
+        self.scanned.emit(scan)

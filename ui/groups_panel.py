@@ -1,0 +1,304 @@
+"""Parameter groups and learning rates: the groups table, discriminative LRs, the unfreeze schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtGui import QBrush, QPalette
+from PySide6.QtWidgets import (QApplication, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
+                               QLabel, QPushButton, QTableView, QVBoxLayout, QWidget)
+
+from ui.qt_layer_tree import format_count, format_lr
+from ui.session import WorkbenchSession
+from ui.widgets import LrSpinBox
+from workbench.groups import discriminative
+from workbench.plan import FinetunePlan, GroupConfig, UnfreezeStep
+
+ModelIndex = QModelIndex | QPersistentModelIndex
+
+
+def explicit_groups(plan: FinetunePlan, defaults: list[GroupConfig]) -> list[GroupConfig]:
+    """The plan's groups, first copying the model's default groups into it when it has none."""
+    if not plan.groups:
+        plan.groups = [GroupConfig(g.name, list(g.modules), g.lr, g.weight_decay) for g in defaults]
+    return plan.groups
+
+
+class QtGroupsModel(QAbstractTableModel):
+    """The resolved optimizer groups; LR and weight decay are editable for the plan's own groups."""
+
+    HEADERS = ("Group", "Trainable", "LR", "Weight decay")
+    NAME, PARAMS, LR, WD = range(4)
+
+    def __init__(self, session: WorkbenchSession, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self._rows: list[Any] = []
+        session.resolutionChanged.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        res = self.session.resolution
+        groups = list(res.groups) if res is not None else []
+        if [g.name for g in groups] != [g.name for g in self._rows]:
+            self.beginResetModel()
+            self._rows = groups
+            self.endResetModel()
+        else:
+            self._rows = groups
+            if groups:
+                self.dataChanged.emit(self.index(0, 0), self.index(len(groups) - 1, len(self.HEADERS) - 1))
+
+    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.HEADERS[section]
+        return None
+
+    def flags(self, index: ModelIndex) -> Qt.ItemFlag:
+        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        if index.isValid() and index.column() in (self.LR, self.WD) and not self._rows[index.row()].auto:
+            flags |= Qt.ItemFlag.ItemIsEditable
+        return flags
+
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        group = self._rows[index.row()]
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            if col == self.NAME:
+                return group.name + (" (automatic)" if group.auto else "")
+            if col == self.PARAMS:
+                return format_count(group.numel) if group.numel else "frozen"
+            if col == self.LR:
+                return format_lr(group.lr)
+            return f"{group.weight_decay:g}"
+        if role == Qt.ItemDataRole.EditRole:
+            return {self.LR: group.lr, self.WD: group.weight_decay}.get(col, None)
+        if role == Qt.ItemDataRole.ForegroundRole and not group.numel:
+            return QBrush(QApplication.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
+        if role == Qt.ItemDataRole.TextAlignmentRole and col != self.NAME:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole and col == self.NAME:
+            return f"{len(group.params)} parameter tensors, {group.numel:,} trainable parameters"
+        return None
+
+    def setData(self, index: ModelIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
+        if role != Qt.ItemDataRole.EditRole or not (self.flags(index) & Qt.ItemFlag.ItemIsEditable):
+            return False
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            return False
+        if number < 0:
+            return False
+        ws = self.session.workspace
+        if ws is None:
+            return False
+        name = self._rows[index.row()].name
+        field = "lr" if index.column() == self.LR else "weight_decay"
+
+        def change(plan: FinetunePlan) -> None:
+            group = next(g for g in explicit_groups(plan, ws.default_groups()) if g.name == name)
+            setattr(group, field, number)
+
+        return self.session.edit(change) is None
+
+
+class QtUnfreezeModel(QAbstractTableModel):
+    """The gradual-unfreezing schedule: one row per step, epoch and comma-separated group names."""
+
+    HEADERS = ("Epoch", "Groups to unfreeze")
+    problem = Signal(str)
+
+    def __init__(self, session: WorkbenchSession, parent: Any = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        session.resolutionChanged.connect(self._reset)
+        session.workspaceChanged.connect(self._reset)
+
+    def _reset(self) -> None:
+        self.beginResetModel()
+        self.endResetModel()
+
+    def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.session.plan.unfreeze)
+
+    def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else 2
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+            return self.HEADERS[section]
+        return None
+
+    def flags(self, index: ModelIndex) -> Qt.ItemFlag:
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsEditable
+
+    def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
+            return None
+        step = self.session.plan.unfreeze[index.row()]
+        if index.column() == 0:
+            return step.epoch if role == Qt.ItemDataRole.EditRole else f"{step.epoch}"
+        return ", ".join(step.groups)
+
+    def setData(self, index: ModelIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
+        if role != Qt.ItemDataRole.EditRole or not index.isValid():
+            return False
+        row, col = index.row(), index.column()
+        ws = self.session.workspace
+
+        def change(plan: FinetunePlan) -> None:
+            if ws is not None:
+                explicit_groups(plan, ws.default_groups())
+            step = plan.unfreeze[row]
+            if col == 0:
+                step.epoch = int(value)
+            else:
+                step.groups = [g.strip() for g in str(value).split(",") if g.strip()]
+
+        try:
+            error = self.session.edit(change)
+        except ValueError:
+            error = f"epoch must be a whole number, not {value!r}"
+        if error:
+            self.problem.emit(error)
+            return False
+        return True
+
+    def add_step(self) -> str | None:
+        ws = self.session.workspace
+        if ws is None:
+            return "load a model first"
+        res = self.session.resolution
+        frozen = [g.name for g in (res.groups if res else []) if not g.numel and not g.auto]
+        scheduled = {n for s in self.session.plan.unfreeze for n in s.groups}
+        candidates = [n for n in reversed(frozen) if n not in scheduled]
+        if not candidates:
+            return "every frozen group is already scheduled; freeze some layers first"
+        epoch = max((s.epoch for s in self.session.plan.unfreeze), default=0) + 1
+
+        def change(plan: FinetunePlan) -> None:
+            explicit_groups(plan, ws.default_groups())
+            plan.unfreeze.append(UnfreezeStep(epoch, [candidates[0]]))
+
+        return self.session.edit(change)
+
+    def remove_step(self, row: int) -> None:
+        if 0 <= row < len(self.session.plan.unfreeze):
+            self.session.edit(lambda plan: plan.unfreeze.pop(row))
+
+
+class GroupsPanel(QWidget):
+    problem = Signal(str)
+
+    def __init__(self, session: WorkbenchSession, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+
+        self.default_lr = LrSpinBox(session.plan.train.lr)
+        self.default_wd = QDoubleSpinBox(decimals=4, minimum=0.0, maximum=1.0, singleStep=0.01)
+        self.default_wd.setKeyboardTracking(False)
+        defaults = QFormLayout()
+        defaults.addRow("Default learning rate", self.default_lr)
+        defaults.addRow("Default weight decay", self.default_wd)
+
+        self.groups_model = QtGroupsModel(session, self)
+        self.table = QTableView()
+        self.table.setModel(self.groups_model)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.table.setEditTriggers(QTableView.EditTrigger.DoubleClicked | QTableView.EditTrigger.EditKeyPressed
+                                   | QTableView.EditTrigger.SelectedClicked)
+
+        self.discriminative = QGroupBox("Discriminative learning rates")
+        self.discriminative.setCheckable(True)
+        self.discriminative.setChecked(False)
+        self.discriminative.setToolTip("The last group trains at the base LR; each earlier group at the next one's "
+                                       "LR times the factor")
+        self.base_lr = LrSpinBox(1e-3)
+        self.factor = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=1.0, singleStep=0.05, value=0.5)
+        self.factor.setKeyboardTracking(False)
+        disc = QFormLayout(self.discriminative)
+        disc.addRow("Base LR (last group)", self.base_lr)
+        disc.addRow("Factor per group", self.factor)
+
+        self.schedule_model = QtUnfreezeModel(session, self)
+        self.schedule = QTableView()
+        self.schedule.setModel(self.schedule_model)
+        self.schedule.verticalHeader().hide()
+        self.schedule.horizontalHeader().setStretchLastSection(True)
+        self.schedule.setMinimumHeight(90)
+        self.add_step = QPushButton("Add step")
+        self.remove_step = QPushButton("Remove step")
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.add_step)
+        buttons.addWidget(self.remove_step)
+        buttons.addStretch(1)
+        schedule_box = QGroupBox("Gradual unfreezing (epoch → groups)")
+        schedule_layout = QVBoxLayout(schedule_box)
+        hint = QLabel("At the start of each epoch (0-based) the listed groups become trainable.")
+        hint.setWordWrap(True)
+        hint.setObjectName("muted")
+        schedule_layout.addWidget(hint)
+        schedule_layout.addWidget(self.schedule)
+        schedule_layout.addLayout(buttons)
+
+        self.setMinimumWidth(360)
+        layout = QVBoxLayout(self)
+        layout.addLayout(defaults)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.discriminative)
+        layout.addWidget(schedule_box)
+
+        self.default_lr.valueChanged.connect(lambda v: self._set_train("lr", v))
+        self.default_wd.valueChanged.connect(lambda v: self._set_train("weight_decay", v))
+        self.discriminative.toggled.connect(lambda on: on and self.apply_discriminative())
+        self.base_lr.valueChanged.connect(lambda *_: self.discriminative.isChecked() and self.apply_discriminative())
+        self.factor.valueChanged.connect(lambda *_: self.discriminative.isChecked() and self.apply_discriminative())
+        self.add_step.clicked.connect(self._add_step)
+        self.remove_step.clicked.connect(lambda: self.schedule_model.remove_step(self.schedule.currentIndex().row()))
+        self.schedule_model.problem.connect(self.problem)
+        session.workspaceChanged.connect(self.sync_from_plan)
+        self.sync_from_plan()
+
+    def sync_from_plan(self) -> None:
+        train = self.session.plan.train
+        for box, value in ((self.default_lr, train.lr), (self.default_wd, train.weight_decay)):
+            box.blockSignals(True)
+            box.setValue(value)
+            box.blockSignals(False)
+        loaded = self.session.workspace is not None
+        for w in (self.discriminative, self.add_step, self.remove_step, self.table, self.schedule):
+            w.setEnabled(loaded)
+
+    def _set_train(self, key: str, value: float) -> None:
+        if getattr(self.session.plan.train, key) != value:
+            self.session.edit(lambda plan: setattr(plan.train, key, float(value)))
+
+    def apply_discriminative(self) -> None:
+        ws = self.session.workspace
+        if ws is None:
+            return
+        base, factor = self.base_lr.value(), self.factor.value()
+
+        def change(plan: FinetunePlan) -> None:
+            plan.groups = discriminative(explicit_groups(plan, ws.default_groups()), base, factor)
+
+        error = self.session.edit(change)
+        if error:
+            self.problem.emit(error)
+
+    def _add_step(self) -> None:
+        error = self.schedule_model.add_step()
+        if error:
+            self.problem.emit(error)

@@ -1,0 +1,514 @@
+"""The main window: composes the panels, owns background tasks, projects, settings and closing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressBar,
+                               QTabWidget, QVBoxLayout, QWidget)
+
+from ui.data_panel import DataPanel, DataScan
+from ui.dialogs import ask_save_discard_cancel, ask_yes_no, show_error
+from ui.groups_panel import GroupsPanel
+from ui.model_panel import ModelPanel
+from ui.session import WorkbenchSession
+from ui.summary_bar import SummaryBar
+from ui.train_panel import TrainPanel
+from ui.tree_panel import TreePanel
+from ui.workers import BackgroundCall
+from workbench.backbone import LoadRequest
+from workbench.errors import WorkbenchError
+from workbench.plan import FinetunePlan, ModelConfig
+
+APP_NAME = "Model Surgery Workbench"
+MAX_RECENT = 10
+MODEL_SUFFIXES = (".onnx", ".safetensors", ".pth", ".pt", ".bin", ".ckpt")
+PROJECT_FILTER = "Workbench projects (*.toml)"
+
+
+def default_settings() -> QSettings:
+    return QSettings("ModelSurgeryWorkbench", "workbench")
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings | None = None, runs_root: Path | None = None) -> None:
+        super().__init__()
+        self.settings = settings or default_settings()
+        self.runs_root = runs_root
+        self.session = WorkbenchSession(self)
+        self.calls: list[BackgroundCall] = []
+        self.export_dialog: Any = None
+        self._close_after_stop = False
+        self._closing = False
+        self.setAcceptDrops(True)
+        self.setWindowTitle(APP_NAME)
+        self.resize(1400, 860)
+
+        self.model_panel = ModelPanel()
+        self.tree_panel = TreePanel(self.session)
+        self.groups_panel = GroupsPanel(self.session)
+        self.data_panel = DataPanel(self.session)
+        self.train_panel = TrainPanel(self.session)
+        self.summary_bar = SummaryBar(self.session)
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.tree_panel, "Layers")
+        self.tabs.addTab(self.data_panel, "Data")
+        self.tabs.addTab(self.train_panel, "Training")
+        central = QWidget()
+        central_layout = QVBoxLayout(central)
+        central_layout.setContentsMargins(4, 4, 4, 4)
+        central_layout.addWidget(self.tabs, 1)
+        central_layout.addWidget(self.summary_bar)
+        self.setCentralWidget(central)
+
+        self.model_dock = self._dock("Model", "modelDock", self.model_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.groups_dock = self._dock("Groups && learning rates", "groupsDock", self.groups_panel,
+                                      Qt.DockWidgetArea.RightDockWidgetArea)
+        self.resizeDocks([self.model_dock, self.groups_dock], [300, 380], Qt.Orientation.Horizontal)
+
+        self.busy_label = QLabel("")
+        self.busy_bar = QProgressBar()
+        self.busy_bar.setRange(0, 0)
+        self.busy_bar.setMaximumWidth(140)
+        self.busy_bar.setMaximumHeight(14)
+        self.statusBar().addPermanentWidget(self.busy_label)
+        self.statusBar().addPermanentWidget(self.busy_bar)
+        self._update_busy()
+
+        self._build_actions()
+        self.model_panel.loadRequested.connect(self.load_model)
+        self.model_panel.openFileRequested.connect(self.open_path)
+        for panel in (self.tree_panel, self.groups_panel, self.data_panel):
+            panel.problem.connect(lambda message: show_error(self, "That change was not applied", message))
+        self.train_panel.startRequested.connect(self.start_training)
+        self.train_panel.failed.connect(lambda m, d: show_error(self, "Training failed", m, d))
+        self.train_panel.runningChanged.connect(self._training_changed)
+        self.session.dirtyChanged.connect(lambda dirty: self.setWindowModified(dirty))
+        self.session.projectPathChanged.connect(self._update_title)
+        self.session.workspaceChanged.connect(self._workspace_changed)
+        self._update_title()
+        self._restore_settings()
+        self._workspace_changed()
+
+    # -- construction ----------------------------------------------------------------------
+    def _dock(self, title: str, name: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
+        dock = QDockWidget(title, self)
+        dock.setObjectName(name)
+        dock.setWidget(widget)
+        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
+                         | QDockWidget.DockWidgetFeature.DockWidgetClosable
+                         | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, dock)
+        return dock
+
+    def _action(self, text: str, slot: Callable[[], Any], shortcut: QKeySequence.StandardKey | str | None = None,
+                tip: str = "") -> QAction:
+        action = QAction(text, self)
+        action.triggered.connect(lambda *_: slot())
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        if tip:
+            action.setStatusTip(tip)
+            action.setToolTip(tip)
+        return action
+
+    def _build_actions(self) -> None:
+        self.new_action = self._action("&New project", self.new_project, QKeySequence.StandardKey.New,
+                                       "Start over with no model")
+        self.open_action = self._action("&Open project…", self.choose_project, QKeySequence.StandardKey.Open,
+                                        "Open a workbench project (.toml)")
+        self.open_model_action = self._action("Open &model file…", self.choose_model_file, "Ctrl+Shift+O",
+                                              "Open an ONNX model or a checkpoint")
+        self.demo_action = self._action("Open &demo", self.open_demo, None,
+                                        "resnet18 on handwritten digits with a gradual-unfreezing recipe")
+        self.save_action = self._action("&Save", self.save, QKeySequence.StandardKey.Save, "Save the project")
+        self.save_as_action = self._action("Save &as…", self.save_as, QKeySequence.StandardKey.SaveAs)
+        self.export_action = self._action("&Export model…", self.open_export, "Ctrl+E",
+                                          "Export the (trained) model as safetensors, TorchScript or ONNX")
+        self.quit_action = self._action("&Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        menu = self.menuBar().addMenu("&File")
+        for action in (self.new_action, self.open_action, self.open_model_action, self.demo_action):
+            menu.addAction(action)
+        self.recent_menu = QMenu("Open &recent", self)
+        menu.addMenu(self.recent_menu)
+        menu.addSeparator()
+        menu.addAction(self.save_action)
+        menu.addAction(self.save_as_action)
+        menu.addSeparator()
+        menu.addAction(self.export_action)
+        menu.addSeparator()
+        menu.addAction(self.quit_action)
+        view = self.menuBar().addMenu("&View")
+        view.addAction(self.model_dock.toggleViewAction())
+        view.addAction(self.groups_dock.toggleViewAction())
+
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("mainToolbar")
+        toolbar.setMovable(False)
+        for action in (self.new_action, self.open_action, self.save_action):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.demo_action)
+        toolbar.addAction(self.export_action)
+
+    # -- settings, title, recent files ---------------------------------------------------
+    def _restore_settings(self) -> None:
+        geometry = self.settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = self.settings.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+        self._refresh_recent()
+
+    def _save_settings(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.sync()
+
+    def recent_files(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in (value or [])]
+
+    def add_recent(self, path: str | Path) -> None:
+        path = str(Path(path).resolve())
+        recent = [path] + [p for p in self.recent_files() if p != path]
+        self.settings.setValue("recent", recent[:MAX_RECENT])
+        self._refresh_recent()
+
+    def _refresh_recent(self) -> None:
+        recent = self.recent_files()
+        self.recent_menu.clear()
+        for path in recent:
+            self.recent_menu.addAction(Path(path).name, lambda p=path: self.open_path(p)).setToolTip(path)
+        self.recent_menu.setEnabled(bool(recent))
+        self.model_panel.set_recent(recent)
+
+    def _update_title(self) -> None:
+        path = self.session.project_path
+        name = path.name if path else "untitled"
+        self.setWindowTitle(f"{name}[*] — {APP_NAME}")
+
+    # -- background work ------------------------------------------------------------------
+    def run_background(self, fn: Callable[[], Any], label: str, on_success: Callable[[Any], None],
+                       error_title: str = "Something went wrong",
+                       on_failure: Callable[[], None] | None = None) -> BackgroundCall:
+        call = BackgroundCall(fn, label, self)
+
+        def failed(message: str, detail: str) -> None:
+            if on_failure is not None:
+                on_failure()
+            show_error(self, error_title, message, detail)
+
+        def succeeded(result: Any) -> None:
+            try:
+                on_success(result)
+            except WorkbenchError as exc:
+                show_error(self, error_title, str(exc))
+
+        call.succeeded.connect(succeeded)
+        call.failed.connect(failed)
+        call.finished.connect(lambda: self._call_finished(call))
+        self.calls.append(call)
+        call.start()
+        self._update_busy()
+        return call
+
+    def _call_finished(self, call: BackgroundCall) -> None:
+        if call in self.calls:
+            self.calls.remove(call)
+        call.deleteLater()
+        self._update_busy()
+
+    def is_busy(self) -> bool:
+        return bool(self.calls)
+
+    def _update_busy(self) -> None:
+        labels = [c.label for c in self.calls]
+        self.busy_bar.setVisible(bool(labels))
+        self.busy_label.setText("; ".join(labels) + "…" if labels else "")
+        self.busy_label.setVisible(bool(labels))
+
+    def start_background_init(self) -> None:
+        """Import torch and timm off the UI thread, then fill the model list and the device list."""
+
+        def init() -> tuple[list[str], list[tuple[str, str]]]:
+            import timm
+
+            from workbench.training.devices import available_devices
+
+            return list(timm.list_models()), available_devices()
+
+        def done(result: tuple[list[str], list[tuple[str, str]]]) -> None:
+            from plugins.timm_source import pretrained_availability
+
+            names, devices = result
+            self.model_panel.set_model_names(names, pretrained_availability)
+            self.train_panel.set_devices(devices)
+
+        self.run_background(init, "Loading PyTorch and timm", done, "Could not start PyTorch")
+
+    # -- loading --------------------------------------------------------------------------
+    def confirm_discard(self) -> bool:
+        """True when there are no unsaved changes, or the user saved or discarded them."""
+        if not self.session.dirty:
+            return True
+        answer = ask_save_discard_cancel(self, "Unsaved changes",
+                                         "The project has unsaved changes. Save them first?")
+        if answer == QMessageBox.StandardButton.Save:
+            return self.save()
+        return answer == QMessageBox.StandardButton.Discard
+
+    def load_model(self, request: LoadRequest) -> None:
+        if self.train_panel.is_running() or not self.confirm_discard():
+            return
+        current = self.session.plan.copy()
+        plan = FinetunePlan(model=ModelConfig(source=request.source or "timm", name=request.ref, arch=request.arch,
+                                              pretrained=request.pretrained, num_classes=request.num_classes,
+                                              input_size=request.input_size),
+                            data=current.data, train=current.train, base_dir=current.base_dir)
+
+        def load() -> Any:
+            from workbench.sources import load_backbone
+            from workbench.workspace import Workspace
+
+            return Workspace.from_backbone(load_backbone(request), plan)
+
+        name = Path(request.ref).name if request.source in ("onnx", "checkpoint") else request.ref
+        self.run_background(load, f"Loading {name}", lambda ws: self._show_workspace(ws, None, request.ref),
+                            "Could not load the model")
+
+    def _show_workspace(self, ws: Any, project: Path | None, recent: str | None) -> None:
+        self.session.set_workspace(ws, project)
+        if recent and (project is not None or Path(recent).suffix):
+            self.add_recent(recent)
+        self.tabs.setCurrentWidget(self.tree_panel)
+
+    def open_project(self, path: str | Path) -> None:
+        from workbench.project import load_project
+
+        path = Path(path)
+        try:
+            plan = load_project(path)
+        except WorkbenchError as exc:
+            show_error(self, "Could not open the project", str(exc))
+            return
+
+        def load() -> Any:
+            from workbench.workspace import Workspace
+
+            return Workspace.from_plan(plan, path)
+
+        self.run_background(load, f"Opening {path.name}", lambda ws: self._show_workspace(ws, path, str(path)),
+                            "Could not open the project")
+
+    def open_demo(self) -> None:
+        if self.train_panel.is_running() or not self.confirm_discard():
+            return
+
+        def load() -> Any:
+            from workbench.demo import demo_plan
+            from workbench.workspace import Workspace
+
+            return Workspace.from_plan(demo_plan())
+
+        self.run_background(load, "Loading the demo", lambda ws: self._show_workspace(ws, None, None),
+                            "Could not load the demo")
+
+    def open_path(self, path: str) -> None:
+        """A dropped, recent or command-line file: a project, an ONNX model or a checkpoint."""
+        suffix = Path(path).suffix.lower()
+        if suffix == ".toml":
+            if not self.train_panel.is_running() and self.confirm_discard():
+                self.open_project(path)
+        elif suffix == ".onnx":
+            self.load_model(LoadRequest(path, source="onnx"))
+        elif suffix in MODEL_SUFFIXES:
+            self.load_model(self.model_panel.checkpoint_request(path))
+        else:
+            show_error(self, "Cannot open this file",
+                       f"{Path(path).name}: expected a project (.toml), an ONNX model (.onnx) or a checkpoint "
+                       f"({', '.join(MODEL_SUFFIXES[1:])})")
+
+    def choose_project(self) -> None:
+        if self.train_panel.is_running() or not self.confirm_discard():
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", "", PROJECT_FILTER)
+        if path:
+            self.open_project(path)
+
+    def choose_model_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a model file", "",
+                                              "Models (*.onnx *.safetensors *.pth *.pt *.bin *.ckpt)")
+        if path:
+            self.open_path(path)
+
+    def new_project(self) -> None:
+        if self.train_panel.is_running() or not self.confirm_discard():
+            return
+        self.session.set_workspace(None)
+
+    # -- saving ---------------------------------------------------------------------------
+    def save(self) -> bool:
+        if self.session.project_path is None:
+            return self.save_as()
+        return self.save_to(self.session.project_path)
+
+    def save_as(self) -> bool:
+        start = str(self.session.project_path or Path.home() / "project.toml")
+        path, _ = QFileDialog.getSaveFileName(self, "Save project", start, PROJECT_FILTER)
+        if not path:
+            return False
+        if not path.endswith(".toml"):
+            path += ".toml"
+        return self.save_to(Path(path))
+
+    def save_to(self, path: Path) -> bool:
+        from workbench.project import save_project
+
+        try:
+            save_project(self.session.plan, path)
+        except (WorkbenchError, OSError) as exc:
+            show_error(self, "Could not save the project", str(exc))
+            return False
+        self.session.set_project_path(path)
+        self.session.set_dirty(False)
+        self.add_recent(path)
+        self.statusBar().showMessage(f"Saved {path}", 5000)
+        return True
+
+    # -- training ---------------------------------------------------------------------------
+    def start_training(self, resume: bool = False) -> None:
+        ws = self.session.workspace
+        if ws is None or self.train_panel.is_running():
+            return
+        scan: DataScan | None = self.data_panel.scan
+        if scan is None:
+            show_error(self, "No training data", "Choose the training images on the Data tab first "
+                       f"({self.data_panel.status.text()}).")
+            self.tabs.setCurrentWidget(self.data_panel)
+            return
+        classes = len(scan.classes)
+        if ws.backbone.spec.num_classes != classes and not resume:
+            question = (f"The model's head has {ws.backbone.spec.num_classes} outputs but the data has {classes} "
+                        f"classes. Rebuild the model with a new {classes}-class head? (The layers you froze stay "
+                        "frozen; the new head starts from random weights.)")
+            if ask_yes_no(self, "Replace the classifier head?", question):
+                self._rebuild_head_then_train(classes)
+            return
+        run_dir = self.train_panel.resumable_run if resume else self._new_run_dir()
+
+        def prepare() -> Any:
+            from workbench.data import open_data
+            from workbench.training.trainer import Trainer
+
+            data = open_data(ws.plan.data, ws.plan.base_dir, ws.backbone.spec, ws.plan.train.augment)
+            return Trainer(ws, data, run_dir=run_dir, resume=resume)
+
+        self.tabs.setCurrentWidget(self.train_panel)
+        self.train_panel.start(prepare, run_dir, resume)
+
+    def _new_run_dir(self) -> Path | None:
+        if self.session.plan.base_dir is not None:
+            return None  # the Trainer's default: runs/<time> beside the project file
+        root = self.runs_root or Path(QStandardPaths.writableLocation(
+            QStandardPaths.StandardLocation.AppDataLocation) or Path.home() / ".workbench") / "runs"
+        return root / time.strftime("%Y%m%d-%H%M%S")
+
+    def _rebuild_head_then_train(self, classes: int) -> None:
+        self.session.plan.model.num_classes = classes
+        plan, project = self.session.plan, self.session.project_path
+
+        def load() -> Any:
+            from workbench.workspace import Workspace
+
+            return Workspace.from_plan(plan, project)
+
+        def done(ws: Any) -> None:
+            self.session.set_workspace(ws, project)
+            self.session.set_dirty(True)
+            self.start_training()
+
+        self.run_background(load, f"Rebuilding the model with a {classes}-class head", done,
+                            "Could not rebuild the model")
+
+    def _training_changed(self, running: bool) -> None:
+        self.tree_panel.set_locked(running)
+        for widget in (self.groups_panel, self.data_panel, self.model_panel):
+            widget.setEnabled(not running)
+        for action in (self.new_action, self.open_action, self.open_model_action, self.demo_action,
+                       self.export_action, self.recent_menu.menuAction()):
+            action.setEnabled(not running)
+        if not running and self._close_after_stop:
+            self._close_after_stop = False
+            QTimer.singleShot(0, self.close)
+
+    # -- export ---------------------------------------------------------------------------
+    def open_export(self) -> Any:
+        from ui.export_dialog import ExportDialog
+
+        ws = self.session.workspace
+        if ws is None:
+            show_error(self, "Nothing to export", "Load a model first.")
+            return None
+        import tomli_w
+
+        from workbench.project import plan_to_dict
+
+        recipe = tomli_w.dumps(plan_to_dict(ws.plan))
+        default_dir = self.train_panel.run_dir or self.session.plan.base_dir or Path.home()
+        self.export_dialog = ExportDialog(ws.backbone.module, ws.backbone.spec, recipe, Path(default_dir), self)
+        self.export_dialog.open()
+        return self.export_dialog
+
+    # -- window events ----------------------------------------------------------------------
+    def _workspace_changed(self) -> None:
+        loaded = self.session.workspace is not None
+        self.export_action.setEnabled(loaded and not self.train_panel.is_running())
+        self.save_action.setEnabled(True)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
+        urls = event.mimeData().urls()
+        if urls and all(u.isLocalFile() for u in urls):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
+        urls = event.mimeData().urls()
+        if urls:
+            event.acceptProposedAction()
+            self.open_path(urls[0].toLocalFile())
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        if self.train_panel.is_running():
+            event.ignore()
+            if self._close_after_stop:
+                return
+            if ask_yes_no(self, "Training is running",
+                          "Stop training and close? The run stops after the current batch and keeps a checkpoint "
+                          "you can continue from."):
+                self._close_after_stop = True
+                self.statusBar().showMessage("Stopping training; the window closes when the checkpoint is written…")
+                self.train_panel.stop()
+            return
+        if not self._closing and not self.confirm_discard():
+            event.ignore()
+            return
+        self._closing = True
+        # Loads and scans finish in seconds; a QThread destroyed while running would abort the process.
+        for call in list(self.calls) + list(self.data_panel._calls):
+            call.wait()
+        if self.export_dialog is not None and self.export_dialog.is_busy():
+            self.export_dialog.call.wait()
+        self.train_panel.wait()
+        self._save_settings()
+        event.accept()

@@ -1,0 +1,182 @@
+"""The model picker: search over timm's model names, pretrained toggle, ONNX / checkpoint files, recents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from PySide6.QtCore import QSortFilterProxyModel, QStringListModel, Qt, QTimer, Signal
+from PySide6.QtWidgets import (QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QListView, QListWidget, QListWidgetItem, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from workbench.backbone import LoadRequest
+
+ONNX_FILTER = "ONNX models (*.onnx)"
+CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pth *.pt *.bin *.ckpt)"
+
+_AVAILABILITY_TEXT = {
+    "cached": "✔ pretrained weights are cached on this machine",
+    "remote": "⬇ pretrained weights exist but must be downloaded (random init when offline)",
+    "none": "✖ no pretrained weights are published for this model",
+}
+
+
+class ModelPanel(QWidget):
+    loadRequested = Signal(object)  # LoadRequest
+    openFileRequested = Signal(str)  # a path from the recent list (model or project)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._availability: Callable[[str], str] | None = None
+
+        self.search = QLineEdit(placeholderText="Search timm models… (e.g. resnet, vit_small, convnext)")
+        self.search.setClearButtonEnabled(True)
+        self._names = QStringListModel(self)
+        self._filtered = QSortFilterProxyModel(self)
+        self._filtered.setSourceModel(self._names)
+        self._filtered.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.names_view = QListView()
+        self.names_view.setModel(self._filtered)
+        self.names_view.setUniformItemSizes(True)
+        self.names_view.setEditTriggers(QListView.EditTrigger.NoEditTriggers)
+        self.count_label = QLabel("Loading the timm model list…")
+        self.count_label.setObjectName("muted")
+
+        self.pretrained = QCheckBox("Pretrained weights")
+        self.availability = QLabel("")
+        self.availability.setWordWrap(True)
+        self.availability.setObjectName("muted")
+        self.input_size = QSpinBox(minimum=0, maximum=1024, singleStep=32, value=0)
+        self.input_size.setSpecialValueText("model default")
+        self.input_size.setSuffix(" px")
+        self.input_size.setToolTip("Square input size used for the shape pass and training (0 = the model's default)")
+        self.load_button = QPushButton("Load model")
+        self.load_button.setDefault(True)
+        self.load_button.setEnabled(False)
+
+        options = QFormLayout()
+        options.addRow(self.pretrained)
+        options.addRow(self.availability)
+        options.addRow("Input size", self.input_size)
+
+        timm_box = QGroupBox("timm model")
+        timm_layout = QVBoxLayout(timm_box)
+        timm_layout.addWidget(self.search)
+        timm_layout.addWidget(self.names_view, 1)
+        timm_layout.addWidget(self.count_label)
+        timm_layout.addLayout(options)
+        timm_layout.addWidget(self.load_button)
+
+        self.open_onnx = QPushButton("Open ONNX…")
+        self.open_checkpoint = QPushButton("Open checkpoint…")
+        self.open_checkpoint.setToolTip("A .safetensors/.pth checkpoint; the architecture comes from a config.json "
+                                        "beside it, or from the timm model selected above")
+        files = QHBoxLayout()
+        files.addWidget(self.open_onnx)
+        files.addWidget(self.open_checkpoint)
+        hint = QLabel("…or drop a .onnx, .safetensors, .pth or project .toml file onto the window.")
+        hint.setWordWrap(True)
+        hint.setObjectName("muted")
+
+        file_box = QGroupBox("From a file")
+        file_layout = QVBoxLayout(file_box)
+        file_layout.addLayout(files)
+        file_layout.addWidget(hint)
+
+        self.recent = QListWidget()
+        self.recent.setMaximumHeight(120)
+        recent_box = QGroupBox("Recent files")
+        recent_layout = QVBoxLayout(recent_box)
+        recent_layout.addWidget(self.recent)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(timm_box, 1)
+        layout.addWidget(file_box)
+        layout.addWidget(recent_box)
+
+        self.search.textChanged.connect(self._filtered.setFilterFixedString)
+        self.search.returnPressed.connect(self._load_selected)
+        self.names_view.selectionModel().currentChanged.connect(lambda *_: self._selection_changed())
+        self.names_view.doubleClicked.connect(lambda *_: self._load_selected())
+        self.pretrained.toggled.connect(lambda *_: self._selection_changed())
+        self.load_button.clicked.connect(self._load_selected)
+        self.open_onnx.clicked.connect(self._choose_onnx)
+        self.open_checkpoint.clicked.connect(self._choose_checkpoint)
+        self.recent.itemActivated.connect(lambda item: self.openFileRequested.emit(item.data(Qt.ItemDataRole.UserRole)))
+
+    # -- filled in by the window once timm has been imported in the background ----------
+    def set_model_names(self, names: list[str], availability: Callable[[str], str]) -> None:
+        self._availability = availability
+        self._names.setStringList(names)
+        self.count_label.setText(f"{len(names):,} architectures")
+        self.load_button.setEnabled(True)
+        self.select_name("resnet18")
+
+    def set_recent(self, paths: list[str]) -> None:
+        self.recent.clear()
+        for path in paths:
+            item = QListWidgetItem(Path(path).name)
+            item.setToolTip(path)
+            item.setData(Qt.ItemDataRole.UserRole, path)
+            self.recent.addItem(item)
+
+    def select_name(self, name: str) -> bool:
+        matches = self._filtered.match(self._filtered.index(0, 0), Qt.ItemDataRole.DisplayRole, name, 1,
+                                       Qt.MatchFlag.MatchExactly)
+        if not matches:
+            return False
+        self.names_view.setCurrentIndex(matches[0])
+        # Scrolling before the first layout pass is a no-op; do it once the view has its size.
+        QTimer.singleShot(0, lambda: self.names_view.scrollTo(self.names_view.currentIndex(),
+                                                              QListView.ScrollHint.PositionAtCenter))
+        return True
+
+    def selected_name(self) -> str | None:
+        index = self.names_view.currentIndex()
+        if index.isValid():
+            return str(index.data())
+        text = self.search.text().strip()
+        return text or None
+
+    def request(self) -> LoadRequest | None:
+        name = self.selected_name()
+        if not name:
+            return None
+        size = self.input_size.value()
+        return LoadRequest(name, source="timm", pretrained=self.pretrained.isChecked(),
+                           input_size=(3, size, size) if size else None)
+
+    def _selection_changed(self) -> None:
+        name = self.selected_name()
+        if not name or self._availability is None:
+            self.availability.setText("")
+            return
+        state = self._availability(name)
+        text = _AVAILABILITY_TEXT.get(state, state)
+        self.availability.setText(text)
+        self.pretrained.setEnabled(state != "none")
+        if state == "none":
+            self.pretrained.setChecked(False)
+
+    def _load_selected(self) -> None:
+        request = self.request()
+        if request is not None and self.load_button.isEnabled():
+            self.loadRequested.emit(request)
+
+    def _choose_onnx(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open an ONNX model", "", ONNX_FILTER)
+        if path:
+            size = self.input_size.value()
+            self.loadRequested.emit(LoadRequest(path, source="onnx", input_size=(3, size, size) if size else None))
+
+    def _choose_checkpoint(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a checkpoint", "", CHECKPOINT_FILTER)
+        if path:
+            self.loadRequested.emit(self.checkpoint_request(path))
+
+    def checkpoint_request(self, path: str) -> LoadRequest:
+        size = self.input_size.value()
+        arch = None
+        if not (Path(path).parent / "config.json").is_file():
+            arch = self.selected_name()
+        return LoadRequest(path, source="checkpoint", arch=arch, input_size=(3, size, size) if size else None)

@@ -1,0 +1,64 @@
+"""The summary bar under the tabs: trainable / total parameters and the plan's warnings, always visible."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
+
+from ui.session import WorkbenchSession
+
+
+class SummaryBar(QFrame):
+    def __init__(self, session: WorkbenchSession, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.setObjectName("summaryBar")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.summary = QLabel("No model loaded")
+        self.summary.setObjectName("summaryText")
+        self.share = QProgressBar()
+        self.share.setRange(0, 1000)
+        self.share.setTextVisible(False)
+        self.share.setFixedWidth(180)
+        self.share.setFixedHeight(10)
+        self.share.setToolTip("Share of parameters that train")
+        self.groups = QLabel("")
+        self.groups.setObjectName("muted")
+        self.warnings = QLabel("")
+        self.warnings.setObjectName("warnings")
+        self.warnings.setWordWrap(True)
+        self.warnings.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+
+        top = QHBoxLayout()
+        top.addWidget(self.summary)
+        top.addWidget(self.share)
+        top.addStretch(1)
+        top.addWidget(self.groups)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(10, 6, 10, 6)
+        layout.setSpacing(3)
+        layout.addLayout(top)
+        layout.addWidget(self.warnings)
+        session.resolutionChanged.connect(self.refresh)
+        self.refresh()
+
+    def refresh(self) -> None:
+        res = self.session.resolution
+        if res is None:
+            self.summary.setText("No model loaded")
+            self.share.setValue(0)
+            self.groups.setText("")
+            self.warnings.setText("")
+            self.warnings.hide()
+            return
+        self.summary.setText(res.summary())
+        self.share.setValue(int(1000 * res.trainable_params / res.total_params) if res.total_params else 0)
+        active = [g for g in res.groups if g.numel]
+        self.groups.setText(f"{len(active)} of {len(res.groups)} optimizer groups train")
+        if res.warnings:
+            self.warnings.setText("\n".join(f"⚠ {w.message}" for w in res.warnings))
+            self.warnings.setToolTip("\n".join(str(w) for w in res.warnings))
+            self.warnings.show()
+        else:
+            self.warnings.setText("")
+            self.warnings.hide()
