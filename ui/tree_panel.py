@@ -26,17 +26,25 @@ class LayerFilterProxy(QSortFilterProxyModel):
         super().__init__(parent)
         self.setRecursiveFilteringEnabled(True)
         self.setAutoAcceptChildRows(True)
-        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self._needle = ""
+
+    def set_text(self, text: str) -> None:
+        if hasattr(self, "beginFilterChange"):  # Qt >= 6.10; invalidateRowsFilter is deprecated there
+            self.beginFilterChange()
+            self._needle = text.strip().lower()
+            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        else:
+            self._needle = text.strip().lower()
+            self.invalidateRowsFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:  # noqa: N802
-        text = self.filterRegularExpression().pattern()
-        if not text:
+        needle = self._needle
+        if not needle:
             return True
         model = self.sourceModel()
         index = model.index(source_row, NAME, source_parent)
         path = str(model.data(index, PATH_ROLE) or "")
         type_name = str(model.data(model.index(source_row, TYPE, source_parent)) or "")
-        needle = text.lower()
         return needle in path.lower() or needle in type_name.lower()
 
 
@@ -205,7 +213,7 @@ class TreePanel(QWidget):
             self.batchnorm.blockSignals(False)
 
     def _filter_changed(self, text: str) -> None:
-        self.proxy.setFilterFixedString(text)
+        self.proxy.set_text(text)
         if text:
             self.view.expandAll()
 

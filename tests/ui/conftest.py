@@ -68,7 +68,35 @@ def dialogs(monkeypatch) -> DialogRecorder:
         return fake
 
     monkeypatch.setattr(QMessageBox, "critical", make("critical", QMessageBox.StandardButton.Ok))
-    monkeypatch.setattr(QMessageBox, "warning", make("warning", QMessageBox.StandardButton.Ok))
+    # The unsaved-changes prompt is a warning: by default tests discard.
+    monkeypatch.setattr(QMessageBox, "warning", make("warning", QMessageBox.StandardButton.Discard))
     monkeypatch.setattr(QMessageBox, "information", make("information", QMessageBox.StandardButton.Ok))
     monkeypatch.setattr(QMessageBox, "question", make("question", QMessageBox.StandardButton.Yes))
     return recorder
+
+
+@pytest.fixture
+def window(qtbot, tmp_path, dialogs):
+    from PySide6.QtCore import QSettings
+
+    from ui.main_window import MainWindow
+
+    win = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat), runs_root=tmp_path / "runs")
+    qtbot.addWidget(win)
+    win.show()
+    yield win
+    if win.train_panel.run is not None:
+        win.train_panel.stop()
+        win.train_panel.wait()
+    for call in list(win.calls) + list(win.data_panel._calls):
+        call.wait()
+
+
+@pytest.fixture
+def wait_idle(qtbot):
+    """Wait until the window has no background load or data scan running."""
+
+    def wait(win, timeout: int = 60_000) -> None:
+        qtbot.waitUntil(lambda: not win.is_busy() and not win.data_panel.is_scanning(), timeout=timeout)
+
+    return wait
