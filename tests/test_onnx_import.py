@@ -96,6 +96,40 @@ def test_dynamo_style_graph(tmp_path: Path) -> None:
     assert params["node_fc1_bias.bias"] is not params["node_fc2_bias.bias"]  # untied copies
 
 
+@pytest.mark.parametrize("arch", ["small_cnn", "test_vit"])
+def test_real_default_exporter(tmp_path: Path, arch: str) -> None:
+    """A file from torch's default exporter (dynamo=True, newest default opset) imports and trains."""
+    import timm
+
+    torch.manual_seed(0)
+    if arch == "small_cnn":
+        model, size = cases.small_cnn(), 16
+    else:
+        model, size = timm.create_model(arch, pretrained=False, num_classes=4), 160
+    for p in model.parameters():  # the dynamo exporter drops all-zero tensors; use non-zero weights
+        torch.nn.init.normal_(p, std=0.05)
+    model.eval()
+    path = tmp_path / f"{arch}.onnx"
+    torch.onnx.export(model, (torch.randn(1, 3, size, size),), str(path),
+                      input_names=["input"], dynamic_shapes=({0: torch.export.Dim("batch")},))
+    assert onnx.load(str(path)).opset_import[0].version >= 18
+    backbone = load(path)
+    assert_parity(backbone)
+    assert backbone.spec.num_classes == 4 if arch == "test_vit" else 5
+    params = dict(backbone.module.named_parameters())
+    total = sum(p.numel() for p in model.parameters())
+    bn_affine = sum(p.numel() for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d) for p in m.parameters())
+    if backbone.report["batchnorm"].startswith("none"):  # the exporter folded BatchNorm into the convolutions
+        assert backbone.report["trainable_params"] == total - bn_affine
+    else:
+        assert backbone.report["trainable_params"] == total
+    head = [n for n in params if n.startswith(backbone.spec.classifier + ".")]
+    assert head and all(params[n].requires_grad for n in head)
+    out = backbone.module(torch.randn(2, 3, size, size))
+    out.sum().backward()
+    assert all(params[n].grad is not None for n in head)
+
+
 def test_timm_resnet18_and_new_head(tmp_path: Path) -> None:
     import timm
 

@@ -39,7 +39,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, help="show modules down to this depth (root is 0)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=_cmd_inspect)
+
+    p = sub.add_parser("train", help="train a project file headless (progress bar, metrics, checkpoints)")
+    p.add_argument("project", nargs="?", help="project .toml (not needed with --resume)")
+    p.add_argument("--out", type=Path, help="run folder (default: runs/<timestamp>/ beside the project file)")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run exactly where it stopped")
+    _train_overrides(p)
+    p.add_argument("--adapt-head", action="store_true", help="replace the head when num_classes disagrees with the data")
+    p.set_defaults(run=_cmd_train)
+
+    p = sub.add_parser("export", help="export a run's final weights")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--format", required=True, choices=("safetensors", "torchscript", "onnx"))
+    p.add_argument("--out", type=Path, required=True, help="a folder for safetensors, a file for the others")
+    p.set_defaults(run=_cmd_export)
+
+    p = sub.add_parser("demo", help="the built-in demo: resnet18 on scikit-learn's handwritten digits")
+    p.add_argument("--headless", action="store_true", help="train and export in the terminal instead of the window")
+    p.add_argument("--out", type=Path, help="run folder (default: ./runs/demo-<timestamp>)")
+    _train_overrides(p)
+    p.set_defaults(run=_cmd_demo)
+
+    p = sub.add_parser("open", help="open a project file in the window")
+    p.add_argument("project", type=Path)
+    p.set_defaults(run=lambda a: _launch_gui(a, project=a.project))
     return parser
+
+
+def _train_overrides(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--workers", type=int, help="data loader worker processes")
+
+
+def _apply_overrides(plan, args: argparse.Namespace) -> None:
+    if args.device:
+        plan.train.device = args.device
+    if args.epochs:
+        plan.train.epochs = args.epochs
+    if args.batch_size:
+        plan.train.batch_size = args.batch_size
+    if args.workers is not None:
+        plan.train.num_workers = args.workers
 
 
 def _input_size(text: str) -> tuple[int, int, int]:
@@ -73,9 +115,131 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _launch_gui(args: argparse.Namespace) -> int:
-    print("the desktop window is not available yet; try `workbench inspect resnet18`", file=sys.stderr)
-    return 2
+def _cmd_train(args: argparse.Namespace) -> int:
+    from workbench.project import load_project
+
+    if args.resume:
+        plan = load_project(args.resume / "project.toml")
+        run_dir, resume = args.resume, True
+    elif args.project:
+        plan = load_project(args.project)
+        run_dir, resume = args.out, False
+    else:
+        raise WorkbenchError("give a project file to train, or --resume RUN_DIR")
+    _apply_overrides(plan, args)
+    return _train_and_report(plan, run_dir, resume, adapt=args.adapt_head)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from workbench.demo import demo_plan
+
+    if not args.headless:
+        return _launch_gui(args, demo=True)
+    plan = demo_plan()
+    _apply_overrides(plan, args)
+    run_dir = args.out or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    code = _train_and_report(plan, run_dir, resume=False, adapt=False)
+    if code != 0:
+        return code
+    from workbench.export import export_model
+    from workbench.runs import load_run
+
+    trained = load_run(run_dir)
+    result = export_model(trained.module, trained.spec, "safetensors", run_dir / "export", trained.recipe_toml)
+    print(f"exported: {result.message}")
+    for path in result.paths:
+        print(f"  {path}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from workbench.export import export_model
+    from workbench.runs import load_run
+
+    trained = load_run(args.run_dir)
+    result = export_model(trained.module, trained.spec, args.format, args.out, trained.recipe_toml)
+    print(result.message)
+    if result.parity_max_abs_diff is not None:
+        print(f"max abs difference vs PyTorch: {result.parity_max_abs_diff:.3g}")
+    for path in result.paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool) -> int:
+    """Open data and model, train with a progress bar, print epochs; Ctrl-C stops after the batch (exit 130)."""
+    import signal
+
+    from tqdm import tqdm
+
+    from workbench.data import check_num_classes, open_data, open_images
+    from workbench.training.reports import EpochReport, StateReport, StepReport
+    from workbench.training.trainer import Trainer
+    from workbench.workspace import Workspace
+
+    images = open_images(plan.data, plan.base_dir)
+    for problem in images.problems:
+        print(f"data: {problem}", file=sys.stderr)
+    plan.model.num_classes = check_num_classes(images.classes, plan.model.num_classes, adapt)
+    ws = Workspace.from_plan(plan)
+    for notice in ws.backbone.notices:
+        print(f"note: {notice}")
+    for warning in ws.resolve().warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    data = open_data(plan.data, plan.base_dir, ws.backbone.spec, augment=plan.train.augment)
+    print(data.summary())
+    trainer = Trainer(ws, data, run_dir, resume=resume)
+
+    def on_sigint(_sig, _frame):
+        if trainer.stop_requested:
+            raise KeyboardInterrupt
+        print("\nstopping after this batch (Ctrl-C again to abort without a checkpoint)…", file=sys.stderr)
+        trainer.request_stop()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    bar = None
+    stopped = False
+    try:
+        for report in trainer.run():
+            if isinstance(report, StepReport):
+                if bar is None:
+                    bar = tqdm(total=report.batches, initial=report.batch - 1, desc=f"epoch {report.epoch + 1}",
+                               unit="batch", dynamic_ncols=True, file=sys.stdout)
+                lr = max(report.lrs.values()) if report.lrs else 0.0
+                bar.set_postfix(loss=f"{report.loss:.4f}", acc=f"{report.accuracy:.2f}", lr=f"{lr:.2e}",
+                                img_s=f"{report.images_per_s:.0f}", refresh=False)
+                bar.update(1)
+            elif isinstance(report, EpochReport):
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                val = (f"val loss {report.val_loss:.4f}, val acc {report.val_accuracy:.1%}"
+                       + (f", top-5 {report.val_top5:.1%}" if report.val_top5 is not None else "")
+                       if report.val_loss is not None else "no validation set")
+                print(f"epoch {report.epoch + 1}/{report.epochs}: train loss {report.train_loss:.4f}, "
+                      f"train acc {report.train_accuracy:.1%}, {val} ({report.seconds:.1f}s)")
+            elif isinstance(report, StateReport):
+                if bar is not None and report.kind in ("stopped", "unfrozen", "paused"):
+                    bar.close()
+                    bar = None
+                print(report.message)
+                stopped = stopped or report.kind == "stopped"
+    finally:
+        if bar is not None:
+            bar.close()
+        signal.signal(signal.SIGINT, previous)
+    print(f"run folder: {trainer.run_dir}")
+    return 130 if stopped else 0
+
+
+def _launch_gui(args: argparse.Namespace, project: Path | None = None, demo: bool = False) -> int:
+    try:
+        from ui.app import run_app
+    except ImportError as exc:
+        raise WorkbenchError(f"the window needs the GUI extras (pip install -e '.[gui]'): {exc}") from None
+    return run_app(project=project, demo=demo)
 
 
 if __name__ == "__main__":

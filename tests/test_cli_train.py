@@ -1,0 +1,128 @@
+"""`workbench train` / `export` / `demo` as a user runs them, on real image folders."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from workbench.cli import main
+
+CLASSES = ("red", "green", "blue")
+
+
+def write_image_folder(root: Path, per_class: int = 8, size: int = 20) -> Path:
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(CLASSES):
+        folder = root / name
+        folder.mkdir(parents=True)
+        for i in range(per_class):
+            pixels = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+            pixels[..., c] += 160  # a learnable colour signal
+            fmt = ("png", "jpg", "webp", "bmp")[i % 4]
+            Image.fromarray(pixels).save(folder / f"{i}.{fmt}")
+    return root
+
+
+def write_project(tmp_path: Path, epochs: int = 2, extra: str = "") -> Path:
+    write_image_folder(tmp_path / "data")
+    project = tmp_path / "project.toml"
+    project.write_text(textwrap.dedent(f'''
+        [model]
+        source = "timm"
+        name = "resnet18"
+        num_classes = 3
+        input_size = [3, 32, 32]
+
+        [freeze]
+        frozen = ["conv1", "bn1", "layer1", "layer2"]
+
+        [data]
+        path = "data"
+        val_split = 0.25
+
+        [train]
+        epochs = {epochs}
+        batch_size = 6
+        lr = 0.003
+        num_workers = 0
+        augment = false
+    ''') + extra)
+    return project
+
+
+def test_train_writes_run_folder_metrics_and_checkpoints(tmp_path, capsys):
+    project = write_project(tmp_path)
+    assert main(["train", str(project), "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 2/2: train loss" in out and "val acc" in out
+    run = tmp_path / "run"
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [line["epoch"] for line in lines if line["type"] == "epoch"] == [0, 1]
+    assert sum(line["type"] == "step" for line in lines) == 2 * 3  # 18 train images / batch 6
+    assert (run / "checkpoints" / "last.pt").exists() and (run / "model.safetensors").exists()
+    spec = json.loads((run / "spec.json").read_text())
+    assert spec["label_names"] == sorted(CLASSES)
+    # Overrides and the default run folder beside the project file.
+    assert main(["train", str(project), "--epochs", "1", "--batch-size", "9"]) == 0
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1
+    steps = [json.loads(line) for line in (runs[0] / "metrics.jsonl").read_text().splitlines()]
+    assert sum(s["type"] == "step" for s in steps) == 2
+
+
+def test_ctrl_c_finishes_batch_writes_checkpoint_exits_130_then_resume(tmp_path):
+    project = write_project(tmp_path, epochs=30)
+    run = tmp_path / "run"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "train", str(project), "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    deadline = time.time() + 240
+    while not (run / "metrics.jsonl").exists() or "step" not in (run / "metrics.jsonl").read_text():
+        assert proc.poll() is None and time.time() < deadline, proc.stdout.read() if proc.poll() is not None else "timeout"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    output, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 130, output
+    assert "stopping after this batch" in output and "checkpoint written to" in output
+    assert (run / "checkpoints" / "last.pt").exists()
+    steps_before = (run / "metrics.jsonl").read_text().count('"type": "step"')
+    assert 0 < steps_before < 30 * 3
+    # Resume continues from the checkpoint (for one more epoch's worth, via --epochs).
+    from workbench.training.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    target = ckpt["epoch"] + 1
+    assert main(["train", "--resume", str(run), "--epochs", str(target)]) == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [line for line in lines if line["type"] == "step"]
+    assert [s["global_step"] for s in steps] == list(range(1, len(steps) + 1))  # no step repeated or skipped
+    assert lines[-1]["type"] == "epoch" and lines[-1]["epoch"] == target - 1
+
+
+def test_bad_data_inputs_are_one_line_errors(tmp_path, capsys):
+    project = write_project(tmp_path)
+    text = project.read_text()
+    project.write_text(text.replace('path = "data"', 'path = "nowhere"'))
+    assert main(["train", str(project)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "nowhere" in err and err.count("\n") == 0
+    project.write_text(text.replace("num_classes = 3", "num_classes = 5"))
+    assert main(["train", str(project)]) == 2
+    assert "the data has 3 classes (blue, green, red) but the model's head has 5 outputs" in capsys.readouterr().err
+    assert main(["train", str(project), "--adapt-head", "--epochs", "1", "--out", str(tmp_path / "r")]) == 0
+    (tmp_path / "data" / "red" / "broken.png").write_bytes(b"not an image")
+    project.write_text(text)
+    assert main(["train", str(project), "--epochs", "1", "--out", str(tmp_path / "r2")]) == 0
+    assert "broken.png" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "no_run")]) == 2
+    assert "project file not found" in capsys.readouterr().err

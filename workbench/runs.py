@@ -1,0 +1,55 @@
+"""A run folder written by the Trainer: its recipe, model spec and final weights."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from workbench.errors import WorkbenchError
+from workbench.plan import FinetunePlan
+from workbench.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+PROJECT, SPEC, WEIGHTS = "project.toml", "spec.json", "model.safetensors"
+
+
+@dataclass
+class TrainedModel:
+    module: "nn.Module"
+    spec: ModelSpec
+    plan: FinetunePlan
+    recipe_toml: str
+
+
+def load_run(run_dir: str | Path) -> TrainedModel:
+    """Rebuild the run's architecture (never downloading) and load its final weights."""
+    from safetensors.torch import load_file
+
+    from workbench.project import load_project
+    from workbench.workspace import Workspace
+
+    run_dir = Path(run_dir)
+    for name in (PROJECT, SPEC, WEIGHTS):
+        if not (run_dir / name).is_file():
+            raise WorkbenchError(f"{run_dir} is not a finished run folder: {name} is missing "
+                                 "(train first, or point at the folder `workbench train` printed)")
+    plan = load_project(run_dir / PROJECT)
+    plan.model.pretrained = False  # the run's weights replace whatever was pretrained
+    try:
+        spec_data = json.loads((run_dir / SPEC).read_text())
+    except ValueError as exc:
+        raise WorkbenchError(f"{run_dir / SPEC} is not valid JSON ({exc})") from None
+    ws = Workspace.from_plan(plan)
+    state = load_file(str(run_dir / WEIGHTS))
+    missing, unexpected = ws.backbone.module.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise WorkbenchError(f"{run_dir / WEIGHTS} does not fit the run's model: "
+                             f"{len(missing)} missing, {len(unexpected)} unexpected tensors")
+    spec = ws.backbone.spec
+    spec.label_names = spec_data.get("label_names") or spec.label_names
+    spec.pretrained = bool(spec_data.get("pretrained", False))
+    return TrainedModel(ws.backbone.module.eval(), spec, plan, (run_dir / PROJECT).read_text())
