@@ -106,7 +106,7 @@ class TorchScriptExporter:
                         got = _first(loaded(x)).numpy()
                 except Exception as exc:
                     raise WorkbenchError(f"the traced {spec.architecture} fails on a batch of {batch} "
-                                         f"(it hard-codes a shape): {_one_line(exc)}; no file written") from exc
+                                         f"(it hard-codes a shape): {_last_line(exc)}; no file written") from exc
                 diff = max(diff, _check_parity("TorchScript", spec, reference, got, tolerance))
         return ExportResult(self.name, [out], diff,
                             f"wrote {out} (torch.jit.trace); max abs diff vs PyTorch {diff:.3g} at batch 2 and 3")
@@ -145,24 +145,31 @@ class OnnxExporter:
                 continue
             except OSError as exc:
                 raise WorkbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
-            message = (f"wrote {', '.join(str(p) for p in paths)} (opset {self.opset}, {exporter} exporter, "
+            message = (f"wrote {', '.join(str(p) for p in paths)} (opset {_file_opset(out)}, {exporter} exporter, "
                        f"dynamic batch); max abs diff vs PyTorch {diff:.3g} at batch 2 and 3 (onnxruntime)")
             if problems:
                 message += "; " + "; ".join(problems)
             return ExportResult(self.name, paths, diff, message)
-        raise WorkbenchError(f"ONNX export of {spec.architecture} failed, no file written: " + "; ".join(problems))
+        hint = ""
+        if spec.architecture.startswith("onnx:") and any("batch of 3" in p for p in problems):
+            hint = ("; onnx2torch modules that compute shapes at run time (e.g. a ViT class token) trace with a fixed batch size; "
+                    "export the weights as safetensors instead")
+        raise WorkbenchError(f"ONNX export of {spec.architecture} failed, no file written: " + "; ".join(problems) + hint)
 
     def _finish(self, raw: Path, scratch: Path, out: Path, spec: ModelSpec, recipe_toml: str | None,
                 checks: list[tuple[int, "torch.Tensor", "np.ndarray"]], tolerance: float, exporter: str) -> tuple[list[Path], float]:
         """Add metadata, write the final file(s) and check them; raises _CandidateFailed on a bad graph."""
         import onnx
-
-        from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+        from onnx.external_data_helper import load_external_data_for_model
 
         model = onnx.load(str(raw), load_external_data=False)
-        external = any(uses_external_data(t) for t in model.graph.initializer)
+        # The exporters may put weights in files beside raw.onnx (dynamo always does): count them in.
+        external_bytes = sum(p.stat().st_size for p in scratch.iterdir() if p != raw)
+        size = model.ByteSize() + external_bytes
+        if external_bytes:
+            load_external_data_for_model(model, str(scratch))
         _set_metadata(model, spec, recipe_toml)
-        if not external and model.ByteSize() < EXTERNAL_DATA_BYTES:
+        if size < EXTERNAL_DATA_BYTES:
             with atomic_path(out) as tmp:
                 onnx.save_model(model, str(tmp))
                 diff = _ort_parity(tmp, spec, checks, tolerance, exporter)
@@ -170,14 +177,19 @@ class OnnxExporter:
         # Large model: both files are made and checked in the scratch folder, then renamed into place.
         data = out.with_name(out.name + ".data")
         staged = scratch / out.name
-        if external:
-            load_external_data_for_model(model, str(scratch))  # torch wrote them beside raw.onnx
         onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data.name, size_threshold=0)
         diff = _ort_parity(staged, spec, checks, tolerance, exporter)
         os.replace(scratch / data.name, data)
         os.replace(staged, out)
         return [out, data], diff
+
+
+def _file_opset(path: Path) -> int:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
 
 class _CandidateFailed(Exception):
@@ -266,7 +278,7 @@ def _torch_onnx_export(model: "nn.Module", spec: ModelSpec, path: Path, opset: i
                 if importlib.util.find_spec("onnxscript") is None:
                     return "not tried: onnxscript is not installed"
                 batch = torch.export.Dim("batch", min=1)
-                torch.onnx.export(model, (x,), str(path), dynamo=True, external_data=True,
+                torch.onnx.export(model, (x,), str(path), dynamo=True, external_data=True, verbose=False,
                                   dynamic_shapes=({0: batch},), **common)
             else:
                 with _onnx2torch_compat():
@@ -289,10 +301,12 @@ def _ort_parity(path: Path, spec: ModelSpec, checks: list[tuple[int, "torch.Tens
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise _CandidateFailed(f"{exporter} exporter: onnxruntime cannot load the file: {_one_line(exc)}") from None
+    run_options = ort.RunOptions()
+    run_options.log_severity_level = 3  # the failure is reported in our error, not logged to stderr too
     diff = 0.0
     for batch, x, reference in checks:
         try:
-            got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+            got = session.run(None, {session.get_inputs()[0].name: x.numpy()}, run_options)[0]
         except Exception as exc:
             raise _CandidateFailed(f"{exporter} exporter: the file fails on a batch of {batch} "
                                    f"(batch size not dynamic?): {_one_line(exc)}") from None
@@ -418,6 +432,12 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
-def _one_line(exc: BaseException) -> str:
+def _last_line(exc: BaseException) -> str:
+    """The message at the end of a TorchScript interpreter traceback."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return _one_line(lines[-1]) if lines else type(exc).__name__
+
+
+def _one_line(exc: BaseException | str) -> str:
     text = " ".join(str(exc).split())
     return (text[:300] + "...") if len(text) > 300 else (text or type(exc).__name__)

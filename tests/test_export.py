@@ -218,6 +218,13 @@ def test_hard_coded_batch_size_is_caught(tmp_path: Path, fmt: str, name: str) ->
     assert list(tmp_path.iterdir()) == []
 
 
+def test_onnx_import_with_fixed_batch_gets_a_hint(tmp_path: Path) -> None:
+    spec = ModelSpec(architecture="onnx:fixed", num_classes=2, input_size=(3, 8, 8))
+    with pytest.raises(WorkbenchError, match="batch of 3.*export the weights as safetensors instead"):
+        export_model(FixedBatch(), spec, "onnx", tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_onnx_falls_back_to_dynamo_or_names_both_attempts(tmp_path: Path, monkeypatch) -> None:
     import importlib.util
 
@@ -233,8 +240,16 @@ def test_onnx_falls_back_to_dynamo_or_names_both_attempts(tmp_path: Path, monkey
             export_model(Tiny(), TINY_SPEC, "onnx", out)
         assert list(tmp_path.iterdir()) == []
     else:
-        result = export_model(Tiny(), TINY_SPEC, "onnx", out)
-        assert "dynamo exporter" in result.message and out.is_file()
+        import onnxruntime as ort
+
+        model = Tiny().eval()
+        result = export_model(model, TINY_SPEC, "onnx", out)
+        assert "dynamo exporter, dynamic batch" in result.message and "failed: simulated" in result.message
+        assert result.paths == [out] and leftovers(tmp_path) == []
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        x = torch.randn(3, 3, 8, 8)
+        with torch.no_grad():
+            np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], model(x).numpy(), atol=1e-5)
 
 
 def test_onnx_large_model_uses_external_data(tmp_path: Path, monkeypatch) -> None:
