@@ -60,7 +60,8 @@ def _plot(title: str, x_label: str, y_label: str, log_y: bool = False) -> pg.Plo
     item.showGrid(x=True, y=True, alpha=0.25)
     item.setClipToView(True)
     item.setDownsampling(auto=True, mode="peak")
-    item.addLegend(offset=(-10, 10), labelTextSize="8pt")
+    legend = item.addLegend(offset=(-10, 10), labelTextSize="8pt", colCount=2 if log_y else 1)
+    legend.setBrush(pg.mkBrush(255, 255, 255, 190))
     item.getAxis("left").enableAutoSIPrefix(False)
     if log_y:
         item.setLogMode(y=True)

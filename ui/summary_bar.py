@@ -8,6 +8,9 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QVBoxLa
 from ui.session import WorkbenchSession
 
 
+SHOWN_WARNINGS = 2
+
+
 class SummaryBar(QFrame):
     def __init__(self, session: WorkbenchSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -56,7 +59,11 @@ class SummaryBar(QFrame):
         active = [g for g in res.groups if g.numel]
         self.groups.setText(f"{len(active)} of {len(res.groups)} optimizer groups train")
         if res.warnings:
-            self.warnings.setText("\n".join(f"⚠ {w.message}" for w in res.warnings))
+            shown = [f"⚠ {w.message}" for w in res.warnings[:SHOWN_WARNINGS]]
+            hidden = len(res.warnings) - len(shown)
+            if hidden:
+                shown[-1] += f"   (+{hidden} more warning{'s' if hidden > 1 else ''}: hover to see all)"
+            self.warnings.setText("\n".join(shown))
             self.warnings.setToolTip("\n".join(str(w) for w in res.warnings))
             self.warnings.show()
         else:

@@ -1,0 +1,133 @@
+"""UI responsiveness while the worker trains: the longest gap between 10 ms timer ticks on the UI thread.
+
+    QT_QPA_PLATFORM=offscreen python benchmarks/ui_responsiveness.py [--seconds 40] [--tree-model vit_base_patch16_224]
+
+Opens the demo in the real window, starts training (the demo's own settings: linear probe,
+then stages unfreeze), and records every tick of a 10 ms QTimer from the first training
+step on. A tick that arrives late means the UI thread was blocked (slot work, plot redraws,
+the GIL held by the trainer). Also times one checkbox tick on a large model's layer tree.
+Prints figures; asserts nothing (timings depend on the machine).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TICK_MS = 10
+
+
+def measure_training(seconds: float) -> dict[str, float]:
+    from PySide6.QtCore import QSettings, QTimer
+
+    from ui.app import create_application
+    from ui.main_window import MainWindow
+
+    app = create_application()
+    scratch = Path(tempfile.mkdtemp(prefix="workbench-bench-"))
+    window = MainWindow(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat), runs_root=scratch / "runs")
+    window.show()
+    window.open_demo()
+    ticks: list[float] = []
+    state = {"phase": "loading", "first_step": 0.0}
+
+    def on_tick() -> None:
+        now = time.perf_counter()
+        if state["phase"] == "measuring":
+            ticks.append(now)
+            if now - state["first_step"] > seconds:
+                window.train_panel.stop()
+                state["phase"] = "stopping"
+
+    def poll() -> None:
+        if state["phase"] == "loading":
+            if not window.is_busy() and window.data_panel.scan is not None and not window.data_panel.is_scanning():
+                window.start_training()
+                state["phase"] = "starting"
+        elif state["phase"] == "starting":
+            if window.train_panel.plots.curves["step_loss"].series.size > 0:
+                state["phase"] = "measuring"
+                state["first_step"] = time.perf_counter()
+        elif window.train_panel.run is None:
+            app.quit()
+            return
+        QTimer.singleShot(50, poll)
+
+    timer = QTimer()
+    timer.setInterval(TICK_MS)
+    timer.timeout.connect(on_tick)
+    timer.start()
+    QTimer.singleShot(0, poll)
+    app.exec()
+    gaps = [(b - a) * 1000 for a, b in zip(ticks, ticks[1:])]
+    steps = window.train_panel.plots.curves["step_loss"].series.size
+    window.session.set_dirty(False)
+    window.close()
+    return {
+        "ticks": len(ticks),
+        "measured_s": ticks[-1] - ticks[0] if len(ticks) > 1 else 0.0,
+        "steps": steps,
+        "max_gap_ms": max(gaps) if gaps else float("nan"),
+        "p99_gap_ms": statistics.quantiles(gaps, n=100)[98] if len(gaps) > 100 else float("nan"),
+        "median_gap_ms": statistics.median(gaps) if gaps else float("nan"),
+        "gaps_over_100ms": sum(g > 100 for g in gaps),
+        "last_state": window.train_panel.last_state,
+    }
+
+
+def measure_tree_tick(name: str) -> dict[str, float]:
+    """Time QtLayerTreeModel.setData (plan edit + resolve + dataChanged) on a big model's tree."""
+    from PySide6.QtCore import Qt
+
+    from ui.qt_layer_tree import QtLayerTreeModel
+    from ui.session import WorkbenchSession
+    from workbench.backbone import LoadRequest
+    from workbench.plan import FinetunePlan
+    from workbench.sources import load_backbone
+    from workbench.workspace import Workspace
+
+    ws = Workspace.from_backbone(load_backbone(LoadRequest(name, source="timm")), FinetunePlan())
+    session = WorkbenchSession()
+    session.set_workspace(ws)
+    model = QtLayerTreeModel(ws.tree, session.resolution, session.set_frozen)
+    session.resolutionChanged.connect(lambda: model.set_resolution(session.resolution))
+    paths = [n.path for n in ws.tree.nodes if n.depth == 2][:20] or [ws.tree.nodes[1].path]
+    times = []
+    for i, path in enumerate(paths * 2):
+        state = Qt.CheckState.Unchecked if i < len(paths) else Qt.CheckState.Checked
+        start = time.perf_counter()
+        model.setData(model.index_of_path(path), state, Qt.ItemDataRole.CheckStateRole)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"modules": len(ws.tree.nodes), "ticks": len(times), "max_ms": max(times),
+            "median_ms": statistics.median(times)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=40.0, help="how long to measure once training runs")
+    parser.add_argument("--tree-model", default="vit_base_patch16_224", help="timm model for the tick timing ('' to skip)")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.path.insert(0, str(ROOT))
+
+    result = measure_training(args.seconds)
+    print(f"training: {result['steps']} steps, {result['ticks']} UI ticks in {result['measured_s']:.1f} s "
+          f"(run ended: {result['last_state']})")
+    print(f"UI thread gap between {TICK_MS} ms ticks: max {result['max_gap_ms']:.1f} ms, "
+          f"p99 {result['p99_gap_ms']:.1f} ms, median {result['median_gap_ms']:.1f} ms, "
+          f"{result['gaps_over_100ms']} gaps over 100 ms")
+    if args.tree_model:
+        tree = measure_tree_tick(args.tree_model)
+        print(f"tree tick on {args.tree_model} ({tree['modules']} modules): max {tree['max_ms']:.1f} ms, "
+              f"median {tree['median_ms']:.1f} ms over {tree['ticks']} ticks")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

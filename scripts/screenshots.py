@@ -1,0 +1,127 @@
+"""Screenshots of the real window on the demo, for the README.
+
+    xvfb-run -a -s '-screen 0 1440x900x24' python scripts/screenshots.py [--out docs/screenshots]
+
+Opens the demo (resnet18 on handwritten digits), shows the layer tree, the data, trains
+two epochs, and exports to ONNX; saves one PNG per view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
+    parser.add_argument("--epochs", type=int, default=2)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
+    os.environ["XDG_CONFIG_HOME"] = str(scratch / "config")  # never touch the user's window settings
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    sys.path.insert(0, str(ROOT))
+
+    from PySide6.QtCore import QSettings, QTimer
+
+    from ui.app import create_application
+    from ui.main_window import MainWindow
+
+    app = create_application()
+    window = MainWindow(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat),
+                        runs_root=scratch / "runs")
+    window.resize(1440, 860)
+    window.show()
+    window.start_background_init()
+    window.open_demo()
+    started = time.monotonic()
+    saved: list[Path] = []
+
+    def shot(widget, name: str) -> None:
+        app.processEvents()
+        path = args.out / name
+        widget.grab().save(str(path))
+        saved.append(path)
+        print(f"saved {path}")
+
+    steps: list[tuple[Callable[[], bool], Callable[[], None]]] = []
+
+    def when(ready: Callable[[], bool]) -> Callable[[Callable[[], None]], Callable[[], None]]:
+        def register(action: Callable[[], None]) -> Callable[[], None]:
+            steps.append((ready, action))
+            return action
+        return register
+
+    def idle() -> bool:
+        return (not window.is_busy() and not window.data_panel.is_scanning()
+                and window.session.workspace is not None and window.data_panel.scan is not None)
+
+    @when(idle)
+    def layers() -> None:
+        window.tabs.setCurrentWidget(window.tree_panel)
+        model, view, proxy = window.tree_panel.model, window.tree_panel.view, window.tree_panel.proxy
+        for path in ("layer4", "layer4.0", "layer4.0.downsample"):
+            view.expand(proxy.mapFromSource(model.index_of_path(path)))
+        window.model_panel.select_name("resnet18")
+        shot(window, "01-layers.png")
+
+    @when(lambda: True)
+    def data() -> None:
+        window.tabs.setCurrentWidget(window.data_panel)
+        shot(window, "02-data.png")
+
+    @when(lambda: True)
+    def train() -> None:
+        window.train_panel.epochs.setValue(args.epochs)
+        window.train_panel.batch_size.setValue(32)
+        window.session.plan.train.num_workers = 0
+        window.start_training()
+
+    @when(lambda: window.train_panel.plots.point_count("step_loss") >= 20)
+    def training_live() -> None:
+        shot(window, "03-training-live.png")
+
+    @when(lambda: window.train_panel.run is None)
+    def trained() -> None:
+        shot(window, "04-training-done.png")
+        window.tabs.setCurrentWidget(window.tree_panel)
+        shot(window, "05-layers-after-training.png")
+        dialog = window.open_export()
+        dialog.format.setCurrentIndex(dialog.format.findData("onnx"))
+        dialog.path.setText(str(scratch / "digits-resnet18.onnx"))
+        dialog.export_button.click()
+        window._shots_dialog = dialog  # type: ignore[attr-defined]
+
+    @when(lambda: not window._shots_dialog.is_busy() and window._shots_dialog.call is None)  # type: ignore[attr-defined]
+    def exported() -> None:
+        shot(window._shots_dialog, "06-export.png")  # type: ignore[attr-defined]
+        window._shots_dialog.close()  # type: ignore[attr-defined]
+        window.session.set_dirty(False)
+        window.close()
+
+    def tick() -> None:
+        if time.monotonic() - started > 600:
+            print("gave up after 10 minutes", file=sys.stderr)
+            app.exit(1)
+            return
+        if steps and steps[0][0]():
+            steps.pop(0)[1]()
+        if steps:
+            QTimer.singleShot(200, tick)
+
+    QTimer.singleShot(500, tick)
+    code = app.exec()
+    print(f"{len(saved)} screenshots in {args.out}")
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
