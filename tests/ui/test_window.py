@@ -233,3 +233,35 @@ def test_export_from_the_dialog(window, qtbot, resnet18_workspace, tmp_path, fmt
         assert out.is_file()
         assert "parity" in dialog.outcome.text()
     dialog.close()
+
+
+def test_head_is_rebuilt_for_the_data_before_training(window, wait_idle, qtbot, dialogs, resnet18_workspace):
+    from workbench.workspace import Workspace
+
+    window.session.set_workspace(Workspace.from_plan(resnet18_workspace.plan.copy()))  # own module: it trains
+    window.session.plan.data.dataset = "digits"
+    window.data_panel.sync_from_plan()
+    wait_idle(window)
+    assert window.session.workspace.backbone.spec.num_classes == 1000
+    window.session.plan.train.num_workers = 0
+    window.start_training()  # the fake dialog answers Yes to "replace the head?"
+    assert any("10 classes" in m for m in dialogs.messages("question"))
+    qtbot.waitUntil(lambda: window.train_panel.run is not None, timeout=60_000)
+    assert window.session.workspace.backbone.spec.num_classes == 10
+    assert window.session.plan.model.num_classes == 10 and window.session.dirty
+    qtbot.waitUntil(lambda: window.train_panel.plots.curves["step_loss"].series.size >= 1, timeout=60_000)
+    window.train_panel.stop()
+    qtbot.waitUntil(lambda: window.train_panel.run is None, timeout=60_000)
+    assert window.train_panel.last_state == "stopped"
+
+
+def test_training_error_reaches_a_dialog(window, wait_idle, qtbot, dialogs):
+    window.open_demo()
+    wait_idle(window)
+    window.session.plan.train.device = "cuda:7"
+    window.start_training()
+    qtbot.waitUntil(lambda: window.train_panel.run is None, timeout=60_000)
+    errors = dialogs.messages("critical")
+    assert len(errors) == 1 and "cuda:7" in errors[0]
+    assert window.train_panel.last_state == "failed"
+    assert window.train_panel.start_button.isEnabled()
