@@ -184,3 +184,48 @@ def test_sgd_onecycle_label_smoothing_clip_run(tmp_path):
     epochs = [r for r in reports if isinstance(r, EpochReport)]
     assert all(e.val_accuracy is not None and e.val_top5 is None for e in epochs)
     assert (tmp_path / "run" / "model.safetensors").exists() and (tmp_path / "run" / "project.toml").exists()
+
+
+@pytest.mark.parametrize("preset", ["linear_probe", "first_stages"])
+def test_feature_cache_trains_exactly_like_the_full_forward(tmp_path, preset):
+    """Cached trunk outputs give the same losses, accuracies and weights as running the trunk every step."""
+    data = tiny_data()
+    results = {}
+    for cache in (False, True):
+        ws = workspace(epochs=3, augment=False, cache_features=cache)
+        if preset == "linear_probe":
+            linear_probe(ws.plan, ws.tree)
+        else:
+            freeze_first_stages(ws.plan, ws.tree, 3)
+        reports = list(Trainer(ws, data, tmp_path / f"run{cache}").run())
+        messages = [r.message for r in reports if isinstance(r, StateReport) and r.kind == "cache"]
+        steps = [r.loss for r in reports if isinstance(r, StepReport)]
+        epochs = [v for r in reports if isinstance(r, EpochReport) for v in (r.val_loss, r.val_accuracy)]
+        results[cache] = (steps, epochs, ws.backbone.module.state_dict(), messages)
+    (plain_steps, plain_epochs, plain_state, plain_msgs), (steps, epochs, state, msgs) = results[False], results[True]
+    assert plain_msgs == ["feature cache not used: [train] cache_features = false"]
+    assert msgs[0].startswith("caching the frozen trunk: trunk cut after") and "in memory" in msgs[0]
+    assert steps == pytest.approx(plain_steps, rel=1e-5, abs=1e-6)
+    assert epochs == pytest.approx(plain_epochs, rel=1e-5, abs=1e-6)
+    for key in plain_state:
+        assert torch.allclose(plain_state[key].float(), state[key].float(), rtol=1e-4, atol=1e-5), key
+
+
+def test_feature_cache_auto_explains_why_not_with_augmentation(tmp_path):
+    ws = workspace(epochs=1, augment=True, cache_features="auto")
+    linear_probe(ws.plan, ws.tree)
+    reports = list(Trainer(ws, tiny_data(), tmp_path / "run").run())
+    messages = [r.message for r in reports if isinstance(r, StateReport) and r.kind == "cache"]
+    assert len(messages) == 1 and "augmentation is on" in messages[0]
+
+
+def test_feature_cache_follows_gradual_unfreezing(tmp_path):
+    ws = workspace(epochs=3, augment=False, cache_features="auto")
+    ws.plan.groups = ws.default_groups()
+    linear_probe(ws.plan, ws.tree)
+    ws.plan.unfreeze = [UnfreezeStep(1, ["layer4"]), UnfreezeStep(2, ["stem"])]
+    reports = list(Trainer(ws, tiny_data(), tmp_path / "run").run())
+    cache = [r.message for r in reports if isinstance(r, StateReport) and r.kind == "cache"]
+    cuts = [m.split("trunk cut after ")[1].split(" ")[0] for m in cache if "trunk cut after" in m]
+    assert cuts[0] == "'global_pool_flatten'" and cuts[1] == "'layer3_1_act2'"  # the cut moves down
+    assert any("no frozen prefix" in m for m in cache)  # the stem is trainable at epoch 2: nothing to cache

@@ -101,6 +101,8 @@ def plan_from_dict(data: dict[str, Any], where: str = "project") -> FinetunePlan
         raise ProjectError(f"{where} [train] optimizer must be one of {', '.join(OPTIMIZERS)}, not {train.optimizer!r}")
     if train.scheduler not in SCHEDULERS:
         raise ProjectError(f"{where} [train] scheduler must be one of {', '.join(SCHEDULERS)}, not {train.scheduler!r}")
+    if train.cache_features not in ("auto", True, False):
+        raise ProjectError(f"{where} [train] cache_features must be \"auto\", true or false, not {train.cache_features!r}")
     if train.epochs < 1 or train.batch_size < 1:
         raise ProjectError(f"{where} [train] epochs and batch_size must be >= 1")
     return FinetunePlan(model, freeze, groups, unfreeze, data_cfg, train)

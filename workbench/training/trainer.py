@@ -79,6 +79,8 @@ class Trainer:
         self.plan: FinetunePlan = workspace.plan
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(self.plan)
         self.resume = resume
+        self._cache_key: Any = None
+        self._cache: Any = None
         self._stop = threading.Event()
         self._pause = threading.Event()
         self._wake = threading.Event()
@@ -163,6 +165,9 @@ class Trainer:
                           f"{applied.resolution.summary()}; {len(loader.dataset):,} training images",
                           start_epoch, {"run_dir": str(self.run_dir), "device": str(device)})
         step_times: list[float] = []
+        use_cache, why_not = self._cache_mode()
+        if why_not:
+            yield StateReport("cache", why_not, start_epoch)
         try:
             for epoch in range(start_epoch, cfg.epochs):
                 steps = [s for s in self.plan.unfreeze if s.epoch == epoch and s.epoch > schedule_done]
@@ -173,13 +178,26 @@ class Trainer:
                     schedule_done = epoch
                     yield StateReport("unfrozen", f"epoch {epoch}: unfroze {', '.join(names)} "
                                       f"(+{added:,} trainable parameters); {applied.resolution.summary()}", epoch)
+                cached = None
+                if use_cache:
+                    for report in self._prepare_cache(model, applied, device, amp_dtype, current):
+                        yield report
+                    cached = self._cache
+                    if self._stop.is_set():
+                        self._checkpoint(model, optimizer, scaler, current, epoch, start_batch, global_step,
+                                         schedule_done)
+                        yield StateReport("stopped", f"stopped while caching; checkpoint written to "
+                                          f"{self.run_dir / CHECKPOINT}", epoch)
+                        return
                 applied.set_train_mode(model)
                 sampler.set_epoch(epoch, start_batch * cfg.batch_size)
+                batches_source = loader if cached is None else _cached_batches(cached[1], sampler, cfg.batch_size)
+                forward = model if cached is None else cached[0].head_train
                 epoch_start = time.perf_counter()
                 seen, loss_sum, correct = 0, 0.0, 0
                 last = time.perf_counter()
                 batch_index = start_batch
-                for images, labels in loader:
+                for images, labels in batches_source:
                     batch_index += 1
                     images = images.to(device, non_blocking=True)
                     labels = labels.to(device, non_blocking=True)
@@ -190,7 +208,7 @@ class Trainer:
                         group["lr"] = group["base_lr"] * factor
                     try:
                         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                            logits = model(images)
+                            logits = forward(images)
                             loss = loss_fn(logits.float(), labels)
                         loss_value, acc = torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()]).tolist()
                         if not math.isfinite(loss_value):
@@ -242,7 +260,7 @@ class Trainer:
                                           epoch, {"checkpoint": str(self.run_dir / CHECKPOINT)})
                         return
                 start_batch = 0
-                val_loss, val_acc, val_top5 = self._validate(model, device, amp_dtype, loss_fn, len(classes))
+                val_loss, val_acc, val_top5 = self._validate(model, device, amp_dtype, loss_fn, len(classes), cached)
                 self._checkpoint(model, optimizer, scaler, current, epoch + 1, 0, global_step, schedule_done)
                 report = EpochReport(epoch, cfg.epochs, loss_sum / max(seen, 1), correct / max(seen, 1),
                                      val_loss, val_acc, val_top5, time.perf_counter() - epoch_start,
@@ -259,11 +277,76 @@ class Trainer:
                 model.to(memory_format=torch.contiguous_format)
 
     # --- pieces ----------------------------------------------------------------------
+    def _workers(self) -> int:
+        cfg = self.plan.train
+        return cfg.num_workers if cfg.num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+
+    def _cache_mode(self) -> tuple[bool, str | None]:
+        """Whether to try the feature cache, and why not when not."""
+        setting = self.plan.train.cache_features
+        if setting is False or setting in ("false", "off"):
+            return False, "feature cache not used: [train] cache_features = false"
+        if setting == "auto" and self.plan.train.augment:
+            return False, ("feature cache not used: augmentation is on, so the frozen trunk's output changes every "
+                           "epoch (set [train] augment = false, or cache_features = true to cache without augmentation)")
+        return True, None
+
+    def _prepare_cache(self, model: nn.Module, applied: AppliedPlan, device: torch.device,
+                       amp_dtype: torch.dtype | None, current: FinetunePlan) -> Iterator[Report]:
+        """Split the model at its frozen trunk and cache the trunk's outputs (once per freeze state)."""
+        from workbench.training import feature_cache as fc
+
+        key = (tuple(current.freeze.frozen), tuple(current.freeze.unfrozen), current.freeze.batchnorm)
+        if self._cache_key == key:
+            return
+        self._cache_key, self._cache = key, None
+        try:
+            split = fc.split_frozen_trunk(model, applied.set_train_mode)
+        except fc.CacheUnavailable as exc:
+            yield StateReport("cache", f"feature cache not used: {exc}")
+            return
+        train_set = self.data.train
+        if self.plan.train.augment:
+            from workbench.data import ImageDataset, build_transform
+
+            eval_tf = build_transform(self.ws.backbone.spec, train=False, augment=False)
+            train_set = ImageDataset(train_set.items, eval_tf, getattr(train_set, "mode", "RGB"))
+            yield StateReport("notice", "cache_features = true: the cached training images use the deterministic "
+                              "eval transform (no augmentation)")
+        example = train_set[0][0][None].to(device)
+        model.eval()
+        applied.set_train_mode(model)
+        shape = fc.feature_shape(split, example)
+        per_image = int(torch.tensor(shape).prod()) * 4
+        val_count = len(self.data.val) if self.data.val is not None else 0
+        total = per_image * (len(train_set) + val_count)
+        where = "on disk (memory-mapped)" if per_image * len(train_set) > fc.MEMORY_LIMIT_BYTES else "in memory"
+        yield StateReport("cache", f"caching the frozen trunk: {split.describe()}; {len(train_set):,} train + "
+                          f"{val_count:,} val images × {'×'.join(map(str, shape))} floats = {_human(total)} {where}",
+                          details={"bytes": total, "cut": split.cut})
+        fingerprint = str(getattr(self.data, "fingerprint", ""))
+        cache_dir = fc.default_cache_dir()
+        start = time.perf_counter()
+        stop = self._stop.is_set
+        train_cache = fc.build_cache(split, train_set, self.plan.train.batch_size, device, amp_dtype, cache_dir,
+                                     fc.cache_key(split, fingerprint + "|train", "train"), self._workers(), stop)
+        val_cache = None
+        if train_cache is not None and self.data.val is not None and len(self.data.val):
+            val_cache = fc.build_cache(split, self.data.val, self.plan.train.batch_size, device, amp_dtype,
+                                       cache_dir, fc.cache_key(split, fingerprint + "|val", "val"), self._workers(), stop)
+        if train_cache is None:
+            self._cache_key = None
+            return
+        self._cache = (split, train_cache, val_cache)
+        yield StateReport("cache", f"cached {len(train_set):,} images in {time.perf_counter() - start:.1f}s; "
+                          "each epoch now trains only the layers above the cut",
+                          details={"seconds": time.perf_counter() - start})
+
     def _loader(self, device: torch.device) -> tuple[DataLoader, EpochSampler]:
         cfg = self.plan.train
         dataset = self.data.train
         sampler = EpochSampler(len(dataset), cfg.seed)
-        workers = cfg.num_workers if cfg.num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+        workers = self._workers()
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
                             pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                             prefetch_factor=4 if workers > 0 else None, drop_last=False,
@@ -273,19 +356,27 @@ class Trainer:
         return loader, sampler
 
     def _validate(self, model: nn.Module, device: torch.device, amp_dtype: torch.dtype | None,
-                  loss_fn: nn.Module, num_classes: int) -> tuple[float | None, float | None, float | None]:
+                  loss_fn: nn.Module, num_classes: int, cached: Any = None
+                  ) -> tuple[float | None, float | None, float | None]:
         if self.data.val is None or len(self.data.val) == 0:
             return None, None, None
         cfg = self.plan.train
-        workers = cfg.num_workers if cfg.num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
-        loader = DataLoader(self.data.val, batch_size=cfg.batch_size * 2, shuffle=False, num_workers=workers,
-                            pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))
         model.eval()
+        if cached is not None and cached[2] is not None:
+            split, val_cache = cached[0], cached[2]
+            batches = [(val_cache.features[i:i + cfg.batch_size * 2], val_cache.labels[i:i + cfg.batch_size * 2])
+                       for i in range(0, len(val_cache.labels), cfg.batch_size * 2)]
+            forward: Any = split.head_eval
+        else:
+            batches = DataLoader(self.data.val, batch_size=cfg.batch_size * 2, shuffle=False,
+                                 num_workers=self._workers(), pin_memory=device.type == "cuda",
+                                 generator=torch.Generator().manual_seed(0))
+            forward = model
         loss_sum, top1, top5, seen = 0.0, 0, 0, 0
         with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            for images, labels in loader:
+            for images, labels in batches:
                 images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                logits = model(images).float()
+                logits = forward(images).float()
                 loss_sum += loss_fn(logits, labels).item() * labels.shape[0]
                 top = logits.topk(min(5, num_classes), dim=1).indices
                 top1 += (top[:, 0] == labels).sum().item()
@@ -337,6 +428,22 @@ class Trainer:
         kept = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint had been written yet"
         return (f"loss became {value} at epoch {epoch}, batch {batch} (step {step}); training stopped and {kept}. "
                 "Lower the learning rate or set [train] grad_clip")
+
+
+def _cached_batches(cache: Any, sampler: EpochSampler, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The same batches the image loader would give, read from cached trunk outputs."""
+    order = sampler.order()[sampler.start:]
+    for i in range(0, len(order), batch_size):
+        index = torch.tensor(order[i:i + batch_size])
+        yield cache.features[index], cache.labels[index]
+
+
+def _human(nbytes: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if nbytes < 1024 or unit == "GB":
+            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{nbytes} B"
+        nbytes /= 1024
+    return f"{nbytes:.1f} GB"
 
 
 def default_run_dir(plan: FinetunePlan) -> Path:
