@@ -129,3 +129,20 @@ def test_large_model_tree_builds_fast():
     for _ in range(5):
         ws.resolve()
     assert (time.perf_counter() - start) / 5 < 0.5
+
+
+def test_assign_to_group_keeps_groups_disjoint():
+    from workbench.groups import assign_to_group
+
+    ws = Workspace.from_backbone(load_backbone(LoadRequest("resnet18", num_classes=3, input_size=(3, 32, 32))))
+    plan = FinetunePlan()
+    assign_to_group(plan, ws.tree, "layer4.1", "fast", ws.default_groups())
+    by_name = {g.name: g.modules for g in plan.groups}
+    assert by_name["layer4"] == ["layer4.0"] and by_name["fast"] == ["layer4.1"]
+    res = resolve_plan(ws.tree, plan)
+    assert not res.warnings
+    assert sorted(p for g in res.groups for p in g.params) == list(range(len(ws.tree.params)))
+    # Moving a whole stage empties its group, which disappears; moving back merges paths.
+    assign_to_group(plan, ws.tree, "layer4.0", "fast", ws.default_groups())
+    assert "layer4" not in {g.name for g in plan.groups}
+    assert plan.group("fast").modules == ["layer4"]

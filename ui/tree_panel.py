@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QHeaderView, QInputDialog
 from ui.qt_layer_tree import NAME, PATH_ROLE, TYPE, QtLayerTreeModel
 from ui.session import WorkbenchSession
 from workbench import freezing
+from workbench.groups import assign_to_group
 from workbench.plan import FinetunePlan, GroupConfig
 
 BN_CHOICES = (("freeze", "BatchNorm: freeze statistics in frozen layers"),
@@ -46,27 +47,6 @@ class LayerFilterProxy(QSortFilterProxyModel):
         path = str(model.data(index, PATH_ROLE) or "")
         type_name = str(model.data(model.index(source_row, TYPE, source_parent)) or "")
         return needle in path.lower() or needle in type_name.lower()
-
-
-def assign_to_group(plan: FinetunePlan, default_groups: list[GroupConfig], path: str, group: str) -> None:
-    """Move a module (its whole subtree) into ``group``.
-
-    UI-side helper until the core has one: makes the default groups explicit, removes
-    the path and anything under it from every group, then adds it to the target
-    (creating the group when it is new). The resolver gives each parameter to the most
-    specific selector, so a submodule moved out of its stage's group lands in ``group``.
-    """
-    if not plan.groups:
-        plan.groups = [GroupConfig(g.name, list(g.modules), g.lr, g.weight_decay) for g in default_groups]
-    inside = (lambda s: s == path or s.startswith(path + ".")) if path else (lambda s: True)
-    for g in plan.groups:
-        g.modules = [m for m in g.modules if not inside(m)]
-    target = plan.group(group)
-    if target is None:
-        target = GroupConfig(group, [])
-        plan.groups.append(target)
-    target.modules.append(path)
-    plan.groups = [g for g in plan.groups if g.modules]
 
 
 def describe_model(ws: Any) -> str:
@@ -259,7 +239,7 @@ class TreePanel(QWidget):
     def assign(self, path: str, group: str) -> None:
         ws = self.session.workspace
         if ws is not None:
-            self._edit(lambda plan, _t: assign_to_group(plan, ws.default_groups(), path, group))
+            self._edit(lambda plan, _t: assign_to_group(plan, ws.tree, path, group, ws.default_groups()))
 
     def _assign_new(self, path: str) -> None:
         name, ok = QInputDialog.getText(self, "New parameter group", f"Name of the group for {path or 'the model'}:")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from workbench.layer_tree import LayerTree
-from workbench.plan import GroupConfig
+from workbench.plan import FinetunePlan, GroupConfig
 
 if TYPE_CHECKING:
     import torch.nn as nn
@@ -115,3 +115,47 @@ def _unique_names(named: list[tuple[str, list[int]]]) -> list[tuple[str, list[in
             seen[name] = 0
         out.append((name, members))
     return out
+
+
+def assign_to_group(plan: FinetunePlan, tree: LayerTree, path: str, group_name: str,
+                    defaults: list[GroupConfig]) -> None:
+    """Move a module's subtree (or one parameter) into ``group_name``, keeping groups disjoint.
+
+    The default groups become explicit first; a broader group that contained the path is
+    split around it (its remaining members written as the fewest covering paths); the
+    target group is created when it does not exist; groups left empty are dropped.
+    """
+    from workbench.errors import PlanError
+    from workbench.resolve import SelectorMatcher
+
+    node = tree.find_node(path)
+    param = tree.find_param(path) if node is None else None
+    if node is None and param is None:
+        raise PlanError(f"unknown module path {path!r}")
+    moving = set(tree.subtree_params(node)) if node is not None else {param.index}
+    if not moving:
+        raise PlanError(f"{path or 'the model'} has no parameters to put in a group")
+    if not plan.groups:
+        plan.groups = [GroupConfig(g.name, list(g.modules), g.lr, g.weight_decay) for g in defaults]
+    matcher = SelectorMatcher(tree)
+
+    def claimed(group: GroupConfig) -> set[int]:
+        out: set[int] = set()
+        for selector in group.modules:
+            nodes, params = matcher.match(selector, f"group {group.name!r}")
+            out.update(p for n in nodes for p in tree.subtree_params(tree.nodes[n]))
+            out.update(params)
+        return out
+
+    target = next((g for g in plan.groups if g.name == group_name), None)
+    for group in plan.groups:
+        if group is target:
+            continue
+        members = claimed(group)
+        if members & moving:
+            group.modules = tree.cover_paths(sorted(members - moving))
+    if target is None:
+        target = GroupConfig(group_name, [])
+        plan.groups.append(target)
+    target.modules = tree.cover_paths(sorted(claimed(target) | moving))
+    plan.groups = [g for g in plan.groups if g.modules]

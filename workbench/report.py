@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workbench.resolve import Resolution
+from workbench.resolve import Resolution, percent
 from workbench.workspace import Workspace
 
 
@@ -72,7 +72,7 @@ def inspect_text(data: dict[str, Any]) -> str:
         lines.append("  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
     total, trainable = data["total_params"], data["trainable_params"]
     share = 100.0 * (total - trainable) / total if total else 0.0
-    lines += ["", f"{trainable:,} of {total:,} parameters trainable ({data['frozen_params']:,} frozen, {share:.0f}% frozen); "
+    lines += ["", f"{trainable:,} of {total:,} parameters trainable ({data['frozen_params']:,} frozen, {percent(share)} frozen); "
               f"BatchNorm policy: {data['batchnorm_policy']} ({len(data['batchnorm_eval'])} BatchNorm layer(s) held in eval mode)"]
     if data["groups"]:
         lines += ["", "parameter groups (optimizer):"]

@@ -80,7 +80,7 @@ class Resolution:
     def summary(self) -> str:
         total, trainable = self.total_params, self.trainable_params
         share = 100.0 * (total - trainable) / total if total else 0.0
-        return f"{trainable:,} of {total:,} parameters trainable ({total - trainable:,} frozen, {share:.0f}% frozen)"
+        return f"{trainable:,} of {total:,} parameters trainable ({total - trainable:,} frozen, {percent(share)} frozen)"
 
 
 class SelectorMatcher:
@@ -275,16 +275,29 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
             warnings.append(Warning_("frozen-group-with-lr",
                                      f"group {config.name!r} has lr={config.lr:g} but all its parameters are frozen "
                                      "and no [[unfreeze]] step unfreezes it: the LR has no effect"))
-        if group.params and config.name in scheduled:
+        if group.claimed and len(group.params) == len(group.claimed) and config.name in scheduled:
             first = min(s.epoch for s in plan.unfreeze if config.name in s.groups)
             warnings.append(Warning_("unfreeze-already-trainable",
-                                     f"group {config.name!r} is scheduled to unfreeze at epoch {first} but already has "
-                                     f"{group.numel:,} trainable parameters"))
+                                     f"group {config.name!r} is scheduled to unfreeze at epoch {first} but is already "
+                                     "fully trainable: the step has no effect"))
     if tree.total_params and node_trainable[0] == 0 and not plan.unfreeze:
         warnings.append(Warning_("nothing-trainable", "every parameter is frozen: training would change nothing"))
 
     return Resolution(tree, param_trainable, param_group, param_claim, node_trainable, node_state,
                       node_frozen, bn_eval, groups, warnings)
+
+
+def percent(value: float) -> str:
+    """A percentage that never rounds a partial share to 0% or 100%."""
+    text = f"{value:.0f}%"
+    if text in ("0%", "100%") and 0.0 < value < 100.0:
+        digits = 1
+        while digits < 6:
+            text = f"{value:.{digits}f}%"
+            if text not in (f"{0:.{digits}f}%", f"{100:.{digits}f}%"):
+                break
+            digits += 1
+    return text
 
 
 def _few(names: list[str], limit: int = 3) -> str:

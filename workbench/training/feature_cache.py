@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from workbench.atomic import atomic_path
 
+MIN_TRUNK_SHARE = 0.2  # cache only when the frozen prefix is at least this share of the operations
 MEMORY_LIMIT_BYTES = int(os.environ.get("WORKBENCH_CACHE_MEMORY_BYTES", 1 << 30))
 _RANDOM_FUNCTIONS = {F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout,
                      torch.dropout, torch.rand, torch.randn, torch.rand_like, torch.randn_like, torch.bernoulli,
@@ -136,6 +137,9 @@ def _find_cut(model: nn.Module, gm: fx.GraphModule) -> tuple[int, str, int]:
     if compute_ops == 0:
         raise CacheUnavailable("the frozen prefix does no computation")
     total = sum(1 for n in nodes if n.op in ("call_module", "call_function", "call_method"))
+    if compute_ops < MIN_TRUNK_SHARE * total:
+        raise CacheUnavailable(f"the frozen prefix is only {compute_ops} of {total} operations (it ends at "
+                               f"{blocker or 'the cut'}): too little to be worth caching")
     return compute_ops, best[1], total
 
 
