@@ -229,3 +229,54 @@ def test_feature_cache_follows_gradual_unfreezing(tmp_path):
     cuts = [m.split("trunk cut after ")[1].split(" ")[0] for m in cache if "trunk cut after" in m]
     assert cuts[0] == "'global_pool_flatten'" and cuts[1] == "'layer3_1_act2'"  # the cut moves down
     assert any("no frozen prefix" in m for m in cache)  # the stem is trainable at epoch 2: nothing to cache
+
+
+def test_out_of_memory_stops_cleanly_and_suggests_smaller_batch(tmp_path, monkeypatch):
+    ws = workspace(epochs=2)
+    model = ws.backbone.module
+    real_forward = model.forward
+    calls = {"n": 0}
+
+    def forward(x):
+        calls["n"] += 1
+        if calls["n"] == 5:  # 3 training batches + 1 validation batch, then the second epoch's first batch
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_forward(x)
+
+    monkeypatch.setattr(model, "forward", forward)
+    with pytest.raises(TrainingError, match=r"out of GPU memory at batch size 16 during training \(epoch 1, batch 1\); "
+                       r"the last good checkpoint is kept. Try --batch-size 8"):
+        run_all(Trainer(ws, tiny_data(), tmp_path / "run"))
+    calls["n"] = -100
+    ws2 = workspace(epochs=1)
+    real2 = ws2.backbone.module.forward
+
+    def forward_val(x):
+        if not ws2.backbone.module.training:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real2(x)
+
+    monkeypatch.setattr(ws2.backbone.module, "forward", forward_val)
+    with pytest.raises(TrainingError, match=r"during validation \(epoch 0\)"):
+        run_all(Trainer(ws2, tiny_data(), tmp_path / "run2"))
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 1  # the last good epoch is kept
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_compiled_head_trains_like_eager(tmp_path):
+    torch.manual_seed(0)
+    data = SimpleNamespace(train=TensorDataset(torch.randn(32, 8), torch.arange(32) % 2),
+                           val=None, classes=["a", "b"], fingerprint="mlp")
+    results = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+        from workbench.backbone import Backbone
+        from workbench.spec import ModelSpec
+
+        backbone = Backbone(model, ModelSpec("mlp", 2, input_size=(1, 1, 8), classifier="2"), "test", "mlp")
+        ws = Workspace.from_backbone(backbone, FinetunePlan(train=TrainConfig(epochs=2, batch_size=8, num_workers=0,
+                                                                                  compile=compiled)))
+        ws.tree.nodes  # built from a (1, 1, 8) example
+        results.append([r.loss for r in Trainer(ws, data, tmp_path / f"r{compiled}").run() if isinstance(r, StepReport)])
+    assert results[1] == pytest.approx(results[0], rel=1e-4)

@@ -90,6 +90,7 @@ class TrainConfig:
     augment: bool = True
     cache_features: str | bool = "auto"
     num_workers: int | None = None
+    compile: bool = False  # torch.compile the part that trains (the head when the trunk is cached)
 
 
 @dataclass

@@ -79,6 +79,7 @@ class Trainer:
         self.plan: FinetunePlan = workspace.plan
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(self.plan)
         self.resume = resume
+        self._compiled_modules: dict[int, Any] = {}
         self._cache_key: Any = None
         self._cache: Any = None
         self._stop = threading.Event()
@@ -165,6 +166,7 @@ class Trainer:
                           f"{applied.resolution.summary()}; {len(loader.dataset):,} training images",
                           start_epoch, {"run_dir": str(self.run_dir), "device": str(device)})
         step_times: list[float] = []
+        where: dict[str, Any] = {"phase": "setup", "epoch": start_epoch, "batch": 0}
         use_cache, why_not = self._cache_mode()
         if why_not:
             yield StateReport("cache", why_not, start_epoch)
@@ -179,6 +181,7 @@ class Trainer:
                     yield StateReport("unfrozen", f"epoch {epoch}: unfroze {', '.join(names)} "
                                       f"(+{added:,} trainable parameters); {applied.resolution.summary()}", epoch)
                 cached = None
+                where.update(phase="feature caching", epoch=epoch, batch=0)
                 if use_cache:
                     for report in self._prepare_cache(model, applied, device, amp_dtype, current):
                         yield report
@@ -193,6 +196,8 @@ class Trainer:
                 sampler.set_epoch(epoch, start_batch * cfg.batch_size)
                 batches_source = loader if cached is None else _cached_batches(cached[1], sampler, cfg.batch_size)
                 forward = model if cached is None else cached[0].head_train
+                if cfg.compile:
+                    forward = self._compiled(forward)
                 epoch_start = time.perf_counter()
                 seen, loss_sum, correct = 0, 0.0, 0
                 last = time.perf_counter()
@@ -206,27 +211,21 @@ class Trainer:
                     factor = lr_factor(cfg.scheduler, global_step, total_steps, warmup)
                     for group in optimizer.param_groups:
                         group["lr"] = group["base_lr"] * factor
-                    try:
-                        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                            logits = forward(images)
-                            loss = loss_fn(logits.float(), labels)
-                        loss_value, acc = torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()]).tolist()
-                        if not math.isfinite(loss_value):
-                            raise TrainingError(self._nan_message(loss_value, epoch, batch_index, global_step + 1))
-                        scaler.scale(loss).backward()
-                        if cfg.grad_clip:
-                            scaler.unscale_(optimizer)
-                            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                                           cfg.grad_clip)
-                        scaler.step(optimizer)
-                        scaler.update()
-                        optimizer.zero_grad(set_to_none=True)
-                    except torch.cuda.OutOfMemoryError:
-                        optimizer.zero_grad(set_to_none=True)
-                        torch.cuda.empty_cache()
-                        raise TrainingError(f"out of GPU memory at batch size {cfg.batch_size} (epoch {epoch}, "
-                                            f"batch {batch_index}); try --batch-size {max(1, cfg.batch_size // 2)} "
-                                            "or [train] amp = \"bf16\"") from None
+                    where.update(phase="training", epoch=epoch, batch=batch_index)
+                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                        logits = forward(images)
+                        loss = loss_fn(logits.float(), labels)
+                    loss_value, acc = torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()]).tolist()
+                    if not math.isfinite(loss_value):
+                        raise TrainingError(self._nan_message(loss_value, epoch, batch_index, global_step + 1))
+                    scaler.scale(loss).backward()
+                    if cfg.grad_clip:
+                        scaler.unscale_(optimizer)
+                        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
+                                                       cfg.grad_clip)
+                    scaler.step(optimizer)
+                    scaler.update()
+                    optimizer.zero_grad(set_to_none=True)
                     global_step += 1
                     now = time.perf_counter()
                     step_times = (step_times + [now - last])[-20:]
@@ -260,6 +259,7 @@ class Trainer:
                                           epoch, {"checkpoint": str(self.run_dir / CHECKPOINT)})
                         return
                 start_batch = 0
+                where.update(phase="validation", epoch=epoch, batch=0)
                 val_loss, val_acc, val_top5 = self._validate(model, device, amp_dtype, loss_fn, len(classes), cached)
                 self._checkpoint(model, optimizer, scaler, current, epoch + 1, 0, global_step, schedule_done)
                 report = EpochReport(epoch, cfg.epochs, loss_sum / max(seen, 1), correct / max(seen, 1),
@@ -270,6 +270,15 @@ class Trainer:
                 yield report
             yield StateReport("finished", f"finished {cfg.epochs} epochs; weights in {self.run_dir / WEIGHTS}",
                               cfg.epochs, {"run_dir": str(self.run_dir), "weights": str(self.run_dir / WEIGHTS)})
+        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+            optimizer.zero_grad(set_to_none=True)
+            memory = "GPU" if isinstance(exc, torch.cuda.OutOfMemoryError) else "host"
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            batch = f", batch {where['batch']}" if where["batch"] else ""
+            raise TrainingError(f"out of {memory} memory at batch size {cfg.batch_size} during {where['phase']} "
+                                f"(epoch {where['epoch']}{batch}); the last good checkpoint is kept. Try --batch-size "
+                                f"{max(1, cfg.batch_size // 2)}" + (" or [train] amp = \"bf16\"" if memory == "GPU" else ""))
         finally:
             metrics.close()
             model.to("cpu")
@@ -280,6 +289,12 @@ class Trainer:
     def _workers(self) -> int:
         cfg = self.plan.train
         return cfg.num_workers if cfg.num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+
+    def _compiled(self, module: nn.Module) -> Any:
+        """torch.compile once per module (recompiling every epoch would cost more than it saves)."""
+        if id(module) not in self._compiled_modules:
+            self._compiled_modules[id(module)] = torch.compile(module)
+        return self._compiled_modules[id(module)]
 
     def _cache_mode(self) -> tuple[bool, str | None]:
         """Whether to try the feature cache, and why not when not."""
