@@ -46,7 +46,8 @@ def format_count(value: int) -> str:
 
 
 def format_lr(value: float) -> str:
-    return f"{value:.2e}" if value and (value < 1e-3 or value >= 10) else f"{value:.4g}"
+    """Three significant digits everywhere (0.00115, 2.52e-05), so a column of LRs compares at a glance."""
+    return f"{value:.3g}"
 
 
 class QtLayerTreeModel(QAbstractItemModel):
