@@ -280,3 +280,29 @@ def test_compiled_head_trains_like_eager(tmp_path):
         ws.tree.nodes  # built from a (1, 1, 8) example
         results.append([r.loss for r in Trainer(ws, data, tmp_path / f"r{compiled}").run() if isinstance(r, StepReport)])
     assert results[1] == pytest.approx(results[0], rel=1e-4)
+
+
+def test_feature_cache_on_disk_is_reused_by_key_and_invalidated_by_change(tmp_path, monkeypatch):
+    from workbench.training import feature_cache as fc
+
+    monkeypatch.setattr(fc, "MEMORY_LIMIT_BYTES", 1024)  # force the memory-mapped on-disk cache
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+
+    def run(name, stages=3):
+        ws = workspace(epochs=2, augment=False, cache_features=True)
+        freeze_first_stages(ws.plan, ws.tree, stages)
+        reports = list(Trainer(ws, tiny_data(), tmp_path / name).run())
+        return ([r.message for r in reports if isinstance(r, StateReport) and r.kind == "cache"],
+                [r.loss for r in reports if isinstance(r, StepReport)])
+
+    messages, losses = run("a")
+    assert "on disk (memory-mapped)" in messages[0]
+    files = sorted((tmp_path / "cache" / "features").glob("*.f32"))
+    assert len(files) == 2  # train and val
+    stamps = [f.stat().st_mtime_ns for f in files]
+    messages_again, losses_again = run("b")
+    assert losses_again == losses
+    assert [f.stat().st_mtime_ns for f in sorted((tmp_path / "cache" / "features").glob("*.f32"))] == stamps  # reused
+    run("c", stages=2)  # another frozen set: another key, new files
+    assert len(list((tmp_path / "cache" / "features").glob("*.f32"))) == 4
+    assert not list((tmp_path / "cache" / "features").glob("*.partial"))
