@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -179,17 +180,24 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool) -> 
     from workbench.training.trainer import Trainer
     from workbench.workspace import Workspace
 
+    from workbench.training.distributed import is_main_process
+
+    quiet = not is_main_process()  # under torchrun only rank 0 talks
+    out = open(os.devnull, "w") if quiet else sys.stdout
     images = open_images(plan.data, plan.base_dir)
     for problem in images.problems:
         print(f"data: {problem}", file=sys.stderr)
     plan.model.num_classes = check_num_classes(images.classes, plan.model.num_classes, adapt)
+    import torch
+
+    torch.manual_seed(plan.train.seed)  # a random-init model is reproducible too
     ws = Workspace.from_plan(plan)
     for notice in ws.backbone.notices:
-        print(f"note: {notice}")
+        print(f"note: {notice}", file=out)
     for warning in ws.resolve().warnings:
         print(f"warning: {warning}", file=sys.stderr)
     data = open_data(plan.data, plan.base_dir, ws.backbone.spec, augment=plan.train.augment)
-    print(data.summary())
+    print(data.summary(), file=out)
     trainer = Trainer(ws, data, run_dir, resume=resume)
 
     def on_sigint(_sig, _frame):
@@ -206,7 +214,7 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool) -> 
             if isinstance(report, StepReport):
                 if bar is None:
                     bar = tqdm(total=report.batches, initial=report.batch - 1, desc=f"epoch {report.epoch + 1}",
-                               unit="batch", dynamic_ncols=True, file=sys.stdout)
+                               unit="batch", dynamic_ncols=True, file=out, disable=quiet)
                 lr = max(report.lrs.values()) if report.lrs else 0.0
                 bar.set_postfix(loss=f"{report.loss:.4f}", acc=f"{report.accuracy:.2f}", lr=f"{lr:.2e}",
                                 img_s=f"{report.images_per_s:.0f}", refresh=False)
@@ -219,18 +227,18 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool) -> 
                        + (f", top-5 {report.val_top5:.1%}" if report.val_top5 is not None else "")
                        if report.val_loss is not None else "no validation set")
                 print(f"epoch {report.epoch + 1}/{report.epochs}: train loss {report.train_loss:.4f}, "
-                      f"train acc {report.train_accuracy:.1%}, {val} ({report.seconds:.1f}s)")
+                      f"train acc {report.train_accuracy:.1%}, {val} ({report.seconds:.1f}s)", file=out)
             elif isinstance(report, StateReport):
                 if bar is not None and report.kind in ("stopped", "unfrozen", "paused"):
                     bar.close()
                     bar = None
-                print(report.message)
+                print(report.message, file=out)
                 stopped = stopped or report.kind == "stopped"
     finally:
         if bar is not None:
             bar.close()
         signal.signal(signal.SIGINT, previous)
-    print(f"run folder: {trainer.run_dir}")
+    print(f"run folder: {trainer.run_dir}", file=out)
     return 130 if stopped else 0
 
 

@@ -8,6 +8,7 @@ move under the ``freeze`` policy; resuming gives the same next-step loss as not 
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -32,6 +33,7 @@ from workbench.plan import FinetunePlan
 from workbench.resolve import resolve_plan
 from workbench.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from workbench.training.devices import pick_amp, pick_device
+from workbench.training.distributed import from_environment
 from workbench.training.reports import EpochReport, Report, StateReport, StepReport
 from workbench.training.schedule import lr_factor
 from workbench.workspace import Workspace
@@ -47,24 +49,31 @@ class TrainingError(WorkbenchError):
 class EpochSampler(Sampler[int]):
     """A seeded permutation per epoch, optionally starting part-way (for an exact resume)."""
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True) -> None:
+    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
         self.size, self.seed, self.shuffle = size, seed, shuffle
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
 
     def order(self) -> list[int]:
-        if not self.shuffle:
-            return list(range(self.size))
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.size, generator=generator).tolist()
+        """This process's share of the epoch's permutation (all of it when running alone)."""
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.size, generator=generator).tolist()
+        else:
+            order = list(range(self.size))
+        if self.world_size > 1:
+            # Pad by wrapping so every rank runs the same number of batches (DDP needs that).
+            order = (order + order[:(-len(order)) % self.world_size])[self.rank::self.world_size]
+        return order
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.order()[self.start:])
 
     def __len__(self) -> int:
-        return self.size - self.start
+        return -(-self.size // self.world_size) - self.start
 
 
 class Trainer:
@@ -80,6 +89,9 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(self.plan)
         self.resume = resume
         self._compiled_modules: dict[int, Any] = {}
+        self._dist: Any = None
+        self._ddp: Any = None
+        self._ddp_key: Any = None
         self._cache_key: Any = None
         self._cache: Any = None
         self._stop = threading.Event()
@@ -113,7 +125,12 @@ class Trainer:
             raise TrainingError(f"the data has {len(classes)} classes but the model's head has {spec.num_classes} "
                                 f"outputs; set [model] num_classes = {len(classes)} (or --adapt-head)")
         spec.label_names = classes
+        self._dist = from_environment()
+        dist = self._dist
         device = pick_device(cfg.device)
+        if dist is not None and device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)
+            torch.cuda.set_device(device)
         amp_dtype = pick_amp(cfg.amp, device)
         state = load_checkpoint(self.run_dir / CHECKPOINT) if self.resume else None
         if state is not None and list(state["classes"]) != classes:
@@ -121,11 +138,13 @@ class Trainer:
                                 f"the data now has {classes[:5]}…")
         if state is None:
             _seed_everything(cfg.seed)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self._writes_files:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         current = self.plan.copy()
         if state is not None:
             current.freeze = replace(current.freeze, frozen=list(state["frozen"]), unfrozen=list(state["unfrozen"]))
-        self._write_run_files(current, state is None)
+        if self._writes_files:
+            self._write_run_files(current, state is None)
 
         loader, sampler = self._loader(device)
         batches = len(loader) if sampler.size else 0
@@ -141,6 +160,8 @@ class Trainer:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
+        if dist is not None:
+            dist.broadcast_module(model, device)  # frozen weights too: DDP only syncs what it wraps
         applied = apply_plan(model, resolve_plan(tree, current, self.ws.default_groups()))
         if state is not None:
             model.load_state_dict(state["model"])
@@ -159,9 +180,10 @@ class Trainer:
         schedule_done = state["schedule_done"] if state else -1
         if state is not None:
             restore_rng_state(state["rng"])
-        metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8")
+        metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") if self._writes_files else io.StringIO()
+        processes = f" × {dist.world_size} processes" if dist is not None else ""
         yield StateReport("started" if state is None else "resumed",
-                          f"{'resuming' if state else 'training'} {spec.architecture} on {device} "
+                          f"{'resuming' if state else 'training'} {spec.architecture} on {device}{processes} "
                           f"({'amp ' + str(amp_dtype).split('.')[-1] if amp_dtype else 'float32'}): "
                           f"{applied.resolution.summary()}; {len(loader.dataset):,} training images",
                           start_epoch, {"run_dir": str(self.run_dir), "device": str(device)})
@@ -195,7 +217,7 @@ class Trainer:
                 applied.set_train_mode(model)
                 sampler.set_epoch(epoch, start_batch * cfg.batch_size)
                 batches_source = loader if cached is None else _cached_batches(cached[1], sampler, cfg.batch_size)
-                forward = model if cached is None else cached[0].head_train
+                forward = self._parallel(model if cached is None else cached[0].head_train, device, current)
                 if cfg.compile:
                     forward = self._compiled(forward)
                 epoch_start = time.perf_counter()
@@ -216,7 +238,11 @@ class Trainer:
                         logits = forward(images)
                         loss = loss_fn(logits.float(), labels)
                     loss_value, acc = torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()]).tolist()
-                    if not math.isfinite(loss_value):
+                    bad = not math.isfinite(loss_value)
+                    if dist is not None:  # every rank must take the same decision, or one hangs in backward
+                        bad = dist.all_max([float(bad)], device)[0] > 0
+                        loss_value = loss_value if math.isfinite(loss_value) else float("nan")
+                    if bad:
                         raise TrainingError(self._nan_message(loss_value, epoch, batch_index, global_step + 1))
                     scaler.scale(loss).backward()
                     if cfg.grad_clip:
@@ -248,7 +274,7 @@ class Trainer:
                         if not self._stop.is_set():
                             yield StateReport("resumed", f"resumed at epoch {epoch}, batch {batch_index}", epoch)
                         last = time.perf_counter()
-                    if self._stop.is_set():
+                    if self._stop_agreed(device):
                         at_end = batch_index == batches
                         self._checkpoint(model, optimizer, scaler, current,
                                          epoch + 1 if at_end else epoch, 0 if at_end else batch_index,
@@ -281,6 +307,8 @@ class Trainer:
                                 f"{max(1, cfg.batch_size // 2)}" + (" or [train] amp = \"bf16\"" if memory == "GPU" else ""))
         finally:
             metrics.close()
+            if dist is not None:
+                dist.close()
             model.to("cpu")
             if channels_last:
                 model.to(memory_format=torch.contiguous_format)
@@ -289,6 +317,32 @@ class Trainer:
     def _workers(self) -> int:
         cfg = self.plan.train
         return cfg.num_workers if cfg.num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+
+    @property
+    def _writes_files(self) -> bool:
+        return self._dist is None or self._dist.is_main
+
+    def _stop_agreed(self, device: torch.device) -> bool:
+        """A stop request, agreed by every rank so all stop after the same batch."""
+        if self._dist is None:
+            return self._stop.is_set()
+        return self._dist.all_max([float(self._stop.is_set())], device)[0] > 0
+
+    def _parallel(self, module: nn.Module, device: torch.device, current: FinetunePlan) -> Any:
+        """The module wrapped in DistributedDataParallel when running under torchrun.
+
+        Rebuilt whenever the set of trainable parameters changes (gradual unfreezing):
+        DDP fixes its gradient buckets when it is created.
+        """
+        if self._dist is None or not any(p.requires_grad for p in module.parameters()):
+            return module
+        key = (id(module), tuple(current.freeze.frozen), tuple(current.freeze.unfrozen))
+        if self._ddp_key != key:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [device.index] if device.type == "cuda" else None
+            self._ddp, self._ddp_key = DistributedDataParallel(module, device_ids=ids), key
+        return self._ddp
 
     def _compiled(self, module: nn.Module) -> Any:
         """torch.compile once per module (recompiling every epoch would cost more than it saves)."""
@@ -340,6 +394,8 @@ class Trainer:
                           f"{val_count:,} val images × {'×'.join(map(str, shape))} floats = {_human(total)} {where}",
                           details={"bytes": total, "cut": split.cut})
         fingerprint = str(getattr(self.data, "fingerprint", ""))
+        if self._dist is not None:  # ranks must not write the same cache file at once
+            fingerprint += f"|rank{self._dist.rank}"
         cache_dir = fc.default_cache_dir()
         start = time.perf_counter()
         stop = self._stop.is_set
@@ -360,7 +416,9 @@ class Trainer:
     def _loader(self, device: torch.device) -> tuple[DataLoader, EpochSampler]:
         cfg = self.plan.train
         dataset = self.data.train
-        sampler = EpochSampler(len(dataset), cfg.seed)
+        dist = self._dist
+        sampler = EpochSampler(len(dataset), cfg.seed, rank=dist.rank if dist else 0,
+                               world_size=dist.world_size if dist else 1)
         workers = self._workers()
         loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
                             pin_memory=device.type == "cuda", persistent_workers=workers > 0,
@@ -377,13 +435,19 @@ class Trainer:
             return None, None, None
         cfg = self.plan.train
         model.eval()
+        dist = self._dist
+        shard = slice(dist.rank, None, dist.world_size) if dist is not None else slice(None)
         if cached is not None and cached[2] is not None:
             split, val_cache = cached[0], cached[2]
-            batches = [(val_cache.features[i:i + cfg.batch_size * 2], val_cache.labels[i:i + cfg.batch_size * 2])
-                       for i in range(0, len(val_cache.labels), cfg.batch_size * 2)]
+            features, labels_all = val_cache.features[shard], val_cache.labels[shard]
+            batches = [(features[i:i + cfg.batch_size * 2], labels_all[i:i + cfg.batch_size * 2])
+                       for i in range(0, len(labels_all), cfg.batch_size * 2)]
             forward: Any = split.head_eval
         else:
-            batches = DataLoader(self.data.val, batch_size=cfg.batch_size * 2, shuffle=False,
+            val_set = self.data.val
+            if dist is not None:  # each rank scores its share; the sums are added below
+                val_set = torch.utils.data.Subset(val_set, range(len(val_set))[shard])
+            batches = DataLoader(val_set, batch_size=cfg.batch_size * 2, shuffle=False,
                                  num_workers=self._workers(), pin_memory=device.type == "cuda",
                                  generator=torch.Generator().manual_seed(0))
             forward = model
@@ -397,10 +461,14 @@ class Trainer:
                 top1 += (top[:, 0] == labels).sum().item()
                 top5 += (top == labels[:, None]).any(dim=1).sum().item()
                 seen += labels.shape[0]
+        if dist is not None:
+            loss_sum, top1, top5, seen = dist.all_sum([loss_sum, top1, top5, seen], device)
         return loss_sum / seen, top1 / seen, (top5 / seen if num_classes > 5 else None)
 
     def _checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any, current: FinetunePlan,
                     epoch: int, batch: int, global_step: int, schedule_done: int) -> None:
+        if not self._writes_files:
+            return
         names = {id(p): n for n, p in model.named_parameters()}
         state = {
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
