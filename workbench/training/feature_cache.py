@@ -248,7 +248,7 @@ def build_cache(split: TrunkSplit, dataset: Any, batch_size: int, device: torch.
                                 dtype=torch.float32).view(n, *shape)
     else:
         store = torch.empty((n, *shape), dtype=torch.float32)
-    loader = DataLoader(dataset, batch_size=batch_size * 2, shuffle=False, num_workers=num_workers,
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))
     start = 0
     with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):

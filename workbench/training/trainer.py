@@ -89,6 +89,8 @@ class Trainer:
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(self.plan)
         self.resume = resume
         self._compiled_modules: dict[int, Any] = {}
+        self._writer: threading.Thread | None = None
+        self._writer_error: BaseException | None = None
         self._dist: Any = None
         self._ddp: Any = None
         self._ddp_key: Any = None
@@ -210,7 +212,7 @@ class Trainer:
                     cached = self._cache
                     if self._stop.is_set():
                         self._checkpoint(model, optimizer, scaler, current, epoch, start_batch, global_step,
-                                         schedule_done)
+                                         schedule_done, wait=True)
                         yield StateReport("stopped", f"stopped while caching; checkpoint written to "
                                           f"{self.run_dir / CHECKPOINT}", epoch)
                         return
@@ -278,7 +280,7 @@ class Trainer:
                         at_end = batch_index == batches
                         self._checkpoint(model, optimizer, scaler, current,
                                          epoch + 1 if at_end else epoch, 0 if at_end else batch_index,
-                                         global_step, schedule_done)
+                                         global_step, schedule_done, wait=True)
                         metrics.flush()
                         yield StateReport("stopped", f"stopped at epoch {epoch}, batch {batch_index}; checkpoint "
                                           f"written to {self.run_dir / CHECKPOINT} (resume with --resume {self.run_dir})",
@@ -294,6 +296,7 @@ class Trainer:
                 metrics.write(json.dumps({"type": "epoch", **_as_dict(report)}) + "\n")
                 metrics.flush()
                 yield report
+            self._join_writer()
             yield StateReport("finished", f"finished {cfg.epochs} epochs; weights in {self.run_dir / WEIGHTS}",
                               cfg.epochs, {"run_dir": str(self.run_dir), "weights": str(self.run_dir / WEIGHTS)})
         except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
@@ -306,6 +309,7 @@ class Trainer:
                                 f"(epoch {where['epoch']}{batch}); the last good checkpoint is kept. Try --batch-size "
                                 f"{max(1, cfg.batch_size // 2)}" + (" or [train] amp = \"bf16\"" if memory == "GPU" else ""))
         finally:
+            self._join_writer(raise_errors=False)
             metrics.close()
             if dist is not None:
                 dist.close()
@@ -440,14 +444,14 @@ class Trainer:
         if cached is not None and cached[2] is not None:
             split, val_cache = cached[0], cached[2]
             features, labels_all = val_cache.features[shard], val_cache.labels[shard]
-            batches = [(features[i:i + cfg.batch_size * 2], labels_all[i:i + cfg.batch_size * 2])
-                       for i in range(0, len(labels_all), cfg.batch_size * 2)]
+            batches = [(features[i:i + cfg.batch_size], labels_all[i:i + cfg.batch_size])
+                       for i in range(0, len(labels_all), cfg.batch_size)]
             forward: Any = split.head_eval
         else:
             val_set = self.data.val
             if dist is not None:  # each rank scores its share; the sums are added below
                 val_set = torch.utils.data.Subset(val_set, range(len(val_set))[shard])
-            batches = DataLoader(val_set, batch_size=cfg.batch_size * 2, shuffle=False,
+            batches = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False,
                                  num_workers=self._workers(), pin_memory=device.type == "cuda",
                                  generator=torch.Generator().manual_seed(0))
             forward = model
@@ -466,13 +470,19 @@ class Trainer:
         return loss_sum / seen, top1 / seen, (top5 / seen if num_classes > 5 else None)
 
     def _checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any, current: FinetunePlan,
-                    epoch: int, batch: int, global_step: int, schedule_done: int) -> None:
+                    epoch: int, batch: int, global_step: int, schedule_done: int, wait: bool = False) -> None:
+        """Snapshot the training state now; write it (checkpoint + weights) on a background thread.
+
+        Only what can still change is copied: frozen parameters never change, so the live
+        tensors are a valid snapshot. ``wait`` blocks until the files are on disk.
+        """
         if not self._writes_files:
             return
+        self._join_writer()
         names = {id(p): n for n, p in model.named_parameters()}
         state = {
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "optimizer": optimizer.state_dict(),
+            "model": _snapshot_model(model),
+            "optimizer": _clone_tensors(optimizer.state_dict()),
             "optimizer_layout": [{"name": g["name"], "params": [names[id(p)] for p in g["params"]]}
                                  for g in optimizer.param_groups],
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
@@ -481,11 +491,28 @@ class Trainer:
             "classes": list(self.data.classes), "rng": rng_state(),
             "data_fingerprint": str(getattr(self.data, "fingerprint", "")),
         }
-        save_checkpoint(self.run_dir / CHECKPOINT, state)
-        from safetensors.torch import save_file
+        self._writer = threading.Thread(target=self._write_files, args=(state,), name="workbench-checkpoint")
+        self._writer.start()
+        if wait:
+            self._join_writer()
 
-        with atomic_path(self.run_dir / WEIGHTS) as tmp:
-            save_file({k: v.contiguous() for k, v in _untied(state["model"]).items()}, str(tmp))
+    def _write_files(self, state: dict[str, Any]) -> None:
+        try:
+            save_checkpoint(self.run_dir / CHECKPOINT, state)
+            from safetensors.torch import save_file
+
+            with atomic_path(self.run_dir / WEIGHTS) as tmp:
+                save_file({k: v.contiguous() for k, v in _untied(state["model"]).items()}, str(tmp))
+        except BaseException as exc:  # reported on the training thread by _join_writer
+            self._writer_error = exc
+
+    def _join_writer(self, raise_errors: bool = True) -> None:
+        if self._writer is not None:
+            self._writer.join()
+            self._writer = None
+        error, self._writer_error = self._writer_error, None
+        if error is not None and raise_errors:
+            raise TrainingError(f"cannot write the checkpoint in {self.run_dir}: {error}") from None
 
     def _write_run_files(self, plan: FinetunePlan, fresh: bool) -> None:
         from workbench.project import plan_to_dict
@@ -507,6 +534,7 @@ class Trainer:
         atomic_write_text(self.run_dir / "spec.json", json.dumps(spec.to_dict(), indent=2))
 
     def _nan_message(self, value: float, epoch: int, batch: int, step: int) -> str:
+        self._join_writer(raise_errors=False)  # the epoch's checkpoint may still be on its way to disk
         ckpt = self.run_dir / CHECKPOINT
         kept = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint had been written yet"
         return (f"loss became {value} at epoch {epoch}, batch {batch} (step {step}); training stopped and {kept}. "
@@ -576,6 +604,31 @@ def _extend_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, curren
         optimizer.add_param_group({**group, "params": new, "name": name, "base_lr": group["lr"]})
         added += sum(p.numel() for p in new)
     return applied, added
+
+
+def _snapshot_model(model: nn.Module) -> dict[str, torch.Tensor]:
+    """state_dict tensors on the CPU, copied unless they are frozen parameters (which never change)."""
+    out = {}
+    for key, value in model.state_dict(keep_vars=True).items():
+        tensor = value.detach()
+        frozen = isinstance(value, nn.Parameter) and not value.requires_grad
+        if tensor.device.type != "cpu":
+            out[key] = tensor.cpu()
+        else:
+            out[key] = tensor if frozen else tensor.clone()
+    return out
+
+
+def _clone_tensors(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone() if value.device.type == "cpu" else value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _clone_tensors(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_clone_tensors(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_clone_tensors(v) for v in value)
+    return value
 
 
 def _untied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
