@@ -192,27 +192,77 @@ def _subgraph(gm: fx.GraphModule, cut: str, part: str) -> fx.GraphModule:
 
 # --- the cache ---------------------------------------------------------------------------
 
-@dataclass
-class FeatureCache:
-    """Trunk outputs for a dataset's items, in item order, with their labels."""
+class FeatureStore:
+    """Trunk outputs for every item of one dataset, filled batch by batch during one epoch.
 
-    features: torch.Tensor
-    labels: torch.Tensor
-    on_disk: Path | None = None
+    In memory, or (when larger than ``MEMORY_LIMIT_BYTES``) in a memory-mapped file that is
+    renamed to its final, keyed name only once complete, so a later run reuses it.
+    """
+
+    def __init__(self, count: int, shape: tuple[int, ...], disk_path: Path | None) -> None:
+        self.count, self.shape, self.disk_path = count, shape, disk_path
+        self.complete = False
+        numel = count * _prod(shape)
+        self.labels = torch.empty(count, dtype=torch.long)
+        if disk_path is not None and disk_path.exists() and _labels_path(disk_path).exists():
+            self.features = torch.from_file(str(disk_path), shared=False, size=numel,
+                                            dtype=torch.float32).view(count, *shape)
+            self.labels = torch.load(_labels_path(disk_path), weights_only=True)
+            self.complete = True
+        elif disk_path is not None:
+            disk_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._partial, "wb") as fh:
+                fh.truncate(numel * 4)
+            self.features = torch.from_file(str(self._partial), shared=True, size=numel,
+                                            dtype=torch.float32).view(count, *shape)
+        else:
+            self.features = torch.empty((count, *shape), dtype=torch.float32)
+
+    @property
+    def _partial(self) -> Path:
+        assert self.disk_path is not None
+        return self.disk_path.with_suffix(".partial")
 
     @property
     def nbytes(self) -> int:
-        return self.features.numel() * self.features.element_size()
+        return self.features.numel() * 4
+
+    def put(self, index: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> None:
+        self.features[index] = features.detach().float().cpu()
+        self.labels[index] = labels.cpu()
+
+    def finish(self) -> None:
+        """Mark complete (one full pass filled every item); a disk store gets its final name."""
+        if self.complete:
+            return
+        if self.disk_path is not None:
+            with atomic_path(_labels_path(self.disk_path)) as tmp:
+                torch.save(self.labels, tmp)
+            os.replace(self._partial, self.disk_path)
+        self.complete = True
+
+    def discard(self) -> None:
+        if self.disk_path is not None and not self.complete:
+            self._partial.unlink(missing_ok=True)
+
+
+def open_store(split: TrunkSplit, count: int, example: torch.Tensor, data_fingerprint: str, part: str) -> FeatureStore:
+    shape = feature_shape(split, example)
+    disk = None
+    if count * _prod(shape) * 4 > MEMORY_LIMIT_BYTES:
+        disk = default_cache_dir() / f"{cache_key(split, data_fingerprint, part)}.f32"
+    return FeatureStore(count, shape, disk)
 
 
 def cache_key(split: TrunkSplit, data_fingerprint: str, part: str) -> str:
-    h = hashlib.sha256()
-    h.update(f"workbench-features-1|{part}|{split.cut}|{data_fingerprint}".encode())
+    """Trunk graph + its weights and buffers + the data (items, split, transform)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"workbench-features-2|{part}|{split.cut}|{data_fingerprint}".encode())
     h.update(str(split.trunk.graph).encode())
     for name, tensor in sorted(split.trunk.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()[:32]
+    return h.hexdigest()
 
 
 def feature_shape(split: TrunkSplit, example: torch.Tensor) -> tuple[int, ...]:
@@ -223,51 +273,18 @@ def feature_shape(split: TrunkSplit, example: torch.Tensor) -> tuple[int, ...]:
     return tuple(out.shape[1:])
 
 
-def build_cache(split: TrunkSplit, dataset: Any, batch_size: int, device: torch.device,
-                amp_dtype: torch.dtype | None, cache_dir: Path, key: str, num_workers: int,
-                should_stop: Any = lambda: False) -> FeatureCache | None:
-    """Run the trunk over ``dataset`` once (in item order). Returns None if stopped part-way."""
-    from torch.utils.data import DataLoader
-
-    n = len(dataset)
-    example, _ = dataset[0]
-    shape = feature_shape(split, example[None].to(device))
-    nbytes = n * int(torch.tensor(shape).prod()) * 4
-    disk_path = cache_dir / f"{key}.f32" if nbytes > MEMORY_LIMIT_BYTES else None
-    labels = torch.empty(n, dtype=torch.long)
-    if disk_path is not None and disk_path.exists() and disk_path.with_suffix(".labels.pt").exists():
-        features = torch.from_file(str(disk_path), shared=False, size=n * int(torch.tensor(shape).prod()),
-                                   dtype=torch.float32).view(n, *shape)
-        return FeatureCache(features, torch.load(disk_path.with_suffix(".labels.pt"), weights_only=True), disk_path)
-    if disk_path is not None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        tmp = disk_path.with_suffix(".partial")
-        with open(tmp, "wb") as fh:
-            fh.truncate(nbytes)
-        store = torch.from_file(str(tmp), shared=True, size=n * int(torch.tensor(shape).prod()),
-                                dtype=torch.float32).view(n, *shape)
-    else:
-        store = torch.empty((n, *shape), dtype=torch.float32)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(0))
-    start = 0
-    with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-        for images, targets in loader:
-            out = split.trunk(images.to(device, non_blocking=True))
-            count = targets.shape[0]
-            store[start:start + count] = out.float().cpu()
-            labels[start:start + count] = targets
-            start += count
-            if should_stop():
-                return None
-    if disk_path is not None:
-        with atomic_path(disk_path.with_suffix(".labels.pt")) as tmp_labels:
-            torch.save(labels, tmp_labels)
-        os.replace(disk_path.with_suffix(".partial"), disk_path)
-    return FeatureCache(store, labels, disk_path)
-
-
 def default_cache_dir() -> Path:
     root = os.environ.get("WORKBENCH_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "workbench")
     return Path(root) / "features"
+
+
+def _labels_path(path: Path) -> Path:
+    return path.with_suffix(".labels.pt")
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    out = 1
+    for d in shape:
+        out *= int(d)
+    return out

@@ -16,7 +16,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,7 @@ class Trainer:
         self._ddp: Any = None
         self._ddp_key: Any = None
         self._cache_key: Any = None
+        self._sampler: EpochSampler | None = None
         self._cache: Any = None
         self._stop = threading.Event()
         self._pause = threading.Event()
@@ -204,29 +205,31 @@ class Trainer:
                     schedule_done = epoch
                     yield StateReport("unfrozen", f"epoch {epoch}: unfroze {', '.join(names)} "
                                       f"(+{added:,} trainable parameters); {applied.resolution.summary()}", epoch)
-                cached = None
+                cached: _Cache | None = None
                 where.update(phase="feature caching", epoch=epoch, batch=0)
                 if use_cache:
-                    for report in self._prepare_cache(model, applied, device, amp_dtype, current):
+                    for report in self._prepare_cache(model, applied, device, current):
                         yield report
                     cached = self._cache
-                    if self._stop.is_set():
-                        self._checkpoint(model, optimizer, scaler, current, epoch, start_batch, global_step,
-                                         schedule_done, wait=True)
-                        yield StateReport("stopped", f"stopped while caching; checkpoint written to "
-                                          f"{self.run_dir / CHECKPOINT}", epoch)
-                        return
                 applied.set_train_mode(model)
                 sampler.set_epoch(epoch, start_batch * cfg.batch_size)
-                batches_source = loader if cached is None else _cached_batches(cached[1], sampler, cfg.batch_size)
-                forward = self._parallel(model if cached is None else cached[0].head_train, device, current)
+                # Three ways through an epoch: images through the whole model; images through the
+                # trunk into the cache (the first cached epoch), then the head; cached features.
+                filling = cached is not None and not cached.train.complete
+                if cached is None:
+                    batches_source: Any = loader
+                elif filling:
+                    batches_source = cached.fill_loader or loader
+                else:
+                    batches_source = _cached_batches(cached.train, sampler, cfg.batch_size)
+                forward = self._parallel(model if cached is None else cached.split.head_train, device, current)
                 if cfg.compile:
                     forward = self._compiled(forward)
                 epoch_start = time.perf_counter()
                 seen, loss_sum, correct = 0, 0.0, 0
                 last = time.perf_counter()
                 batch_index = start_batch
-                for images, labels in batches_source:
+                for images, labels, index in batches_source:
                     batch_index += 1
                     images = images.to(device, non_blocking=True)
                     labels = labels.to(device, non_blocking=True)
@@ -237,6 +240,10 @@ class Trainer:
                         group["lr"] = group["base_lr"] * factor
                     where.update(phase="training", epoch=epoch, batch=batch_index)
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                        if filling:
+                            with torch.no_grad():  # the frozen trunk: runs once per image, ever
+                                images = cached.split.trunk(images)
+                            cached.train.put(index, images, labels)
                         logits = forward(images)
                         loss = loss_fn(logits.float(), labels)
                     loss_value, acc = torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()]).tolist()
@@ -286,6 +293,10 @@ class Trainer:
                                           f"written to {self.run_dir / CHECKPOINT} (resume with --resume {self.run_dir})",
                                           epoch, {"checkpoint": str(self.run_dir / CHECKPOINT)})
                         return
+                if filling and start_batch == 0:  # one whole epoch saw every image: the cache is complete
+                    cached.train.finish()
+                    yield StateReport("cache", f"cached the trunk's output for {cached.train.count:,} training images "
+                                      "during this epoch; later epochs train only the layers above the cut", epoch)
                 start_batch = 0
                 where.update(phase="validation", epoch=epoch, batch=0)
                 val_loss, val_acc, val_top5 = self._validate(model, device, amp_dtype, loss_fn, len(classes), cached)
@@ -309,6 +320,8 @@ class Trainer:
                                 f"(epoch {where['epoch']}{batch}); the last good checkpoint is kept. Try --batch-size "
                                 f"{max(1, cfg.batch_size // 2)}" + (" or [train] amp = \"bf16\"" if memory == "GPU" else ""))
         finally:
+            if self._cache is not None:
+                self._cache.discard_incomplete()
             self._join_writer(raise_errors=False)
             metrics.close()
             if dist is not None:
@@ -365,72 +378,71 @@ class Trainer:
         return True, None
 
     def _prepare_cache(self, model: nn.Module, applied: AppliedPlan, device: torch.device,
-                       amp_dtype: torch.dtype | None, current: FinetunePlan) -> Iterator[Report]:
-        """Split the model at its frozen trunk and cache the trunk's outputs (once per freeze state)."""
+                       current: FinetunePlan) -> Iterator[Report]:
+        """Split the model at its frozen trunk and open the feature stores (once per freeze state).
+
+        Nothing is computed here: the first cached epoch fills the stores as it trains.
+        """
         from workbench.training import feature_cache as fc
 
         key = (tuple(current.freeze.frozen), tuple(current.freeze.unfrozen), current.freeze.batchnorm)
         if self._cache_key == key:
             return
+        if self._cache is not None:
+            self._cache.discard_incomplete()
         self._cache_key, self._cache = key, None
         try:
             split = fc.split_frozen_trunk(model, applied.set_train_mode)
         except fc.CacheUnavailable as exc:
             yield StateReport("cache", f"feature cache not used: {exc}")
             return
-        train_set = self.data.train
-        if self.plan.train.augment:
+        train_set, fill_loader = self.data.train, None
+        if self.plan.train.augment:  # cache_features = true with augmentation on
             from workbench.data import ImageDataset, build_transform
 
             eval_tf = build_transform(self.ws.backbone.spec, train=False, augment=False)
             train_set = ImageDataset(train_set.items, eval_tf, getattr(train_set, "mode", "RGB"))
+            fill_loader = self._make_loader(train_set, self._sampler, device)
             yield StateReport("notice", "cache_features = true: the cached training images use the deterministic "
                               "eval transform (no augmentation)")
-        example = train_set[0][0][None].to(device)
-        model.eval()
         applied.set_train_mode(model)
-        shape = fc.feature_shape(split, example)
-        per_image = int(torch.tensor(shape).prod()) * 4
-        val_count = len(self.data.val) if self.data.val is not None else 0
-        total = per_image * (len(train_set) + val_count)
-        where = "on disk (memory-mapped)" if per_image * len(train_set) > fc.MEMORY_LIMIT_BYTES else "in memory"
-        yield StateReport("cache", f"caching the frozen trunk: {split.describe()}; {len(train_set):,} train + "
-                          f"{val_count:,} val images × {'×'.join(map(str, shape))} floats = {_human(total)} {where}",
-                          details={"bytes": total, "cut": split.cut})
         fingerprint = str(getattr(self.data, "fingerprint", ""))
         if self._dist is not None:  # ranks must not write the same cache file at once
             fingerprint += f"|rank{self._dist.rank}"
-        cache_dir = fc.default_cache_dir()
-        start = time.perf_counter()
-        stop = self._stop.is_set
-        train_cache = fc.build_cache(split, train_set, self.plan.train.batch_size, device, amp_dtype, cache_dir,
-                                     fc.cache_key(split, fingerprint + "|train", "train"), self._workers(), stop)
-        val_cache = None
-        if train_cache is not None and self.data.val is not None and len(self.data.val):
-            val_cache = fc.build_cache(split, self.data.val, self.plan.train.batch_size, device, amp_dtype,
-                                       cache_dir, fc.cache_key(split, fingerprint + "|val", "val"), self._workers(), stop)
-        if train_cache is None:
-            self._cache_key = None
-            return
-        self._cache = (split, train_cache, val_cache)
-        yield StateReport("cache", f"cached {len(train_set):,} images in {time.perf_counter() - start:.1f}s; "
-                          "each epoch now trains only the layers above the cut",
-                          details={"seconds": time.perf_counter() - start})
+        example = train_set[0][0][None].to(device)
+        train_store = fc.open_store(split, len(train_set), example, fingerprint, "train")
+        val_store = None
+        if self.data.val is not None and len(self.data.val):
+            val_store = fc.open_store(split, len(self.data.val), example, fingerprint, "val")
+        self._cache = _Cache(split, train_store, val_store, fill_loader)
+        total = train_store.nbytes + (val_store.nbytes if val_store else 0)
+        where = "on disk (memory-mapped)" if train_store.disk_path is not None else "in memory"
+        if train_store.complete:
+            plan = f"reusing the complete cache in {train_store.disk_path.parent}"
+        else:
+            plan = "filled during this epoch, as the trunk runs once per image"
+        yield StateReport("cache", f"caching the frozen trunk: {split.describe()}; {len(train_set):,} train + "
+                          f"{len(self.data.val) if val_store else 0:,} val images × "
+                          f"{'×'.join(map(str, train_store.shape))} floats = {_human(total)} {where}; {plan}",
+                          details={"bytes": total, "cut": split.cut})
 
     def _loader(self, device: torch.device) -> tuple[DataLoader, EpochSampler]:
         cfg = self.plan.train
-        dataset = self.data.train
         dist = self._dist
-        sampler = EpochSampler(len(dataset), cfg.seed, rank=dist.rank if dist else 0,
-                               world_size=dist.world_size if dist else 1)
+        self._sampler = EpochSampler(len(self.data.train), cfg.seed, rank=dist.rank if dist else 0,
+                                     world_size=dist.world_size if dist else 1)
+        return self._make_loader(self.data.train, self._sampler, device), self._sampler
+
+    def _make_loader(self, dataset: Any, sampler: EpochSampler, device: torch.device) -> DataLoader:
+        cfg = self.plan.train
         workers = self._workers()
-        loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
+        loader = DataLoader(_WithIndex(dataset), batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
                             pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                             prefetch_factor=4 if workers > 0 else None, drop_last=False,
                             # Its own generator: creating an iterator must not consume the global RNG
                             # (dropout's), or a resumed run would diverge from an uninterrupted one.
                             generator=torch.Generator().manual_seed(cfg.seed))
-        return loader, sampler
+        return loader
 
     def _validate(self, model: nn.Module, device: torch.device, amp_dtype: torch.dtype | None,
                   loss_fn: nn.Module, num_classes: int, cached: Any = None
@@ -441,30 +453,36 @@ class Trainer:
         model.eval()
         dist = self._dist
         shard = slice(dist.rank, None, dist.world_size) if dist is not None else slice(None)
-        if cached is not None and cached[2] is not None:
-            split, val_cache = cached[0], cached[2]
-            features, labels_all = val_cache.features[shard], val_cache.labels[shard]
-            batches = [(features[i:i + cfg.batch_size], labels_all[i:i + cfg.batch_size])
-                       for i in range(0, len(labels_all), cfg.batch_size)]
-            forward: Any = split.head_eval
+        fill = None
+        if cached is not None and cached.val is not None and cached.val.complete:
+            index_all = torch.arange(len(self.data.val))[shard]
+            batches: Any = [(cached.val.features[i], cached.val.labels[i], i) for i in index_all.split(cfg.batch_size)]
+            forward: Any = cached.split.head_eval
         else:
-            val_set = self.data.val
+            val_set: Any = _WithIndex(self.data.val)
             if dist is not None:  # each rank scores its share; the sums are added below
-                val_set = torch.utils.data.Subset(val_set, range(len(val_set))[shard])
+                val_set = torch.utils.data.Subset(val_set, range(len(self.data.val))[shard])
             batches = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False,
                                  num_workers=self._workers(), pin_memory=device.type == "cuda",
                                  generator=torch.Generator().manual_seed(0))
             forward = model
+            if cached is not None and cached.val is not None:
+                fill, forward = cached.val, cached.split.head_eval
         loss_sum, top1, top5, seen = 0.0, 0, 0, 0
         with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            for images, labels in batches:
+            for images, labels, index in batches:
                 images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+                if fill is not None:
+                    images = cached.split.trunk(images)
+                    fill.put(index, images, labels)
                 logits = forward(images).float()
                 loss_sum += loss_fn(logits, labels).item() * labels.shape[0]
                 top = logits.topk(min(5, num_classes), dim=1).indices
                 top1 += (top[:, 0] == labels).sum().item()
                 top5 += (top == labels[:, None]).any(dim=1).sum().item()
                 seen += labels.shape[0]
+        if fill is not None:
+            fill.finish()
         if dist is not None:
             loss_sum, top1, top5, seen = dist.all_sum([loss_sum, top1, top5, seen], device)
         return loss_sum / seen, top1 / seen, (top5 / seen if num_classes > 5 else None)
@@ -541,12 +559,42 @@ class Trainer:
                 "Lower the learning rate or set [train] grad_clip")
 
 
-def _cached_batches(cache: Any, sampler: EpochSampler, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+@dataclass
+class _Cache:
+    """The trunk/head split for the current freeze state and its feature stores."""
+
+    split: Any
+    train: Any
+    val: Any
+    fill_loader: DataLoader | None
+
+    def discard_incomplete(self) -> None:
+        for store in (self.train, self.val):
+            if store is not None:
+                store.discard()
+
+
+class _WithIndex(torch.utils.data.Dataset):
+    """Items with their dataset index, so the first cached epoch knows where each feature goes."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[Any, Any, int]:
+        image, label = self.dataset[i]
+        return image, label, i
+
+
+def _cached_batches(store: Any, sampler: EpochSampler, batch_size: int
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The same batches the image loader would give, read from cached trunk outputs."""
     order = sampler.order()[sampler.start:]
     for i in range(0, len(order), batch_size):
         index = torch.tensor(order[i:i + batch_size])
-        yield cache.features[index], cache.labels[index]
+        yield store.features[index], store.labels[index], index
 
 
 def _human(nbytes: int) -> str:
