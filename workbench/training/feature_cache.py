@@ -246,8 +246,8 @@ class FeatureStore:
             self._partial.unlink(missing_ok=True)
 
 
-def open_store(split: TrunkSplit, count: int, example: torch.Tensor, data_fingerprint: str, part: str) -> FeatureStore:
-    shape = feature_shape(split, example)
+def open_store(split: TrunkSplit, count: int, shape: tuple[int, ...], data_fingerprint: str,
+               part: str) -> FeatureStore:
     disk = None
     if count * _prod(shape) * 4 > MEMORY_LIMIT_BYTES:
         disk = default_cache_dir() / f"{cache_key(split, data_fingerprint, part)}.f32"

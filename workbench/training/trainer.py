@@ -300,7 +300,8 @@ class Trainer:
                 start_batch = 0
                 where.update(phase="validation", epoch=epoch, batch=0)
                 val_loss, val_acc, val_top5 = self._validate(model, device, amp_dtype, loss_fn, len(classes), cached)
-                self._checkpoint(model, optimizer, scaler, current, epoch + 1, 0, global_step, schedule_done)
+                self._checkpoint(model, optimizer, scaler, current, epoch + 1, 0, global_step, schedule_done,
+                                 required=epoch + 1 == cfg.epochs)
                 report = EpochReport(epoch, cfg.epochs, loss_sum / max(seen, 1), correct / max(seen, 1),
                                      val_loss, val_acc, val_top5, time.perf_counter() - epoch_start,
                                      str(self.run_dir / CHECKPOINT))
@@ -409,11 +410,11 @@ class Trainer:
         fingerprint = str(getattr(self.data, "fingerprint", ""))
         if self._dist is not None:  # ranks must not write the same cache file at once
             fingerprint += f"|rank{self._dist.rank}"
-        example = train_set[0][0][None].to(device)
-        train_store = fc.open_store(split, len(train_set), example, fingerprint, "train")
+        shape = fc.feature_shape(split, train_set[0][0][None].to(device))
+        train_store = fc.open_store(split, len(train_set), shape, fingerprint, "train")
         val_store = None
         if self.data.val is not None and len(self.data.val):
-            val_store = fc.open_store(split, len(self.data.val), example, fingerprint, "val")
+            val_store = fc.open_store(split, len(self.data.val), shape, fingerprint, "val")
         self._cache = _Cache(split, train_store, val_store, fill_loader)
         total = train_store.nbytes + (val_store.nbytes if val_store else 0)
         where = "on disk (memory-mapped)" if train_store.disk_path is not None else "in memory"
@@ -488,13 +489,18 @@ class Trainer:
         return loss_sum / seen, top1 / seen, (top5 / seen if num_classes > 5 else None)
 
     def _checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any, current: FinetunePlan,
-                    epoch: int, batch: int, global_step: int, schedule_done: int, wait: bool = False) -> None:
+                    epoch: int, batch: int, global_step: int, schedule_done: int, wait: bool = False,
+                    required: bool = True) -> None:
         """Snapshot the training state now; write it (checkpoint + weights) on a background thread.
 
         Only what can still change is copied: frozen parameters never change, so the live
-        tensors are a valid snapshot. ``wait`` blocks until the files are on disk.
+        tensors are a valid snapshot. ``wait`` blocks until the files are on disk. A checkpoint
+        that is not ``required`` is skipped while the previous one is still being written
+        (epochs shorter than a write): training never waits for the disk.
         """
         if not self._writes_files:
+            return
+        if not required and self._writer is not None and self._writer.is_alive():
             return
         self._join_writer()
         names = {id(p): n for n, p in model.named_parameters()}
