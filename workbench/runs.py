@@ -33,7 +33,8 @@ def load_run(run_dir: str | Path) -> TrainedModel:
     from workbench.workspace import Workspace
 
     run_dir = Path(run_dir)
-    for name in (PROJECT, SPEC, WEIGHTS):
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    for name in (PROJECT, SPEC):
         if not (run_dir / name).is_file():
             raise WorkbenchError(f"{run_dir} is not a finished run folder: {name} is missing "
                                  "(train first, or point at the folder `workbench train` printed)")
@@ -43,8 +44,15 @@ def load_run(run_dir: str | Path) -> TrainedModel:
         spec_data = json.loads((run_dir / SPEC).read_text())
     except ValueError as exc:
         raise WorkbenchError(f"{run_dir / SPEC} is not valid JSON ({exc})") from None
+    if (run_dir / WEIGHTS).is_file():
+        state = load_file(str(run_dir / WEIGHTS))
+    elif checkpoint.is_file():  # a run that failed mid-way: its last good checkpoint
+        from workbench.training.checkpoint import load_checkpoint
+
+        state = load_checkpoint(checkpoint)["model"]
+    else:
+        raise WorkbenchError(f"{run_dir} has no weights yet ({WEIGHTS} and checkpoints/last.pt are missing)")
     ws = Workspace.from_plan(plan)
-    state = load_file(str(run_dir / WEIGHTS))
     missing, unexpected = ws.backbone.module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise WorkbenchError(f"{run_dir / WEIGHTS} does not fit the run's model: "

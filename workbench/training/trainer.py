@@ -241,9 +241,10 @@ class Trainer:
                     where.update(phase="training", epoch=epoch, batch=batch_index)
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                         if filling:
-                            with torch.no_grad():  # the frozen trunk: runs once per image, ever
-                                images = cached.split.trunk(images)
-                            cached.train.put(index, images, labels)
+                            with torch.inference_mode():  # the frozen trunk: runs once per image, ever
+                                features = cached.split.trunk(images)
+                            cached.train.put(index, features, labels)
+                            images = features.clone()  # an inference tensor cannot be saved for backward
                         logits = forward(images)
                         loss = loss_fn(logits.float(), labels)
                     loss_value, acc = torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()]).tolist()
@@ -515,18 +516,20 @@ class Trainer:
             "classes": list(self.data.classes), "rng": rng_state(),
             "data_fingerprint": str(getattr(self.data, "fingerprint", "")),
         }
-        self._writer = threading.Thread(target=self._write_files, args=(state,), name="workbench-checkpoint")
+        # The weights file is for export: written at the end and on stop; last.pt holds them meanwhile.
+        self._writer = threading.Thread(target=self._write_files, args=(state, required), name="workbench-checkpoint")
         self._writer.start()
         if wait:
             self._join_writer()
 
-    def _write_files(self, state: dict[str, Any]) -> None:
+    def _write_files(self, state: dict[str, Any], weights: bool) -> None:
         try:
             save_checkpoint(self.run_dir / CHECKPOINT, state)
-            from safetensors.torch import save_file
+            if weights:
+                from safetensors.torch import save_file
 
-            with atomic_path(self.run_dir / WEIGHTS) as tmp:
-                save_file({k: v.contiguous() for k, v in _untied(state["model"]).items()}, str(tmp))
+                with atomic_path(self.run_dir / WEIGHTS) as tmp:
+                    save_file({k: v.contiguous() for k, v in _untied(state["model"]).items()}, str(tmp))
         except BaseException as exc:  # reported on the training thread by _join_writer
             self._writer_error = exc
 
@@ -597,10 +600,9 @@ class _WithIndex(torch.utils.data.Dataset):
 def _cached_batches(store: Any, sampler: EpochSampler, batch_size: int
                     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """The same batches the image loader would give, read from cached trunk outputs."""
-    order = sampler.order()[sampler.start:]
-    for i in range(0, len(order), batch_size):
-        index = torch.tensor(order[i:i + batch_size])
-        yield store.features[index], store.labels[index], index
+    order = torch.tensor(sampler.order()[sampler.start:], dtype=torch.long)
+    for index in order.split(batch_size):
+        yield store.features.index_select(0, index), store.labels.index_select(0, index), index
 
 
 def _human(nbytes: int) -> str:
@@ -697,6 +699,4 @@ def _untied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _as_dict(report: Any) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return asdict(report)
+    return dict(vars(report))  # reports hold plain values only: no deep copy needed
