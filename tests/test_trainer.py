@@ -72,9 +72,11 @@ def test_frozen_parameters_and_bn_stats_bit_identical(tmp_path):
     assert sum(isinstance(r, StepReport) for r in reports) == 2 * 3
 
 
-def test_resume_gives_same_next_step_loss(tmp_path):
+@pytest.mark.parametrize("cache", [False, True], ids=["images", "feature-cache"])
+def test_resume_gives_same_next_step_loss(tmp_path, cache):
+    """Stopped mid-epoch (while the cache is being filled, in the cached variant) and resumed."""
     data = tiny_data()
-    base = workspace(optimizer="adamw")
+    base = workspace(optimizer="adamw", augment=not cache, cache_features="auto")
     freeze_first_stages(base.plan, base.tree, 2)
     # uninterrupted
     ws_a = copy.deepcopy(base)

