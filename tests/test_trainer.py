@@ -308,3 +308,38 @@ def test_feature_cache_on_disk_is_reused_by_key_and_invalidated_by_change(tmp_pa
     run("c", stages=2)  # another frozen set: another key, new files
     assert len(list((tmp_path / "cache" / "features").glob("*.f32"))) == 4
     assert not list((tmp_path / "cache" / "features").glob("*.partial"))
+
+
+def test_folded_trunk_matches_and_is_used_only_where_it_folds(tmp_path):
+    from workbench.training import feature_cache as fc
+
+    ws = workspace(epochs=1, augment=True)
+    freeze_first_stages(ws.plan, ws.tree, 3)
+    applied = ws.apply()
+    model = ws.backbone.module
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    split = fc.split_frozen_trunk(model, applied.set_train_mode)
+    folded, count, extra = fc.folded_trunk(split, channels_last=True)
+    assert count == 1 + 4 + 5 + 5 and extra > 0  # every BatchNorm of the stem and layer1-3
+    x = torch.randn(4, *SIZE)
+    applied.set_train_mode(model)
+    with torch.inference_mode():
+        reference = split.trunk(x)
+        fast = folded(x.contiguous(memory_format=torch.channels_last))
+    assert torch.allclose(fast, reference, rtol=1e-4, atol=1e-5)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the model is untouched
+    reports = list(Trainer(ws, tiny_data(), tmp_path / "run").run())
+    notes = [r.message for r in reports if isinstance(r, StateReport) and r.kind == "trunk"]
+    assert len(notes) == 1 and "BatchNorm folded into 15 convolution(s)" in notes[0]
+    for key, value in before.items():  # frozen layers still bit-identical after training through the copy
+        if key.split(".")[0] in ("conv1", "bn1", "layer1", "layer2", "layer3"):
+            assert torch.equal(value, model.state_dict()[key]), key
+    # A ViT has no BatchNorm to fold: it trains through the whole model as before.
+    vit_size = (3, 224, 224)
+    vit = Workspace.from_backbone(load_backbone(LoadRequest("vit_tiny_patch16_224", num_classes=4, input_size=vit_size)),
+                                  FinetunePlan(train=TrainConfig(epochs=1, batch_size=4, num_workers=0)))
+    data = SimpleNamespace(train=TensorDataset(torch.randn(8, *vit_size), torch.arange(8) % 4), val=None,
+                           classes=["a", "b", "c", "d"], fingerprint="vit")
+    freeze_first_stages(vit.plan, vit.tree, 6)
+    reports = list(Trainer(vit, data, tmp_path / "vit").run())
+    assert not [r for r in reports if isinstance(r, StateReport) and r.kind == "trunk"]

@@ -298,3 +298,33 @@ def _prod(shape: tuple[int, ...]) -> int:
     for d in shape:
         out *= int(d)
     return out
+
+
+def folded_trunk(split: TrunkSplit, channels_last: bool) -> tuple[nn.Module, int, int] | None:
+    """A copy of the trunk for inference: BatchNorm folded into the convolutions before it.
+
+    Returns (module, folded BatchNorm count, extra bytes), or None when there is nothing to
+    fold (then the copy would cost memory and gain nothing measurable). The model's own
+    frozen weights are untouched: only this copy changes.
+    """
+    import copy
+
+    import torch.fx.experimental.optimization as fx_optimization
+
+    def batchnorms(gm: fx.GraphModule) -> int:
+        modules = dict(gm.named_modules())
+        return sum(1 for n in gm.graph.nodes if n.op == "call_module"
+                   and isinstance(modules.get(str(n.target)), nn.modules.batchnorm._BatchNorm))
+
+    before = batchnorms(split.trunk)
+    if before == 0:
+        return None
+    trunk = copy.deepcopy(split.trunk).eval()
+    fused = fx_optimization.fuse(trunk, inplace=True, no_trace=True)
+    folded = before - batchnorms(fused)
+    if folded == 0:
+        return None
+    if channels_last:
+        fused = fused.to(memory_format=torch.channels_last)
+    extra = sum(p.numel() * p.element_size() for p in fused.parameters())
+    return fused, folded, extra

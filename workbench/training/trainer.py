@@ -208,16 +208,15 @@ class Trainer:
                                       f"(+{added:,} trainable parameters); {applied.resolution.summary()}", epoch)
                 cached: _Cache | None = None
                 where.update(phase="feature caching", epoch=epoch, batch=0)
-                if use_cache:
-                    for report in self._prepare_cache(model, applied, device, current):
-                        yield report
-                    cached = self._cache
+                for report in self._prepare_cache(model, applied, device, current, use_cache, channels_last):
+                    yield report
+                cached = self._cache
                 applied.set_train_mode(model)
                 sampler.set_epoch(epoch, start_batch * cfg.batch_size)
                 # Three ways through an epoch: images through the whole model; images through the
                 # trunk into the cache (the first cached epoch), then the head; cached features.
-                filling = cached is not None and not cached.train.complete
-                if cached is None:
+                filling = cached is not None and cached.train is not None and not cached.train.complete
+                if cached is None or cached.train is None:
                     batches_source: Any = loader
                 elif filling:
                     batches_source = cached.fill_loader or loader
@@ -241,10 +240,11 @@ class Trainer:
                         group["lr"] = group["base_lr"] * factor
                     where.update(phase="training", epoch=epoch, batch=batch_index)
                     with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        if filling:
-                            with torch.inference_mode():  # the frozen trunk: runs once per image, ever
-                                features = cached.split.trunk(images)
-                            cached.train.put(index, features, labels)
+                        if cached is not None and (filling or cached.train is None):
+                            with torch.inference_mode():  # the frozen trunk: no autograd, BN folded
+                                features = cached.trunk(images)
+                            if filling:
+                                cached.train.put(index, features, labels)
                             images = features.clone()  # an inference tensor cannot be saved for backward
                         logits = forward(images)
                         loss = loss_fn(logits.float(), labels)
@@ -302,7 +302,8 @@ class Trainer:
                                       "during this epoch; later epochs train only the layers above the cut", epoch)
                 start_batch = 0
                 where.update(phase="validation", epoch=epoch, batch=0)
-                val_loss, val_acc, val_top5 = self._validate(model, device, amp_dtype, loss_fn, len(classes), cached)
+                val_loss, val_acc, val_top5 = self._validate(model, device, amp_dtype, loss_fn, len(classes), cached,
+                                                             channels_last)
                 self._checkpoint(model, optimizer, scaler, current, epoch + 1, 0, global_step, schedule_done,
                                  required=epoch + 1 == cfg.epochs)
                 report = EpochReport(epoch, cfg.epochs, loss_sum / max(seen, 1), correct / max(seen, 1),
@@ -391,13 +392,19 @@ class Trainer:
                             num_workers=self._workers(), generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
             for images, labels, index in loader:
-                store.put(index, cached.split.trunk(images.to(device, non_blocking=True)), labels)
+                images = images.to(device, non_blocking=True)
+                if images.dim() == 4 and cached.channels_last:
+                    images = images.contiguous(memory_format=torch.channels_last)
+                store.put(index, cached.trunk(images), labels)
 
     def _prepare_cache(self, model: nn.Module, applied: AppliedPlan, device: torch.device,
-                       current: FinetunePlan) -> Iterator[Report]:
-        """Split the model at its frozen trunk and open the feature stores (once per freeze state).
+                       current: FinetunePlan, use_cache: bool, channels_last: bool) -> Iterator[Report]:
+        """Split the model at its frozen trunk (once per freeze state); open the feature stores.
 
-        Nothing is computed here: the first cached epoch fills the stores as it trains.
+        With caching on, nothing is computed here: the first cached epoch fills the stores as it
+        trains. Without it, the split is used only when a BatchNorm-folded copy of the trunk can
+        run under inference mode (measured: resnet18 with its first 3 stages frozen steps ~1.3x
+        faster); otherwise the whole model runs as usual.
         """
         from workbench.training import feature_cache as fc
 
@@ -410,7 +417,19 @@ class Trainer:
         try:
             split = fc.split_frozen_trunk(model, applied.set_train_mode)
         except fc.CacheUnavailable as exc:
-            yield StateReport("cache", f"feature cache not used: {exc}")
+            if use_cache:
+                yield StateReport("cache", f"feature cache not used: {exc}")
+            return
+        folded = fc.folded_trunk(split, channels_last)
+        trunk, fold_note = split.trunk, ""
+        if folded is not None:
+            trunk = folded[0]
+            fold_note = (f"; BatchNorm folded into {folded[1]} convolution(s) of a {_human(folded[2])} "
+                         "inference copy of the trunk")
+        if not use_cache:
+            if folded is not None:
+                self._cache = _Cache(split, None, None, None, None, trunk, channels_last)
+                yield StateReport("trunk", f"frozen trunk runs without autograd: {split.describe()}{fold_note}")
             return
         train_set, fill_loader, fill_dataset = self.data.train, None, None
         if self.plan.train.augment:  # cache_features = true with augmentation on
@@ -431,7 +450,7 @@ class Trainer:
         val_store = None
         if self.data.val is not None and len(self.data.val):
             val_store = fc.open_store(split, len(self.data.val), shape, fingerprint, "val")
-        self._cache = _Cache(split, train_store, val_store, fill_loader, fill_dataset)
+        self._cache = _Cache(split, train_store, val_store, fill_loader, fill_dataset, trunk, channels_last)
         total = train_store.nbytes + (val_store.nbytes if val_store else 0)
         where = "on disk (memory-mapped)" if train_store.disk_path is not None else "in memory"
         if train_store.complete:
@@ -440,7 +459,8 @@ class Trainer:
             plan = "filled during this epoch, as the trunk runs once per image"
         yield StateReport("cache", f"caching the frozen trunk: {split.describe()}; {len(train_set):,} train + "
                           f"{len(self.data.val) if val_store else 0:,} val images × "
-                          f"{'×'.join(map(str, train_store.shape))} floats = {_human(total)} {where}; {plan}",
+                          f"{'×'.join(map(str, train_store.shape))} floats = {_human(total)} {where}; {plan}"
+                          f"{fold_note}",
                           details={"bytes": total, "cut": split.cut})
 
     def _loader(self, device: torch.device) -> tuple[DataLoader, EpochSampler]:
@@ -462,7 +482,7 @@ class Trainer:
         return loader
 
     def _validate(self, model: nn.Module, device: torch.device, amp_dtype: torch.dtype | None,
-                  loss_fn: nn.Module, num_classes: int, cached: Any = None
+                  loss_fn: nn.Module, num_classes: int, cached: Any = None, channels_last: bool = False
                   ) -> tuple[float | None, float | None, float | None]:
         if self.data.val is None or len(self.data.val) == 0:
             return None, None, None
@@ -470,7 +490,8 @@ class Trainer:
         model.eval()
         dist = self._dist
         shard = slice(dist.rank, None, dist.world_size) if dist is not None else slice(None)
-        fill = None
+        # Cached features → head; images → trunk (filling the store when caching) → head; images → model.
+        fill, run_trunk = None, False
         if cached is not None and cached.val is not None and cached.val.complete:
             index_all = torch.arange(len(self.data.val))[shard]
             batches: Any = [(cached.val.features[i], cached.val.labels[i], i) for i in index_all.split(cfg.batch_size)]
@@ -483,15 +504,18 @@ class Trainer:
                                  num_workers=self._workers(), pin_memory=device.type == "cuda",
                                  generator=torch.Generator().manual_seed(0))
             forward = model
-            if cached is not None and cached.val is not None:
-                fill, forward = cached.val, cached.split.head_eval
+            if cached is not None:
+                fill, forward, run_trunk = cached.val, cached.split.head_eval, True
         loss_sum, top1, top5, seen = 0.0, 0, 0, 0
         with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             for images, labels, index in batches:
                 images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                if fill is not None:
-                    images = cached.split.trunk(images)
-                    fill.put(index, images, labels)
+                if channels_last and images.dim() == 4 and (cached is None or run_trunk):
+                    images = images.contiguous(memory_format=torch.channels_last)
+                if run_trunk:
+                    images = cached.trunk(images)
+                    if fill is not None:
+                        fill.put(index, images, labels)
                 logits = forward(images).float()
                 loss_sum += loss_fn(logits, labels).item() * labels.shape[0]
                 top = logits.topk(min(5, num_classes), dim=1).indices
@@ -594,6 +618,8 @@ class _Cache:
     val: Any
     fill_loader: DataLoader | None
     fill_loader_dataset: Any = None
+    trunk: Any = None  # what computes trunk outputs: the split trunk or its BatchNorm-folded copy
+    channels_last: bool = False
 
     def discard_incomplete(self) -> None:
         for store in (self.train, self.val):
