@@ -42,7 +42,8 @@ class EpochReport:
 class StateReport:
     """A change of state. ``kind`` is one of:
 
-    started, paused, resumed, unfrozen, cache, stopping, stopped, finished, failed, notice.
+    started, paused, resumed, unfrozen, cache (feature cache used or why not), trunk (the frozen
+    trunk runs as a BatchNorm-folded inference copy), stopped, finished, notice.
     """
 
     kind: str
