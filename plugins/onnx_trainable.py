@@ -36,7 +36,6 @@ def promote_constants(gm: "fx.GraphModule", op_types: dict[str, str]) -> Promoti
     weights, layer scales, PReLU slopes...) as a buffer behind a ``get_attr`` node; left
     there, it would never train. ``op_types`` maps module names to their ONNX op types.
     """
-    import torch
 
     result = PromotionResult()
     for node in list(gm.graph.nodes):

@@ -14,7 +14,7 @@ from ui.qt_layer_tree import NAME, PATH_ROLE, TYPE, QtLayerTreeModel
 from ui.session import WorkbenchSession
 from workbench import freezing
 from workbench.groups import assign_to_group
-from workbench.plan import FinetunePlan, GroupConfig
+from workbench.plan import FinetunePlan
 
 BN_CHOICES = (("freeze", "BatchNorm: freeze statistics in frozen layers"),
               ("train", "BatchNorm: keep training everywhere"))
