@@ -33,16 +33,8 @@ class TimmSource:
         if request.num_classes is not None:
             kwargs["num_classes"] = request.num_classes
         notices: list[str] = []
-        model = None
-        pretrained = False
-        if request.pretrained:
-            try:
-                model = timm.create_model(name, pretrained=True, **kwargs)
-                pretrained = True
-            except Exception as exc:
-                reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-                notices.append(f"pretrained weights for {name} are not cached and could not be downloaded "
-                               f"({reason}); continuing with random init")
+        model = _load_pretrained(name, kwargs, notices) if request.pretrained else None
+        pretrained = model is not None
         if model is None:
             model = timm.create_model(name, pretrained=False, **kwargs)
         return Backbone(model, spec_from_timm(model, request, pretrained), "timm", name, notices)
@@ -81,25 +73,93 @@ def spec_from_timm(model: Any, request: LoadRequest, pretrained: bool) -> ModelS
     )
 
 
+def _load_pretrained(name: str, kwargs: dict[str, Any], notices: list[str]) -> Any | None:
+    """The model with pretrained weights, or None with one notice saying why not.
+
+    Cached weights load from their file without touching the network; otherwise a quick
+    reachability probe comes first, so an offline machine falls back at once instead of
+    sitting through the hub's retries.
+    """
+    import timm
+
+    cfg = _pretrained_cfg(name)
+    if cfg is None:
+        notices.append(f"no pretrained weights are published for {name}; continuing with random init")
+        return None
+    cached = _cached_weights(cfg)
+    try:
+        if cached is not None:
+            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay=dict(file=cached), **kwargs)
+        host = _weights_host(cfg)
+        if not _reachable(host):
+            notices.append(f"pretrained weights for {name} are not cached and {host} is unreachable; "
+                           "continuing with random init")
+            return None
+        return timm.create_model(name, pretrained=True, **kwargs)
+    except Exception as exc:
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        notices.append(f"pretrained weights for {name} could not be loaded ({reason}); continuing with random init")
+        return None
+
+
 def pretrained_availability(name: str) -> str:
     """'cached', 'remote' (weights exist but are not cached here) or 'none' (no weights published)."""
+    cfg = _pretrained_cfg(name)
+    if cfg is None:
+        return "none"
+    if _cached_weights(cfg) is not None:
+        return "cached"
+    return "remote" if getattr(cfg, "hf_hub_id", None) or getattr(cfg, "url", None) else "none"
+
+
+def _pretrained_cfg(name: str) -> Any | None:
     import timm
 
     try:
-        cfg = timm.models.get_pretrained_cfg(name.split(".")[0] if "." not in name else name)
+        return timm.models.get_pretrained_cfg(name)
     except Exception:
-        cfg = None
-    if cfg is None:
-        return "none"
+        return None
+
+
+def _cached_weights(cfg: Any) -> str | None:
+    """Path of the weights file if it is already in the Hugging Face or torch hub cache."""
     hub_id = getattr(cfg, "hf_hub_id", None)
     if hub_id:
         try:
             from huggingface_hub import try_to_load_from_cache
 
-            for filename in ("model.safetensors", "pytorch_model.bin"):
-                if isinstance(try_to_load_from_cache(hub_id, filename), str):
-                    return "cached"
+            for filename in ("model.safetensors", "open_clip_pytorch_model.bin", "pytorch_model.bin"):
+                found = try_to_load_from_cache(hub_id, filename)
+                if isinstance(found, str):
+                    return found
         except Exception:
             pass
-        return "remote"
-    return "remote" if getattr(cfg, "url", None) else "none"
+    url = getattr(cfg, "url", None)
+    if url:
+        import torch
+
+        candidate = os.path.join(torch.hub.get_dir(), "checkpoints", os.path.basename(url.split("?")[0]))
+        if os.path.isfile(candidate):
+            return candidate
+    return None
+
+
+def _weights_host(cfg: Any) -> str:
+    from urllib.parse import urlparse
+
+    if getattr(cfg, "hf_hub_id", None):
+        return urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    return urlparse(getattr(cfg, "url", "") or "").hostname or "the weights server"
+
+
+def _reachable(host: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to ``host``:443 opens within ``timeout`` (no name → no)."""
+    import socket
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -113,10 +113,34 @@ def test_unknown_timm_name_suggests_close_matches():
 
 
 def test_pretrained_unavailable_falls_back_with_one_notice(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import plugins.timm_source as timm_source
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(timm_source, "_cached_weights", lambda cfg: None)
+    monkeypatch.setattr(timm_source, "_reachable", lambda host, timeout=3.0: False)  # an offline machine
     backbone = load_backbone(LoadRequest("resnet18", pretrained=True, num_classes=3))
     assert not backbone.spec.pretrained
-    assert len(backbone.notices) == 1 and "random init" in backbone.notices[0]
+    assert backbone.notices == ["pretrained weights for resnet18 are not cached and huggingface.co is unreachable; "
+                                "continuing with random init"]
+
+
+def test_cached_pretrained_weights_load_without_network(tmp_path, monkeypatch):
+    """Weights already in the cache load from the file; a new head replaces the 1000-class one."""
+    import timm
+    from safetensors.torch import save_file
+
+    import plugins.timm_source as timm_source
+
+    torch.manual_seed(7)
+    source = timm.create_model("resnet18", pretrained=False)
+    weights = tmp_path / "model.safetensors"
+    save_file(source.state_dict(), str(weights))
+    monkeypatch.setattr(timm_source, "_cached_weights", lambda cfg: str(weights))
+    monkeypatch.setattr(timm_source, "_reachable", lambda *a, **k: pytest.fail("no network needed"))
+    backbone = load_backbone(LoadRequest("resnet18", pretrained=True, num_classes=3))
+    assert backbone.spec.pretrained and backbone.notices == []
+    assert torch.equal(backbone.module.layer4[1].conv2.weight, source.layer4[1].conv2.weight)
+    assert backbone.module.fc.out_features == 3
 
 
 def test_model_with_over_1000_modules():
