@@ -125,3 +125,45 @@ def test_bad_data_inputs_are_one_line_errors(tmp_path, capsys):
     assert "broken.png" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "no_run")]) == 2
     assert "project file not found" in capsys.readouterr().err
+
+
+def test_onnx_model_project_trains_and_exports_back_to_onnx(tmp_path, capsys):
+    """An ONNX file as the model: converted, linear-probed on an image folder, exported to ONNX."""
+    import onnx
+    import timm
+    import torch
+
+    write_image_folder(tmp_path / "data")
+    model = timm.create_model("resnet18", pretrained=False, num_classes=3).eval()
+    torch.onnx.export(model, (torch.randn(1, 3, 32, 32),), str(tmp_path / "model.onnx"), input_names=["input"],
+                      dynamic_shapes=({0: torch.export.Dim("batch")},))
+    (tmp_path / "project.toml").write_text(textwrap.dedent('''
+        [model]
+        source = "onnx"
+        name = "model.onnx"
+        num_classes = 3
+        mean = [0.5, 0.5, 0.5]
+        std = [0.5, 0.5, 0.5]
+
+        [freeze]
+        frozen = [""]
+        unfrozen = ["fc"]
+
+        [data]
+        path = "data"
+        val_split = 0.25
+
+        [train]
+        epochs = 2
+        batch_size = 6
+        num_workers = 0
+        augment = false
+    '''))
+    assert main(["train", str(tmp_path / "project.toml"), "--out", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "training onnx:model" in out and "1,539 of 11,168,451 parameters trainable" in out
+    assert "caching the frozen trunk" in out and "epoch 2/2" in out
+    assert main(["export", str(tmp_path / "run"), "--format", "onnx", "--out", str(tmp_path / "out.onnx")]) == 0
+    exported = onnx.load(str(tmp_path / "out.onnx"))
+    meta = {p.key: p.value for p in exported.metadata_props}
+    assert json.loads(meta["label_names"]) == sorted(CLASSES) and json.loads(meta["mean"]) == [0.5, 0.5, 0.5]

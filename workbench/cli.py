@@ -229,7 +229,7 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool) -> 
                 print(f"epoch {report.epoch + 1}/{report.epochs}: train loss {report.train_loss:.4f}, "
                       f"train acc {report.train_accuracy:.1%}, {val} ({report.seconds:.1f}s)", file=out)
             elif isinstance(report, StateReport):
-                if bar is not None and report.kind in ("stopped", "unfrozen", "paused"):
+                if bar is not None:  # a message mid-epoch goes on its own line, under the bar
                     bar.close()
                     bar = None
                 print(report.message, file=out)
