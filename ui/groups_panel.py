@@ -253,7 +253,7 @@ class GroupsPanel(QWidget):
         schedule_layout.addWidget(self.schedule)
         schedule_layout.addLayout(buttons)
 
-        self.setMinimumWidth(360)
+        self.setMinimumWidth(300)
         layout = QVBoxLayout(self)
         layout.addLayout(defaults)
         layout.addWidget(self.table, 1)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressBar,
                                QTabWidget, QVBoxLayout, QWidget)
 
@@ -36,6 +36,14 @@ def default_settings() -> QSettings:
 
 
 class MainWindow(QMainWindow):
+    def _fit_to_screen(self, width: int, height: int) -> None:
+        """Start at the preferred size, but never larger than the screen's free area."""
+        screen = QGuiApplication.primaryScreen()
+        if screen is not None:
+            free = screen.availableGeometry()
+            width, height = min(width, free.width()), min(height, free.height() - 30)  # title bar
+        self.resize(width, height)
+
     def __init__(self, settings: QSettings | None = None, runs_root: Path | None = None) -> None:
         super().__init__()
         self.settings = settings or default_settings()
@@ -47,7 +55,7 @@ class MainWindow(QMainWindow):
         self._closing = False
         self.setAcceptDrops(True)
         self.setWindowTitle(APP_NAME)
-        self.resize(1400, 860)
+        self._fit_to_screen(1400, 860)
 
         self.model_panel = ModelPanel()
         self.tree_panel = TreePanel(self.session)

@@ -87,6 +87,9 @@ class TreePanel(QWidget):
         self.full_finetune = QPushButton("Full fine-tune")
         self.full_finetune.setToolTip("Unfreeze everything")
         self.batchnorm = QComboBox()
+        # The full labels are long; let the combo shrink with the window (they stay in the popup).
+        self.batchnorm.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.batchnorm.setMinimumContentsLength(16)
         for key, label in BN_CHOICES:
             self.batchnorm.addItem(label, key)
         self.batchnorm.setToolTip("Frozen BatchNorm layers keep updating their running statistics unless they are "
