@@ -79,7 +79,7 @@ class MainWindow(QMainWindow):
         self.model_dock = self._dock("Model", "modelDock", self.model_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
         self.groups_dock = self._dock("Groups && learning rates", "groupsDock", self.groups_panel,
                                       Qt.DockWidgetArea.RightDockWidgetArea)
-        self.resizeDocks([self.model_dock, self.groups_dock], [300, 380], Qt.Orientation.Horizontal)
+        self.resizeDocks([self.model_dock, self.groups_dock], [260, 320], Qt.Orientation.Horizontal)
 
         self.busy_label = QLabel("")
         self.busy_bar = QProgressBar()

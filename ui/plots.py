@@ -75,10 +75,10 @@ class TrainingPlots(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         pg.setConfigOptions(antialias=False, background="w", foreground="#333")
-        self.step_loss = _plot("Training loss per step", "step", "loss")
+        self.step_loss = _plot("Loss per step", "step", "loss")
         self.epoch_loss = _plot("Loss per epoch", "epoch", "loss")
         self.epoch_accuracy = _plot("Accuracy per epoch", "epoch", "accuracy")
-        self.learning_rate = _plot("Learning rate per group", "step", "LR", log_y=True)
+        self.learning_rate = _plot("LR per group", "step", "LR", log_y=True)
         self.epoch_accuracy.getPlotItem().setYRange(0.0, 1.0, padding=0.02)
 
         self.curves: dict[str, _Curve] = {}
