@@ -82,6 +82,8 @@ class Trainer:
     ``run()`` is the generator; ``request_pause/resume/stop`` may be called from any thread.
     """
 
+    CHECKPOINT_INTERVAL_S = 2.0  # at most this much training is lost to a crash between epoch checkpoints
+
     def __init__(self, workspace: Workspace, data: Any, run_dir: Path | None = None, resume: bool = False) -> None:
         self.ws = workspace
         self.data = data
@@ -90,6 +92,7 @@ class Trainer:
         self.resume = resume
         self._compiled_modules: dict[int, Any] = {}
         self._writer: threading.Thread | None = None
+        self._last_checkpoint = float("-inf")
         self._writer_error: BaseException | None = None
         self._dist: Any = None
         self._ddp: Any = None
@@ -537,13 +540,17 @@ class Trainer:
 
         Only what can still change is copied: frozen parameters never change, so the live
         tensors are a valid snapshot. ``wait`` blocks until the files are on disk. A checkpoint
-        that is not ``required`` is skipped while the previous one is still being written
-        (epochs shorter than a write): training never waits for the disk.
+        that is not ``required`` is skipped while the previous one is still being written, or
+        when one was taken less than ``CHECKPOINT_INTERVAL_S`` ago (epochs of a few
+        milliseconds on cached features): training never waits for the disk.
         """
         if not self._writes_files:
             return
-        if not required and self._writer is not None and self._writer.is_alive():
+        now = time.monotonic()
+        if not required and ((self._writer is not None and self._writer.is_alive())
+                             or now - self._last_checkpoint < self.CHECKPOINT_INTERVAL_S):
             return
+        self._last_checkpoint = now
         self._join_writer()
         names = {id(p): n for n, p in model.named_parameters()}
         state = {
