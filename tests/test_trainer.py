@@ -343,3 +343,20 @@ def test_folded_trunk_matches_and_is_used_only_where_it_folds(tmp_path):
     freeze_first_stages(vit.plan, vit.tree, 6)
     reports = list(Trainer(vit, data, tmp_path / "vit").run())
     assert not [r for r in reports if isinstance(r, StateReport) and r.kind == "trunk"]
+
+
+def test_epoch_reports_name_a_checkpoint_only_when_one_was_taken(tmp_path):
+    """Epochs far shorter than the checkpoint interval: the first and the last are saved, not those between."""
+    torch.manual_seed(0)
+    data = SimpleNamespace(train=TensorDataset(torch.randn(16, 8), torch.arange(16) % 2),
+                           val=None, classes=["a", "b"], fingerprint="mlp")
+    from workbench.backbone import Backbone
+    from workbench.spec import ModelSpec
+
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    backbone = Backbone(model, ModelSpec("mlp", 2, input_size=(1, 1, 8), classifier="2"), "test", "mlp")
+    ws = Workspace.from_backbone(backbone, FinetunePlan(train=TrainConfig(epochs=4, batch_size=8, num_workers=0)))
+    epochs = [r for r in Trainer(ws, data, tmp_path / "run").run() if isinstance(r, EpochReport)]
+    saved = [r.checkpoint is not None for r in epochs]
+    assert saved == [True, False, False, True]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 4

@@ -46,7 +46,6 @@ class TrainPanel(QWidget):
         self.resumable_run: Path | None = None
         self._paused = False
         self._steps_total = 0
-        self._started_at = 0.0
 
         self.epochs = QSpinBox(minimum=1, maximum=10_000)
         self.batch_size = QSpinBox(minimum=1, maximum=65_536)
@@ -189,7 +188,6 @@ class TrainPanel(QWidget):
         self.last_state = ""
         self._paused = False
         self._steps_total = 0
-        self._started_at = time.monotonic()
         self.progress.setRange(0, 0)  # busy until the first step arrives (opening data, building the trainer)
         self.position.setText("Preparing data and model…")
         self.run = TrainingRun(prepare, self)

@@ -67,10 +67,11 @@ class BackgroundCall(QObject):
         self._worker = _CallWorker(fn)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
-        self._worker.succeeded.connect(self._on_succeeded)
-        self._worker.failed.connect(self._on_failed)
+        # Signal-to-signal connections: Qt queues them to this object's (the GUI) thread.
+        self._worker.succeeded.connect(self.succeeded)
+        self._worker.failed.connect(self.failed)
         self._worker.done.connect(self._thread.quit)
-        self._thread.finished.connect(self._on_thread_finished)
+        self._thread.finished.connect(self.finished)
 
     def start(self) -> None:
         self._thread.start()
@@ -81,17 +82,6 @@ class BackgroundCall(QObject):
     def wait(self, msecs: int = -1) -> bool:
         return self._thread.wait() if msecs < 0 else self._thread.wait(msecs)
 
-    @Slot(object)
-    def _on_succeeded(self, result: object) -> None:
-        self.succeeded.emit(result)
-
-    @Slot(str, str)
-    def _on_failed(self, message: str, detail: str) -> None:
-        self.failed.emit(message, detail)
-
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        self.finished.emit()
 
 
 class _TrainingWorker(QObject):
@@ -166,12 +156,13 @@ class TrainingRun(QObject):
         self._worker = _TrainingWorker(self._reports)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
-        self._worker.steps.connect(self._on_steps)
-        self._worker.epoch.connect(self._on_epoch)
-        self._worker.state.connect(self._on_state)
-        self._worker.failed.connect(self._on_failed)
+        # Signal-to-signal connections: Qt queues them to this object's (the GUI) thread.
+        self._worker.steps.connect(self.steps)
+        self._worker.epoch.connect(self.epoch)
+        self._worker.state.connect(self.state)
+        self._worker.failed.connect(self.failed)
         self._worker.done.connect(self._thread.quit)
-        self._thread.finished.connect(self._on_thread_finished)
+        self._thread.finished.connect(self.finished)
 
     def _reports(self) -> Iterator[Any]:
         trainer = self._prepare()
@@ -204,22 +195,3 @@ class TrainingRun(QObject):
         if trainer is not None:
             trainer.request_stop()
 
-    @Slot(list)
-    def _on_steps(self, reports: list) -> None:
-        self.steps.emit(reports)
-
-    @Slot(object)
-    def _on_epoch(self, report: object) -> None:
-        self.epoch.emit(report)
-
-    @Slot(object)
-    def _on_state(self, report: object) -> None:
-        self.state.emit(report)
-
-    @Slot(str, str)
-    def _on_failed(self, message: str, detail: str) -> None:
-        self.failed.emit(message, detail)
-
-    @Slot()
-    def _on_thread_finished(self) -> None:
-        self.finished.emit()

@@ -16,10 +16,6 @@ if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
-BATCHNORM_TYPES = ("BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "SyncBatchNorm", "LazyBatchNorm1d",
-                   "LazyBatchNorm2d", "LazyBatchNorm3d", "BatchNormAct2d", "SyncBatchNormAct")
-
-
 @dataclass
 class LayerNode:
     """One module. ``path`` is its dotted name as ``named_modules`` gives it; the root is ``""``."""
@@ -80,9 +76,6 @@ class LayerTree:
 
     def node(self, path: str) -> LayerNode:
         return self.nodes[self._by_path[path]]
-
-    def has_path(self, path: str) -> bool:
-        return path in self._by_path
 
     def find_node(self, path: str) -> LayerNode | None:
         index = self._by_path.get(path)

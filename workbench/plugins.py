@@ -15,7 +15,6 @@ from typing import Any
 MODEL_SOURCES = "workbench.model_sources"
 DATASETS = "workbench.datasets"
 EXPORTERS = "workbench.exporters"
-GROUPS = (MODEL_SOURCES, DATASETS, EXPORTERS)
 
 # What each group's plugin object must provide (checked after loading).
 _REQUIRED_ATTRS = {

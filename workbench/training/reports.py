@@ -35,7 +35,7 @@ class EpochReport:
     val_accuracy: float | None
     val_top5: float | None  # only when there are more than 5 classes
     seconds: float
-    checkpoint: str | None = None
+    checkpoint: str | None = None  # set when this epoch's checkpoint was taken (at most every 2 s)
 
 
 @dataclass(frozen=True)

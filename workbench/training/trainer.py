@@ -307,11 +307,11 @@ class Trainer:
                 where.update(phase="validation", epoch=epoch, batch=0)
                 val_loss, val_acc, val_top5 = self._validate(model, device, amp_dtype, loss_fn, len(classes), cached,
                                                              channels_last)
-                self._checkpoint(model, optimizer, scaler, current, epoch + 1, 0, global_step, schedule_done,
-                                 required=epoch + 1 == cfg.epochs)
+                saved = self._checkpoint(model, optimizer, scaler, current, epoch + 1, 0, global_step,
+                                         schedule_done, required=epoch + 1 == cfg.epochs)
                 report = EpochReport(epoch, cfg.epochs, loss_sum / max(seen, 1), correct / max(seen, 1),
                                      val_loss, val_acc, val_top5, time.perf_counter() - epoch_start,
-                                     str(self.run_dir / CHECKPOINT))
+                                     str(self.run_dir / CHECKPOINT) if saved else None)
                 metrics.write(json.dumps({"type": "epoch", **_as_dict(report)}) + "\n")
                 metrics.flush()
                 yield report
@@ -535,7 +535,7 @@ class Trainer:
 
     def _checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any, current: FinetunePlan,
                     epoch: int, batch: int, global_step: int, schedule_done: int, wait: bool = False,
-                    required: bool = True) -> None:
+                    required: bool = True) -> bool:
         """Snapshot the training state now; write it (checkpoint + weights) on a background thread.
 
         Only what can still change is copied: frozen parameters never change, so the live
@@ -545,11 +545,11 @@ class Trainer:
         milliseconds on cached features): training never waits for the disk.
         """
         if not self._writes_files:
-            return
+            return False
         now = time.monotonic()
         if not required and ((self._writer is not None and self._writer.is_alive())
                              or now - self._last_checkpoint < self.CHECKPOINT_INTERVAL_S):
-            return
+            return False
         self._last_checkpoint = now
         self._join_writer()
         names = {id(p): n for n, p in model.named_parameters()}
@@ -569,6 +569,7 @@ class Trainer:
         self._writer.start()
         if wait:
             self._join_writer()
+        return True
 
     def _write_files(self, state: dict[str, Any], weights: bool) -> None:
         try:
