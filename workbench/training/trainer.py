@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Sampler
 from workbench.apply import AppliedPlan, apply_plan
 from workbench.atomic import atomic_path, atomic_write_text
 from workbench.errors import WorkbenchError
+from workbench.finite import nonfinite_tensors
 from workbench.freezing import unfreeze_groups
 from workbench.plan import FinetunePlan
 from workbench.resolve import resolve_plan
@@ -290,6 +291,7 @@ class Trainer:
                         last = time.perf_counter()
                     if self._stop_agreed(device):
                         at_end = batch_index == batches
+                        self._check_finite(model, epoch, batch_index, global_step)
                         self._checkpoint(model, optimizer, scaler, current,
                                          epoch + 1 if at_end else epoch, 0 if at_end else batch_index,
                                          global_step, schedule_done, wait=True)
@@ -307,6 +309,9 @@ class Trainer:
                 where.update(phase="validation", epoch=epoch, batch=0)
                 val_loss, val_acc, val_top5 = self._validate(model, device, amp_dtype, loss_fn, len(classes), cached,
                                                              channels_last)
+                if val_loss is not None and not math.isfinite(val_loss):
+                    raise TrainingError(self._nan_message(val_loss, epoch, batch_index, global_step, "validation loss"))
+                self._check_finite(model, epoch, batch_index, global_step)
                 saved = self._checkpoint(model, optimizer, scaler, current, epoch + 1, 0, global_step,
                                          schedule_done, required=epoch + 1 == cfg.epochs)
                 report = EpochReport(epoch, cfg.epochs, loss_sum / max(seen, 1), correct / max(seen, 1),
@@ -609,12 +614,24 @@ class Trainer:
             atomic_write_text(self.run_dir / "project.toml", tomli_w.dumps(plan_to_dict(recorded)))
         atomic_write_text(self.run_dir / "spec.json", json.dumps(spec.to_dict(), indent=2))
 
-    def _nan_message(self, value: float, epoch: int, batch: int, step: int) -> str:
+    def _nan_message(self, value: float | str, epoch: int, batch: int, step: int, what: str = "loss") -> str:
         self._join_writer(raise_errors=False)  # the epoch's checkpoint may still be on its way to disk
         ckpt = self.run_dir / CHECKPOINT
         kept = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint had been written yet"
-        return (f"loss became {value} at epoch {epoch}, batch {batch} (step {step}); training stopped and {kept}. "
+        return (f"{what} became {value} at epoch {epoch}, batch {batch} (step {step}); training stopped and {kept}. "
                 "Lower the learning rate or set [train] grad_clip")
+
+    def _check_finite(self, model: nn.Module, epoch: int, batch: int, step: int) -> None:
+        """Stop before a checkpoint or weights file could hold NaN/inf (the loss can stay finite meanwhile)."""
+        bad = nonfinite_tensors(model)
+        if self._dist is not None:
+            bad_any = self._dist.all_max([float(bool(bad))], next(model.parameters()).device)[0] > 0
+            if bad_any and not bad:
+                bad = ["(on another process)"]
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise TrainingError(self._nan_message(f"non-finite in {len(bad)} tensor(s) ({shown})", epoch, batch,
+                                                  step, "the weights"))
 
 
 @dataclass
