@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -71,3 +72,128 @@ def test_no_exporter_writes_nonfinite_weights(tmp_path, fmt):
     with pytest.raises(WorkbenchError, match=r"refusing to export: 1 tensor\(s\) hold NaN or inf \(layer1.0.conv1.weight\)"):
         export_model(ws.backbone.module, ws.backbone.spec, fmt, out)
     assert not out.exists()
+
+
+# --- the run folder -------------------------------------------------------------------------
+
+from tests.test_cli_train import write_project  # noqa: E402
+from workbench.cli import main  # noqa: E402
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "Traceback" not in err, err
+    return err
+
+
+def test_a_new_run_never_lands_in_a_folder_holding_another(tmp_path, capsys):
+    project = write_project(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    assert main(["train", str(project), "--out", str(run)]) == 0
+    weights = (run / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["train", str(project), "--out", str(run)]) == 2
+    err = _one_error_line(capsys)
+    assert "already holds a run" in err and "--overwrite" in err and "--resume" in err
+    assert (run / "model.safetensors").read_bytes() == weights  # nothing touched
+    assert main(["train", str(project), "--out", str(run), "--overwrite", "--epochs", "1"]) == 0
+    steps = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
+    assert [s["global_step"] for s in steps] == [1, 2, 3]  # the old run's records are gone
+
+
+def test_a_folder_being_trained_in_is_locked(tmp_path, capsys):
+    from workbench.training.run_folder import RunLock, is_running
+
+    project = write_project(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    run.mkdir()
+    other = RunLock(run)  # stands for a second `workbench train --out run` still training
+    other.acquire()
+    try:
+        assert is_running(run)
+        assert main(["train", str(project), "--out", str(run)]) == 2
+        assert "is in use: another training is writing into it" in _one_error_line(capsys)
+        assert not (run / "metrics.jsonl").exists()
+    finally:
+        other.release()
+    assert not is_running(run)
+
+
+def test_out_that_is_a_file_or_under_a_file(tmp_path, capsys):
+    project = write_project(tmp_path, epochs=1)
+    (tmp_path / "afile").write_text("x")
+    assert main(["train", str(project), "--out", str(tmp_path / "afile")]) == 2
+    assert "is a file" in _one_error_line(capsys)
+    assert main(["train", str(project), "--out", str(tmp_path / "afile" / "run")]) == 2
+    assert "is a file" in _one_error_line(capsys)
+
+
+def test_resume_on_changed_data_is_refused_unless_allowed(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    project = write_project(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    assert main(["train", str(project), "--out", str(run)]) == 0
+    for i in range(4):  # four more red images
+        Image.fromarray(np.full((20, 20, 3), (220, 10, 10), np.uint8)).save(tmp_path / "data" / "red" / f"new{i}.png")
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    err = _one_error_line(capsys)
+    assert "the data changed since its checkpoint (18 → 21 training images" in err and "--allow-data-change" in err
+    assert main(["train", "--resume", str(run), "--epochs", "2", "--allow-data-change"]) == 0
+
+
+def test_resume_after_a_kill_cleans_up_and_keeps_one_record_per_step(tmp_path):
+    project = write_project(tmp_path, epochs=1)
+    run = tmp_path / "run"
+    assert main(["train", str(project), "--out", str(run)]) == 0
+    # What kill -9 during the final weights write leaves: a temp file, no weights file,
+    # metrics past the checkpoint (replayed on resume) and a torn last line.
+    (run / "model.safetensors").unlink()
+    (run / ".model.safetensors.x1y2.tmp").write_bytes(b"\0" * 1000)
+    (run / "checkpoints" / ".last.pt.a1b2.tmp").write_bytes(b"\0" * 1000)
+    from workbench.training.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(run / "checkpoints" / "last.pt")
+    state.pop("format")
+    state.update(epoch=0, batch=2, global_step=2)  # the checkpoint is older than the metrics
+    save_checkpoint(run / "checkpoints" / "last.pt", state)
+    with open(run / "metrics.jsonl", "a") as fh:
+        fh.write('{"type": "step", "epoch": 0, "glo')
+    assert main(["train", "--resume", str(run)]) == 0
+    assert (run / "model.safetensors").exists()
+    assert not list(run.glob(".*.tmp")) and not list((run / "checkpoints").glob(".*.tmp"))
+    records = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["global_step"] for r in records if r["type"] == "step"]
+    assert steps == [1, 2, 3]
+    assert [r["epoch"] for r in records if r["type"] == "epoch"] == [0]
+
+
+def test_last_batch_of_one_image_with_training_batchnorm(tmp_path):
+    from tests.test_trainer import tiny_data
+
+    data = tiny_data(n=17)  # batch 16: a last batch of 1, and BatchNorm trains (full fine-tune)
+    ws = workspace(epochs=1)
+    reports = list(Trainer(ws, data, tmp_path / "run").run())
+    notices = [r.message for r in reports if getattr(r, "kind", "") == "notice"]
+    assert any("last batch of 1 image" in m for m in notices)
+    assert reports[-1].kind == "finished"
+    assert sum(type(r).__name__ == "StepReport" for r in reports) == 1
+
+
+def test_atomic_writes_honour_the_umask(tmp_path):
+    import os
+    import stat
+
+    from workbench.atomic import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "project.toml", "x = 1\n")
+        assert stat.S_IMODE((tmp_path / "project.toml").stat().st_mode) == 0o644
+        os.umask(0o077)
+        atomic_write_text(tmp_path / "private.toml", "x = 1\n")
+        assert stat.S_IMODE((tmp_path / "private.toml").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

@@ -35,6 +35,7 @@ from workbench.resolve import resolve_plan
 from workbench.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from workbench.training.devices import pick_amp, pick_device
 from workbench.training.distributed import from_environment
+from workbench.training import run_folder as rf
 from workbench.training.reports import EpochReport, Report, StateReport, StepReport
 from workbench.training.schedule import lr_factor
 from workbench.workspace import Workspace
@@ -50,10 +51,23 @@ class TrainingError(WorkbenchError):
 class EpochSampler(Sampler[int]):
     """A seeded permutation per epoch, optionally starting part-way (for an exact resume)."""
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+                 drop_lone_last_of: int = 0) -> None:
         self.size, self.seed, self.shuffle = size, seed, shuffle
         self.rank, self.world_size = rank, world_size
         self.epoch, self.start = 0, 0
+        # A last batch of one image cannot train BatchNorm ("Expected more than 1 value per channel"):
+        # with batches of this size, that one image is left out of the epoch (a different one each epoch).
+        self.drop_lone_last_of = drop_lone_last_of
+
+    def _per_rank(self) -> int:
+        n = -(-self.size // self.world_size)
+        bs = self.drop_lone_last_of
+        return n - 1 if bs > 1 and n > 1 and n % bs == 1 else n
+
+    @property
+    def drops_lone_last(self) -> bool:
+        return self._per_rank() != -(-self.size // self.world_size)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
@@ -68,13 +82,13 @@ class EpochSampler(Sampler[int]):
         if self.world_size > 1:
             # Pad by wrapping so every rank runs the same number of batches (DDP needs that).
             order = (order + order[:(-len(order)) % self.world_size])[self.rank::self.world_size]
-        return order
+        return order[:self._per_rank()]
 
     def __iter__(self) -> Iterator[int]:
         return iter(self.order()[self.start:])
 
     def __len__(self) -> int:
-        return -(-self.size // self.world_size) - self.start
+        return self._per_rank() - self.start
 
 
 class Trainer:
@@ -85,12 +99,15 @@ class Trainer:
 
     CHECKPOINT_INTERVAL_S = 2.0  # at most this much training is lost to a crash between epoch checkpoints
 
-    def __init__(self, workspace: Workspace, data: Any, run_dir: Path | None = None, resume: bool = False) -> None:
+    def __init__(self, workspace: Workspace, data: Any, run_dir: Path | None = None, resume: bool = False,
+                 overwrite: bool = False, allow_data_change: bool = False) -> None:
         self.ws = workspace
         self.data = data
         self.plan: FinetunePlan = workspace.plan
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(self.plan)
         self.resume = resume
+        self.overwrite = overwrite
+        self.allow_data_change = allow_data_change
         self._compiled_modules: dict[int, Any] = {}
         self._writer: threading.Thread | None = None
         self._last_checkpoint = float("-inf")
@@ -123,6 +140,36 @@ class Trainer:
 
     # --- the generator ---------------------------------------------------------------
     def run(self) -> Iterator[Report]:
+        """Train, holding the run folder's lock throughout (one training per folder)."""
+        self._dist = from_environment()
+        lock = None
+        if self._writes_files:
+            lock = self._claim_run_dir()
+        try:
+            yield from self._run()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _claim_run_dir(self) -> rf.RunLock:
+        """Lock the folder; refuse to mix a new run into an old one; sweep debris of a killed run."""
+        rf.check_writable_run_dir(self.run_dir)
+        lock = rf.RunLock(self.run_dir)
+        lock.acquire()
+        try:
+            if not self.resume and rf.holds_run(self.run_dir):
+                if not self.overwrite:
+                    raise TrainingError(f"{self.run_dir} already holds a run; continue it with --resume "
+                                        f"{_quoted(self.run_dir)}, choose another --out folder, or pass --overwrite "
+                                        "to replace it")
+                rf.clear_run(self.run_dir)
+            rf.remove_stale_temp_files(self.run_dir)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def _run(self) -> Iterator[Report]:
         cfg = self.plan.train
         model = self.ws.backbone.module
         spec = self.ws.backbone.spec
@@ -132,7 +179,6 @@ class Trainer:
             raise TrainingError(f"the data has {len(classes)} classes but the model's head has {spec.num_classes} "
                                 f"outputs; set [model] num_classes = {len(classes)} (or --adapt-head)")
         spec.label_names = classes
-        self._dist = from_environment()
         dist = self._dist
         device = pick_device(cfg.device)
         if dist is not None and device.type == "cuda":
@@ -143,6 +189,10 @@ class Trainer:
         if state is not None and list(state["classes"]) != classes:
             raise TrainingError(f"cannot resume {self.run_dir}: it was trained on classes {state['classes'][:5]}…, "
                                 f"the data now has {classes[:5]}…")
+        if state is not None:
+            self._check_same_data(state)
+            if self._writes_files:
+                rf.trim_metrics(self.run_dir / rf.METRICS, state["global_step"], state["epoch"])
         if state is None:
             _seed_everything(cfg.seed)
         if self._writes_files:
@@ -197,6 +247,10 @@ class Trainer:
                           start_epoch, {"run_dir": str(self.run_dir), "device": str(device)})
         step_times: list[float] = []
         where: dict[str, Any] = {"phase": "setup", "epoch": start_epoch, "batch": 0}
+        if sampler.drops_lone_last:
+            yield StateReport("notice", f"{len(self.data.train):,} training images at batch size {cfg.batch_size} "
+                              "leave a last batch of 1 image, which BatchNorm cannot train on: each epoch leaves "
+                              "that one image out (a different one each epoch, as the order is shuffled)", start_epoch)
         use_cache, why_not = self._cache_mode()
         if why_not:
             yield StateReport("cache", why_not, start_epoch)
@@ -297,7 +351,7 @@ class Trainer:
                                          global_step, schedule_done, wait=True)
                         metrics.flush()
                         yield StateReport("stopped", f"stopped at epoch {epoch}, batch {batch_index}; checkpoint "
-                                          f"written to {self.run_dir / CHECKPOINT} (resume with --resume {self.run_dir})",
+                                          f"written to {self.run_dir / CHECKPOINT} (resume with --resume {_quoted(self.run_dir)})",
                                           epoch, {"checkpoint": str(self.run_dir / CHECKPOINT)})
                         return
                 if filling:  # rows this epoch did not see (other ranks' shares, pre-resume batches)
@@ -321,6 +375,9 @@ class Trainer:
                 metrics.flush()
                 yield report
             self._join_writer()
+            if self._writes_files and not (self.run_dir / WEIGHTS).exists():  # resumed after a kill in the last write
+                self._check_finite(model, cfg.epochs, 0, global_step)
+                self._write_weights(_snapshot_model(model))
             yield StateReport("finished", f"finished {cfg.epochs} epochs; weights in {self.run_dir / WEIGHTS}",
                               cfg.epochs, {"run_dir": str(self.run_dir), "weights": str(self.run_dir / WEIGHTS)})
         except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
@@ -474,8 +531,10 @@ class Trainer:
     def _loader(self, device: torch.device) -> tuple[DataLoader, EpochSampler]:
         cfg = self.plan.train
         dist = self._dist
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.ws.backbone.module.modules())
         self._sampler = EpochSampler(len(self.data.train), cfg.seed, rank=dist.rank if dist else 0,
-                                     world_size=dist.world_size if dist else 1)
+                                     world_size=dist.world_size if dist else 1,
+                                     drop_lone_last_of=cfg.batch_size if has_bn else 0)
         return self._make_loader(self.data.train, self._sampler, device), self._sampler
 
     def _make_loader(self, dataset: Any, sampler: EpochSampler, device: torch.device) -> DataLoader:
@@ -568,6 +627,7 @@ class Trainer:
             "frozen": list(current.freeze.frozen), "unfrozen": list(current.freeze.unfrozen),
             "classes": list(self.data.classes), "rng": rng_state(),
             "data_fingerprint": str(getattr(self.data, "fingerprint", "")),
+            "data_counts": [len(self.data.train), len(self.data.val) if self.data.val is not None else 0],
         }
         # The weights file is for export: written at the end and on stop; last.pt holds them meanwhile.
         self._writer = threading.Thread(target=self._write_files, args=(state, required), name="workbench-checkpoint")
@@ -580,12 +640,31 @@ class Trainer:
         try:
             save_checkpoint(self.run_dir / CHECKPOINT, state)
             if weights:
-                from safetensors.torch import save_file
-
-                with atomic_path(self.run_dir / WEIGHTS) as tmp:
-                    save_file({k: v.contiguous() for k, v in _untied(state["model"]).items()}, str(tmp))
+                self._write_weights(state["model"])
         except BaseException as exc:  # reported on the training thread by _join_writer
             self._writer_error = exc
+
+    def _write_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_path(self.run_dir / WEIGHTS) as tmp:
+            save_file({k: v.contiguous() for k, v in _untied(tensors).items()}, str(tmp))
+
+    def _check_same_data(self, state: dict[str, Any]) -> None:
+        """Resuming on other images (or another split or transform) is refused unless asked for."""
+        was, now = state.get("data_fingerprint"), str(getattr(self.data, "fingerprint", ""))
+        if not was or was == now or self.allow_data_change:
+            return
+        counts = state.get("data_counts")
+        change = ""
+        if counts:
+            now_counts = [len(self.data.train), len(self.data.val) if self.data.val is not None else 0]
+            if list(counts) != now_counts:
+                change = (f" ({counts[0]:,} → {now_counts[0]:,} training images, "
+                          f"{counts[1]:,} → {now_counts[1]:,} validation images)")
+        raise TrainingError(f"cannot resume {self.run_dir}: the data changed since its checkpoint{change}: images, "
+                            "split or preprocessing differ, so the resumed run would not continue the same "
+                            "training. Pass --allow-data-change to continue on the new data anyway")
 
     def _join_writer(self, raise_errors: bool = True) -> None:
         if self._writer is not None:
@@ -680,6 +759,12 @@ def _human(nbytes: int) -> str:
             return f"{nbytes:.1f} {unit}" if unit != "B" else f"{nbytes} B"
         nbytes /= 1024
     return f"{nbytes:.1f} GB"
+
+
+def _quoted(path: Path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
 
 
 def default_run_dir(plan: FinetunePlan) -> Path:
