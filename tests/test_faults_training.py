@@ -197,3 +197,36 @@ def test_atomic_writes_honour_the_umask(tmp_path):
         assert stat.S_IMODE((tmp_path / "private.toml").stat().st_mode) == 0o600
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_resume_is_bit_exact_with_augmentation_and_loader_workers(tmp_path, workers):
+    """Stop after 4 steps, resume: the same next-step loss and the same final tensors as never stopping."""
+    from workbench.data import open_data
+    from workbench.project import load_project
+    from workbench.training.reports import StepReport
+    from workbench.workspace import Workspace
+
+    project = write_project(tmp_path, epochs=2)
+    text = project.read_text().replace("augment = false", "augment = true").replace("num_workers = 0",
+                                                                                  f"num_workers = {workers}")
+    project.write_text(text)
+
+    def trainer(run, resume=False):
+        plan = load_project(project)
+        torch.manual_seed(plan.train.seed)
+        ws = Workspace.from_plan(plan)
+        data = open_data(plan.data, plan.base_dir, ws.backbone.spec, augment=True)
+        return ws, Trainer(ws, data, run, resume=resume)
+
+    ws_a, straight = trainer(tmp_path / "a")
+    losses_a = [r.loss for r in straight.run() if isinstance(r, StepReport)]
+    ws_b, first = trainer(tmp_path / "b")
+    for report in first.run():
+        if isinstance(report, StepReport) and report.global_step == 4:
+            first.request_stop()
+    ws_c, second = trainer(tmp_path / "b", resume=True)
+    losses_c = [r.loss for r in second.run() if isinstance(r, StepReport)]
+    assert losses_c == losses_a[4:]  # exact, step for step
+    after_a, after_c = ws_a.backbone.module.state_dict(), ws_c.backbone.module.state_dict()
+    assert all(torch.equal(after_a[k], after_c[k]) for k in after_a)

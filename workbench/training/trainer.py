@@ -84,8 +84,9 @@ class EpochSampler(Sampler[int]):
             order = (order + order[:(-len(order)) % self.world_size])[self.rank::self.world_size]
         return order[:self._per_rank()]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.start:])
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        # (epoch, index): the dataset seeds each image's augmentation from them (see _WithIndex).
+        return iter([(self.epoch, i) for i in self.order()[self.start:]])
 
     def __len__(self) -> int:
         return self._per_rank() - self.start
@@ -540,7 +541,8 @@ class Trainer:
     def _make_loader(self, dataset: Any, sampler: EpochSampler, device: torch.device) -> DataLoader:
         cfg = self.plan.train
         workers = self._workers()
-        loader = DataLoader(_WithIndex(dataset), batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
+        loader = DataLoader(_WithIndex(dataset, cfg.seed), batch_size=cfg.batch_size, sampler=sampler,
+                            num_workers=workers,
                             pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                             prefetch_factor=4 if workers > 0 else None, drop_last=False,
                             # Its own generator: creating an iterator must not consume the global RNG
@@ -732,17 +734,53 @@ class _Cache:
 
 
 class _WithIndex(torch.utils.data.Dataset):
-    """Items with their dataset index, so the first cached epoch knows where each feature goes."""
+    """Items with their dataset index, so the first cached epoch knows where each feature goes.
 
-    def __init__(self, dataset: Any) -> None:
+    Training keys are ``(epoch, index)``: each image's random augmentation is then seeded from
+    ``(seed, epoch, index)`` alone, so it is the same whatever the number of loader workers and
+    whether or not the run was stopped and resumed in between (an exact resume needs that).
+    """
+
+    def __init__(self, dataset: Any, seed: int = 0) -> None:
         self.dataset = dataset
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int) -> tuple[Any, Any, int]:
-        image, label = self.dataset[i]
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any, int]:
+        if isinstance(key, tuple):
+            epoch, i = key
+            with _seeded((self.seed * 1_000_003 + epoch) * 10_000_019 + i):
+                image, label = self.dataset[i]
+        else:
+            i = key
+            image, label = self.dataset[i]
         return image, label, i
+
+
+class _seeded:
+    """Seed torch, ``random`` and numpy for one item, then restore them (the training RNG must not move)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed % 2**63
+
+    def __enter__(self) -> None:
+        import numpy as np
+
+        self._torch = torch.get_rng_state()
+        self._python = random.getstate()
+        self._numpy = np.random.get_state()
+        torch.manual_seed(self.seed)
+        random.seed(self.seed)
+        np.random.seed(self.seed % 2**32)
+
+    def __exit__(self, *exc: object) -> None:
+        import numpy as np
+
+        torch.set_rng_state(self._torch)
+        random.setstate(self._python)
+        np.random.set_state(self._numpy)
 
 
 def _cached_batches(store: Any, sampler: EpochSampler, batch_size: int
