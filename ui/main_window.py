@@ -298,6 +298,8 @@ class MainWindow(QMainWindow):
 
     def _show_workspace(self, ws: Any, project: Path | None, recent: str | None) -> None:
         self.session.set_workspace(ws, project)
+        if ws.plan.model.source == "timm":
+            self.model_panel.show_loaded(ws.plan.model.name)
         if recent and (project is not None or Path(recent).suffix):
             self.add_recent(recent)
         self.tabs.setCurrentWidget(self.tree_panel)

@@ -141,3 +141,22 @@ def test_discriminative_box_follows_the_plan_and_keeps_the_head_lr(loaded, qtbot
     fresh = Workspace.from_backbone(resnet18_workspace.backbone, FinetunePlan())
     window.session.set_workspace(fresh)
     assert not panel.discriminative.isChecked() and panel.base_lr.value() == fresh.plan.train.lr
+
+
+def test_an_exact_model_name_typed_always_wins(window, qtbot, wait_idle):
+    window.start_background_init()
+    wait_idle(window)
+    panel = window.model_panel
+    panel.input_size.setValue(64)
+    for typed, other in (("efficientnet_b7", "tf_efficientnet_b7"), ("convnext_atto", "convnext_atto_rms")):
+        panel.search.clear()
+        qtbot.keyClicks(panel.search, typed)
+        assert panel.names_view.currentIndex().data() == typed, other
+        assert panel.selected_name() == typed
+    panel.search.clear()
+    assert panel.select_name("resnet10t")  # something else highlighted, then an exact name typed + Enter
+    qtbot.keyClicks(panel.search, "resnet18")
+    qtbot.keyClick(panel.search, Qt.Key.Key_Return)
+    wait_idle(window)
+    assert window.session.workspace.backbone.spec.architecture == "resnet18"
+    assert panel.names_view.currentIndex().data() == "resnet18" and panel.search.text() == "resnet18"
