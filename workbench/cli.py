@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     _train_overrides(p)
     p.set_defaults(run=_cmd_demo)
 
+    from workbench import cli_runs
+
+    cli_runs.add_parser(sub)
+
     p = sub.add_parser("open", help="open a project file in the window")
     p.add_argument("project", type=Path)
     p.set_defaults(run=lambda a: _launch_gui(a, project=a.project))
@@ -163,7 +167,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from workbench.export import export_model
     from workbench.runs import load_run
 
+    from workbench.run_catalog import read_run
+
     trained = load_run(args.run_dir)
+    print(f"weights: {read_run(args.run_dir).weights_label()}")
     result = export_model(trained.module, trained.spec, args.format, args.out, trained.recipe_toml)
     print(result.message)
     if result.parity_max_abs_diff is not None:

@@ -16,8 +16,9 @@ LOCK = ".workbench.lock"
 CHECKPOINT = Path("checkpoints") / "last.pt"
 WEIGHTS = "model.safetensors"
 METRICS = "metrics.jsonl"
+STATUS = "status.json"
 # What a run writes; any of them means the folder holds a run.
-RUN_FILES = ("project.toml", "spec.json", METRICS, WEIGHTS, "checkpoints", "initial_trainable.safetensors")
+RUN_FILES = ("project.toml", "spec.json", METRICS, WEIGHTS, "checkpoints", STATUS)
 
 
 class RunFolderBusy(WorkbenchError):

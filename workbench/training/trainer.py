@@ -146,11 +146,33 @@ class Trainer:
         lock = None
         if self._writes_files:
             lock = self._claim_run_dir()
+        outcome: dict[str, Any] = {"state": "failed", "message": "ended without a final report"}
         try:
-            yield from self._run()
+            self._write_status({"state": "running"})
+            for report in self._run():
+                if isinstance(report, StateReport) and report.kind in ("finished", "stopped"):
+                    outcome = {"state": report.kind, "message": report.message}
+                yield report
+        except GeneratorExit:
+            outcome = {"state": "stopped", "message": "the consumer stopped reading reports"}
+            raise
+        except BaseException as exc:
+            outcome = {"state": "failed", "message": str(exc) or type(exc).__name__}
+            raise
         finally:
+            self._write_status(outcome)
             if lock is not None:
                 lock.release()
+
+    def _write_status(self, status: dict[str, Any]) -> None:
+        """``status.json``: running / finished / stopped / failed (a kill leaves "running" with no lock: crashed)."""
+        if not self._writes_files or not self.run_dir.is_dir():
+            return
+        try:
+            atomic_write_text(self.run_dir / rf.STATUS,
+                              json.dumps({**status, "time": datetime.now().isoformat(timespec="seconds")}) + "\n")
+        except WorkbenchError:
+            pass  # a full disk must not hide the training error being raised
 
     def _claim_run_dir(self) -> rf.RunLock:
         """Lock the folder; refuse to mix a new run into an old one; sweep debris of a killed run."""
