@@ -112,6 +112,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             request.source = "checkpoint"
         ws = Workspace.from_backbone(load_backbone(request))
     data = inspect_dict(ws, ws.resolve(), depth=args.depth)
+    from workbench.cost import plan_cost, workspace_cost_model
+
+    data["cost"] = plan_cost(workspace_cost_model(ws), ws.resolve(), ws.plan.train).to_dict()
     print(json.dumps(data, indent=2) if args.json else inspect_text(data))
     return 0
 
