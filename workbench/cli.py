@@ -64,7 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("open", help="open a project file in the window")
     p.add_argument("project", type=Path)
     p.set_defaults(run=lambda a: _launch_gui(a, project=a.project))
-    __import__("workbench.cli_diff").cli_diff.add_parser(sub)
+    from workbench import cli_compare, cli_diff  # light: their heavy imports happen when they run
+
+    cli_diff.add_parser(sub)
+    cli_compare.add_parser(sub)
     return parser
 
 
