@@ -71,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("open", help="open a project file in the window")
     p.add_argument("project", type=Path)
     p.set_defaults(run=lambda a: _launch_gui(a, project=a.project))
+    from workbench import cli_compare, cli_diff  # light: their heavy imports happen when they run
+
+    cli_diff.add_parser(sub)
+    cli_compare.add_parser(sub)
     return parser
 
 
@@ -119,6 +123,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             request.source = "checkpoint"
         ws = Workspace.from_backbone(load_backbone(request))
     data = inspect_dict(ws, ws.resolve(), depth=args.depth)
+    from workbench.cost import plan_cost, workspace_cost_model
+
+    data["cost"] = plan_cost(workspace_cost_model(ws), ws.resolve(), ws.plan.train).to_dict()
     print(json.dumps(data, indent=2) if args.json else inspect_text(data))
     return 0
 

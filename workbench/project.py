@@ -67,7 +67,7 @@ def _rebase(plan: FinetunePlan, new_dir: Path) -> FinetunePlan:
 
 
 def plan_from_dict(data: dict[str, Any], where: str = "project") -> FinetunePlan:
-    known = {"model", "freeze", "groups", "unfreeze", "data", "train"}
+    known = {"model", "freeze", "groups", "unfreeze", "data", "train", "compare"}  # [[compare]]: workbench.compare
     unknown = sorted(set(data) - known)
     if unknown:
         raise ProjectError(f"{where}: unknown section(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
