@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-BN_POLICIES = ("freeze", "train")
+BN_POLICIES = ("freeze", "train", "eval")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("constant", "cosine", "onecycle")
 
