@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from workbench.errors import WorkbenchError
 from workbench.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -40,6 +41,19 @@ def export_model(
     """
     from workbench.plugins import EXPORTERS, registry
 
+    bad = nonfinite_tensors(module)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise WorkbenchError(f"refusing to export: {len(bad)} tensor(s) hold NaN or infinite values ({shown}); "
+                             "the training diverged: lower the learning rate and train again")
     exporter = registry().get(EXPORTERS, fmt)
     kwargs = {} if tolerance is None else {"tolerance": tolerance}
     return exporter.export(module, spec, Path(out).expanduser(), recipe_toml, **kwargs)
+
+
+def nonfinite_tensors(module: "nn.Module") -> list[str]:
+    """Names of the parameters and buffers (BatchNorm statistics too) holding NaN or infinity."""
+    import torch
+
+    return [name for name, t in module.state_dict().items()
+            if t.is_floating_point() and not bool(torch.isfinite(t).all())]
