@@ -44,8 +44,16 @@ def load_run(run_dir: str | Path) -> TrainedModel:
         spec_data = json.loads((run_dir / SPEC).read_text())
     except ValueError as exc:
         raise WorkbenchError(f"{run_dir / SPEC} is not valid JSON ({exc})") from None
+    if not isinstance(spec_data, dict):
+        raise WorkbenchError(f"{run_dir / SPEC} is damaged: expected a JSON object, not a {type(spec_data).__name__}")
     if (run_dir / WEIGHTS).is_file():
-        state = load_file(str(run_dir / WEIGHTS))
+        from safetensors import SafetensorError
+
+        try:
+            state = load_file(str(run_dir / WEIGHTS))
+        except (SafetensorError, OSError, ValueError) as exc:
+            hint = "; delete it to use checkpoints/last.pt instead" if checkpoint.is_file() else ""
+            raise WorkbenchError(f"{run_dir / WEIGHTS} is damaged (truncated or overwritten: {exc}){hint}") from None
     elif checkpoint.is_file():  # a run that failed mid-way: its last good checkpoint
         from workbench.training.checkpoint import load_checkpoint
 
