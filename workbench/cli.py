@@ -158,8 +158,26 @@ def _cmd_train(args: argparse.Namespace) -> int:
         run_dir, resume = args.out, False
     else:
         raise WorkbenchError("give a project file to train, or --resume RUN_DIR")
+    if run_dir is not None:
+        check_run_dir(run_dir)
     _apply_overrides(plan, args)
     return _train_and_report(plan, run_dir, resume, adapt=args.adapt_head)
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Fail before any work if the run folder cannot be a writable folder."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise WorkbenchError(f"--out {run_dir} is a file, not a folder")
+    existing = next((p for p in (run_dir, *run_dir.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise WorkbenchError(f"--out {run_dir}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        except (OSError, AttributeError):
+            read_only = False
+        why = "is on a read-only file system" if read_only else "is not writable"
+        raise WorkbenchError(f"--out {run_dir}: {existing} {why}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -172,6 +190,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     plan = demo_plan()
     _apply_overrides(plan, args)
     run_dir = args.out or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    check_run_dir(run_dir)
     code = _train_and_report(plan, run_dir, resume=False, adapt=False)
     if code != 0:
         return code

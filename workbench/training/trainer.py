@@ -13,6 +13,7 @@ import json
 import math
 import os
 import random
+import shlex
 import threading
 import time
 from collections.abc import Iterator
@@ -295,7 +296,7 @@ class Trainer:
                                          global_step, schedule_done, wait=True)
                         metrics.flush()
                         yield StateReport("stopped", f"stopped at epoch {epoch}, batch {batch_index}; checkpoint "
-                                          f"written to {self.run_dir / CHECKPOINT} (resume with --resume {self.run_dir})",
+                                          f"written to {self.run_dir / CHECKPOINT} (resume with --resume {shlex.quote(str(self.run_dir))})",
                                           epoch, {"checkpoint": str(self.run_dir / CHECKPOINT)})
                         return
                 if filling:  # rows this epoch did not see (other ranks' shares, pre-resume batches)
