@@ -98,7 +98,9 @@ class TorchScriptExporter:
         # Serialise in memory first: torch's file writer aborts the whole process (std::terminate)
         # when the disk fills; a Python write fails with a plain OSError that atomic_path reports.
         buffer = io.BytesIO()
-        torch.jit.save(traced, buffer, _extra_files=extra)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.save is deprecated": not the user's concern
+            torch.jit.save(traced, buffer, _extra_files=extra)
         with atomic_path(out) as tmp:
             tmp.write_bytes(buffer.getbuffer())
             del buffer

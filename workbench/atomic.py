@@ -37,18 +37,22 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the final file should look like any other
         yield tmp
+        # mkstemp makes 0600 (and some writers recreate the file): the final file should look like any other
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
     except OSError as exc:
+        message = _describe(target, exc)  # free space as the write saw it, before the temp file goes
         tmp.unlink(missing_ok=True)
-        raise WorkbenchError(_describe(target, exc)) from None
+        raise WorkbenchError(message) from None
     except Exception as exc:
+        full = disk_full(exc, folder)
+        message = _no_space(target) if full else ""
         tmp.unlink(missing_ok=True)
-        if disk_full(exc, folder):
-            raise WorkbenchError(_no_space(target)) from None
+        if full:
+            raise WorkbenchError(message) from None
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
