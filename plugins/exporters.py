@@ -104,7 +104,9 @@ class TorchScriptExporter:
         with atomic_path(out) as tmp:
             tmp.write_bytes(buffer.getbuffer())
             del buffer
-            loaded = torch.jit.load(str(tmp), map_location="cpu")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
+                loaded = torch.jit.load(str(tmp), map_location="cpu")
             diff = 0.0
             for batch, seed in ((2, 1), (3, 2)):
                 x = _random_batch(spec, batch, seed)

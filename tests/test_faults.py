@@ -149,6 +149,16 @@ def test_bad_train_flag_is_one_error(folder: Path, capsys, flags, expected) -> N
     assert not out.exists()
 
 
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--num-classes", "-1"], "--num-classes: must be at least 1, not -1"),
+    (["--num-classes", "0"], "--num-classes: must be at least 1, not 0"),
+    (["--depth", "-1"], "--depth: must be at least 0, not -1"),
+])
+def test_bad_inspect_flag_is_one_error(capsys, args, expected) -> None:
+    assert main(["inspect", "resnet18", *args]) == 2
+    assert expected in one_error_line(capsys)
+
+
 def test_bad_input_size_flags(capsys) -> None:
     assert main(["inspect", "resnet18", "--input-size", "3,100000,100000"]) == 2
     assert "too large: at most 64 channels and 8192 pixels a side" in one_error_line(capsys)

@@ -46,9 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="timm model name, .onnx file, checkpoint (.safetensors/.pth) or project .toml")
     p.add_argument("--arch", help="timm architecture to load a checkpoint into")
     p.add_argument("--pretrained", action="store_true", help="load pretrained weights when cached or reachable")
-    p.add_argument("--num-classes", type=int, help="replace the classifier with one of this many classes")
+    p.add_argument("--num-classes", type=_int_at_least(1), help="replace the classifier with one of this many classes")
     p.add_argument("--input-size", type=_input_size, help="C,H,W for the shape pass (required for ONNX inputs with free dims)")
-    p.add_argument("--depth", type=int, help="show modules down to this depth (root is 0)")
+    p.add_argument("--depth", type=_int_at_least(0), help="show modules down to this depth (root is 0)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=_cmd_inspect)
 
