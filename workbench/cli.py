@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run exactly where it stopped")
     _train_overrides(p)
     p.add_argument("--adapt-head", action="store_true", help="replace the head when num_classes disagrees with the data")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in the --out folder")
+    p.add_argument("--allow-data-change", action="store_true",
+                   help="with --resume: continue although the images, split or preprocessing changed")
     p.set_defaults(run=_cmd_train)
 
     p = sub.add_parser("export", help="export a run's final weights")
@@ -72,9 +75,17 @@ def build_parser() -> argparse.ArgumentParser:
     _train_overrides(p)
     p.set_defaults(run=_cmd_demo)
 
+    from workbench import cli_runs
+
+    cli_runs.add_parser(sub)
+
     p = sub.add_parser("open", help="open a project file in the window")
     p.add_argument("project", type=Path)
     p.set_defaults(run=lambda a: _launch_gui(a, project=a.project))
+    from workbench import cli_compare, cli_diff  # light: their heavy imports happen when they run
+
+    cli_diff.add_parser(sub)
+    cli_compare.add_parser(sub)
     cli_schema.add_parser(sub)
     return parser
 
@@ -143,6 +154,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             request.source = "checkpoint"
         ws = Workspace.from_backbone(load_backbone(request))
     data = inspect_dict(ws, ws.resolve(), depth=args.depth)
+    from workbench.cost import plan_cost, workspace_cost_model
+
+    data["cost"] = plan_cost(workspace_cost_model(ws), ws.resolve(), ws.plan.train).to_dict()
     print(json.dumps(data, indent=2) if args.json else inspect_text(data))
     return 0
 
@@ -161,7 +175,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if run_dir is not None:
         check_run_dir(run_dir)
     _apply_overrides(plan, args)
-    return _train_and_report(plan, run_dir, resume, adapt=args.adapt_head)
+    return _train_and_report(plan, run_dir, resume, adapt=args.adapt_head, overwrite=args.overwrite,
+                             allow_data_change=args.allow_data_change)
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -209,7 +224,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from workbench.export import export_model
     from workbench.runs import load_run
 
+    from workbench.run_catalog import read_run
+
     trained = load_run(args.run_dir)
+    print(f"weights: {read_run(args.run_dir).weights_label()}")
     result = export_model(trained.module, trained.spec, args.format, args.out, trained.recipe_toml)
     print(result.message)
     if result.parity_max_abs_diff is not None:
@@ -219,7 +237,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool) -> int:
+def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, overwrite: bool = False,
+                      allow_data_change: bool = False) -> int:
     """Open data and model, train with a progress bar, print epochs; Ctrl-C stops after the batch (exit 130)."""
     import signal
 
@@ -248,7 +267,7 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool) -> 
         print(f"warning: {warning}", file=sys.stderr)
     data = open_data(plan.data, plan.base_dir, ws.backbone.spec, augment=plan.train.augment)
     print(data.summary(), file=out)
-    trainer = Trainer(ws, data, run_dir, resume=resume)
+    trainer = Trainer(ws, data, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
 
     def on_sigint(_sig, _frame):
         if trainer.stop_requested:

@@ -76,6 +76,7 @@ SECTIONS: dict[str, Any] = {
     "data": DataConfig,
     "train": TrainConfig,
 }
+OTHER_SECTIONS = ("compare",)  # [[compare]]: read and checked by workbench.compare, not part of the plan
 
 
 def project_schema() -> dict[str, Any]:
@@ -115,10 +116,11 @@ def _document_model() -> type:
 
 
 def plan_from_dict(data: dict[str, Any], where: str = "project") -> FinetunePlan:
-    unknown = sorted(set(data) - set(SECTIONS))
+    known = [*SECTIONS, *OTHER_SECTIONS]
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ProjectError(f"{where}: unknown section(s) {', '.join(unknown)}{_did_you_mean(unknown[0], SECTIONS)} "
-                           f"(known: {', '.join(sorted(SECTIONS))})")
+        raise ProjectError(f"{where}: unknown section(s) {', '.join(unknown)}{_did_you_mean(unknown[0], known)} "
+                           f"(known: {', '.join(sorted(known))})")
     built: dict[str, Any] = {}
     for name, kind in SECTIONS.items():
         many = getattr(kind, "__origin__", None) is list
