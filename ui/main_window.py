@@ -164,6 +164,13 @@ class MainWindow(QMainWindow):
         menu.addAction(self.export_action)
         menu.addSeparator()
         menu.addAction(self.quit_action)
+        self.undo_action = self.session.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Undo))
+        self.redo_action = self.session.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence("Ctrl+Y")])
+        edit = self.menuBar().addMenu("&Edit")
+        edit.addAction(self.undo_action)
+        edit.addAction(self.redo_action)
         view = self.menuBar().addMenu("&View")
         view.addAction(self.model_dock.toggleViewAction())
         view.addAction(self.groups_dock.toggleViewAction())
@@ -464,6 +471,10 @@ class MainWindow(QMainWindow):
 
     def _training_changed(self, running: bool) -> None:
         self.tree_panel.set_locked(running)
+        # The plan is fixed while a run trains: no undo/redo of it either (the stack cannot change meanwhile).
+        for action in (self.undo_action, self.redo_action):
+            action.setEnabled(not running and (self.session.undo_stack.canUndo() if action is self.undo_action
+                                               else self.session.undo_stack.canRedo()))
         for widget in (self.groups_panel, self.data_panel, self.model_panel):
             widget.setEnabled(not running)
         for action in (self.new_action, self.open_action, self.open_model_action, self.demo_action,

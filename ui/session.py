@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from workbench.errors import WorkbenchError
 from workbench.plan import FinetunePlan
@@ -20,6 +21,26 @@ from workbench.plan import FinetunePlan
 if TYPE_CHECKING:
     from workbench.resolve import Resolution
     from workbench.workspace import Workspace
+
+
+class PlanEdit(QUndoCommand):
+    """One plan edit on the undo stack: exact snapshots of the plan before and after it."""
+
+    def __init__(self, session: WorkbenchSession, before: FinetunePlan, after: FinetunePlan, text: str) -> None:
+        super().__init__(text)
+        self._session = session
+        self._before = before
+        self._after = after
+        self._applied = True  # pushed after the edit was made: the first redo() is a no-op
+
+    def redo(self) -> None:
+        if self._applied:
+            self._applied = False
+            return
+        self._session._restore(self._after)
+
+    def undo(self) -> None:
+        self._session._restore(self._before)
 
 
 class WorkbenchSession(QObject):
@@ -39,6 +60,8 @@ class WorkbenchSession(QObject):
         self.weights_label = ""
         # The plan shown before any model is loaded (data and training settings can be edited then).
         self._loose_plan = FinetunePlan()
+        # Every successful plan edit is undoable; a newly loaded workspace starts a fresh history.
+        self.undo_stack = QUndoStack(self)
 
     @property
     def plan(self) -> FinetunePlan:
@@ -67,6 +90,7 @@ class WorkbenchSession(QObject):
             self._loose_plan = FinetunePlan()
         self.project_path = project_path
         self.projectPathChanged.emit()
+        self.undo_stack.clear()
         self.workspaceChanged.emit()
         self.resolutionChanged.emit()
         self.set_dirty(False)
@@ -77,8 +101,11 @@ class WorkbenchSession(QObject):
             self.workspace.project_path = path
         self.projectPathChanged.emit()
 
-    def edit(self, change: Callable[[FinetunePlan], Any]) -> str | None:
-        """Apply ``change(plan)``; returns None, or the core's message when it rejects the edit (rolled back)."""
+    def edit(self, change: Callable[[FinetunePlan], Any], text: str = "Edit plan") -> str | None:
+        """Apply ``change(plan)``; returns None, or the core's message when it rejects the edit (rolled back).
+
+        A successful edit that changed the plan goes on ``undo_stack`` as ``text``.
+        """
         plan = self.plan
         before = plan.copy()
         try:
@@ -86,14 +113,29 @@ class WorkbenchSession(QObject):
             if self.workspace is not None:
                 self.resolution = self.workspace.resolve()
         except WorkbenchError as exc:
-            for f in fields(plan):
-                setattr(plan, f.name, getattr(before, f.name))
+            self._assign(before)
             if self.workspace is not None:
                 self.resolution = self.workspace.resolve()
             return str(exc)
+        if plan != before:
+            self.undo_stack.push(PlanEdit(self, before, plan.copy(), text))
         self.resolutionChanged.emit()
         self.set_dirty(True)
         return None
+
+    def _assign(self, snapshot: FinetunePlan) -> None:
+        """Make the current plan (same object: the workspace holds it) equal to ``snapshot``."""
+        plan = self.plan
+        for f in fields(plan):
+            setattr(plan, f.name, getattr(snapshot, f.name))
+
+    def _restore(self, snapshot: FinetunePlan) -> None:
+        """Undo/redo: put back an exact earlier plan and show it."""
+        self._assign(snapshot.copy())
+        if self.workspace is not None:
+            self.resolution = self.workspace.resolve()
+        self.resolutionChanged.emit()
+        self.set_dirty(True)
 
     def set_frozen(self, path: str, frozen: bool) -> Resolution:
         """A tick on the tree; returns the new Resolution."""
@@ -101,7 +143,8 @@ class WorkbenchSession(QObject):
 
         assert self.workspace is not None
         tree = self.workspace.tree
-        error = self.edit(lambda plan: set_frozen(plan, tree, path, frozen))
+        text = f"{'Freeze' if frozen else 'Unfreeze'} {path or 'whole model'}"
+        error = self.edit(lambda plan: set_frozen(plan, tree, path, frozen), text)
         if error is not None:
             raise WorkbenchError(error)
         assert self.resolution is not None
