@@ -40,6 +40,7 @@ def test_every_kind_of_edit_undoes_and_redoes_exactly(loaded, qtbot, dialogs):
 
     qtbot.mouseClick(panel.linear_probe, Qt.MouseButton.LeftButton)  # preset
     snapshots.append(session.plan.copy())
+    assert loaded.undo_action.text().replace("&", "") == "Undo Linear probe"
     panel.batchnorm.setCurrentIndex(panel.batchnorm.findData("train"))  # BN policy
     snapshots.append(session.plan.copy())
     model = panel.model
