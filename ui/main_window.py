@@ -174,9 +174,9 @@ class MainWindow(QMainWindow):
         edit.addAction(self.undo_action)
         edit.addAction(self.redo_action)
         # The plan is locked while training: no undo/redo then (the Trainer reads the plan).
-        stack = self.session.undo_stack
-        stack.canUndoChanged.connect(lambda ok: self.undo_action.setEnabled(ok and not self.train_panel.is_running()))
-        stack.canRedoChanged.connect(lambda ok: self.redo_action.setEnabled(ok and not self.train_panel.is_running()))
+        # (Bound methods, not lambdas: Qt disconnects them when the window goes away.)
+        self.session.undo_stack.canUndoChanged.connect(self._update_undo_actions)
+        self.session.undo_stack.canRedoChanged.connect(self._update_undo_actions)
         view = self.menuBar().addMenu("&View")
         view.addAction(self.model_dock.toggleViewAction())
         view.addAction(self.groups_dock.toggleViewAction())
@@ -475,10 +475,14 @@ class MainWindow(QMainWindow):
         self.run_background(load, f"Rebuilding the model with a {classes}-class head", done,
                             "Could not rebuild the model")
 
-    def _training_changed(self, running: bool) -> None:
-        self.tree_panel.set_locked(running)
+    def _update_undo_actions(self, *_: Any) -> None:
+        running = self.train_panel.is_running()
         self.undo_action.setEnabled(not running and self.session.undo_stack.canUndo())
         self.redo_action.setEnabled(not running and self.session.undo_stack.canRedo())
+
+    def _training_changed(self, running: bool) -> None:
+        self.tree_panel.set_locked(running)
+        self._update_undo_actions()
         for widget in (self.groups_panel, self.data_panel, self.model_panel):
             widget.setEnabled(not running)
         for action in (self.new_action, self.open_action, self.open_model_action, self.demo_action,
