@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import os
 import shutil
@@ -270,7 +271,8 @@ def _torch_onnx_export(model: "nn.Module", spec: ModelSpec, path: Path, opset: i
     x = _random_batch(spec, 2, seed=0)
     common = dict(input_names=["input"], output_names=["logits"], opset_version=opset)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        # Trap: the exporters print graph IR and diagnostics to stdout; the CLI must not show it.
+        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             if dynamo:
                 import importlib.util

@@ -278,3 +278,76 @@ def dynamo_style_model() -> onnx.ModelProto:
         weight("head.weight", [5, 8], 5), weight("head.bias", [5], 6),
     ]
     return make_model(nodes, inits, ["batch", 3, 6, 6], ["batch", 5], opset=20)
+
+
+def with_tail(model: onnx.ModelProto, tail: list[str], opset: int = 17) -> onnx.ModelProto:
+    """Append ops after the graph output ``logits`` (e.g. ["Softmax", "Identity", "Cast", "Reshape"]),
+    as classifier files from other frameworks end; the new output keeps the name ``logits``."""
+    tailed = onnx.ModelProto()
+    tailed.CopyFrom(model)
+    graph = tailed.graph
+    out = graph.output[0]
+    classes = out.type.tensor_type.shape.dim[-1].dim_value
+    for node in graph.node:
+        node.output[:] = ["raw_logits" if name == "logits" else name for name in node.output]
+    current = "raw_logits"
+    for index, op in enumerate(tail):
+        target = "logits" if index == len(tail) - 1 else f"tail{index}"
+        if op in ("Softmax", "LogSoftmax"):
+            node = helper.make_node(op, [current], [target], axis=-1, name=f"/tail/{op}{index}")
+        elif op == "Cast":
+            node = helper.make_node("Cast", [current], [target], to=TensorProto.FLOAT, name=f"/tail/Cast{index}")
+        elif op == "Reshape":
+            graph.initializer.append(numpy_helper.from_array(np.array([-1, classes], np.int64), f"tail_shape{index}"))
+            node = helper.make_node("Reshape", [current, f"tail_shape{index}"], [target], name=f"/tail/Reshape{index}")
+        else:
+            node = helper.make_node(op, [current], [target], name=f"/tail/{op}{index}")
+        graph.node.append(node)
+        current = target
+    onnx.checker.check_model(tailed)
+    return tailed
+
+
+def manual_softmax_model() -> onnx.ModelProto:
+    """A classifier whose probabilities come from Exp / ReduceSum / Div, not a Softmax node."""
+    nodes = [helper.make_node("Conv", ["input", "conv.weight"], ["c"], pads=[1, 1, 1, 1], name="/conv/Conv")]
+    head_nodes, head_inits = _head("c", 4)
+    head_nodes[-1].output[0] = "scores"
+    nodes += head_nodes + [
+        helper.make_node("Exp", ["scores"], ["e"], name="/prob/Exp"),
+        helper.make_node("ReduceSum", ["e", "sum_axes"], ["total"], keepdims=1, name="/prob/ReduceSum"),
+        helper.make_node("Div", ["e", "total"], ["logits"], name="/prob/Div"),
+    ]
+    inits = [weight("conv.weight", [4, 3, 3, 3], 1), numpy_helper.from_array(np.array([1], np.int64), "sum_axes")] + head_inits
+    return make_model(nodes, inits, ["N", 3, 8, 8], ["N", 5])
+
+
+def detector_model() -> onnx.ModelProto:
+    """A text-detector style network: a probability map of shape (N, 1, H, W)."""
+    nodes = [
+        helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["c"], pads=[1, 1, 1, 1], name="/backbone/Conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="/backbone/Relu"),
+        helper.make_node("Conv", ["r", "map.weight"], ["m"], name="/map/Conv"),
+        helper.make_node("Sigmoid", ["m"], ["logits"], name="/map/Sigmoid"),
+    ]
+    inits = [weight("conv.weight", [6, 3, 3, 3], 1), weight("conv.bias", [6], 2), weight("map.weight", [1, 6, 1, 1], 3)]
+    return make_model(nodes, inits, ["N", 3, 16, 16], ["N", 1, 16, 16])
+
+
+def recognizer_model(classes: int = 3) -> onnx.ModelProto:
+    """A text-recognizer style network: per-column scores of shape (N, T, C) from a 3×4×W input."""
+    nodes = [
+        helper.make_node("Conv", ["input", "col.weight", "col.bias"], ["c"], name="/col/Conv"),  # (N, C, 1, W)
+        helper.make_node("Squeeze", ["c", "squeeze_axes"], ["s"], name="/seq/Squeeze"),  # (N, C, W)
+        helper.make_node("Transpose", ["s"], ["logits"], perm=[0, 2, 1], name="/seq/Transpose"),  # (N, W, C)
+    ]
+    inits = [weight("col.weight", [classes, 3, 4, 1], 1), weight("col.bias", [classes], 2),
+             numpy_helper.from_array(np.array([2], np.int64), "squeeze_axes")]
+    return make_model(nodes, inits, ["N", 3, 4, 8], ["N", 8, classes])
+
+
+def free_width_model() -> onnx.ModelProto:
+    """An OCR-style classifier with input N×3×48×W (W free)."""
+    nodes = [helper.make_node("Conv", ["input", "conv.weight"], ["c"], pads=[1, 1, 1, 1], name="/conv/Conv")]
+    head_nodes, head_inits = _head("c", 4, classes=2)
+    return make_model(nodes + head_nodes, [weight("conv.weight", [4, 3, 3, 3], 1)] + head_inits, ["N", 3, 48, "W"], ["N", 2])

@@ -1,0 +1,139 @@
+"""ONNX graphs that are not plain fixed-size classifiers: detectors, recognizers, free input
+sizes, probability outputs and Softmax tails, as files from other frameworks are written."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+from tests import onnx_cases as cases
+from tests.test_cli_train import write_image_folder
+from tests.test_onnx_import import assert_parity, assert_trains, load
+from workbench.cli import main
+
+
+def ort_output(path: Path, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def write_onnx_project(tmp_path: Path, model_file: str, num_classes: int, input_size: str = "") -> Path:
+    write_image_folder(tmp_path / "data", per_class=4, size=16)
+    project = tmp_path / "project.toml"
+    project.write_text(textwrap.dedent(f'''
+        [model]
+        source = "onnx"
+        name = "{model_file}"
+        num_classes = {num_classes}
+        {input_size}
+
+        [data]
+        path = "data"
+        val_split = 0.25
+
+        [train]
+        epochs = 1
+        batch_size = 4
+        num_workers = 0
+        augment = false
+    '''))
+    return project
+
+
+@pytest.mark.parametrize("tail", [["Softmax"], ["Softmax", "Identity"], ["Softmax", "Cast", "Reshape"],
+                                  ["LogSoftmax", "Flatten"]])
+def test_softmax_tail_is_stripped_and_parity_compares_like_with_like(tmp_path: Path, tail: list[str]) -> None:
+    path = cases.save(cases.with_tail(cases.matmul_weights_model(), tail), tmp_path / "probs.onnx")
+    backbone = load(path)
+    assert_parity(backbone)
+    assert not any("differs from onnxruntime" in n for n in backbone.notices), backbone.notices
+    assert any(f"removed the final {tail[0]}" in n for n in backbone.notices), backbone.notices
+    assert backbone.report["output_kind"] == "logits"
+    # the module returns logits: softmax of them is the file's probabilities
+    x = np.random.default_rng(5).standard_normal((3, *backbone.spec.input_size)).astype(np.float32)
+    with torch.no_grad():
+        logits = backbone.module.eval()(torch.from_numpy(x))
+    assert not torch.allclose(logits.sum(1), torch.ones(3), atol=1e-3)
+    got = torch.softmax(logits, 1) if tail[0] == "Softmax" else torch.log_softmax(logits, 1)
+    np.testing.assert_allclose(got.numpy(), ort_output(path, x), atol=1e-5)
+    assert backbone.spec.classifier is not None
+    assert_trains(backbone, [])
+    # the head is found through the tail, so the class count can change
+    adapted = load(path, num_classes=3)
+    assert adapted.spec.num_classes == 3 and adapted.module(torch.randn(2, *adapted.spec.input_size)).shape == (2, 3)
+
+
+def test_nhwc_file_with_softmax_has_no_false_parity_warning(tmp_path: Path) -> None:
+    """Issue 8.5: a TensorFlow-style NHWC classifier ending in Softmax."""
+    path = cases.save(cases.with_tail(cases.nhwc_model(normalise_first=True), ["Softmax"]), tmp_path / "tf.onnx")
+    backbone = load(path)
+    assert_parity(backbone)
+    assert not any("differs" in n for n in backbone.notices), backbone.notices
+    assert "before stripping the Softmax" in backbone.report["parity_compared"]
+    assert_trains(backbone, ["conv.weight"])
+
+
+def test_probabilities_without_softmax_node_are_refused_for_training(tmp_path: Path, capsys) -> None:
+    cases.save(cases.manual_softmax_model(), tmp_path / "probs.onnx")
+    backbone = load(tmp_path / "probs.onnx")
+    assert_parity(backbone)
+    assert backbone.report["output_kind"].startswith("not logits: the output rows sum to 1")
+    project = write_onnx_project(tmp_path, "probs.onnx", 5)
+    for i, name in enumerate(("a", "b")):  # two more classes: 5, as the file's head
+        (tmp_path / "data" / name).mkdir()
+        for j in range(4):
+            Image.fromarray(np.full((8, 8, 3), 40 * i + j, np.uint8)).save(tmp_path / "data" / name / f"{j}.png")
+    assert main(["train", str(project), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "sum to 1" in err and "[head]" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_detector_output_inspects_and_freezes(tmp_path: Path, capsys) -> None:
+    path = cases.save(cases.detector_model(), tmp_path / "det.onnx")
+    backbone = load(path)
+    assert_parity(backbone)
+    assert backbone.report["output_shape"] == ["N", 1, 16, 16]
+    assert any("not (N, classes)" in n and "[head]" in n for n in backbone.notices), backbone.notices
+    assert backbone.spec.classifier is None
+    # an fx GraphModule, as the [head] cut needs
+    assert isinstance(backbone.module, torch.fx.GraphModule)
+    assert main(["inspect", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "backbone" in out.lower() or "Conv" in out
+
+
+def test_recognizer_output_trains_only_with_a_head(tmp_path: Path, capsys) -> None:
+    path = cases.save(cases.recognizer_model(classes=3), tmp_path / "rec.onnx")
+    backbone = load(path)
+    assert_parity(backbone)
+    assert backbone.report["output_shape"] == ["N", 8, 3]
+    project = write_onnx_project(tmp_path, "rec.onnx", 3)
+    assert main(["train", str(project), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "error:" in err and "(3, 8, 3)" in err and "[head]" in err and "Traceback" not in err
+
+
+def test_free_input_dims_open_at_a_default_size_and_say_so(tmp_path: Path) -> None:
+    exported = cases.export_torch(cases.small_cnn(), tmp_path / "a.onnx", 17)
+    path = cases.save(cases.strip_shapes(onnx.load(str(exported))), tmp_path / "free.onnx")
+    backbone = load(path)
+    assert backbone.spec.input_size == (3, 224, 224)
+    assert any("opened it at 3x224x224" in n and "--input-size" in n for n in backbone.notices), backbone.notices
+    assert_parity(backbone)
+    override = load(path, input_size=(3, 16, 20))
+    assert override.spec.input_size == (3, 16, 20)
+    assert not any("opened it at" in n for n in override.notices)
+
+    ocr = load(cases.save(cases.free_width_model(), tmp_path / "ocr.onnx"))
+    assert ocr.spec.input_size == (3, 48, 240)  # the smallest multiple of 48 reaching 224
+    assert any("[N, 3, 48, ?]" in n for n in ocr.notices), ocr.notices
+    assert_parity(ocr)
+    assert load(tmp_path / "ocr.onnx", input_size=(3, 48, 192)).spec.input_size == (3, 48, 192)
