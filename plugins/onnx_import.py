@@ -136,6 +136,7 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
     runner.apply("explicit_auto_pad", _pass("explicit_auto_pad"))
     runner.apply("split_asymmetric_conv_pads", _pass("split_asymmetric_conv_pads"))
     runner.apply("matmul_add_to_gemm", _pass("matmul_add_to_gemm"))
+    runner.apply("annotate_batchnorm_ranks", lambda m: _pass("annotate_batchnorm_ranks")(m, runner.feed, runner.input_name))
 
     missing = unsupported_ops(runner.model, opset_of(runner.model))
     if missing:

@@ -527,3 +527,27 @@ def _scope_of(node: "onnx.NodeProto") -> str:
 def _identifier(text: str) -> str:
     name = re.sub(r"\W+", "_", text).strip("_")
     return f"n{name}" if name and name[0].isdigit() else name
+
+
+def annotate_batchnorm_ranks(model: "onnx.ModelProto", feed: "np.ndarray", input_name: str) -> "onnx.ModelProto | None":
+    """Give every BatchNormalization input a shape, measured with onnxruntime where inference has none.
+
+    onnx2torch picks BatchNorm1d/2d/3d from the input's rank in value_info; when shape
+    inference cannot follow a Reshape whose target is computed at run time (text
+    recognizers), it fails with "BatchNorm operation with spatial rank == -2".
+    """
+    from onnx import TensorProto, helper
+
+    shapes = _static_shapes(model)
+    unknown = sorted({node.input[0] for node in model.graph.node
+                      if node.op_type == "BatchNormalization" and node.domain in ("", "ai.onnx") and not shapes.get(node.input[0])})
+    if not unknown:
+        return None
+    probe = _copy(model)
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in unknown)
+    outputs = _run_with_onnxruntime(probe, {input_name: feed})[len(model.graph.output):]
+    new = _copy(model)
+    for name, array in zip(unknown, outputs):
+        dims: list[int | str] = ["N", *array.shape[1:]]
+        new.graph.value_info.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
+    return new

@@ -351,3 +351,26 @@ def free_width_model() -> onnx.ModelProto:
     nodes = [helper.make_node("Conv", ["input", "conv.weight"], ["c"], pads=[1, 1, 1, 1], name="/conv/Conv")]
     head_nodes, head_inits = _head("c", 4, classes=2)
     return make_model(nodes + head_nodes, [weight("conv.weight", [4, 3, 3, 3], 1)] + head_inits, ["N", 3, 48, "W"], ["N", 2])
+
+
+def batchnorm_1d_model() -> onnx.ModelProto:
+    """A text-recognizer block: Conv to (N, C, 1, W), a Reshape to (N, C, W) whose target shape
+    is computed at run time (shape inference cannot tell its rank), then a 1-D BatchNormalization."""
+    i64 = lambda values, name: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    nodes = [
+        helper.make_node("Conv", ["input", "col.weight"], ["c"], name="/col/Conv"),
+        helper.make_node("Shape", ["c"], ["shp"], name="/seq/Shape"),
+        helper.make_node("Shape", ["shp"], ["rank"], name="/seq/Rank"),
+        helper.make_node("Sub", ["rank", "two"], ["end"], name="/seq/Sub"),
+        helper.make_node("Slice", ["shp", "zero", "end"], ["lead"], name="/seq/Slice"),
+        helper.make_node("Concat", ["lead", "minus1"], ["newshape"], axis=0, name="/seq/Concat"),
+        helper.make_node("Reshape", ["c", "newshape"], ["s"], name="/seq/Reshape"),
+        helper.make_node("BatchNormalization", ["s", "bn.scale", "bn.bias", "bn.mean", "bn.var"], ["b"], name="/seq/bn/BatchNormalization"),
+        helper.make_node("Relu", ["b"], ["r"], name="/seq/Relu"),
+        helper.make_node("Transpose", ["r"], ["logits"], perm=[0, 2, 1], name="/seq/Transpose"),
+    ]
+    variance = (np.random.default_rng(3).random(6) + 0.5).astype(np.float32)
+    inits = [weight("col.weight", [6, 3, 4, 1], 1), i64([2], "two"), i64([0], "zero"), i64([-1], "minus1"),
+             weight("bn.scale", [6], 4), weight("bn.bias", [6], 5), weight("bn.mean", [6], 6),
+             numpy_helper.from_array(variance, "bn.var")]
+    return make_model(nodes, inits, ["N", 3, 4, 8], ["N", 8, 6])

@@ -137,3 +137,22 @@ def test_free_input_dims_open_at_a_default_size_and_say_so(tmp_path: Path) -> No
     assert any("[N, 3, 48, ?]" in n for n in ocr.notices), ocr.notices
     assert_parity(ocr)
     assert load(tmp_path / "ocr.onnx", input_size=(3, 48, 192)).spec.input_size == (3, 48, 192)
+
+
+def test_one_d_batchnorm_behind_a_run_time_reshape_converts(tmp_path: Path) -> None:
+    path = cases.save(cases.batchnorm_1d_model(), tmp_path / "rec_bn.onnx")
+    with pytest.raises(NotImplementedError, match="spatial rank"):  # the converter alone fails on it
+        from onnx2torch import convert
+        convert(onnx.load(str(path)))
+    backbone = load(path)
+    assert_parity(backbone)
+    assert "annotate_batchnorm_ranks" in [p["name"] for p in backbone.report["passes"]]
+    bns = [m for m in backbone.module.modules() if isinstance(m, torch.nn.BatchNorm1d)]
+    assert len(bns) == 1
+    x = np.random.default_rng(1).standard_normal((3, 3, 4, 8)).astype(np.float32)
+    with torch.no_grad():
+        got = backbone.module.eval()(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, ort_output(path, x), atol=1e-5)
+    backbone.module.train()
+    backbone.module(torch.randn(3, 3, 4, 8)).square().mean().backward()
+    assert bns[0].weight.grad is not None and bns[0].weight.grad.abs().sum() > 0
