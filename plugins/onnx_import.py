@@ -135,6 +135,7 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
         runner.apply("fold_constants", _pass("fold_constants"))
     runner.apply("explicit_auto_pad", _pass("explicit_auto_pad"))
     runner.apply("split_asymmetric_conv_pads", _pass("split_asymmetric_conv_pads"))
+    runner.apply("drop_noop_casts", _pass("drop_noop_casts"))
     runner.apply("matmul_add_to_gemm", _pass("matmul_add_to_gemm"))
     runner.apply("annotate_batchnorm_ranks", lambda m: _pass("annotate_batchnorm_ranks")(m, runner.feed, runner.input_name))
 

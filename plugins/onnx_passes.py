@@ -551,3 +551,35 @@ def annotate_batchnorm_ranks(model: "onnx.ModelProto", feed: "np.ndarray", input
         dims: list[int | str] = ["N", *array.shape[1:]]
         new.graph.value_info.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
     return new
+
+
+def drop_noop_casts(model: "onnx.ModelProto") -> "onnx.ModelProto | None":
+    """Remove ``Cast(to=FLOAT)`` of tensors that are already float32 (tf2onnx writes
+    ``MatMul → Cast → Add → Cast → Softmax`` classifier tails), so the MatMul+Add becomes a Linear."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    elem = {value.name: value.type.tensor_type.elem_type
+            for value in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    elem.update({init.name: init.data_type for init in model.graph.initializer})
+    graph_outputs = {out.name for out in model.graph.output}
+    noop = {
+        node.output[0]: node.input[0] for node in model.graph.node
+        if node.op_type == "Cast" and node.domain in ("", "ai.onnx") and _attr(node, "to", 0) == onnx.TensorProto.FLOAT
+        and elem.get(node.input[0]) == onnx.TensorProto.FLOAT and node.output[0] not in graph_outputs
+    }
+    if not noop:
+        return None
+
+    def source(name: str) -> str:
+        while name in noop:
+            name = noop[name]
+        return name
+
+    new = _copy(model)
+    kept = [node for node in new.graph.node if not (node.op_type == "Cast" and node.output and node.output[0] in noop)]
+    for node in kept:
+        node.input[:] = [source(name) for name in node.input]
+    del new.graph.node[:]
+    new.graph.node.extend(kept)
+    return new

@@ -374,3 +374,19 @@ def batchnorm_1d_model() -> onnx.ModelProto:
              weight("bn.scale", [6], 4), weight("bn.bias", [6], 5), weight("bn.mean", [6], 6),
              numpy_helper.from_array(variance, "bn.var")]
     return make_model(nodes, inits, ["N", 3, 4, 8], ["N", 8, 6])
+
+
+def cast_tail_classifier_model() -> onnx.ModelProto:
+    """The tf2onnx classifier tail ``MatMul → Cast → Add → Cast → Softmax``."""
+    nodes = [
+        helper.make_node("Conv", ["input", "conv.weight"], ["c"], pads=[1, 1, 1, 1], name="/conv/Conv"),
+        helper.make_node("GlobalAveragePool", ["c"], ["gap"], name="/pool/GlobalAveragePool"),
+        helper.make_node("Flatten", ["gap"], ["flat"], axis=1, name="/flatten/Flatten"),
+        helper.make_node("MatMul", ["flat", "dense.kernel"], ["mm"], name="/dense/MatMul"),
+        helper.make_node("Cast", ["mm"], ["mm_f"], to=TensorProto.FLOAT, name="/dense/Cast"),
+        helper.make_node("Add", ["mm_f", "dense.bias"], ["scores"], name="/dense/Add"),
+        helper.make_node("Cast", ["scores"], ["scores_f"], to=TensorProto.FLOAT, name="/dense/Cast_1"),
+        helper.make_node("Softmax", ["scores_f"], ["logits"], axis=-1, name="/predictions/Softmax"),
+    ]
+    inits = [weight("conv.weight", [6, 3, 3, 3], 1), weight("dense.kernel", [6, 5], 2), weight("dense.bias", [5], 3)]
+    return make_model(nodes, inits, ["N", 3, 8, 8], ["N", 5])

@@ -156,3 +156,17 @@ def test_one_d_batchnorm_behind_a_run_time_reshape_converts(tmp_path: Path) -> N
     backbone.module.train()
     backbone.module(torch.randn(3, 3, 4, 8)).square().mean().backward()
     assert bns[0].weight.grad is not None and bns[0].weight.grad.abs().sum() > 0
+
+
+def test_matmul_cast_add_cast_softmax_tail_becomes_a_replaceable_linear(tmp_path: Path) -> None:
+    path = cases.save(cases.cast_tail_classifier_model(), tmp_path / "tf_head.onnx")
+    backbone = load(path)
+    assert_parity(backbone)
+    names = [p["name"] for p in backbone.report["passes"]]
+    assert "drop_noop_casts" in names and "matmul_add_to_gemm" in names
+    head = backbone.module.get_submodule(backbone.spec.classifier)
+    assert isinstance(head, torch.nn.Linear) and (head.in_features, head.out_features) == (6, 5)
+    assert_trains(backbone, ["conv.weight"])
+    adapted = load(path, num_classes=3)
+    assert isinstance(adapted.module.get_submodule(adapted.spec.classifier), torch.nn.Linear)
+    assert adapted.module(torch.randn(2, 3, 8, 8)).shape == (2, 3)
