@@ -213,6 +213,10 @@ def timm_config(model: "nn.Module", spec: ModelSpec) -> dict[str, Any]:
     cfg.update(spec.to_pretrained_cfg())
     if spec.classifier is None and classifier is not None:
         cfg["classifier"] = classifier
+    elif isinstance(classifier, (list, tuple)) and spec.classifier in classifier:
+        # Two-head models (distilled DeiT, LeViT…): timm drops every listed classifier when
+        # num_classes changes at reload, so all of them must be named, as save_for_hf does.
+        cfg["classifier"] = list(classifier)
     if source:
         cfg["custom_load"] = False  # the export holds a native timm state dict
     config: dict[str, Any] = {"architecture": spec.architecture, "num_classes": spec.num_classes}
