@@ -390,3 +390,26 @@ def cast_tail_classifier_model() -> onnx.ModelProto:
     ]
     inits = [weight("conv.weight", [6, 3, 3, 3], 1), weight("dense.kernel", [6, 5], 2), weight("dense.bias", [5], 3)]
     return make_model(nodes, inits, ["N", 3, 8, 8], ["N", 5])
+
+
+def paddle_style_classifier_model() -> onnx.ModelProto:
+    """What Paddle2ONNX writes for a MobileNetV3-style text-direction classifier: weights in
+    Constant nodes, input N×3×48×W, a flatten whose target shape is computed from Shape at run time."""
+    i64 = lambda values, name: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    nodes = [
+        constant_node("w_conv", weight("w_conv", [4, 3, 3, 3], 1), "/c0"),
+        helper.make_node("Conv", ["input", "w_conv"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2], name="/conv/Conv"),
+        helper.make_node("HardSwish", ["c"], ["h"], name="/act/HardSwish"),
+        helper.make_node("GlobalAveragePool", ["h"], ["g"], name="/pool/GlobalAveragePool"),
+        helper.make_node("Shape", ["g"], ["shp"], name="/flat/Shape"),
+        helper.make_node("Gather", ["shp", "zero"], ["n"], axis=0, name="/flat/Gather"),
+        helper.make_node("Unsqueeze", ["n", "zero1"], ["n1"], name="/flat/Unsqueeze"),
+        helper.make_node("Concat", ["n1", "minus1"], ["newshape"], axis=0, name="/flat/Concat"),
+        helper.make_node("Reshape", ["g", "newshape"], ["flat"], name="/flat/Reshape"),
+        constant_node("w_fc", weight("w_fc", [4, 2], 2), "/c1"),
+        constant_node("b_fc", weight("b_fc", [2], 3), "/c2"),
+        helper.make_node("MatMul", ["flat", "w_fc"], ["mm"], name="/fc/MatMul"),
+        helper.make_node("Add", ["mm", "b_fc"], ["s"], name="/fc/Add"),
+        helper.make_node("Softmax", ["s"], ["logits"], axis=-1, name="/out/Softmax"),
+    ]
+    return make_model(nodes, [i64(0, "zero"), i64([0], "zero1"), i64([-1], "minus1")], ["N", 3, 48, "W"], ["N", 2])

@@ -170,3 +170,29 @@ def test_matmul_cast_add_cast_softmax_tail_becomes_a_replaceable_linear(tmp_path
     adapted = load(path, num_classes=3)
     assert isinstance(adapted.module.get_submodule(adapted.spec.classifier), torch.nn.Linear)
     assert adapted.module(torch.randn(2, 3, 8, 8)).shape == (2, 3)
+
+
+def test_paddle_style_file_round_trips_to_onnx_with_dynamic_batch_after_fine_tuning(tmp_path: Path, capsys) -> None:
+    from workbench.export import export_model
+
+    path = cases.save(cases.paddle_style_classifier_model(), tmp_path / "cls.onnx")
+    backbone = load(path, input_size=(3, 48, 96))
+    assert_parity(backbone)
+    module = backbone.module.train()
+    optimizer = torch.optim.SGD(module.parameters(), lr=0.5)
+    before = {name: p.detach().clone() for name, p in module.named_parameters()}
+    for _ in range(3):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(module(torch.randn(4, 3, 48, 96)), torch.tensor([0, 1, 0, 1])).backward()
+        optimizer.step()
+    assert all(not torch.equal(before[name], p) for name, p in module.named_parameters())  # weights in Constant nodes trained
+    capsys.readouterr()
+    result = export_model(module.eval(), backbone.spec, "onnx", tmp_path / "out.onnx")
+    assert "dynamic batch" in result.message and result.parity_max_abs_diff < 1e-4
+    assert capsys.readouterr().out == ""  # no exporter chatter or graph IR
+    exported = onnx.load(str(tmp_path / "out.onnx"))
+    assert exported.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # a named, free batch axis
+    x = np.random.default_rng(2).standard_normal((3, 3, 48, 96)).astype(np.float32)
+    with torch.no_grad():
+        expected = module(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ort_output(tmp_path / "out.onnx", x), expected, atol=1e-5)
