@@ -95,18 +95,23 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
 
     graph_input = _single_image_input(original, name)
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in graph_input.type.tensor_type.shape.dim]
-    nhwc = _is_nhwc(original, graph_input.name, dims)
-    size = _resolve_input_size(dims, nhwc, input_size, metadata, name, graph_input.name)
-    if input_size is None and any(d is None for d in dims[1:]) and "input_size" not in metadata:
+    features = len(dims) == 2  # a feature vector per sample (tabular data), not an image
+    nhwc = not features and _is_nhwc(original, graph_input.name, dims)
+    size = _feature_size(dims, input_size, name) if features else _resolve_input_size(dims, nhwc, input_size, metadata, name, graph_input.name)
+    if not features and input_size is None and any(d is None for d in dims[1:]) and "input_size" not in metadata:
         shown = ", ".join(["N"] + ["?" if v is None else str(v) for v in dims[1:]])
         notices.append(f"input {graph_input.name!r} has free dimensions [{shown}]; opened it at "
                        f"{'x'.join(map(str, size))} (C x H x W): set --input-size C,H,W or "
                        "input_size = [C, H, W] under [model] to use another size")
     batch = dims[0] or 1
-    channels, height, width = size
-    file_dims = [None, height, width, channels] if nhwc else [None, channels, height, width]
+    if features:
+        file_dims: list[int | None] = [None, size[0]]
+        feed_shape: tuple[int, ...] = (batch, size[0])
+    else:
+        channels, height, width = size
+        file_dims = [None, height, width, channels] if nhwc else [None, channels, height, width]
+        feed_shape = (batch, height, width, channels) if nhwc else (batch, channels, height, width)
     rng = np.random.default_rng(0)
-    feed_shape = (batch, height, width, channels) if nhwc else (batch, channels, height, width)
     feed = rng.standard_normal(feed_shape).astype(np.float32)
 
     # Named first: version_converter drops the node metadata the names come from.
@@ -200,7 +205,7 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
         constant_buffers=promotion.constant_buffers,
         batchnorm=f"present: {bn_count} BatchNormalization nodes" if bn_count
         else "none in graph: folded into convolutions at export, or never present",
-        input_layout="NHWC (adapted: the module takes NCHW)" if nhwc else "NCHW",
+        input_layout="NHWC (adapted: the module takes NCHW)" if nhwc else "features (N, F)" if features else "NCHW",
         passes=runner.applied,
         rejected_passes=runner.rejected,
         parity_max_abs_diff=parity,
@@ -308,10 +313,22 @@ def _single_image_input(model: "onnx.ModelProto", name: str) -> "onnx.ValueInfoP
     tensor_type = value.type.tensor_type
     if tensor_type.elem_type != _FLOAT:
         raise ModelLoadError(f"{name}: input {value.name!r} is not float32 (ONNX elem_type {tensor_type.elem_type}); only float32 image inputs are supported")
-    if not tensor_type.HasField("shape") or len(tensor_type.shape.dim) != 4:
+    if not tensor_type.HasField("shape") or len(tensor_type.shape.dim) not in (2, 4):
         rank = len(tensor_type.shape.dim) if tensor_type.HasField("shape") else "unknown"
-        raise ModelLoadError(f"{name}: input {value.name!r} must be a 4-D image batch, its rank is {rank}")
+        raise ModelLoadError(f"{name}: input {value.name!r} must be a 4-D image batch (N, C, H, W) or a 2-D feature batch (N, F), its rank is {rank}")
     return value
+
+
+def _feature_size(dims: list[int | None], requested: tuple[int, ...] | None, name: str) -> tuple[int]:
+    """(F,) for a 2-D feature input: the file's fixed width, or the request's."""
+    if requested is not None:
+        asked = tuple(int(v) for v in requested)
+        if len(asked) != 1 or (dims[1] is not None and asked[0] != dims[1]):
+            raise ModelLoadError(f"{name}: the input is a feature batch (N, {dims[1] or 'F'}); input_size must be [{dims[1] or 'F'}], got {list(asked)}")
+        return (asked[0],)
+    if dims[1] is None:
+        raise ModelLoadError(f"{name}: the feature input has no fixed width (N, ?); give it with input_size = [F] under [model]")
+    return (dims[1],)
 
 
 def _is_nhwc(model: "onnx.ModelProto", input_name: str, dims: list[int | None]) -> bool:

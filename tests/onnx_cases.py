@@ -413,3 +413,17 @@ def paddle_style_classifier_model() -> onnx.ModelProto:
         helper.make_node("Softmax", ["s"], ["logits"], axis=-1, name="/out/Softmax"),
     ]
     return make_model(nodes, [i64(0, "zero"), i64([0], "zero1"), i64([-1], "minus1")], ["N", 3, 48, "W"], ["N", 2])
+
+
+def mlp_model() -> onnx.ModelProto:
+    """The classic freezing example: input (N, 30), bias-free Linear layers 40×30, 40×40, 40×40
+    with ReLU between (4,400 parameters), exported by torch.onnx.export."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(30, 40, bias=False), nn.ReLU(), nn.Linear(40, 40, bias=False), nn.ReLU(),
+                        nn.Linear(40, 40, bias=False)).eval()
+    import io
+
+    buffer = io.BytesIO()
+    torch.onnx.export(mlp, (torch.randn(2, 30),), buffer, dynamo=False, input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
+    return onnx.load_from_string(buffer.getvalue())

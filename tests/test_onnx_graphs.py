@@ -196,3 +196,35 @@ def test_paddle_style_file_round_trips_to_onnx_with_dynamic_batch_after_fine_tun
     with torch.no_grad():
         expected = module(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(ort_output(tmp_path / "out.onnx", x), expected, atol=1e-5)
+
+
+def test_onnx_mlp_on_feature_vectors_inspects_freezes_trains_and_exports(tmp_path: Path, capsys) -> None:
+    from workbench.export import export_model
+    from workbench.layer_tree import build_layer_tree
+
+    path = cases.save(cases.mlp_model(), tmp_path / "mlp.onnx")
+    backbone = load(path)
+    assert backbone.spec.input_size == (30,) and backbone.spec.num_classes == 40
+    assert backbone.report["input_layout"] == "features (N, F)"
+    assert_parity(backbone)
+    assert backbone.report["trainable_params"] == 4400
+    linears = [name for name, m in backbone.module.named_modules() if isinstance(m, torch.nn.Linear)]
+    assert len(linears) == 3
+    build_layer_tree(backbone.module, torch.zeros(1, 30))
+    assert main(["inspect", str(path)]) == 0
+    assert "4,400" in capsys.readouterr().out
+    for name in linears[:2]:  # freeze the first two
+        for p in backbone.module.get_submodule(name).parameters():
+            p.requires_grad_(False)
+    trainable = sum(p.numel() for p in backbone.module.parameters() if p.requires_grad)
+    assert trainable == 1600
+    frozen_before = backbone.module.get_submodule(linears[0]).weight.detach().clone()
+    optimizer = torch.optim.SGD([p for p in backbone.module.parameters() if p.requires_grad], lr=0.1)
+    torch.nn.functional.cross_entropy(backbone.module(torch.randn(8, 30)), torch.arange(8)).backward()
+    optimizer.step()
+    assert torch.equal(backbone.module.get_submodule(linears[0]).weight, frozen_before)
+    result = export_model(backbone.module.eval(), backbone.spec, "onnx", tmp_path / "out.onnx")
+    assert result.parity_max_abs_diff is not None and result.parity_max_abs_diff < 1e-4
+    x = np.random.default_rng(0).standard_normal((3, 30)).astype(np.float32)
+    with torch.no_grad():
+        np.testing.assert_allclose(ort_output(tmp_path / "out.onnx", x), backbone.module(torch.from_numpy(x)).numpy(), atol=1e-5)
