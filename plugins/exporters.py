@@ -222,6 +222,10 @@ def timm_config(model: "nn.Module", spec: ModelSpec) -> dict[str, Any]:
     cfg.update(spec.to_pretrained_cfg())
     if spec.classifier is None and classifier is not None:
         cfg["classifier"] = classifier
+    elif isinstance(classifier, (list, tuple)) and spec.classifier in classifier:
+        # Two-head models (distilled DeiT, LeViT…): timm drops every listed classifier when
+        # num_classes changes at reload, so all of them must be named, as save_for_hf does.
+        cfg["classifier"] = list(classifier)
     if source:
         cfg["custom_load"] = False  # the export holds a native timm state dict
     config: dict[str, Any] = {"architecture": spec.architecture, "num_classes": spec.num_classes}
@@ -280,7 +284,8 @@ def _torch_onnx_export(model: "nn.Module", spec: ModelSpec, path: Path, opset: i
     x = _random_batch(spec, 2, seed=0)
     common = dict(input_names=["input"], output_names=["logits"], opset_version=opset)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        # Trap: the exporters print graph IR and diagnostics to stdout; the CLI must not show it.
+        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             if dynamo:
                 import importlib.util
