@@ -67,7 +67,7 @@ def _rebase(plan: FinetunePlan, new_dir: Path) -> FinetunePlan:
 
 
 def plan_from_dict(data: dict[str, Any], where: str = "project") -> FinetunePlan:
-    known = {"model", "freeze", "groups", "unfreeze", "data", "train", "compare"}  # [[compare]]: workbench.compare
+    known = {"model", "freeze", "groups", "unfreeze", "data", "train", "compare", "head"}  # [[compare]]: workbench.compare
     unknown = sorted(set(data) - known)
     if unknown:
         raise ProjectError(f"{where}: unknown section(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
@@ -105,7 +105,12 @@ def plan_from_dict(data: dict[str, Any], where: str = "project") -> FinetunePlan
         raise ProjectError(f"{where} [train] cache_features must be \"auto\", true or false, not {train.cache_features!r}")
     if train.epochs < 1 or train.batch_size < 1:
         raise ProjectError(f"{where} [train] epochs and batch_size must be >= 1")
-    return FinetunePlan(model, freeze, groups, unfreeze, data_cfg, train)
+    plan = FinetunePlan(model, freeze, groups, unfreeze, data_cfg, train)
+    if "head" in data:  # [head]: cut + new head, validated by workbench.surgery
+        from workbench.surgery import parse_head
+
+        plan.head = parse_head(data["head"], f"{where} [head]")
+    return plan
 
 
 def plan_to_dict(plan: FinetunePlan) -> dict[str, Any]:
@@ -116,6 +121,8 @@ def plan_to_dict(plan: FinetunePlan) -> dict[str, Any]:
         out["unfreeze"] = [_dump(s) for s in plan.unfreeze]
     out["data"] = _dump(plan.data)
     out["train"] = _dump(plan.train)
+    if plan.head is not None:
+        out["head"] = plan.head.to_dict()
     return out
 
 
