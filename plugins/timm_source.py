@@ -37,6 +37,10 @@ class TimmSource:
         pretrained = model is not None
         if model is None:
             model = timm.create_model(name, pretrained=False, **kwargs)
+        patch = getattr(model, "patch_embed", None)  # ViT-style: positional embeddings fixed to img_size
+        if request.input_size and tuple(getattr(patch, "img_size", None) or request.input_size[1:]) != tuple(request.input_size[1:]):
+            model = _load_pretrained(name, {**kwargs, "img_size": tuple(request.input_size[1:])}, notices) if pretrained else \
+                timm.create_model(name, pretrained=False, img_size=tuple(request.input_size[1:]), **kwargs)
         spec = spec_from_timm(model, request, pretrained)
         if pretrained and spec.num_classes == 1000 and not spec.label_names:
             spec.label_names = imagenet_label_names()

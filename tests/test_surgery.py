@@ -125,3 +125,47 @@ def test_cut_resnet_trains_frozen_trunk_bit_identical_and_exports(tmp_path, caps
     rebuilt = rebuild_from_config(st).eval()
     with torch.no_grad():
         assert np.abs(rebuilt(torch.from_numpy(x)).numpy() - logits).max() < 1e-4
+
+
+def _swap_model(project, model_toml: str, head: str, frozen: str) -> None:
+    text = project.read_text()
+    start, end = text.index("[model]"), text.index("[freeze]")
+    text = text[:start] + model_toml + "\n" + text[end:]
+    text = text.replace('frozen = ["conv1", "bn1", "layer1", "layer2"]', f"frozen = {frozen}")
+    project.write_text(text + head)
+
+
+@pytest.mark.parametrize("kind", ["vit", "onnx"])
+def test_cut_vit_and_onnx_import_train_and_export_onnx(kind, tmp_path, capsys):
+    project = write_project(tmp_path, epochs=1)
+    if kind == "vit":
+        model = ('[model]\nsource = "timm"\nname = "vit_tiny_patch16_224"\nnum_classes = 3\n'
+                 'input_size = [3, 32, 32]\n')
+        head, frozen, kept = '\n[head]\ncut = "blocks.1"\nhidden = [8]\n', '["patch_embed", "blocks.0"]', "blocks.0."
+    else:
+        from tests.onnx_cases import export_torch, small_cnn
+
+        export_torch(small_cnn(), tmp_path / "cnn.onnx", 17, size=32)
+        model = '[model]\nsource = "onnx"\nname = "cnn.onnx"\nnum_classes = 3\ninput_size = [3, 32, 32]\n'
+        head, frozen, kept = '\n[head]\ncut = "pool"\npool = "avgmax"\n', '["conv1", "bn1"]', "conv1."
+    _swap_model(project, model, head, frozen)
+    run = tmp_path / "run"
+    assert main(["train", str(project), "--out", str(run)]) == 0
+    capsys.readouterr()
+    state = load_file(str(run / "model.safetensors"))
+    assert any(k.startswith("head.") for k in state)
+    if kind == "vit":
+        assert not any(k.startswith(("blocks.2.", "blocks.11.")) for k in state)
+    else:
+        assert not any(k.startswith(("conv2.", "fc.")) for k in state)
+    prints = json.loads((run / "initial_frozen.json").read_text())["sha256"]
+    from workbench.drift import fingerprint
+
+    checked = [k for k in state if k.startswith(kept) and k in prints]
+    assert checked and all(fingerprint(state[k]) == prints[k] for k in checked)
+    onnx_path = tmp_path / "m.onnx"
+    assert main(["export", str(run), "--format", "onnx", "--out", str(onnx_path)]) == 0
+    diff = float(re.search(r"max abs difference vs PyTorch: (\S+)", capsys.readouterr().out).group(1))
+    assert diff < 1e-4
+    x = np.random.default_rng(1).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    assert ort.InferenceSession(str(onnx_path)).run(None, {"input": x})[0].shape == (2, 3)

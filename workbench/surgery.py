@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import WorkbenchError
@@ -172,11 +173,9 @@ def cut_at(model: "nn.Module", cut: str) -> "nn.Module":
     else:
         class _Leaf(fx.Tracer):
             def is_leaf_module(self, m: Any, qualname: str) -> bool:
-                if qualname == cut:
-                    return True
-                if cut.startswith(qualname + "."):
-                    return False
-                return super().is_leaf_module(m, qualname)
+                # Only the cut's ancestors are opened up; every other module stays one call
+                # (keeps its paths, and shape checks inside it never meet a Proxy).
+                return not cut.startswith(qualname + ".")
 
         try:
             graph = _Leaf().trace(model)
@@ -279,5 +278,45 @@ def apply_to_backbone(backbone: "Backbone", spec: HeadSpec, num_classes: int | N
     backbone.spec.num_classes = classes
     backbone.spec.classifier = "head"
     backbone.spec.extra["classifiers"] = ["head"]
-    backbone.spec.extra["workbench_head"] = {**spec.to_dict(), "cut": cut}
+    backbone.spec.extra["workbench_head"] = {**spec.to_dict(), "cut": cut, "source": backbone.source,
+                                             "base": backbone.ref, "input_size": list(backbone.spec.input_size)}
     return backbone
+
+
+def rebuild_from_config(folder: str | Path, onnx_file: str | Path | None = None) -> "nn.Module":
+    """Rebuild an exported cut model from its ``config.json`` recipe and load ``model.safetensors``.
+
+    timm bases are recreated by name; an ONNX base needs the original ``.onnx`` file.
+    """
+    import json
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    recipe = (config.get("workbench") or {}).get("head")
+    if not recipe:
+        raise SurgeryError(f"{folder / 'config.json'} has no workbench head recipe; use timm.create_model")
+    spec = parse_head({k: recipe[k] for k in HEAD_KEYS if k in recipe})
+    input_size = tuple(recipe["input_size"])
+    if recipe["source"] == "timm":
+        import timm
+
+        base = timm.create_model(recipe["base"], pretrained=False, **(config.get("model_args") or {}))
+        classifier = (config.get("pretrained_cfg") or {}).get("classifier")
+        classifier = None if classifier == "head" else classifier
+        classifier = classifier or getattr(base, "pretrained_cfg", {}).get("classifier")
+    elif recipe["source"] == "onnx":
+        import onnx
+        from onnx2torch import convert
+
+        path = Path(onnx_file or recipe["base"])
+        if not path.is_file():
+            raise SurgeryError(f"rebuilding needs the original ONNX file {path}; pass onnx_file=")
+        base, classifier = convert(onnx.load(str(path))), None
+    else:
+        raise SurgeryError(f"cannot rebuild a {recipe['source']!r} base; load it, then attach_head()")
+    model = attach_head(base, spec, int(config["num_classes"]), input_size, classifier)
+    state = load_file(str(folder / "model.safetensors"))
+    model.load_state_dict(state)
+    return model
