@@ -65,7 +65,10 @@ class SafetensorsExporter:
             atomic_write_text(out / "recipe.toml", recipe_toml)
             paths.append(out / "recipe.toml")
         message = f"wrote {len(tensors)} tensors and config.json for {spec.architecture} to {out}"
-        if spec.architecture.startswith("onnx:"):
+        if spec.extra.get("workbench_head"):
+            message += ("; a cut model with a new head: timm.create_model cannot rebuild it alone, "
+                        "workbench.surgery.rebuild_from_config(folder) does")
+        elif spec.architecture.startswith("onnx:"):
             message += ("; timm cannot rebuild an ONNX import: load model.safetensors into the module "
                         "re-imported from the original .onnx file")
         return ExportResult(self.name, paths, None, message)
@@ -240,6 +243,10 @@ def timm_config(model: "nn.Module", spec: ModelSpec) -> dict[str, Any]:
     if args:
         config["model_args"] = args
     config["pretrained_cfg"] = cfg
+    if spec.extra.get("workbench_head"):  # cut + new head: timm.create_model alone cannot rebuild it
+        config["workbench"] = {"head": spec.extra["workbench_head"], "note": (
+            "timm.create_model cannot rebuild this architecture alone: cut and new head from [head]; "
+            "rebuild with workbench.surgery.rebuild_from_config(folder)")}
     return config
 
 
