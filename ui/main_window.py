@@ -442,11 +442,9 @@ class MainWindow(QMainWindow):
         run_dir = self.train_panel.resumable_run if resume else self._new_run_dir()
 
         def prepare() -> Any:
-            from workbench.data import open_data
-            from workbench.training.trainer import Trainer
+            from workbench.training.prepare import build_trainer
 
-            data = open_data(ws.plan.data, ws.plan.base_dir, ws.backbone.spec, ws.plan.train.augment)
-            return Trainer(ws, data, run_dir=run_dir, resume=resume)
+            return build_trainer(ws, run_dir, resume=resume)
 
         self.tabs.setCurrentWidget(self.train_panel)
         self.train_panel.start(prepare, run_dir, resume)
