@@ -12,6 +12,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGu
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressBar,
                                QTabWidget, QVBoxLayout, QWidget)
 
+from ui.compare_panel import ComparePanel
 from ui.data_panel import DataPanel, DataScan
 from ui.dialogs import ask_save_discard_cancel, ask_yes_no, show_error
 from ui.groups_panel import GroupsPanel
@@ -63,12 +64,14 @@ class MainWindow(QMainWindow):
         self.data_panel = DataPanel(self.session)
         self.train_panel = TrainPanel(self.session)
         self.summary_bar = SummaryBar(self.session)
+        self.compare_panel = ComparePanel(self.session, runs_root)
 
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.tree_panel, "Layers")
         self.tabs.addTab(self.data_panel, "Data")
         self.tabs.addTab(self.train_panel, "Training")
+        self.tabs.addTab(self.compare_panel, "Compare")
         central = QWidget()
         central_layout = QVBoxLayout(central)
         central_layout.setContentsMargins(4, 4, 4, 4)
@@ -98,6 +101,8 @@ class MainWindow(QMainWindow):
         self.train_panel.startRequested.connect(self.start_training)
         self.train_panel.failed.connect(lambda m, d: show_error(self, "Training failed", m, d))
         self.train_panel.runningChanged.connect(self._training_changed)
+        self.compare_panel.failed.connect(lambda m, d: show_error(self, "Comparison", m, d))
+        self.compare_panel.driftReady.connect(lambda drift: self.tree_panel.model and self.tree_panel.model.set_drift(drift))
         self.session.dirtyChanged.connect(lambda dirty: self.setWindowModified(dirty))
         self.session.projectPathChanged.connect(self._update_title)
         self.session.workspaceChanged.connect(self._workspace_changed)
@@ -518,5 +523,8 @@ class MainWindow(QMainWindow):
         if self.export_dialog is not None and self.export_dialog.is_busy():
             self.export_dialog.call.wait()
         self.train_panel.wait()
+        if self.compare_panel.run is not None:  # stops within one batch; a running QThread must not be destroyed
+            self.compare_panel.stop()
+            self.compare_panel.wait()
         self._save_settings()
         event.accept()
