@@ -189,40 +189,42 @@ class ComparePanel(QWidget):
         self.drift_plot.setLabel("left", "‖W′−W‖/‖W‖")
         self._curve_items: dict[str, Any] = {}
 
+        # Picker and table on top, the three charts across the whole width below.
         charts = QSplitter(Qt.Orientation.Horizontal)
         for w in (self.curves, self.scatter_plot, self.drift_plot):
             charts.addWidget(w)
-        right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(self.table)
-        right.addWidget(charts)
-        right.setSizes([300, 320])
-        layout = QHBoxLayout(self)
+        top = QSplitter(Qt.Orientation.Horizontal)
+        pick.setMaximumWidth(340)
+        top.addWidget(pick)
+        top.addWidget(self.table)
+        top.setStretchFactor(1, 1)
+        body = QSplitter(Qt.Orientation.Vertical)
+        body.addWidget(top)
+        body.addWidget(charts)
+        body.setStretchFactor(1, 1)
+        body.setSizes([300, 420])
+        layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
-        left = QVBoxLayout()
-        left.addWidget(pick)
-        left.addStretch(1)
-        holder = QWidget()
-        holder.setLayout(left)
-        holder.setMaximumWidth(330)
-        layout.addWidget(holder)
-        layout.addWidget(right, 1)
+        layout.addWidget(body)
 
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.use_button.clicked.connect(self.use_selected)
-        session.workspaceChanged.connect(self._sync)
-        self._sync()
+        session.workspaceChanged.connect(self._workspace_changed)
+        self._workspace_changed()
 
     # -- choosing ---------------------------------------------------------------------------
-    def _sync(self) -> None:
+    def _workspace_changed(self) -> None:
         ws = self.session.workspace
-        running = self.run is not None
-        self.start_button.setEnabled(ws is not None and not running)
         if ws is not None:
             from workbench.compare import stage_count
 
             self.freeze_n.setMaximum(max(0, stage_count(ws.tree)))
             self.epochs.setValue(self.session.plan.train.epochs)
+        self._sync()
+
+    def _sync(self) -> None:
+        self.start_button.setEnabled(self.session.workspace is not None and self.run is None)
 
     def strategy_text(self) -> str:
         names = []
@@ -387,6 +389,12 @@ class ComparePanel(QWidget):
         if len(ordered) > 1:
             self.scatter_plot.plot([r.wall_s for r in ordered], [100 * r.val_top1_best for r in ordered],
                                    pen=pg.mkPen("#d62728", width=1, style=Qt.PenStyle.DashLine))
+        shown = [r for r in results if r.val_top1_best is not None]
+        if shown:  # explicit range: auto-range can miss points added in the same event-loop turn
+            xs, ys = [r.wall_s for r in shown], [100 * r.val_top1_best for r in shown]
+            dx, dy = max(max(xs) - min(xs), 1.0) * 0.2, max(max(ys) - min(ys), 2.0) * 0.15
+            self.scatter_plot.setXRange(min(xs) - dx, max(xs) + 2 * dx, padding=0)
+            self.scatter_plot.setYRange(min(ys) - dy, max(ys) + dy, padding=0)
 
     def _on_failed(self, message: str, detail: str) -> None:
         self.status.setText(f"comparison failed: {message}")
@@ -439,6 +447,7 @@ class ComparePanel(QWidget):
         frozen = [v == 0.0 for v in values]
         self.drift_plot.addItem(pg.BarGraphItem(x=list(range(len(values))), height=values, width=0.8,
                                                 brushes=[pg.mkBrush("#9aa7b8" if f else "#1f77b4") for f in frozen]))
+        self.drift_plot.getPlotItem().getViewBox().autoRange()
         self.drift_plot.getPlotItem().setTitle(f"drift by depth: {result.name} "
                                                f"({sum(frozen)} of {len(values)} modules exactly 0)", size="10pt")
         if ws is not None and len(report.modules) and ws.tree.find_node(report.modules[0].path) is not None:

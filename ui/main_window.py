@@ -102,7 +102,7 @@ class MainWindow(QMainWindow):
         self.train_panel.failed.connect(lambda m, d: show_error(self, "Training failed", m, d))
         self.train_panel.runningChanged.connect(self._training_changed)
         self.compare_panel.failed.connect(lambda m, d: show_error(self, "Comparison", m, d))
-        self.compare_panel.driftReady.connect(lambda drift: self.tree_panel.model and self.tree_panel.model.set_drift(drift))
+        self.compare_panel.driftReady.connect(self._show_drift)
         self.session.dirtyChanged.connect(lambda dirty: self.setWindowModified(dirty))
         self.session.projectPathChanged.connect(self._update_title)
         self.session.workspaceChanged.connect(self._workspace_changed)
@@ -485,6 +485,14 @@ class MainWindow(QMainWindow):
         return self.export_dialog
 
     # -- window events ----------------------------------------------------------------------
+    def _show_drift(self, drift: list) -> None:
+        """The Compare tab's selected run: per-layer drift in the tree's Drift column."""
+        from ui.qt_layer_tree import DRIFT
+
+        if self.tree_panel.model is not None:
+            self.tree_panel.model.set_drift(drift)
+            self.tree_panel.view.resizeColumnToContents(DRIFT)
+
     def _workspace_changed(self) -> None:
         loaded = self.session.workspace is not None
         self.export_action.setEnabled(loaded and not self.train_panel.is_running())
