@@ -20,11 +20,15 @@ FORMATS = (
 
 class ExportDialog(QDialog):
     def __init__(self, module: Any, spec: Any, recipe_toml: str | None, default_dir: Path,
-                 parent: QWidget | None = None) -> None:
+                 parent: QWidget | None = None, weights_label: str = "", untrained_warning: str = "") -> None:
         super().__init__(parent)
         self.setWindowTitle("Export model")
         self.setMinimumWidth(620)
         self._module, self._spec, self._recipe = module, spec, recipe_toml
+        # Asked before exporting initial weights of a project that has runs.
+        self._untrained_warning = untrained_warning
+        self.weights = QLabel(f"<b>Weights:</b> {weights_label}" if weights_label else "")
+        self.weights.setWordWrap(True)
         self._default_dir = default_dir
         self.call: BackgroundCall | None = None
         self.result: Any = None
@@ -59,6 +63,7 @@ class ExportDialog(QDialog):
         self.export_button.setDefault(True)
 
         layout = QVBoxLayout(self)
+        layout.addWidget(self.weights)
         layout.addLayout(form)
         layout.addWidget(note)
         layout.addWidget(self.busy)
@@ -95,6 +100,12 @@ class ExportDialog(QDialog):
         if not out:
             self.outcome.setText("Choose where to write the export.")
             return
+        if self._untrained_warning:
+            from ui.dialogs import ask_yes_no
+
+            if not ask_yes_no(self, "Export untrained weights?", self._untrained_warning):
+                self.outcome.setText("Not exported. Open a run on the Runs panel to export its weights.")
+                return
         key, _folder, _suffix = self.fmt()
         module, spec, recipe = self._module, self._spec, self._recipe
 

@@ -6,12 +6,12 @@ from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QBrush, QPalette
-from PySide6.QtWidgets import (QApplication, QDoubleSpinBox, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
+from PySide6.QtWidgets import (QApplication, QFormLayout, QGroupBox, QHBoxLayout, QHeaderView,
                                QLabel, QPushButton, QTableView, QVBoxLayout, QWidget)
 
 from ui.qt_layer_tree import format_count, format_lr
 from ui.session import WorkbenchSession
-from ui.widgets import LrSpinBox
+from ui.widgets import ScientificDelegate, ScientificSpinBox, exact_text, parse_rate
 from workbench.groups import discriminative
 from workbench.plan import FinetunePlan, GroupConfig, UnfreezeStep
 
@@ -86,6 +86,8 @@ class QtGroupsModel(QAbstractTableModel):
             return QBrush(QApplication.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
         if role == Qt.ItemDataRole.TextAlignmentRole and col != self.NAME:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ToolTipRole and col in (self.LR, self.WD):
+            return exact_text(group.lr if col == self.LR else group.weight_decay)
         if role == Qt.ItemDataRole.ToolTipRole and col == self.NAME:
             return f"{len(group.params)} parameter tensors, {group.numel:,} trainable parameters"
         return None
@@ -93,11 +95,8 @@ class QtGroupsModel(QAbstractTableModel):
     def setData(self, index: ModelIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
         if role != Qt.ItemDataRole.EditRole or not (self.flags(index) & Qt.ItemFlag.ItemIsEditable):
             return False
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            return False
-        if number < 0:
+        number, error = parse_rate(str(value), allow_zero=index.column() == self.WD)
+        if error is not None:
             return False
         ws = self.session.workspace
         if ws is None:
@@ -204,9 +203,8 @@ class GroupsPanel(QWidget):
         super().__init__(parent)
         self.session = session
 
-        self.default_lr = LrSpinBox(session.plan.train.lr)
-        self.default_wd = QDoubleSpinBox(decimals=4, minimum=0.0, maximum=1.0, singleStep=0.01)
-        self.default_wd.setKeyboardTracking(False)
+        self.default_lr = ScientificSpinBox(session.plan.train.lr)
+        self.default_wd = ScientificSpinBox(session.plan.train.weight_decay, allow_zero=True)
         defaults = QFormLayout()
         defaults.addRow("Default learning rate", self.default_lr)
         defaults.addRow("Default weight decay", self.default_wd)
@@ -217,6 +215,9 @@ class GroupsPanel(QWidget):
         self.table.verticalHeader().hide()
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.cell_editor = ScientificDelegate({QtGroupsModel.WD}, self.table)
+        self.table.setItemDelegateForColumn(QtGroupsModel.LR, self.cell_editor)
+        self.table.setItemDelegateForColumn(QtGroupsModel.WD, self.cell_editor)
         self.table.setEditTriggers(QTableView.EditTrigger.DoubleClicked | QTableView.EditTrigger.EditKeyPressed
                                    | QTableView.EditTrigger.SelectedClicked)
 
@@ -225,9 +226,8 @@ class GroupsPanel(QWidget):
         self.discriminative.setChecked(False)
         self.discriminative.setToolTip("The last group trains at the base LR; each earlier group at the next one's "
                                        "LR times the factor")
-        self.base_lr = LrSpinBox(1e-3)
-        self.factor = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=1.0, singleStep=0.05, value=0.5)
-        self.factor.setKeyboardTracking(False)
+        self.base_lr = ScientificSpinBox(1e-3)
+        self.factor = ScientificSpinBox(0.5, maximum=1.0)
         disc = QFormLayout(self.discriminative)
         disc.addRow("Base LR (last group)", self.base_lr)
         disc.addRow("Factor per group", self.factor)
@@ -265,18 +265,35 @@ class GroupsPanel(QWidget):
         self.discriminative.toggled.connect(lambda on: on and self.apply_discriminative())
         self.base_lr.valueChanged.connect(lambda *_: self.discriminative.isChecked() and self.apply_discriminative())
         self.factor.valueChanged.connect(lambda *_: self.discriminative.isChecked() and self.apply_discriminative())
+        for box in (self.default_lr, self.default_wd, self.base_lr, self.factor):
+            box.rejected.connect(lambda message: self.problem.emit(f"Not applied: {message}"))
+        self.cell_editor.rejected.connect(lambda message: self.problem.emit(f"Not applied: {message}"))
         self.add_step.clicked.connect(self._add_step)
         self.remove_step.clicked.connect(lambda: self.schedule_model.remove_step(self.schedule.currentIndex().row()))
         self.schedule_model.problem.connect(self.problem)
         session.workspaceChanged.connect(self.sync_from_plan)
+        session.resolutionChanged.connect(self.sync_from_plan)
         self.sync_from_plan()
 
     def sync_from_plan(self) -> None:
-        train = self.session.plan.train
-        for box, value in ((self.default_lr, train.lr), (self.default_wd, train.weight_decay)):
+        """Show the plan: default LR/WD, and the discriminative box as the plan's group LRs imply it."""
+        plan = self.session.plan
+        train = plan.train
+        ws = self.session.workspace
+        groups = plan.groups or (ws.default_groups() if ws is not None else [])
+        lrs = [g.lr if g.lr is not None else train.lr for g in groups]
+        ratio = _common_ratio(lrs)
+        base = lrs[-1] if lrs else train.lr
+        values = [(self.default_lr, train.lr), (self.default_wd, train.weight_decay), (self.base_lr, base)]
+        if ratio is not None and abs(self.factor.value() - ratio) > 1e-9 * ratio:  # keep the typed digits
+            values.append((self.factor, ratio))
+        for box, value in values:
             box.blockSignals(True)
             box.setValue(value)
             box.blockSignals(False)
+        self.discriminative.blockSignals(True)
+        self.discriminative.setChecked(ratio is not None)
+        self.discriminative.blockSignals(False)
         loaded = self.session.workspace is not None
         for w in (self.discriminative, self.add_step, self.remove_step, self.table, self.schedule):
             w.setEnabled(loaded)
@@ -302,3 +319,14 @@ class GroupsPanel(QWidget):
         error = self.schedule_model.add_step()
         if error:
             self.problem.emit(error)
+
+
+def _common_ratio(lrs: list[float]) -> float | None:
+    """The factor f < 1 when every group's LR is f times the next one's (a discriminative plan), else None."""
+    if len(lrs) < 2 or any(lr <= 0 for lr in lrs):
+        return None
+    ratios = [a / b for a, b in zip(lrs, lrs[1:])]
+    first = ratios[0]
+    if first >= 1 or any(abs(r - first) > 1e-9 * first for r in ratios):
+        return None
+    return float(f"{first:.12g}")

@@ -17,6 +17,7 @@ from ui.data_panel import DataPanel, DataScan
 from ui.dialogs import ask_save_discard_cancel, ask_yes_no, show_error
 from ui.groups_panel import GroupsPanel
 from ui.model_panel import ModelPanel
+from ui.runs_panel import RunsPanel
 from ui.session import WorkbenchSession
 from ui.summary_bar import SummaryBar
 from ui.train_panel import TrainPanel
@@ -65,6 +66,7 @@ class MainWindow(QMainWindow):
         self.train_panel = TrainPanel(self.session)
         self.summary_bar = SummaryBar(self.session)
         self.compare_panel = ComparePanel(self.session, runs_root)
+        self.runs_panel = RunsPanel(self.session, self._run_roots)
 
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -72,6 +74,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.data_panel, "Data")
         self.tabs.addTab(self.train_panel, "Training")
         self.tabs.addTab(self.compare_panel, "Compare")
+        self.tabs.addTab(self.runs_panel, "Runs")
         central = QWidget()
         central_layout = QVBoxLayout(central)
         central_layout.setContentsMargins(4, 4, 4, 4)
@@ -103,6 +106,13 @@ class MainWindow(QMainWindow):
         self.train_panel.runningChanged.connect(self._training_changed)
         self.compare_panel.failed.connect(lambda m, d: show_error(self, "Comparison", m, d))
         self.compare_panel.driftReady.connect(self._show_drift)
+        self.train_panel.runFinished.connect(self._run_finished)
+        self.runs_panel.openRequested.connect(lambda path: self.open_run(Path(path)))
+        self.runs_panel.continueRequested.connect(lambda path: self.open_run(Path(path), then_continue=True))
+        self.runs_panel.exportRequested.connect(lambda path: self.export_run(Path(path)))
+        self.session.projectPathChanged.connect(self.runs_panel.refresh)
+        self.tabs.currentChanged.connect(lambda *_: self.tabs.currentWidget() is self.runs_panel
+                                         and self.runs_panel.refresh())
         self.session.dirtyChanged.connect(lambda dirty: self.setWindowModified(dirty))
         self.session.projectPathChanged.connect(self._update_title)
         self.session.workspaceChanged.connect(self._workspace_changed)
@@ -303,6 +313,8 @@ class MainWindow(QMainWindow):
 
     def _show_workspace(self, ws: Any, project: Path | None, recent: str | None) -> None:
         self.session.set_workspace(ws, project)
+        if ws.plan.model.source == "timm":
+            self.model_panel.show_loaded(ws.plan.model.name)
         if recent and (project is not None or Path(recent).suffix):
             self.add_recent(recent)
         self.tabs.setCurrentWidget(self.tree_panel)
@@ -466,6 +478,84 @@ class MainWindow(QMainWindow):
             self._close_after_stop = False
             QTimer.singleShot(0, self.close)
 
+    # -- runs -------------------------------------------------------------------------------
+    def _run_roots(self) -> list[Path]:
+        """Where this window looks for runs: beside the project file, and its own runs folder."""
+        roots = []
+        if self.session.project_path is not None:
+            roots.append(Path(self.session.project_path))
+        if self.runs_root is not None and Path(self.runs_root).is_dir():
+            roots.append(Path(self.runs_root))
+        return roots
+
+    def _run_finished(self, state: str) -> None:
+        run_dir = self.train_panel.run_dir
+        if run_dir is not None and state in ("finished", "stopped"):
+            from workbench.run_catalog import read_run
+
+            self.session.set_weights_label(read_run(run_dir).weights_label())
+        elif run_dir is not None and state == "failed":
+            self.session.set_weights_label(f"run {run_dir.name}: the weights in memory when it failed "
+                                           "(not a checkpoint; open the run to use its last good checkpoint)")
+        if run_dir is not None and run_dir.parent not in [r.resolve() for r in self._run_roots()]:
+            try:
+                self.runs_panel.add_run_folder(run_dir)
+            except WorkbenchError:
+                pass  # the run never wrote its files (it failed before its first checkpoint)
+        self.runs_panel.refresh()
+
+    def open_run(self, run_dir: Path, then_continue: bool = False) -> None:
+        """Load a run's weights, recipe, freeze state and labels into the workspace; show its curves."""
+        if self.train_panel.is_running() or not self.confirm_discard():
+            return
+        project = self.session.project_path
+
+        def load() -> Any:
+            from workbench.run_catalog import read_run
+            from workbench.runs import load_run_workspace
+
+            ws, _recipe = load_run_workspace(run_dir)
+            return ws, read_run(run_dir)
+
+        def done(result: Any) -> None:
+            ws, info = result
+            self.session.set_workspace(ws, project, weights_label=info.weights_label())
+            self.train_panel.show_run(run_dir, info.resumable)
+            self.statusBar().showMessage(f"Opened {info.weights_label()}", 8000)
+            if then_continue:
+                self._after_data_scan(lambda: self.start_training(resume=True))
+            else:
+                self.tabs.setCurrentWidget(self.train_panel)
+
+        self.run_background(load, f"Opening run {run_dir.name}", done, "Could not open the run")
+
+    def _after_data_scan(self, action: Callable[[], None]) -> None:
+        if not self.data_panel.is_scanning():
+            action()
+            return
+
+        def once(*_: Any) -> None:
+            self.data_panel.scanned.disconnect(once)
+            action()
+
+        self.data_panel.scanned.connect(once)
+
+    def export_run(self, run_dir: Path) -> Any:
+        """The export dialog for a run's weights (the workspace is not changed)."""
+        from ui.export_dialog import ExportDialog
+        from workbench.run_catalog import read_run
+        from workbench.runs import load_run
+
+        try:
+            trained = load_run(run_dir)
+        except WorkbenchError as exc:
+            show_error(self, "Cannot export this run", str(exc))
+            return None
+        self.export_dialog = ExportDialog(trained.module, trained.spec, trained.recipe_toml, run_dir, self,
+                                          weights_label=read_run(run_dir).weights_label())
+        self.export_dialog.open()
+        return self.export_dialog
+
     # -- export ---------------------------------------------------------------------------
     def open_export(self) -> Any:
         from ui.export_dialog import ExportDialog
@@ -480,7 +570,14 @@ class MainWindow(QMainWindow):
 
         recipe = tomli_w.dumps(plan_to_dict(ws.plan))
         default_dir = self.train_panel.run_dir or self.session.plan.base_dir or Path.home()
-        self.export_dialog = ExportDialog(ws.backbone.module, ws.backbone.spec, recipe, Path(default_dir), self)
+        warning = ""
+        runs = self.runs_panel.runs_with_weights()
+        if self.session.untrained and runs:
+            warning = (f"The model holds its initial weights — not trained — although this project has "
+                       f"{len(runs)} run(s) with trained weights (latest: {runs[-1].name}). Export the untrained "
+                       "weights anyway?\n\nTo export a run, select it on the Runs panel and press Export.")
+        self.export_dialog = ExportDialog(ws.backbone.module, ws.backbone.spec, recipe, Path(default_dir), self,
+                                          weights_label=self.session.weights_label, untrained_warning=warning)
         self.export_dialog.open()
         return self.export_dialog
 

@@ -94,7 +94,8 @@ class ModelPanel(QWidget):
         layout.addWidget(file_box)
         layout.addWidget(recent_box)
 
-        self.search.textChanged.connect(self._filtered.setFilterFixedString)
+        self._name_set: set[str] = set()
+        self.search.textChanged.connect(self._search_changed)
         self.search.returnPressed.connect(self._load_selected)
         self.names_view.selectionModel().currentChanged.connect(lambda *_: self._selection_changed())
         self.names_view.doubleClicked.connect(lambda *_: self._load_selected())
@@ -108,6 +109,7 @@ class ModelPanel(QWidget):
     def set_model_names(self, names: list[str], availability: Callable[[str], str]) -> None:
         self._availability = availability
         self._names.setStringList(names)
+        self._name_set = set(names)
         self.count_label.setText(f"{len(names):,} architectures")
         self.load_button.setEnabled(True)
         self.select_name("resnet18")
@@ -132,11 +134,31 @@ class ModelPanel(QWidget):
         return True
 
     def selected_name(self) -> str | None:
+        """The name typed when it is an exact model name (it always wins), else the highlighted row."""
+        text = self.search.text().strip()
+        if text in self._name_set:
+            return text
         index = self.names_view.currentIndex()
         if index.isValid():
             return str(index.data())
-        text = self.search.text().strip()
         return text or None
+
+    def show_loaded(self, name: str) -> None:
+        """Show the model that was loaded (not whatever was last searched for)."""
+        self.search.blockSignals(True)
+        self.search.setText(name if name in self._name_set else "")
+        self.search.blockSignals(False)
+        self._filtered.setFilterFixedString(self.search.text())
+        self.select_name(name)
+
+    def _search_changed(self, text: str) -> None:
+        self._filtered.setFilterFixedString(text)
+        exact = text.strip()
+        if exact in self._name_set:
+            self.select_name(exact)  # highlight exactly what was typed, not the first name containing it
+        elif not self.names_view.currentIndex().isValid() and self._filtered.rowCount():
+            self.names_view.setCurrentIndex(self._filtered.index(0, 0))
+        self._selection_changed()
 
     def request(self) -> LoadRequest | None:
         name = self.selected_name()

@@ -27,6 +27,7 @@ class WorkbenchSession(QObject):
     resolutionChanged = Signal()  # the plan changed; ``resolution`` is current
     dirtyChanged = Signal(bool)
     projectPathChanged = Signal()
+    weightsChanged = Signal()  # ``weights_label`` changed (trained, a run opened)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -34,6 +35,8 @@ class WorkbenchSession(QObject):
         self.resolution: Resolution | None = None
         self.project_path: Path | None = None
         self._dirty = False
+        # Which weights the workspace's module holds, in words: what an export would write.
+        self.weights_label = ""
         # The plan shown before any model is loaded (data and training settings can be edited then).
         self._loose_plan = FinetunePlan()
 
@@ -50,10 +53,15 @@ class WorkbenchSession(QObject):
             self._dirty = dirty
             self.dirtyChanged.emit(dirty)
 
-    def set_workspace(self, workspace: Workspace | None, project_path: Path | None = None) -> None:
+    def set_workspace(self, workspace: Workspace | None, project_path: Path | None = None,
+                      weights_label: str | None = None) -> None:
         """Show a newly loaded workspace. Raises WorkbenchError when its plan cannot be resolved."""
+        from workbench.run_catalog import NOT_TRAINED
+
         resolution = workspace.resolve() if workspace is not None else None
         self.workspace = workspace
+        self.weights_label = weights_label or (f"{NOT_TRAINED} ({workspace.backbone.weights})" if workspace else "")
+        self.weightsChanged.emit()
         self.resolution = resolution
         if workspace is None:
             self._loose_plan = FinetunePlan()
@@ -98,3 +106,13 @@ class WorkbenchSession(QObject):
             raise WorkbenchError(error)
         assert self.resolution is not None
         return self.resolution
+
+    def set_weights_label(self, label: str) -> None:
+        self.weights_label = label
+        self.weightsChanged.emit()
+
+    @property
+    def untrained(self) -> bool:
+        from workbench.run_catalog import NOT_TRAINED
+
+        return self.weights_label.startswith(NOT_TRAINED)

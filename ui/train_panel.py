@@ -287,6 +287,37 @@ class TrainPanel(QWidget):
         self.runningChanged.emit(False)
         self.runFinished.emit(self.last_state)
 
+    def show_run(self, run_dir: Path, resumable: bool) -> None:
+        """Show a finished or stopped run's curves (from its metrics.jsonl); Continue resumes it."""
+        import json
+
+        self.plots.clear()
+        steps, losses, lrs = [], [], []
+        try:
+            lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            lines = []
+        for line in lines:
+            try:
+                r = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(r, dict):
+                continue
+            if r.get("type") == "step":
+                steps.append(r.get("global_step", len(steps) + 1))
+                losses.append(r.get("loss", float("nan")))
+                lrs.append(r.get("lrs") or {})
+            elif r.get("type") == "epoch":
+                self.plots.add_epoch(r.get("epoch", 0), r.get("train_loss", float("nan")), r.get("val_loss"),
+                                     r.get("train_accuracy", float("nan")), r.get("val_accuracy"))
+        self.plots.add_steps(steps, losses, lrs)
+        self.plots.redraw()
+        self.run_dir = run_dir
+        self.resumable_run = run_dir if resumable else None
+        self._add_log(f"Opened run {run_dir} ({len(steps):,} steps)")
+        self._update_buttons()
+
     def _add_log(self, text: str) -> None:
         self.log.addItem(f"{time.strftime('%H:%M:%S')}  {text}")
         self.log.scrollToBottom()

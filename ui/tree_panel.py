@@ -53,8 +53,8 @@ def describe_model(ws: Any) -> str:
     """One rich-text paragraph: what was loaded, how, and anything the source wants the user to know."""
     spec, backbone = ws.backbone.spec, ws.backbone
     c, h, w = spec.input_size
-    weights = "pretrained weights" if spec.pretrained else "random init"
-    parts = [f"<b>{html.escape(spec.architecture)}</b> ({html.escape(backbone.source)}, {weights}) · "
+    parts = [f"<b>{html.escape(spec.architecture)}</b> ({html.escape(backbone.source)}, "
+             f"{html.escape(backbone.weights)}) · "
              f"{ws.tree.total_params:,} parameters · {len(ws.tree.nodes):,} modules · input {c}×{h}×{w} · "
              f"{spec.num_classes} outputs · stages from {html.escape(ws.tree.stage_source or 'n/a')}"]
     report = backbone.report or {}

@@ -26,6 +26,8 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         raise WorkbenchError(f"cannot write {target}: {exc.strerror or exc}") from None
     os.close(fd)
     tmp = Path(tmp_name)
+    with contextlib.suppress(OSError):  # mkstemp makes 0600; a normal file honours the umask (0644 under 022)
+        os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         with open(tmp, "rb+") as fh:
@@ -37,6 +39,20 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where the OS allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, then put it back at once
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_bytes(target: str | Path, data: bytes) -> None:

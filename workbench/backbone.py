@@ -53,3 +53,12 @@ class Backbone:
     @property
     def name(self) -> str:
         return self.spec.architecture
+
+    @property
+    def weights(self) -> str:
+        """Where the module's current weights came from, in words."""
+        if self.source in ("onnx", "checkpoint"):
+            from pathlib import Path
+
+            return f"weights from {Path(self.ref).name}"
+        return "pretrained weights" if self.spec.pretrained else "random init"

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a stopped run exactly where it stopped")
     _train_overrides(p)
     p.add_argument("--adapt-head", action="store_true", help="replace the head when num_classes disagrees with the data")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in the --out folder")
+    p.add_argument("--allow-data-change", action="store_true",
+                   help="with --resume: continue although the images, split or preprocessing changed")
     p.set_defaults(run=_cmd_train)
 
     p = sub.add_parser("export", help="export a run's final weights")
@@ -60,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="run folder (default: ./runs/demo-<timestamp>)")
     _train_overrides(p)
     p.set_defaults(run=_cmd_demo)
+
+    from workbench import cli_runs
+
+    cli_runs.add_parser(sub)
 
     p = sub.add_parser("open", help="open a project file in the window")
     p.add_argument("project", type=Path)
@@ -135,7 +142,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     else:
         raise WorkbenchError("give a project file to train, or --resume RUN_DIR")
     _apply_overrides(plan, args)
-    return _train_and_report(plan, run_dir, resume, adapt=args.adapt_head)
+    return _train_and_report(plan, run_dir, resume, adapt=args.adapt_head, overwrite=args.overwrite,
+                             allow_data_change=args.allow_data_change)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -166,7 +174,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from workbench.export import export_model
     from workbench.runs import load_run
 
+    from workbench.run_catalog import read_run
+
     trained = load_run(args.run_dir)
+    print(f"weights: {read_run(args.run_dir).weights_label()}")
     result = export_model(trained.module, trained.spec, args.format, args.out, trained.recipe_toml)
     print(result.message)
     if result.parity_max_abs_diff is not None:
@@ -176,7 +187,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool) -> int:
+def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, overwrite: bool = False,
+                      allow_data_change: bool = False) -> int:
     """Open data and model, train with a progress bar, print epochs; Ctrl-C stops after the batch (exit 130)."""
     import signal
 
@@ -205,7 +217,7 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool) -> 
         print(f"warning: {warning}", file=sys.stderr)
     data = open_data(plan.data, plan.base_dir, ws.backbone.spec, augment=plan.train.augment)
     print(data.summary(), file=out)
-    trainer = Trainer(ws, data, run_dir, resume=resume)
+    trainer = Trainer(ws, data, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
 
     def on_sigint(_sig, _frame):
         if trainer.stop_requested:

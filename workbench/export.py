@@ -38,8 +38,15 @@ def export_model(
     ``tolerance`` overrides the exporter's parity tolerance; it is passed only when given,
     so third-party exporters without that keyword still work. The caller's module is not changed.
     """
+    from workbench.errors import WorkbenchError
     from workbench.plugins import EXPORTERS, registry
+    from workbench.finite import nonfinite_tensors
 
+    bad = nonfinite_tensors(module)
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise WorkbenchError(f"refusing to export: {len(bad)} tensor(s) hold NaN or inf ({shown}); these weights "
+                             "are broken (a diverged run?). Export an earlier checkpoint or retrain with a lower LR")
     exporter = registry().get(EXPORTERS, fmt)
     kwargs = {} if tolerance is None else {"tolerance": tolerance}
     return exporter.export(module, spec, Path(out).expanduser(), recipe_toml, **kwargs)

@@ -34,6 +34,7 @@ def inspect_dict(ws: Workspace, resolution: Resolution, depth: int | None = None
         "model": spec.architecture,
         "source": ws.backbone.source,
         "pretrained": spec.pretrained,
+        "weights": ws.backbone.weights,
         "input_size": list(spec.input_size),
         "num_classes": spec.num_classes,
         "classifier": spec.classifier,
@@ -63,7 +64,7 @@ def inspect_text(data: dict[str, Any]) -> str:
                      f"{n['lr']:.3g}" if n["lr"] is not None else "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     right = {2, 3, 4}
-    lines = [f"{data['model']}  ({data['source']}, {'pretrained' if data['pretrained'] else 'random init'}, "
+    lines = [f"{data['model']}  ({data['source']}, {data['weights']}, "
              f"input {'×'.join(map(str, data['input_size']))}, {data['num_classes']} classes)"]
     for notice in data["notices"]:
         lines.append(f"note: {notice}")

@@ -275,6 +275,12 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
             warnings.append(Warning_("frozen-group-with-lr",
                                      f"group {config.name!r} has lr={config.lr:g} but all its parameters are frozen "
                                      "and no [[unfreeze]] step unfreezes it: the LR has no effect"))
+        lr = config.lr if config.lr is not None else plan.train.lr
+        if (group.params or config.name in scheduled) and lr == 0:
+            warnings.append(Warning_("trainable-group-lr-zero",
+                                     f"group {config.name!r} has {group.numel:,} trainable parameters but lr = 0: "
+                                     "they get gradients and optimizer state yet never change (freeze them instead, "
+                                     "or give the group an LR)"))
         if group.claimed and len(group.params) == len(group.claimed) and config.name in scheduled:
             first = min(s.epoch for s in plan.unfreeze if config.name in s.groups)
             warnings.append(Warning_("unfreeze-already-trainable",

@@ -14,6 +14,8 @@ from workbench.spec import ModelSpec
 if TYPE_CHECKING:
     import torch.nn as nn
 
+    from workbench.workspace import Workspace
+
 PROJECT, SPEC, WEIGHTS = "project.toml", "spec.json", "model.safetensors"
 
 
@@ -27,6 +29,16 @@ class TrainedModel:
 
 def load_run(run_dir: str | Path) -> TrainedModel:
     """Rebuild the run's architecture (never downloading) and load its final weights."""
+    ws, recipe = load_run_workspace(run_dir)
+    return TrainedModel(ws.backbone.module.eval(), ws.backbone.spec, ws.plan, recipe)
+
+
+def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
+    """The run as a workspace to continue from: its recipe (freeze state included), labels and weights.
+
+    The weights are the final ones, or the last good checkpoint's for a run that stopped or crashed.
+    Returns the workspace and the run's recipe text.
+    """
     from safetensors.torch import load_file
 
     from workbench.project import load_project
@@ -44,12 +56,19 @@ def load_run(run_dir: str | Path) -> TrainedModel:
         spec_data = json.loads((run_dir / SPEC).read_text())
     except ValueError as exc:
         raise WorkbenchError(f"{run_dir / SPEC} is not valid JSON ({exc})") from None
+    saved: dict | None = None
     if (run_dir / WEIGHTS).is_file():
-        state = load_file(str(run_dir / WEIGHTS))
-    elif checkpoint.is_file():  # a run that failed mid-way: its last good checkpoint
+        try:
+            state = load_file(str(run_dir / WEIGHTS))
+        except Exception as exc:  # safetensors raises its own error type for truncated/corrupt files
+            raise WorkbenchError(f"cannot read {run_dir / WEIGHTS}: {str(exc).splitlines()[0]} (a truncated or "
+                                 "corrupt file; delete it and `workbench train --resume` rewrites it from the "
+                                 "checkpoint)") from None
+    elif checkpoint.is_file():  # a run that stopped or failed mid-way: its last good checkpoint
         from workbench.training.checkpoint import load_checkpoint
 
-        state = load_checkpoint(checkpoint)["model"]
+        saved = load_checkpoint(checkpoint)
+        state = saved["model"]
     else:
         raise WorkbenchError(f"{run_dir} has no weights yet ({WEIGHTS} and checkpoints/last.pt are missing)")
     ws = Workspace.from_plan(plan)
@@ -58,6 +77,11 @@ def load_run(run_dir: str | Path) -> TrainedModel:
         raise WorkbenchError(f"{run_dir / WEIGHTS} does not fit the run's model: "
                              f"{len(missing)} missing, {len(unexpected)} unexpected tensors")
     spec = ws.backbone.spec
-    spec.label_names = spec_data.get("label_names") or spec.label_names
-    spec.pretrained = bool(spec_data.get("pretrained", False))
-    return TrainedModel(ws.backbone.module.eval(), spec, plan, (run_dir / PROJECT).read_text())
+    if isinstance(spec_data, dict):
+        spec.label_names = spec_data.get("label_names") or spec.label_names
+        spec.pretrained = bool(spec_data.get("pretrained", False))
+    else:
+        raise WorkbenchError(f"{run_dir / SPEC} is not a model description (a JSON object was expected)")
+    if saved is not None:  # where gradual unfreezing had got to
+        plan.freeze.frozen, plan.freeze.unfrozen = list(saved["frozen"]), list(saved["unfrozen"])
+    return ws, (run_dir / PROJECT).read_text()

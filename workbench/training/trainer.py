@@ -28,12 +28,14 @@ from torch.utils.data import DataLoader, Sampler
 from workbench.apply import AppliedPlan, apply_plan
 from workbench.atomic import atomic_path, atomic_write_text
 from workbench.errors import WorkbenchError
+from workbench.finite import nonfinite_tensors
 from workbench.freezing import unfreeze_groups
 from workbench.plan import FinetunePlan
 from workbench.resolve import resolve_plan
 from workbench.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from workbench.training.devices import pick_amp, pick_device
 from workbench.training.distributed import from_environment
+from workbench.training import run_folder as rf
 from workbench.training.reports import EpochReport, Report, StateReport, StepReport
 from workbench.training.schedule import lr_factor
 from workbench.workspace import Workspace
@@ -49,10 +51,23 @@ class TrainingError(WorkbenchError):
 class EpochSampler(Sampler[int]):
     """A seeded permutation per epoch, optionally starting part-way (for an exact resume)."""
 
-    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1,
+                 drop_lone_last_of: int = 0) -> None:
         self.size, self.seed, self.shuffle = size, seed, shuffle
         self.rank, self.world_size = rank, world_size
         self.epoch, self.start = 0, 0
+        # A last batch of one image cannot train BatchNorm ("Expected more than 1 value per channel"):
+        # with batches of this size, that one image is left out of the epoch (a different one each epoch).
+        self.drop_lone_last_of = drop_lone_last_of
+
+    def _per_rank(self) -> int:
+        n = -(-self.size // self.world_size)
+        bs = self.drop_lone_last_of
+        return n - 1 if bs > 1 and n > 1 and n % bs == 1 else n
+
+    @property
+    def drops_lone_last(self) -> bool:
+        return self._per_rank() != -(-self.size // self.world_size)
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch, self.start = epoch, start
@@ -67,13 +82,14 @@ class EpochSampler(Sampler[int]):
         if self.world_size > 1:
             # Pad by wrapping so every rank runs the same number of batches (DDP needs that).
             order = (order + order[:(-len(order)) % self.world_size])[self.rank::self.world_size]
-        return order
+        return order[:self._per_rank()]
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order()[self.start:])
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        # (epoch, index): the dataset seeds each image's augmentation from them (see _WithIndex).
+        return iter([(self.epoch, i) for i in self.order()[self.start:]])
 
     def __len__(self) -> int:
-        return -(-self.size // self.world_size) - self.start
+        return self._per_rank() - self.start
 
 
 class Trainer:
@@ -84,12 +100,15 @@ class Trainer:
 
     CHECKPOINT_INTERVAL_S = 2.0  # at most this much training is lost to a crash between epoch checkpoints
 
-    def __init__(self, workspace: Workspace, data: Any, run_dir: Path | None = None, resume: bool = False) -> None:
+    def __init__(self, workspace: Workspace, data: Any, run_dir: Path | None = None, resume: bool = False,
+                 overwrite: bool = False, allow_data_change: bool = False) -> None:
         self.ws = workspace
         self.data = data
         self.plan: FinetunePlan = workspace.plan
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(self.plan)
         self.resume = resume
+        self.overwrite = overwrite
+        self.allow_data_change = allow_data_change
         self._compiled_modules: dict[int, Any] = {}
         self._writer: threading.Thread | None = None
         self._last_checkpoint = float("-inf")
@@ -122,6 +141,58 @@ class Trainer:
 
     # --- the generator ---------------------------------------------------------------
     def run(self) -> Iterator[Report]:
+        """Train, holding the run folder's lock throughout (one training per folder)."""
+        self._dist = from_environment()
+        lock = None
+        if self._writes_files:
+            lock = self._claim_run_dir()
+        outcome: dict[str, Any] = {"state": "failed", "message": "ended without a final report"}
+        try:
+            self._write_status({"state": "running"})
+            for report in self._run():
+                if isinstance(report, StateReport) and report.kind in ("finished", "stopped"):
+                    outcome = {"state": report.kind, "message": report.message}
+                yield report
+        except GeneratorExit:
+            outcome = {"state": "stopped", "message": "the consumer stopped reading reports"}
+            raise
+        except BaseException as exc:
+            outcome = {"state": "failed", "message": str(exc) or type(exc).__name__}
+            raise
+        finally:
+            self._write_status(outcome)
+            if lock is not None:
+                lock.release()
+
+    def _write_status(self, status: dict[str, Any]) -> None:
+        """``status.json``: running / finished / stopped / failed (a kill leaves "running" with no lock: crashed)."""
+        if not self._writes_files or not self.run_dir.is_dir():
+            return
+        try:
+            atomic_write_text(self.run_dir / rf.STATUS,
+                              json.dumps({**status, "time": datetime.now().isoformat(timespec="seconds")}) + "\n")
+        except WorkbenchError:
+            pass  # a full disk must not hide the training error being raised
+
+    def _claim_run_dir(self) -> rf.RunLock:
+        """Lock the folder; refuse to mix a new run into an old one; sweep debris of a killed run."""
+        rf.check_writable_run_dir(self.run_dir)
+        lock = rf.RunLock(self.run_dir)
+        lock.acquire()
+        try:
+            if not self.resume and rf.holds_run(self.run_dir):
+                if not self.overwrite:
+                    raise TrainingError(f"{self.run_dir} already holds a run; continue it with --resume "
+                                        f"{_quoted(self.run_dir)}, choose another --out folder, or pass --overwrite "
+                                        "to replace it")
+                rf.clear_run(self.run_dir)
+            rf.remove_stale_temp_files(self.run_dir)
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def _run(self) -> Iterator[Report]:
         cfg = self.plan.train
         model = self.ws.backbone.module
         spec = self.ws.backbone.spec
@@ -131,7 +202,6 @@ class Trainer:
             raise TrainingError(f"the data has {len(classes)} classes but the model's head has {spec.num_classes} "
                                 f"outputs; set [model] num_classes = {len(classes)} (or --adapt-head)")
         spec.label_names = classes
-        self._dist = from_environment()
         dist = self._dist
         device = pick_device(cfg.device)
         if dist is not None and device.type == "cuda":
@@ -142,6 +212,10 @@ class Trainer:
         if state is not None and list(state["classes"]) != classes:
             raise TrainingError(f"cannot resume {self.run_dir}: it was trained on classes {state['classes'][:5]}…, "
                                 f"the data now has {classes[:5]}…")
+        if state is not None:
+            self._check_same_data(state)
+            if self._writes_files:
+                rf.trim_metrics(self.run_dir / rf.METRICS, state["global_step"], state["epoch"])
         if state is None:
             _seed_everything(cfg.seed)
         if self._writes_files:
@@ -200,6 +274,10 @@ class Trainer:
                           start_epoch, {"run_dir": str(self.run_dir), "device": str(device)})
         step_times: list[float] = []
         where: dict[str, Any] = {"phase": "setup", "epoch": start_epoch, "batch": 0}
+        if sampler.drops_lone_last:
+            yield StateReport("notice", f"{len(self.data.train):,} training images at batch size {cfg.batch_size} "
+                              "leave a last batch of 1 image, which BatchNorm cannot train on: each epoch leaves "
+                              "that one image out (a different one each epoch, as the order is shuffled)", start_epoch)
         use_cache, why_not = self._cache_mode()
         if why_not:
             yield StateReport("cache", why_not, start_epoch)
@@ -294,12 +372,13 @@ class Trainer:
                         last = time.perf_counter()
                     if self._stop_agreed(device):
                         at_end = batch_index == batches
+                        self._check_finite(model, epoch, batch_index, global_step)
                         self._checkpoint(model, optimizer, scaler, current,
                                          epoch + 1 if at_end else epoch, 0 if at_end else batch_index,
                                          global_step, schedule_done, wait=True)
                         metrics.flush()
                         yield StateReport("stopped", f"stopped at epoch {epoch}, batch {batch_index}; checkpoint "
-                                          f"written to {self.run_dir / CHECKPOINT} (resume with --resume {self.run_dir})",
+                                          f"written to {self.run_dir / CHECKPOINT} (resume with --resume {_quoted(self.run_dir)})",
                                           epoch, {"checkpoint": str(self.run_dir / CHECKPOINT)})
                         return
                 if filling:  # rows this epoch did not see (other ranks' shares, pre-resume batches)
@@ -311,6 +390,9 @@ class Trainer:
                 where.update(phase="validation", epoch=epoch, batch=0)
                 val_loss, val_acc, val_top5 = self._validate(model, device, amp_dtype, loss_fn, len(classes), cached,
                                                              channels_last)
+                if val_loss is not None and not math.isfinite(val_loss):
+                    raise TrainingError(self._nan_message(val_loss, epoch, batch_index, global_step, "validation loss"))
+                self._check_finite(model, epoch, batch_index, global_step)
                 saved = self._checkpoint(model, optimizer, scaler, current, epoch + 1, 0, global_step,
                                          schedule_done, required=epoch + 1 == cfg.epochs)
                 report = EpochReport(epoch, cfg.epochs, loss_sum / max(seen, 1), correct / max(seen, 1),
@@ -320,6 +402,9 @@ class Trainer:
                 metrics.flush()
                 yield report
             self._join_writer()
+            if self._writes_files and not (self.run_dir / WEIGHTS).exists():  # resumed after a kill in the last write
+                self._check_finite(model, cfg.epochs, 0, global_step)
+                self._write_weights(_snapshot_model(model))
             yield StateReport("finished", f"finished {cfg.epochs} epochs; weights in {self.run_dir / WEIGHTS}",
                               cfg.epochs, {"run_dir": str(self.run_dir), "weights": str(self.run_dir / WEIGHTS)})
         except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
@@ -473,14 +558,17 @@ class Trainer:
     def _loader(self, device: torch.device) -> tuple[DataLoader, EpochSampler]:
         cfg = self.plan.train
         dist = self._dist
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.ws.backbone.module.modules())
         self._sampler = EpochSampler(len(self.data.train), cfg.seed, rank=dist.rank if dist else 0,
-                                     world_size=dist.world_size if dist else 1)
+                                     world_size=dist.world_size if dist else 1,
+                                     drop_lone_last_of=cfg.batch_size if has_bn else 0)
         return self._make_loader(self.data.train, self._sampler, device), self._sampler
 
     def _make_loader(self, dataset: Any, sampler: EpochSampler, device: torch.device) -> DataLoader:
         cfg = self.plan.train
         workers = self._workers()
-        loader = DataLoader(_WithIndex(dataset), batch_size=cfg.batch_size, sampler=sampler, num_workers=workers,
+        loader = DataLoader(_WithIndex(dataset, cfg.seed), batch_size=cfg.batch_size, sampler=sampler,
+                            num_workers=workers,
                             pin_memory=device.type == "cuda", persistent_workers=workers > 0,
                             prefetch_factor=4 if workers > 0 else None, drop_last=False,
                             # Its own generator: creating an iterator must not consume the global RNG
@@ -567,6 +655,7 @@ class Trainer:
             "frozen": list(current.freeze.frozen), "unfrozen": list(current.freeze.unfrozen),
             "classes": list(self.data.classes), "rng": rng_state(),
             "data_fingerprint": str(getattr(self.data, "fingerprint", "")),
+            "data_counts": [len(self.data.train), len(self.data.val) if self.data.val is not None else 0],
         }
         # The weights file is for export: written at the end and on stop; last.pt holds them meanwhile.
         self._writer = threading.Thread(target=self._write_files, args=(state, required), name="workbench-checkpoint")
@@ -579,12 +668,31 @@ class Trainer:
         try:
             save_checkpoint(self.run_dir / CHECKPOINT, state)
             if weights:
-                from safetensors.torch import save_file
-
-                with atomic_path(self.run_dir / WEIGHTS) as tmp:
-                    save_file({k: v.contiguous() for k, v in _untied(state["model"]).items()}, str(tmp))
+                self._write_weights(state["model"])
         except BaseException as exc:  # reported on the training thread by _join_writer
             self._writer_error = exc
+
+    def _write_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+        from safetensors.torch import save_file
+
+        with atomic_path(self.run_dir / WEIGHTS) as tmp:
+            save_file({k: v.contiguous() for k, v in _untied(tensors).items()}, str(tmp))
+
+    def _check_same_data(self, state: dict[str, Any]) -> None:
+        """Resuming on other images (or another split or transform) is refused unless asked for."""
+        was, now = state.get("data_fingerprint"), str(getattr(self.data, "fingerprint", ""))
+        if not was or was == now or self.allow_data_change:
+            return
+        counts = state.get("data_counts")
+        change = ""
+        if counts:
+            now_counts = [len(self.data.train), len(self.data.val) if self.data.val is not None else 0]
+            if list(counts) != now_counts:
+                change = (f" ({counts[0]:,} → {now_counts[0]:,} training images, "
+                          f"{counts[1]:,} → {now_counts[1]:,} validation images)")
+        raise TrainingError(f"cannot resume {self.run_dir}: the data changed since its checkpoint{change}: images, "
+                            "split or preprocessing differ, so the resumed run would not continue the same "
+                            "training. Pass --allow-data-change to continue on the new data anyway")
 
     def _join_writer(self, raise_errors: bool = True) -> None:
         if self._writer is not None:
@@ -613,12 +721,24 @@ class Trainer:
             atomic_write_text(self.run_dir / "project.toml", tomli_w.dumps(plan_to_dict(recorded)))
         atomic_write_text(self.run_dir / "spec.json", json.dumps(spec.to_dict(), indent=2))
 
-    def _nan_message(self, value: float, epoch: int, batch: int, step: int) -> str:
+    def _nan_message(self, value: float | str, epoch: int, batch: int, step: int, what: str = "loss") -> str:
         self._join_writer(raise_errors=False)  # the epoch's checkpoint may still be on its way to disk
         ckpt = self.run_dir / CHECKPOINT
         kept = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint had been written yet"
-        return (f"loss became {value} at epoch {epoch}, batch {batch} (step {step}); training stopped and {kept}. "
+        return (f"{what} became {value} at epoch {epoch}, batch {batch} (step {step}); training stopped and {kept}. "
                 "Lower the learning rate or set [train] grad_clip")
+
+    def _check_finite(self, model: nn.Module, epoch: int, batch: int, step: int) -> None:
+        """Stop before a checkpoint or weights file could hold NaN/inf (the loss can stay finite meanwhile)."""
+        bad = nonfinite_tensors(model)
+        if self._dist is not None:
+            bad_any = self._dist.all_max([float(bool(bad))], next(model.parameters()).device)[0] > 0
+            if bad_any and not bad:
+                bad = ["(on another process)"]
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise TrainingError(self._nan_message(f"non-finite in {len(bad)} tensor(s) ({shown})", epoch, batch,
+                                                  step, "the weights"))
 
 
 @dataclass
@@ -640,17 +760,53 @@ class _Cache:
 
 
 class _WithIndex(torch.utils.data.Dataset):
-    """Items with their dataset index, so the first cached epoch knows where each feature goes."""
+    """Items with their dataset index, so the first cached epoch knows where each feature goes.
 
-    def __init__(self, dataset: Any) -> None:
+    Training keys are ``(epoch, index)``: each image's random augmentation is then seeded from
+    ``(seed, epoch, index)`` alone, so it is the same whatever the number of loader workers and
+    whether or not the run was stopped and resumed in between (an exact resume needs that).
+    """
+
+    def __init__(self, dataset: Any, seed: int = 0) -> None:
         self.dataset = dataset
+        self.seed = seed
 
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int) -> tuple[Any, Any, int]:
-        image, label = self.dataset[i]
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any, int]:
+        if isinstance(key, tuple):
+            epoch, i = key
+            with _seeded((self.seed * 1_000_003 + epoch) * 10_000_019 + i):
+                image, label = self.dataset[i]
+        else:
+            i = key
+            image, label = self.dataset[i]
         return image, label, i
+
+
+class _seeded:
+    """Seed torch, ``random`` and numpy for one item, then restore them (the training RNG must not move)."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed % 2**63
+
+    def __enter__(self) -> None:
+        import numpy as np
+
+        self._torch = torch.get_rng_state()
+        self._python = random.getstate()
+        self._numpy = np.random.get_state()
+        torch.manual_seed(self.seed)
+        random.seed(self.seed)
+        np.random.seed(self.seed % 2**32)
+
+    def __exit__(self, *exc: object) -> None:
+        import numpy as np
+
+        torch.set_rng_state(self._torch)
+        random.setstate(self._python)
+        np.random.set_state(self._numpy)
 
 
 def _cached_batches(store: Any, sampler: EpochSampler, batch_size: int
@@ -667,6 +823,12 @@ def _human(nbytes: int) -> str:
             return f"{nbytes:.1f} {unit}" if unit != "B" else f"{nbytes} B"
         nbytes /= 1024
     return f"{nbytes:.1f} GB"
+
+
+def _quoted(path: Path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
 
 
 def default_run_dir(plan: FinetunePlan) -> Path:
