@@ -27,6 +27,9 @@ def main() -> int:
     parser.add_argument("--strategies", default="probe,freeze:3,full-lowlr,discriminative,gradual")
     parser.add_argument("--out", type=Path, default=None, help="folder for both comparisons (default: a temp folder)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--batchnorm", choices=("demo", "freeze"), default="demo",
+                        help="demo: the demo's policy (statistics adapt: no cacheable trunk with random init); "
+                             "freeze: frozen layers' statistics frozen too, so frozen trunks are cached and shared")
     args = parser.parse_args()
 
     root = args.out or Path(tempfile.mkdtemp(prefix="bench-compare-"))
@@ -38,6 +41,8 @@ def main() -> int:
 
     plan = demo_plan()
     plan.train.device = args.device
+    if args.batchnorm == "freeze":
+        plan.freeze.batchnorm = "freeze"
     project = root / "demo.toml"
     save_project(plan, project)
     timings = {}
@@ -54,7 +59,11 @@ def main() -> int:
     n = len(results["strategies"])
     ratio = timings["comparison"] / timings["full fine-tune"]
     print()
-    print(f"machine: {os.cpu_count()} CPU(s) (shared with other jobs: timings are indicative), device {args.device}")
+    print(f"machine: {os.cpu_count()} CPU(s) (shared with other jobs: timings are indicative), device {args.device}, "
+          f"BatchNorm policy {plan.freeze.batchnorm}")
+    for s in results["strategies"]:
+        print(f"  {s['name']:<16} wall {s['wall_s']:6.1f} s  best val top-1 {100 * s['val_top1_best']:5.1f}%  "
+              f"cached {s['cached']}")
     print(f"{n}-strategy comparison ({args.strategies}), {args.epochs} epochs each: {timings['comparison']:.1f} s")
     print(f"one full fine-tune, {args.epochs} epochs: {timings['full fine-tune']:.1f} s")
     print(f"ratio: {ratio:.2f}x one full fine-tune")
