@@ -493,7 +493,9 @@ class MainWindow(QMainWindow):
         if run_dir is not None and state in ("finished", "stopped"):
             from workbench.run_catalog import read_run
 
-            self.session.set_weights_label(read_run(run_dir).weights_label())
+            info = read_run(run_dir)
+            info.status = state  # what the run reported, whatever its files say a moment before it exits
+            self.session.set_weights_label(info.weights_label())
         elif run_dir is not None and state == "failed":
             self.session.set_weights_label(f"run {run_dir.name}: the weights in memory when it failed "
                                            "(not a checkpoint; open the run to use its last good checkpoint)")

@@ -138,7 +138,8 @@ class QtLayerTreeModel(QAbstractItemModel):
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
         flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-        if index.column() == NAME and not self._read_only:
+        # Parameter-free modules (ReLU, pooling) have nothing to freeze: no box, no state.
+        if index.column() == NAME and not self._read_only and self._tree.nodes[index.internalId()].param_count:
             flags |= Qt.ItemFlag.ItemIsUserCheckable
         return flags
 
@@ -149,7 +150,7 @@ class QtLayerTreeModel(QAbstractItemModel):
         node = self._tree.nodes[i]
         res = self._resolution
         col = index.column()
-        state = res.node_state[i]
+        state = res.node_state[i] if node.param_count else "stateless"
         if role == Qt.ItemDataRole.DisplayRole:
             if col == NAME:
                 return node.name
@@ -159,7 +160,7 @@ class QtLayerTreeModel(QAbstractItemModel):
                 return format_count(node.param_count) if node.param_count else "–"
             if col == TRAINABLE:
                 if not node.param_count:
-                    return "frozen" if state == FROZEN else "–"
+                    return "–"
                 if state == FROZEN:
                     return "frozen"
                 return format_count(res.node_trainable[i])
@@ -177,7 +178,7 @@ class QtLayerTreeModel(QAbstractItemModel):
                 return "" if value is None else ("0" if value == 0.0 else f"{value:.3g}")
             return None
         if role == Qt.ItemDataRole.CheckStateRole and col == NAME:
-            return _CHECK[state]
+            return _CHECK.get(state)
         if role == Qt.ItemDataRole.ForegroundRole and state == FROZEN:
             return QBrush(QApplication.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
         if role == Qt.ItemDataRole.BackgroundRole and state == FROZEN:

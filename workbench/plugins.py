@@ -15,12 +15,14 @@ from typing import Any
 MODEL_SOURCES = "workbench.model_sources"
 DATASETS = "workbench.datasets"
 EXPORTERS = "workbench.exporters"
+WEIGHTS = "workbench.weights"  # pretrained weights shipped inside an installed package
 
 # What each group's plugin object must provide (checked after loading).
 _REQUIRED_ATTRS = {
     MODEL_SOURCES: ("name", "can_load", "load"),
     DATASETS: ("name", "open"),
     EXPORTERS: ("name", "export"),
+    WEIGHTS: ("name", "architecture", "available", "state_dict"),
 }
 
 
