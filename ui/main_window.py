@@ -116,6 +116,8 @@ class MainWindow(QMainWindow):
         self.session.dirtyChanged.connect(lambda dirty: self.setWindowModified(dirty))
         self.session.projectPathChanged.connect(self._update_title)
         self.session.workspaceChanged.connect(self._workspace_changed)
+        self.session.planReplaced.connect(self.train_panel.sync_from_plan)
+        self.session.planReplaced.connect(self.data_panel.sync_from_plan)
         self._update_title()
         self._restore_settings()
         self._workspace_changed()
@@ -169,6 +171,17 @@ class MainWindow(QMainWindow):
         menu.addAction(self.export_action)
         menu.addSeparator()
         menu.addAction(self.quit_action)
+        edit = self.menuBar().addMenu("&Edit")
+        self.undo_action = self.session.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.redo_action = self.session.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence.StandardKey.Redo])
+        edit.addAction(self.undo_action)
+        edit.addAction(self.redo_action)
+        # The plan is locked while training: no undo/redo then (the Trainer reads the plan).
+        # (Bound methods, not lambdas: Qt disconnects them when the window goes away.)
+        self.session.undo_stack.canUndoChanged.connect(self._update_undo_actions)
+        self.session.undo_stack.canRedoChanged.connect(self._update_undo_actions)
         view = self.menuBar().addMenu("&View")
         view.addAction(self.model_dock.toggleViewAction())
         view.addAction(self.groups_dock.toggleViewAction())
@@ -467,8 +480,14 @@ class MainWindow(QMainWindow):
         self.run_background(load, f"Rebuilding the model with a {classes}-class head", done,
                             "Could not rebuild the model")
 
+    def _update_undo_actions(self, *_: Any) -> None:
+        running = self.train_panel.is_running()
+        self.undo_action.setEnabled(not running and self.session.undo_stack.canUndo())
+        self.redo_action.setEnabled(not running and self.session.undo_stack.canRedo())
+
     def _training_changed(self, running: bool) -> None:
         self.tree_panel.set_locked(running)
+        self._update_undo_actions()
         for widget in (self.groups_panel, self.data_panel, self.model_panel):
             widget.setEnabled(not running)
         for action in (self.new_action, self.open_action, self.open_model_action, self.demo_action,
