@@ -12,6 +12,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGu
 from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressBar,
                                QTabWidget, QVBoxLayout, QWidget)
 
+from ui.compare_panel import ComparePanel
 from ui.data_panel import DataPanel, DataScan
 from ui.dialogs import ask_save_discard_cancel, ask_yes_no, show_error
 from ui.groups_panel import GroupsPanel
@@ -64,6 +65,7 @@ class MainWindow(QMainWindow):
         self.data_panel = DataPanel(self.session)
         self.train_panel = TrainPanel(self.session)
         self.summary_bar = SummaryBar(self.session)
+        self.compare_panel = ComparePanel(self.session, runs_root)
         self.runs_panel = RunsPanel(self.session, self._run_roots)
 
         self.tabs = QTabWidget()
@@ -71,6 +73,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.tree_panel, "Layers")
         self.tabs.addTab(self.data_panel, "Data")
         self.tabs.addTab(self.train_panel, "Training")
+        self.tabs.addTab(self.compare_panel, "Compare")
         self.tabs.addTab(self.runs_panel, "Runs")
         central = QWidget()
         central_layout = QVBoxLayout(central)
@@ -101,6 +104,8 @@ class MainWindow(QMainWindow):
         self.train_panel.startRequested.connect(self.start_training)
         self.train_panel.failed.connect(lambda m, d: show_error(self, "Training failed", m, d))
         self.train_panel.runningChanged.connect(self._training_changed)
+        self.compare_panel.failed.connect(lambda m, d: show_error(self, "Comparison", m, d))
+        self.compare_panel.driftReady.connect(self._show_drift)
         self.train_panel.runFinished.connect(self._run_finished)
         self.runs_panel.openRequested.connect(lambda path: self.open_run(Path(path)))
         self.runs_panel.continueRequested.connect(lambda path: self.open_run(Path(path), then_continue=True))
@@ -596,6 +601,14 @@ class MainWindow(QMainWindow):
         return self.export_dialog
 
     # -- window events ----------------------------------------------------------------------
+    def _show_drift(self, drift: list) -> None:
+        """The Compare tab's selected run: per-layer drift in the tree's Drift column."""
+        from ui.qt_layer_tree import DRIFT
+
+        if self.tree_panel.model is not None:
+            self.tree_panel.model.set_drift(drift)
+            self.tree_panel.view.resizeColumnToContents(DRIFT)
+
     def _workspace_changed(self) -> None:
         loaded = self.session.workspace is not None
         self.export_action.setEnabled(loaded and not self.train_panel.is_running())
@@ -634,5 +647,8 @@ class MainWindow(QMainWindow):
         if self.export_dialog is not None and self.export_dialog.is_busy():
             self.export_dialog.call.wait()
         self.train_panel.wait()
+        if self.compare_panel.run is not None:  # stops within one batch; a running QThread must not be destroyed
+            self.compare_panel.stop()
+            self.compare_panel.wait()
         self._save_settings()
         event.accept()
