@@ -23,32 +23,13 @@ if TYPE_CHECKING:
     from workbench.workspace import Workspace
 
 
-class PlanEdit(QUndoCommand):
-    """One plan edit on the undo stack: exact snapshots of the plan before and after it."""
-
-    def __init__(self, session: WorkbenchSession, before: FinetunePlan, after: FinetunePlan, text: str) -> None:
-        super().__init__(text)
-        self._session = session
-        self._before = before
-        self._after = after
-        self._applied = True  # pushed after the edit was made: the first redo() is a no-op
-
-    def redo(self) -> None:
-        if self._applied:
-            self._applied = False
-            return
-        self._session._restore(self._after)
-
-    def undo(self) -> None:
-        self._session._restore(self._before)
-
-
 class WorkbenchSession(QObject):
     workspaceChanged = Signal()  # a model was loaded (new tree) or closed
     resolutionChanged = Signal()  # the plan changed; ``resolution`` is current
     dirtyChanged = Signal(bool)
     projectPathChanged = Signal()
     weightsChanged = Signal()  # ``weights_label`` changed (trained, a run opened)
+    planReplaced = Signal()  # undo/redo put back a whole plan: views re-read every setting
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -58,10 +39,10 @@ class WorkbenchSession(QObject):
         self._dirty = False
         # Which weights the workspace's module holds, in words: what an export would write.
         self.weights_label = ""
+        # Every plan edit is one undoable step (Ctrl+Z / Ctrl+Shift+Z); cleared when a model loads.
+        self.undo_stack = QUndoStack(self)
         # The plan shown before any model is loaded (data and training settings can be edited then).
         self._loose_plan = FinetunePlan()
-        # Every successful plan edit is undoable; a newly loaded workspace starts a fresh history.
-        self.undo_stack = QUndoStack(self)
 
     @property
     def plan(self) -> FinetunePlan:
@@ -83,6 +64,7 @@ class WorkbenchSession(QObject):
 
         resolution = workspace.resolve() if workspace is not None else None
         self.workspace = workspace
+        self.undo_stack.clear()
         self.weights_label = weights_label or (f"{NOT_TRAINED} ({workspace.backbone.weights})" if workspace else "")
         self.weightsChanged.emit()
         self.resolution = resolution
@@ -90,7 +72,6 @@ class WorkbenchSession(QObject):
             self._loose_plan = FinetunePlan()
         self.project_path = project_path
         self.projectPathChanged.emit()
-        self.undo_stack.clear()
         self.workspaceChanged.emit()
         self.resolutionChanged.emit()
         self.set_dirty(False)
@@ -101,11 +82,9 @@ class WorkbenchSession(QObject):
             self.workspace.project_path = path
         self.projectPathChanged.emit()
 
-    def edit(self, change: Callable[[FinetunePlan], Any], text: str = "Edit plan") -> str | None:
-        """Apply ``change(plan)``; returns None, or the core's message when it rejects the edit (rolled back).
-
-        A successful edit that changed the plan goes on ``undo_stack`` as ``text``.
-        """
+    def edit(self, change: Callable[[FinetunePlan], Any], description: str = "Edit the plan") -> str | None:
+        """Apply ``change(plan)`` as one undoable step; returns None, or the core's message when it
+        rejects the edit (rolled back, nothing to undo)."""
         plan = self.plan
         before = plan.copy()
         try:
@@ -113,27 +92,26 @@ class WorkbenchSession(QObject):
             if self.workspace is not None:
                 self.resolution = self.workspace.resolve()
         except WorkbenchError as exc:
-            self._assign(before)
+            for f in fields(plan):
+                setattr(plan, f.name, getattr(before, f.name))
             if self.workspace is not None:
                 self.resolution = self.workspace.resolve()
             return str(exc)
-        if plan != before:
-            self.undo_stack.push(PlanEdit(self, before, plan.copy(), text))
+        after = plan.copy()
+        if _plan_state(after) != _plan_state(before):
+            self.undo_stack.push(_PlanEdit(self, before, after, description))
         self.resolutionChanged.emit()
         self.set_dirty(True)
         return None
 
-    def _assign(self, snapshot: FinetunePlan) -> None:
-        """Make the current plan (same object: the workspace holds it) equal to ``snapshot``."""
-        plan = self.plan
+    def replace_plan(self, snapshot: FinetunePlan) -> None:
+        """Put back a whole plan (undo/redo): every view re-reads it."""
+        plan, fresh = self.plan, snapshot.copy()
         for f in fields(plan):
-            setattr(plan, f.name, getattr(snapshot, f.name))
-
-    def _restore(self, snapshot: FinetunePlan) -> None:
-        """Undo/redo: put back an exact earlier plan and show it."""
-        self._assign(snapshot.copy())
+            setattr(plan, f.name, getattr(fresh, f.name))
         if self.workspace is not None:
             self.resolution = self.workspace.resolve()
+        self.planReplaced.emit()
         self.resolutionChanged.emit()
         self.set_dirty(True)
 
@@ -143,8 +121,8 @@ class WorkbenchSession(QObject):
 
         assert self.workspace is not None
         tree = self.workspace.tree
-        text = f"{'Freeze' if frozen else 'Unfreeze'} {path or 'whole model'}"
-        error = self.edit(lambda plan: set_frozen(plan, tree, path, frozen), text)
+        description = f"{'Freeze' if frozen else 'Unfreeze'} {path or 'whole model'}"
+        error = self.edit(lambda plan: set_frozen(plan, tree, path, frozen), description)
         if error is not None:
             raise WorkbenchError(error)
         assert self.resolution is not None
@@ -159,3 +137,27 @@ class WorkbenchSession(QObject):
         from workbench.run_catalog import NOT_TRAINED
 
         return self.weights_label.startswith(NOT_TRAINED)
+
+
+def _plan_state(plan: FinetunePlan) -> str:
+    from workbench.project import plan_to_dict
+
+    return repr(plan_to_dict(plan))
+
+
+class _PlanEdit(QUndoCommand):
+    """One plan edit: the plan before and after it."""
+
+    def __init__(self, session: WorkbenchSession, before: FinetunePlan, after: FinetunePlan, text: str) -> None:
+        super().__init__(text)
+        self._session, self._before, self._after = session, before, after
+        self._applied = True  # push() calls redo(); the edit has already been made
+
+    def redo(self) -> None:
+        if self._applied:
+            self._applied = False
+            return
+        self._session.replace_plan(self._after)
+
+    def undo(self) -> None:
+        self._session.replace_plan(self._before)
