@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,24 @@ def test_a_module_that_outputs_probabilities_keeps_them(tmp_path):
     top = predict(Predictor(_Probabilities(cnn), spec, "test weights"), [image], top=5)[0].top
     assert [t.prob for t in top] == pytest.approx(expected.sort(descending=True).values.tolist(), abs=1e-6)
     assert [t.label for t in top] == ["abcde"[t.index] for t in top]
+
+
+def test_one_channel_onnx_model_gets_grayscale_images(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    path = tmp_path / "gray.onnx"
+    torch.onnx.export(model, (torch.randn(1, 1, 16, 16),), str(path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    image = str(_colour_image(tmp_path / "rgb.png", 2, size=20))
+    assert main(["predict", str(path), image, "--json", "--top", "3"]) == 0
+    top = _json(capsys)[0]["top"]
+    spec = load_predictor(str(path)).spec
+    assert spec.input_size == (1, 16, 16)
+    # The file has no mean/std: the RGB defaults become one gray value (their average), not a crash.
+    gray = replace(spec, mean=(sum(spec.mean) / 3,), std=(sum(spec.std) / 3,)) if len(spec.mean) == 3 else spec
+    x = build_transform(gray, train=False, augment=False)(Image.open(image).convert("L"))[None]
+    with torch.no_grad():
+        expected = model(x).softmax(1)[0]
+    assert [t["prob"] for t in top] == pytest.approx(expected.sort(descending=True).values.tolist(), abs=1e-5)
