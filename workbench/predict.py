@@ -127,7 +127,7 @@ def predict(predictor: Predictor, images: list[str], top: int = 5) -> list[Predi
                              "images can be classified")
     from workbench.data import build_transform
 
-    transform = build_transform(spec, train=False, augment=False)
+    transform = build_transform(_per_channel(spec), train=False, augment=False)
     results: list[Prediction] = []
     for start in range(0, len(paths), BATCH):
         chunk = paths[start:start + BATCH]
@@ -141,6 +141,19 @@ def predict(predictor: Predictor, images: list[str], top: int = 5) -> list[Predi
                                      "contain NaN or infinite values, or overflow on this input)")
             results.append(Prediction(name, top_classes(row, top, spec.label_names)))
     return results
+
+
+def _per_channel(spec: ModelSpec) -> ModelSpec:
+    """``spec`` with one mean/std value per input channel (a one-channel model given RGB defaults: their average)."""
+    from dataclasses import replace
+
+    channels = spec.input_size[0]
+    if len(spec.mean) == channels and len(spec.std) == channels:
+        return spec
+    if channels == 1:
+        return replace(spec, mean=(sum(spec.mean) / len(spec.mean),), std=(sum(spec.std) / len(spec.std),))
+    raise WorkbenchError(f"the model takes {channels}-channel input but its preprocessing has "
+                         f"{len(spec.mean)} mean and {len(spec.std)} std values")
 
 
 def to_probabilities(output: Any) -> "torch.Tensor":
