@@ -30,3 +30,28 @@ def test_head_dialog_preview_follows_typing(qtbot):
     assert dialog.result() == dialog.DialogCode.Accepted
     assert dialog.spec is not None and dialog.spec.hidden == [8] and dialog.spec.pool == "avgmax"
     assert isinstance(model.fc, type(model.fc)) and hasattr(model, "layer4")  # the preview left the model whole
+
+
+def test_tree_context_menu_cuts_and_shows_new_head(window, resnet18_workspace, qtbot):
+    from PySide6.QtCore import QTimer
+
+    window.session.set_workspace(resnet18_workspace)
+    panel = window.tree_panel
+    menu = panel.build_context_menu("layer3")
+    action = next(a for a in menu.actions() if a.text() == "Cut here and add a new head…")
+    assert action.isEnabled()
+
+    def drive() -> None:
+        dialog = panel.head_dialog
+        qtbot.keyClicks(dialog.hidden, "32")
+        assert "features 256×4×4" in dialog.result_label.text()
+        qtbot.mouseClick(dialog.buttons.button(QDialogButtonBox.StandardButton.Ok), Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(0, drive)
+    action.trigger()
+    ws = window.session.workspace
+    assert ws.plan.head.cut == "layer3" and ws.plan.head.hidden == [32]
+    paths = {n for n, _ in ws.backbone.module.named_modules()}
+    assert "head.1" in paths and "layer4" not in paths and "layer3" in paths
+    assert window.session.dirty
+    assert panel.model.index_of_path("head", 0).isValid()
