@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import os
 import shutil
@@ -97,9 +98,18 @@ class TorchScriptExporter:
         extra = {"config.json": json.dumps(_spec_json(spec), default=_json_default)}
         if recipe_toml is not None:
             extra["recipe.toml"] = recipe_toml
+        # Serialise in memory first: torch's file writer aborts the whole process (std::terminate)
+        # when the disk fills; a Python write fails with a plain OSError that atomic_path reports.
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.save is deprecated": not the user's concern
+            torch.jit.save(traced, buffer, _extra_files=extra)
         with atomic_path(out) as tmp:
-            torch.jit.save(traced, str(tmp), _extra_files=extra)
-            loaded = torch.jit.load(str(tmp), map_location="cpu")
+            tmp.write_bytes(buffer.getbuffer())
+            del buffer
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
+                loaded = torch.jit.load(str(tmp), map_location="cpu")
             diff = 0.0
             for batch, seed in ((2, 1), (3, 2)):
                 x = _random_batch(spec, batch, seed)
@@ -215,6 +225,10 @@ def timm_config(model: "nn.Module", spec: ModelSpec) -> dict[str, Any]:
     cfg.update(spec.to_pretrained_cfg())
     if spec.classifier is None and classifier is not None:
         cfg["classifier"] = classifier
+    elif isinstance(classifier, (list, tuple)) and spec.classifier in classifier:
+        # Two-head models (distilled DeiT, LeViT…): timm drops every listed classifier when
+        # num_classes changes at reload, so all of them must be named, as save_for_hf does.
+        cfg["classifier"] = list(classifier)
     if source:
         cfg["custom_load"] = False  # the export holds a native timm state dict
     config: dict[str, Any] = {"architecture": spec.architecture, "num_classes": spec.num_classes}
@@ -277,7 +291,8 @@ def _torch_onnx_export(model: "nn.Module", spec: ModelSpec, path: Path, opset: i
     x = _random_batch(spec, 2, seed=0)
     common = dict(input_names=["input"], output_names=["logits"], opset_version=opset)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        # Trap: the exporters print graph IR and diagnostics to stdout; the CLI must not show it.
+        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             if dynamo:
                 import importlib.util

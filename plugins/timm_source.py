@@ -32,15 +32,18 @@ class TimmSource:
         kwargs: dict[str, Any] = {}
         if request.num_classes is not None:
             kwargs["num_classes"] = request.num_classes
+        kwargs.update(_size_kwargs(name, request.input_size))
         notices: list[str] = []
-        model = _load_pretrained(name, kwargs, notices) if request.pretrained else None
-        pretrained = model is not None
-        if model is None:
-            model = timm.create_model(name, pretrained=False, **kwargs)
-        patch = getattr(model, "patch_embed", None)  # ViT-style: positional embeddings fixed to img_size
-        if request.input_size and tuple(getattr(patch, "img_size", None) or request.input_size[1:]) != tuple(request.input_size[1:]):
-            model = _load_pretrained(name, {**kwargs, "img_size": tuple(request.input_size[1:])}, notices) if pretrained else \
-                timm.create_model(name, pretrained=False, img_size=tuple(request.input_size[1:]), **kwargs)
+        try:
+            model = _load_pretrained(name, kwargs, notices) if request.pretrained else None
+            pretrained = model is not None
+            if model is None:
+                model = timm.create_model(name, pretrained=False, **kwargs)
+        except TypeError as exc:
+            if "img_size" not in kwargs:
+                raise
+            raise ModelLoadError(f"{name} only takes {request.input_size[1]}x{request.input_size[2]} inputs "
+                                 f"it was built for; it does not accept another input_size ({exc})") from None
         spec = spec_from_timm(model, request, pretrained)
         if pretrained and spec.num_classes == 1000 and not spec.label_names:
             spec.label_names = imagenet_label_names()
@@ -52,6 +55,20 @@ def imagenet_label_names() -> list[str]:
     from timm.data import ImageNetInfo
 
     return [str(label) for label in ImageNetInfo().label_descriptions()]
+
+
+def _size_kwargs(name: str, input_size: tuple[int, int, int] | None) -> dict[str, Any]:
+    """``img_size`` for models built for one size (ViTs), so ``input_size`` rebuilds them; channels must match."""
+    cfg = _pretrained_cfg(name)
+    default = tuple(getattr(cfg, "input_size", None) or ())
+    if input_size is None or len(default) != 3:
+        return {}
+    if input_size[0] != default[0]:
+        raise ModelLoadError(f"input_size {list(input_size)} has {input_size[0]} channel(s) but {name} takes "
+                             f"{default[0]}; use input_size = [{default[0]}, {input_size[1]}, {input_size[2]}]")
+    if getattr(cfg, "fixed_input_size", False) and tuple(input_size[1:]) != default[1:]:
+        return {"img_size": tuple(input_size[1:])}
+    return {}
 
 
 def is_timm_name(name: str) -> bool:
