@@ -239,7 +239,33 @@ class TreePanel(QWidget):
         groups.addSeparator()
         groups.addAction("New group…", lambda: self._assign_new(path))
         groups.setEnabled(node.param_count > 0)
+        cut = menu.addAction("Cut here and add a new head…", lambda: self.cut_here(path))
+        cut.setEnabled(bool(path) and path != "head" and not path.startswith("head."))
         return menu
+
+    def cut_here(self, path: str) -> None:
+        """Open the head dialog for ``path``; on OK rebuild the model from the plan with its new [head]."""
+        from PySide6.QtWidgets import QMessageBox
+
+        from ui.head_dialog import HeadDialog
+        from workbench.errors import WorkbenchError
+        from workbench.workspace import Workspace
+
+        ws = self.session.workspace
+        assert ws is not None
+        spec = ws.backbone.spec
+        self.head_dialog = HeadDialog(ws.backbone.module, path, spec.num_classes, spec.input_size, self)
+        if self.head_dialog.exec() != HeadDialog.DialogCode.Accepted or self.head_dialog.spec is None:
+            return
+        plan = ws.plan.copy()
+        plan.head = self.head_dialog.spec
+        try:
+            new = Workspace.from_plan(plan, ws.project_path)
+            self.session.set_workspace(new, ws.project_path)
+        except WorkbenchError as exc:
+            QMessageBox.warning(self, "Cannot cut here", str(exc))
+            return
+        self.session.set_dirty(True)
 
     def assign(self, path: str, group: str) -> None:
         ws = self.session.workspace
