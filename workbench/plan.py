@@ -161,7 +161,7 @@ class ModelConfig:
 class FreezeConfig:
     frozen: Selectors = field(default_factory=list)
     unfrozen: Selectors = field(default_factory=list)
-    batchnorm: Literal["freeze", "train"] = "freeze"
+    batchnorm: Literal["freeze", "train", "eval"] = "freeze"
 
 
 @section
