@@ -29,7 +29,9 @@ def demo_plan(pretrained: bool = True) -> FinetunePlan:
     from workbench.plan import GroupConfig
 
     last = len(DEMO_GROUPS) - 1
-    groups = [GroupConfig(name, modules, lr=BASE_LR * FACTOR ** (last - i))
+    # Only the groups that ever train get an LR (the others stay frozen: an LR would be a warning).
+    training = {"head", "top"}
+    groups = [GroupConfig(name, modules, lr=BASE_LR * FACTOR ** (last - i) if name in training else None)
               for i, (name, modules) in enumerate(DEMO_GROUPS)]
     return FinetunePlan(
         model=ModelConfig(source="timm", name=DEMO_MODEL, pretrained=pretrained, num_classes=10,
