@@ -23,6 +23,7 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "model_ema
 
 class CheckpointSource:
     name = "checkpoint"
+    suffixes = SAFE_SUFFIXES + PICKLE_SUFFIXES
 
     def can_load(self, request: LoadRequest) -> bool:
         return request.path.suffix.lower() in SAFE_SUFFIXES + PICKLE_SUFFIXES

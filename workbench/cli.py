@@ -8,15 +8,16 @@ import os
 import sys
 from pathlib import Path
 
+from workbench import cli_plugins
 from workbench.errors import WorkbenchError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        return _launch_gui(args)
     try:
+        if not getattr(args, "command", None):
+            return _launch_gui(args)
         return args.run(args)
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="workbench", description="Model Surgery Workbench: inspect, freeze, "
                                      "fine-tune and export image backbones. Without a command, opens the window.")
     sub = parser.add_subparsers(dest="command")
+    cli_plugins.add_parser(sub)
 
     p = sub.add_parser("inspect", help="print a model's layer tree, parameter counts, groups and warnings")
     p.add_argument("model", help="timm model name, .onnx file, checkpoint (.safetensors/.pth) or project .toml")
@@ -52,9 +54,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --resume: continue although the images, split or preprocessing changed")
     p.set_defaults(run=_cmd_train)
 
-    p = sub.add_parser("export", help="export a run's final weights")
+    p = sub.add_parser("export", help="export a run's final weights", formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--format", required=True, choices=("safetensors", "torchscript", "onnx"))
+    p.add_argument("--format", required=True, choices=sorted(_exporters()), metavar="FORMAT",
+                   help="one of the installed exporter plugins:\n" + "\n".join(
+                       f"  {name}: {desc}" for name, desc in sorted(_exporters().items())))
     p.add_argument("--out", type=Path, required=True, help="a folder for safetensors, a file for the others")
     p.set_defaults(run=_cmd_export)
 
@@ -254,12 +258,24 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, ove
     return 130 if stopped else 0
 
 
+def _exporters() -> dict[str, str]:
+    """Installed exporter plugins: name -> 'description (writes a file|folder)'."""
+    from workbench.plugins import EXPORTERS, registry
+
+    return {name: f"{getattr(e, 'description', '')} (writes a {getattr(e, 'output_kind', 'file')})"
+            for name, e in registry().plugins(EXPORTERS).items()}
+
+
 def _launch_gui(args: argparse.Namespace, project: Path | None = None, demo: bool = False) -> int:
-    try:
-        from ui.app import run_app
-    except ImportError as exc:
-        raise WorkbenchError(f"the window needs the GUI extras (pip install -e '.[gui]'): {exc}") from None
-    return run_app(project=project, demo=demo)
+    # The core never imports the GUI: the window is found through the ``workbench.gui`` entry point.
+    from importlib.metadata import entry_points
+
+    found = sorted(entry_points(group="workbench.gui"), key=lambda ep: ep.name)
+    if not found:
+        raise WorkbenchError("no GUI is installed (pip install 'model-surgery-workbench[gui]'); "
+                             "every action is available as a command, see workbench --help")
+    launch = found[0].load()
+    return int(launch(project=project, demo=demo))
 
 
 if __name__ == "__main__":

@@ -61,6 +61,18 @@ class PluginRegistry:
             self._loaded[group] = found
         return self._loaded[group]
 
+    def names(self, group: str) -> list[str]:
+        """Names declared in a group, without importing the plugins (cheap; for validating files)."""
+        return sorted({ep.name for ep in _entry_points(group)} | set(self._extra.get(group, {})))
+
+    def suffix_map(self) -> dict[str, str]:
+        """File suffix (lower case, with the dot) -> the model source that declares it."""
+        found: dict[str, str] = {}
+        for name, source in self.plugins(MODEL_SOURCES).items():
+            for suffix in getattr(source, "suffixes", ()):
+                found.setdefault(suffix.lower(), name)
+        return found
+
     def get(self, group: str, name: str) -> Any:
         from workbench.errors import WorkbenchError
 

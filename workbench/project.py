@@ -8,15 +8,18 @@ from pathlib import Path
 from typing import Any
 
 from workbench.atomic import atomic_write_text
-from workbench.errors import WorkbenchError
+from workbench.errors import ProjectError, WorkbenchError  # noqa: F401  (ProjectError re-exported)
 from workbench.plan import (BN_POLICIES, OPTIMIZERS, SCHEDULERS, DataConfig, FinetunePlan, FreezeConfig,
                             GroupConfig, ModelConfig, TrainConfig, UnfreezeStep)
 
-MODEL_SOURCES = ("timm", "onnx", "checkpoint")
 
 
-class ProjectError(WorkbenchError):
-    """The project file is missing, unreadable or has a bad value."""
+def model_source_names() -> list[str]:
+    """The model sources a project file may name: every installed model-source plugin."""
+    from workbench.plugins import MODEL_SOURCES as GROUP
+    from workbench.plugins import registry
+
+    return registry().names(GROUP)
 
 
 def load_project(path: str | Path) -> FinetunePlan:
@@ -72,8 +75,8 @@ def plan_from_dict(data: dict[str, Any], where: str = "project") -> FinetunePlan
     if unknown:
         raise ProjectError(f"{where}: unknown section(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
     model = _build(ModelConfig, data.get("model", {}), f"{where} [model]")
-    if model.source not in MODEL_SOURCES:
-        raise ProjectError(f"{where} [model] source must be one of {', '.join(MODEL_SOURCES)}, not {model.source!r}")
+    if model.source not in (sources := model_source_names()):
+        raise ProjectError(f"{where} [model] source must be one of {', '.join(sources)}, not {model.source!r}")
     if model.input_size is not None:
         if len(model.input_size) != 3 or not all(isinstance(v, int) and v > 0 for v in model.input_size):
             raise ProjectError(f"{where} [model] input_size must be [channels, height, width], not {model.input_size!r}")

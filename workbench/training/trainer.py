@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from workbench.apply import AppliedPlan, apply_plan
 from workbench.atomic import atomic_path, atomic_write_text
-from workbench.errors import WorkbenchError
+from workbench.errors import TrainingError, WorkbenchError  # noqa: F401  (TrainingError re-exported)
 from workbench.finite import nonfinite_tensors
 from workbench.freezing import unfreeze_groups
 from workbench.plan import FinetunePlan
@@ -42,10 +42,6 @@ from workbench.workspace import Workspace
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 WEIGHTS = "model.safetensors"
-
-
-class TrainingError(WorkbenchError):
-    """Training stopped because of its input or numbers (NaN loss, out of memory, mismatched data)."""
 
 
 class EpochSampler(Sampler[int]):
