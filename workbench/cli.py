@@ -103,7 +103,7 @@ def _input_size(text: str) -> tuple[int, int, int]:
         parts = ()
     if len(parts) != 3 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"expected C,H,W such as 3,224,224, not {text!r}")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -169,9 +169,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from workbench.export import export_model
-    from workbench.runs import load_run
-
     from workbench.run_catalog import read_run
+    from workbench.runs import load_run
 
     trained = load_run(args.run_dir)
     print(f"weights: {read_run(args.run_dir).weights_label()}")
@@ -192,11 +191,10 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, ove
     from tqdm import tqdm
 
     from workbench.data import check_num_classes, open_data, open_images
+    from workbench.training.distributed import is_main_process
     from workbench.training.reports import EpochReport, StateReport, StepReport
     from workbench.training.trainer import Trainer
     from workbench.workspace import Workspace
-
-    from workbench.training.distributed import is_main_process
 
     quiet = not is_main_process()  # under torchrun only rank 0 talks
     out = open(os.devnull, "w") if quiet else sys.stdout

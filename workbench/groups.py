@@ -8,7 +8,6 @@ classifier always ends up in the last group, named ``head``.
 from __future__ import annotations
 
 import warnings
-
 from typing import TYPE_CHECKING
 
 from workbench.layer_tree import LayerTree

@@ -9,9 +9,18 @@ from typing import Any
 
 from workbench.atomic import atomic_write_text
 from workbench.errors import ProjectError, WorkbenchError  # noqa: F401  (ProjectError re-exported)
-from workbench.plan import (BN_POLICIES, OPTIMIZERS, SCHEDULERS, DataConfig, FinetunePlan, FreezeConfig,
-                            GroupConfig, ModelConfig, TrainConfig, UnfreezeStep)
-
+from workbench.plan import (
+    BN_POLICIES,
+    OPTIMIZERS,
+    SCHEDULERS,
+    DataConfig,
+    FinetunePlan,
+    FreezeConfig,
+    GroupConfig,
+    ModelConfig,
+    TrainConfig,
+    UnfreezeStep,
+)
 
 
 def model_source_names() -> list[str]:

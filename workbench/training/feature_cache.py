@@ -20,9 +20,8 @@ import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 
-from workbench.errors import WorkbenchError
-
 from workbench.atomic import atomic_path
+from workbench.errors import WorkbenchError
 
 MIN_TRUNK_SHARE = 0.2  # cache only when the frozen prefix is at least this share of the operations
 MEMORY_LIMIT_BYTES = int(os.environ.get("WORKBENCH_CACHE_MEMORY_BYTES", 1 << 30))

@@ -32,10 +32,10 @@ from workbench.finite import nonfinite_tensors
 from workbench.freezing import unfreeze_groups
 from workbench.plan import FinetunePlan
 from workbench.resolve import resolve_plan
+from workbench.training import run_folder as rf
 from workbench.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from workbench.training.devices import pick_amp, pick_device
 from workbench.training.distributed import from_environment
-from workbench.training import run_folder as rf
 from workbench.training.reports import EpochReport, Report, StateReport, StepReport
 from workbench.training.schedule import lr_factor
 from workbench.workspace import Workspace
@@ -407,7 +407,7 @@ class Trainer:
             batch = f", batch {where['batch']}" if where["batch"] else ""
             raise TrainingError(f"out of {memory} memory at batch size {cfg.batch_size} during {where['phase']} "
                                 f"(epoch {where['epoch']}{batch}); the last good checkpoint is kept. Try --batch-size "
-                                f"{max(1, cfg.batch_size // 2)}" + (" or [train] amp = \"bf16\"" if memory == "GPU" else ""))
+                                f"{max(1, cfg.batch_size // 2)}" + (" or [train] amp = \"bf16\"" if memory == "GPU" else "")) from None
         finally:
             if self._cache is not None:
                 self._cache.discard_incomplete()
@@ -695,9 +695,9 @@ class Trainer:
             raise TrainingError(f"cannot write the checkpoint in {self.run_dir}: {error}") from None
 
     def _write_run_files(self, plan: FinetunePlan, fresh: bool) -> None:
-        from workbench.project import plan_to_dict
-
         import tomli_w
+
+        from workbench.project import plan_to_dict
 
         spec = self.ws.backbone.spec
         recorded = plan.copy() if fresh else self.plan.copy()
