@@ -10,18 +10,51 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from workbench.backbone import Backbone, LoadRequest
+    from workbench.export import ExportResult
 
 MODEL_SOURCES = "workbench.model_sources"
 DATASETS = "workbench.datasets"
 EXPORTERS = "workbench.exporters"
 
-# What each group's plugin object must provide (checked after loading).
-_REQUIRED_ATTRS = {
-    MODEL_SOURCES: ("name", "can_load", "load"),
-    DATASETS: ("name", "open"),
-    EXPORTERS: ("name", "export"),
-}
+
+
+@runtime_checkable
+class ModelSource(Protocol):
+    """A ``workbench.model_sources`` plugin. Optional: ``suffixes`` (files it opens), ``report``."""
+
+    name: str
+
+    def can_load(self, request: LoadRequest) -> bool: ...
+
+    def load(self, request: LoadRequest) -> Backbone: ...
+
+
+@runtime_checkable
+class DatasetSource(Protocol):
+    """A ``workbench.datasets`` plugin."""
+
+    name: str
+
+    def open(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    """A ``workbench.exporters`` plugin. Optional: ``description``, ``output_kind`` ("file"/"folder"), ``suffix``."""
+
+    name: str
+
+    def export(self, module: Any, spec: Any, out: Path, recipe_toml: str | None = None,
+               tolerance: float | None = None) -> ExportResult: ...
+
+
+# The contract each group's plugin object must satisfy (checked after loading).
+CONTRACTS: dict[str, type] = {MODEL_SOURCES: ModelSource, DATASETS: DatasetSource, EXPORTERS: Exporter}
 
 
 @dataclass
@@ -96,9 +129,14 @@ class PluginRegistry:
 
 
 def _check_shape(group: str, plugin: Any) -> None:
-    missing = [a for a in _REQUIRED_ATTRS.get(group, ()) if not hasattr(plugin, a)]
-    if missing:
-        raise TypeError(f"plugin object lacks {', '.join(missing)}")
+    contract = CONTRACTS.get(group)
+    if contract is None or isinstance(plugin, contract):
+        return
+    # runtime_checkable only says yes or no; name what is missing for the failure report.
+    members = list(contract.__annotations__) + [m for m, v in vars(contract).items()
+                                                if callable(v) and not m.startswith("_")]
+    missing = [m for m in members if not hasattr(plugin, m)]
+    raise TypeError(f"plugin object lacks {', '.join(missing) or 'the ' + contract.__name__ + ' contract'}")
 
 
 def _entry_points(group: str) -> list[EntryPoint]:
