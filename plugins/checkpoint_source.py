@@ -9,6 +9,7 @@ safetensors export writes) supplies the architecture, class count and labels.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,33 @@ from workbench.errors import ModelLoadError
 SAFE_SUFFIXES = (".safetensors",)
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "model_ema")
+
+
+@functools.cache
+def _side_models() -> tuple[type, type]:
+    """pydantic models of the config.json keys we read, built on first use."""
+    from typing import Annotated
+
+    from pydantic import BaseModel, ConfigDict, Field
+
+    class SidePretrainedCfg(BaseModel):
+        model_config = ConfigDict(strict=True, extra="allow")
+        mean: list[float] | None = None
+        std: list[Annotated[float, Field(gt=0)]] | None = None
+        input_size: Annotated[list[Annotated[int, Field(ge=1, le=8192)]], Field(min_length=3, max_length=3)] | None = None
+        interpolation: str | None = None
+        crop_pct: Annotated[float, Field(gt=0, le=1)] | None = None
+        crop_mode: str | None = None
+
+    class SideConfig(BaseModel):
+        """The keys of timm's config.json that loading reads."""
+        model_config = ConfigDict(strict=True, extra="allow")
+        architecture: Annotated[str, Field(min_length=1)] | None = None
+        num_classes: Annotated[int, Field(ge=1)] | None = None
+        label_names: list[str] | None = None
+        pretrained_cfg: SidePretrainedCfg | None = None
+
+    return SideConfig, SidePretrainedCfg
 
 
 class CheckpointSource:
@@ -59,6 +87,10 @@ class CheckpointSource:
                                                                    if any(k.startswith(c + ".") for c in classifier)))
         else:
             _load_into(model, state, arch, path)
+        cast = _cast_tensors(model, state)
+        if cast:
+            notices.append(f"{len(cast)} tensor(s) in {path.name} were stored as integers and were cast to the "
+                           f"model's floating type ({', '.join(cast[:3])}{', ...' if len(cast) > 3 else ''})")
         spec = spec_from_timm(model, LoadRequest(arch, input_size=request.input_size, mean=request.mean,
                                                  std=request.std), pretrained=True)
         _apply_side_config(spec, config)
@@ -66,13 +98,26 @@ class CheckpointSource:
 
 
 def read_side_config(path: Path) -> dict[str, Any]:
+    """``config.json`` beside the weights, checked against the fields we read (others are kept as they are)."""
+    import pydantic
+
     config_path = path.with_name("config.json")
     if not config_path.is_file():
         return {}
     try:
-        return json.loads(config_path.read_text())
+        data = json.loads(config_path.read_text())
     except (OSError, ValueError) as exc:
         raise ModelLoadError(f"{config_path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{config_path}: expected a JSON object with architecture, num_classes, ... "
+                             f"(timm's config.json), not a {type(data).__name__}")
+    try:
+        _side_models()[0].model_validate(data)
+    except pydantic.ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        key = ".".join(str(p) for p in err["loc"])
+        raise ModelLoadError(f"{config_path}: {key}: {err['msg'].lower()}, not {err.get('input')!r}") from None
+    return data
 
 
 def load_state_dict(path: Path) -> dict[str, Any]:
@@ -97,17 +142,50 @@ def _load_pickle(path: Path) -> Any:
 
     import torch
 
+    if not _looks_like_torch_file(path):
+        raise ModelLoadError(f"{path.name}: not a PyTorch checkpoint (neither a torch.save zip archive nor a "
+                             "pickle; the file is damaged or is some other format)")
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = str(exc).strip().splitlines()
         what = next((line.strip() for line in detail if "GLOBAL" in line or "Unsupported" in line), detail[0] if detail else "")
+        if not zipfile.is_zipfile(path) and not _pickle_stream_parses(path):
+            raise ModelLoadError(f"{path.name}: a damaged PyTorch checkpoint (the pickle stream is corrupt: "
+                                 f"{what})") from None
         raise ModelLoadError(
             f"refusing to load {path.name}: it is a pickle that needs more than tensors ({what}); "
             "unpickling it could run arbitrary code. Re-save just the state_dict "
             "(torch.save(model.state_dict(), ...)) or, better, as .safetensors") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ModelLoadError(f"{path.name}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
+    except (KeyError, IndexError, TypeError, AttributeError, MemoryError, OverflowError) as exc:
+        # a damaged pickle stream trips the unpickler in arbitrary places
+        raise ModelLoadError(f"{path.name}: a damaged PyTorch checkpoint (the pickle stream is corrupt: "
+                             f"{type(exc).__name__})") from None
+
+
+def _pickle_stream_parses(path: Path) -> bool:
+    """Whether a raw pickle file is a well-formed opcode stream (read without running anything)."""
+    import pickletools
+
+    try:
+        with open(path, "rb") as fh:
+            for _ in pickletools.genops(fh):
+                pass
+    except Exception:  # pickletools raises ValueError on bad opcodes, others on truncation
+        return False
+    return True
+
+
+def _looks_like_torch_file(path: Path) -> bool:
+    """A torch.save zip archive (even a truncated one), or a pickle stream (protocol 2+ opcode first)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(2)
+    except OSError:
+        return False
+    return head == b"PK" or (len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
 
 
 def _unwrap(state: Any, path: Path) -> dict[str, Any]:
@@ -165,6 +243,13 @@ def _load_into(model: Any, state: dict[str, Any], arch: str, path: Path, allow_m
             parts.append(f"{len(unexpected)} unexpected key(s) ({', '.join(unexpected[:3])})")
         raise ModelLoadError(f"{path.name} does not fit architecture {arch!r}: {', '.join(parts)}")
     model.load_state_dict(state, strict=not allow_missing)
+
+
+def _cast_tensors(model: Any, state: dict[str, Any]) -> list[str]:
+    """Names of checkpoint tensors whose integer dtype load_state_dict silently turned into float."""
+    expected = model.state_dict()
+    return [f"{k} ({state[k].dtype})".replace("torch.", "") for k in state
+            if k in expected and not state[k].is_floating_point() and expected[k].is_floating_point()]
 
 
 def _apply_side_config(spec: Any, config: dict[str, Any]) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import json
 import os
 import shutil
@@ -96,9 +97,18 @@ class TorchScriptExporter:
         extra = {"config.json": json.dumps(_spec_json(spec), default=_json_default)}
         if recipe_toml is not None:
             extra["recipe.toml"] = recipe_toml
+        # Serialise in memory first: torch's file writer aborts the whole process (std::terminate)
+        # when the disk fills; a Python write fails with a plain OSError that atomic_path reports.
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.save is deprecated": not the user's concern
+            torch.jit.save(traced, buffer, _extra_files=extra)
         with atomic_path(out) as tmp:
-            torch.jit.save(traced, str(tmp), _extra_files=extra)
-            loaded = torch.jit.load(str(tmp), map_location="cpu")
+            tmp.write_bytes(buffer.getbuffer())
+            del buffer
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # "torch.jit.load is deprecated"
+                loaded = torch.jit.load(str(tmp), map_location="cpu")
             diff = 0.0
             for batch, seed in ((2, 1), (3, 2)):
                 x = _random_batch(spec, batch, seed)

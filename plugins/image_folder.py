@@ -26,6 +26,9 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})
 # Operating-system clutter that is neither an image nor worth a warning.
 _IGNORED_NAMES = frozenset({"__MACOSX", "Thumbs.db", "desktop.ini", "@eaDir"})
 _CHECK_CACHE_LIMIT = 200_000
+# Pillow would decode these to gigabytes from a file of a few hundred bytes (a "decompression bomb").
+MAX_PIXELS = 8192 * 8192
+MAX_ASPECT = 50
 
 
 class ImageFolderSource:
@@ -118,10 +121,26 @@ def _scan(root: Path, what: str, allow_empty_classes: bool = False) -> _Scan:
     for loose in (e for e in entries if e.is_file() and e.suffix.lower() in IMAGE_SUFFIXES):
         skipped += 1
         problems.append(f"skipped {loose.name}: not inside a class folder")
+    class_reals = {c.name: os.path.realpath(c) for c in class_dirs}
+    for name, real in class_reals.items():
+        same = [other for other, r in class_reals.items() if other != name and r == real]
+        if same:
+            raise WorkbenchError(f"class folders {name}/ and {same[0]}/ in {root} are the same folder (one links to "
+                                 "the other); remove the link")
+    visited: set[str] = set(class_reals.values())
+    root_real = os.path.realpath(root)
     for class_dir in class_dirs:
         found: list[Path] = []
         for dirpath, dirnames, filenames in os.walk(class_dir, followlinks=True):
-            dirnames[:] = [d for d in dirnames if not _hidden(d)]
+            kept = []
+            for d in (d for d in dirnames if not _hidden(d)):
+                why = _link_problem(os.path.realpath(os.path.join(dirpath, d)), class_dir.name, class_reals,
+                                    root_real, visited)
+                if why:
+                    problems.append(f"skipped {_rel(Path(dirpath) / d, root)}/: {why}")
+                else:
+                    kept.append(d)
+            dirnames[:] = kept
             for filename in filenames:
                 if _hidden(filename):
                     continue
@@ -139,6 +158,24 @@ def _scan(root: Path, what: str, allow_empty_classes: bool = False) -> _Scan:
         files[class_dir.name] = found
     problems.sort()
     return _Scan(files, problems, skipped)
+
+
+def _link_problem(real: str, class_name: str, class_reals: dict[str, str], root_real: str,
+                  visited: set[str]) -> str | None:
+    """Why a subfolder (maybe a symlink) must not be walked, or None; marks it visited otherwise.
+
+    Each real folder is read once: a link back up the tree (``cat/loop -> ..``) would repeat
+    images forever, and a link into another class would give that class's images the wrong label.
+    """
+    for other, other_real in class_reals.items():
+        if other != class_name and (real == other_real or real.startswith(other_real + os.sep)):
+            return f"links into class folder {other}/ (its images would be labelled {class_name})"
+    if real == root_real or root_real.startswith(real + os.sep):
+        return "a symlink loop (links back to the data folder or above it)"
+    if real in visited:
+        return "a symlink loop or a second link to a folder already read"
+    visited.add(real)
+    return None
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -199,7 +236,13 @@ def check_image(path: Path) -> _Checked:
     else:
         try:
             with Image.open(path) as img:
-                img.verify()  # checks PNG chunk CRCs; does not decode pixels
+                error = _size_problem(img.width, img.height)
+                if error is None:
+                    img.verify()  # checks PNG chunk CRCs; does not decode pixels
+        except Exception as exc:  # Pillow raises many exception types on corrupt files
+            error = f"cannot decode ({describe_error(exc, path)})"
+    if error is None and st.st_size > 0:
+        try:
             with Image.open(path) as img:
                 if img.width < 1 or img.height < 1:
                     error = f"cannot decode (image size {img.width}×{img.height})"
@@ -215,6 +258,15 @@ def check_image(path: Path) -> _Checked:
         _checked_cache.clear()
     _checked_cache[key] = result
     return result
+
+
+def _size_problem(width: int, height: int) -> str | None:
+    """Refuse pixel bombs before decoding: a tiny file can declare a huge image."""
+    if width * height > MAX_PIXELS:
+        return f"image too large ({width}×{height} = {width * height:,} pixels; at most {MAX_PIXELS:,})"
+    if min(width, height) >= 1 and max(width, height) > MAX_ASPECT * min(width, height):
+        return f"extreme aspect ratio ({width}×{height}; at most {MAX_ASPECT}:1)"
+    return None
 
 
 def _items(root: Path, files: list[tuple[Path, _Checked]], label: int) -> list[Item]:

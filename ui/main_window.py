@@ -120,6 +120,8 @@ class MainWindow(QMainWindow):
         self.session.dirtyChanged.connect(lambda dirty: self.setWindowModified(dirty))
         self.session.projectPathChanged.connect(self._update_title)
         self.session.workspaceChanged.connect(self._workspace_changed)
+        self.session.planReplaced.connect(self.train_panel.sync_from_plan)
+        self.session.planReplaced.connect(self.data_panel.sync_from_plan)
         self._update_title()
         self._restore_settings()
         self._workspace_changed()
@@ -173,6 +175,17 @@ class MainWindow(QMainWindow):
         menu.addAction(self.export_action)
         menu.addSeparator()
         menu.addAction(self.quit_action)
+        edit = self.menuBar().addMenu("&Edit")
+        self.undo_action = self.session.undo_stack.createUndoAction(self, "&Undo")
+        self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
+        self.redo_action = self.session.undo_stack.createRedoAction(self, "&Redo")
+        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence.StandardKey.Redo])
+        edit.addAction(self.undo_action)
+        edit.addAction(self.redo_action)
+        # The plan is locked while training: no undo/redo then (the Trainer reads the plan).
+        stack = self.session.undo_stack
+        stack.canUndoChanged.connect(lambda ok: self.undo_action.setEnabled(ok and not self.train_panel.is_running()))
+        stack.canRedoChanged.connect(lambda ok: self.redo_action.setEnabled(ok and not self.train_panel.is_running()))
         view = self.menuBar().addMenu("&View")
         view.addAction(self.model_dock.toggleViewAction())
         view.addAction(self.groups_dock.toggleViewAction())
@@ -483,6 +496,8 @@ class MainWindow(QMainWindow):
 
     def _training_changed(self, running: bool) -> None:
         self.tree_panel.set_locked(running)
+        self.undo_action.setEnabled(not running and self.session.undo_stack.canUndo())
+        self.redo_action.setEnabled(not running and self.session.undo_stack.canRedo())
         for widget in (self.groups_panel, self.data_panel, self.model_panel):
             widget.setEnabled(not running)
         for action in (self.new_action, self.open_action, self.open_model_action, self.demo_action,
@@ -507,7 +522,9 @@ class MainWindow(QMainWindow):
         if run_dir is not None and state in ("finished", "stopped"):
             from workbench.run_catalog import read_run
 
-            self.session.set_weights_label(read_run(run_dir).weights_label())
+            info = read_run(run_dir)
+            info.status = state  # what the run reported, whatever its files say a moment before it exits
+            self.session.set_weights_label(info.weights_label())
         elif run_dir is not None and state == "failed":
             self.session.set_weights_label(f"run {run_dir.name}: the weights in memory when it failed "
                                            "(not a checkpoint; open the run to use its last good checkpoint)")

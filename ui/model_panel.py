@@ -29,6 +29,7 @@ ONNX_FILTER = "ONNX models (*.onnx)"
 CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pth *.pt *.bin *.ckpt)"
 
 _AVAILABILITY_TEXT = {
+    "installed": "✔ pretrained weights are installed by a package (work offline)",
     "cached": "✔ pretrained weights are cached on this machine",
     "remote": "⬇ pretrained weights exist but must be downloaded (random init when offline)",
     "none": "✖ no pretrained weights are published for this model",

@@ -136,7 +136,8 @@ class QtLayerTreeModel(QAbstractItemModel):
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
         flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
-        if index.column() == NAME and not self._read_only:
+        # Parameter-free modules (ReLU, pooling) have nothing to freeze: no box, no state.
+        if index.column() == NAME and not self._read_only and self._tree.nodes[index.internalId()].param_count:
             flags |= Qt.ItemFlag.ItemIsUserCheckable
         return flags
 
@@ -147,7 +148,7 @@ class QtLayerTreeModel(QAbstractItemModel):
         node = self._tree.nodes[i]
         res = self._resolution
         col = index.column()
-        state = res.node_state[i]
+        state = res.node_state[i] if node.param_count else "stateless"
         if role == Qt.ItemDataRole.DisplayRole:
             if col == NAME:
                 return node.name
@@ -157,7 +158,7 @@ class QtLayerTreeModel(QAbstractItemModel):
                 return format_count(node.param_count) if node.param_count else "–"
             if col == TRAINABLE:
                 if not node.param_count:
-                    return "frozen" if state == FROZEN else "–"
+                    return "–"
                 if state == FROZEN:
                     return "frozen"
                 return format_count(res.node_trainable[i])
@@ -172,7 +173,7 @@ class QtLayerTreeModel(QAbstractItemModel):
                 return format_lr(group.lr) if state != FROZEN else f"({format_lr(group.lr)})"
             return None
         if role == Qt.ItemDataRole.CheckStateRole and col == NAME:
-            return _CHECK[state]
+            return _CHECK.get(state)
         if role == Qt.ItemDataRole.ForegroundRole and state == FROZEN:
             return QBrush(QApplication.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
         if role == Qt.ItemDataRole.BackgroundRole and state == FROZEN:

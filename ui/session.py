@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoCommand, QUndoStack
 
 from workbench.errors import WorkbenchError
 from workbench.plan import FinetunePlan
@@ -28,6 +29,7 @@ class WorkbenchSession(QObject):
     dirtyChanged = Signal(bool)
     projectPathChanged = Signal()
     weightsChanged = Signal()  # ``weights_label`` changed (trained, a run opened)
+    planReplaced = Signal()  # undo/redo put back a whole plan: views re-read every setting
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -37,6 +39,8 @@ class WorkbenchSession(QObject):
         self._dirty = False
         # Which weights the workspace's module holds, in words: what an export would write.
         self.weights_label = ""
+        # Every plan edit is one undoable step (Ctrl+Z / Ctrl+Shift+Z); cleared when a model loads.
+        self.undo_stack = QUndoStack(self)
         # The plan shown before any model is loaded (data and training settings can be edited then).
         self._loose_plan = FinetunePlan()
 
@@ -60,6 +64,7 @@ class WorkbenchSession(QObject):
 
         resolution = workspace.resolve() if workspace is not None else None
         self.workspace = workspace
+        self.undo_stack.clear()
         self.weights_label = weights_label or (f"{NOT_TRAINED} ({workspace.backbone.weights})" if workspace else "")
         self.weightsChanged.emit()
         self.resolution = resolution
@@ -77,8 +82,9 @@ class WorkbenchSession(QObject):
             self.workspace.project_path = path
         self.projectPathChanged.emit()
 
-    def edit(self, change: Callable[[FinetunePlan], Any]) -> str | None:
-        """Apply ``change(plan)``; returns None, or the core's message when it rejects the edit (rolled back)."""
+    def edit(self, change: Callable[[FinetunePlan], Any], description: str = "Edit the plan") -> str | None:
+        """Apply ``change(plan)`` as one undoable step; returns None, or the core's message when it
+        rejects the edit (rolled back, nothing to undo)."""
         plan = self.plan
         before = plan.copy()
         try:
@@ -91,9 +97,23 @@ class WorkbenchSession(QObject):
             if self.workspace is not None:
                 self.resolution = self.workspace.resolve()
             return str(exc)
+        after = plan.copy()
+        if _plan_state(after) != _plan_state(before):
+            self.undo_stack.push(_PlanEdit(self, before, after, description))
         self.resolutionChanged.emit()
         self.set_dirty(True)
         return None
+
+    def replace_plan(self, snapshot: FinetunePlan) -> None:
+        """Put back a whole plan (undo/redo): every view re-reads it."""
+        plan, fresh = self.plan, snapshot.copy()
+        for f in fields(plan):
+            setattr(plan, f.name, getattr(fresh, f.name))
+        if self.workspace is not None:
+            self.resolution = self.workspace.resolve()
+        self.planReplaced.emit()
+        self.resolutionChanged.emit()
+        self.set_dirty(True)
 
     def set_frozen(self, path: str, frozen: bool) -> Resolution:
         """A tick on the tree; returns the new Resolution."""
@@ -116,3 +136,27 @@ class WorkbenchSession(QObject):
         from workbench.run_catalog import NOT_TRAINED
 
         return self.weights_label.startswith(NOT_TRAINED)
+
+
+def _plan_state(plan: FinetunePlan) -> str:
+    from workbench.project import plan_to_dict
+
+    return repr(plan_to_dict(plan))
+
+
+class _PlanEdit(QUndoCommand):
+    """One plan edit: the plan before and after it."""
+
+    def __init__(self, session: WorkbenchSession, before: FinetunePlan, after: FinetunePlan, text: str) -> None:
+        super().__init__(text)
+        self._session, self._before, self._after = session, before, after
+        self._applied = True  # push() calls redo(); the edit has already been made
+
+    def redo(self) -> None:
+        if self._applied:
+            self._applied = False
+            return
+        self._session.replace_plan(self._after)
+
+    def undo(self) -> None:
+        self._session.replace_plan(self._before)

@@ -28,6 +28,11 @@ class SummaryBar(QFrame):
         self.groups = QLabel("")
         self.groups.setObjectName("muted")
         self.groups.setWordWrap(True)
+        self.cost = QLabel("")
+        self.cost.setObjectName("costText")
+        self.cost.setWordWrap(True)
+        self.cost.setToolTip("Gradients + optimizer state the plan needs, and its step compute (forward for all, "
+                             "backward only where gradients flow) relative to full fine-tuning")
         self.warnings = QLabel("")
         self.warnings.setObjectName("warnings")
         self.warnings.setWordWrap(True)
@@ -42,6 +47,7 @@ class SummaryBar(QFrame):
         layout.setContentsMargins(10, 6, 10, 6)
         layout.setSpacing(3)
         layout.addLayout(top)
+        layout.addWidget(self.cost)
         layout.addWidget(self.warnings)
         session.resolutionChanged.connect(self.refresh)
         self.refresh()
@@ -52,11 +58,13 @@ class SummaryBar(QFrame):
             self.summary.setText("No model loaded")
             self.share.setValue(0)
             self.groups.setText("")
+            self.cost.setText("")
             self.warnings.setText("")
             self.warnings.hide()
             return
         self.summary.setText(res.summary())
         self.share.setValue(int(1000 * res.trainable_params / res.total_params) if res.total_params else 0)
+        self.cost.setText(self._cost_text(res))
         active = [g for g in res.groups if g.numel]
         self.groups.setText(f"{len(active)} of {len(res.groups)} optimizer groups train")
         if res.warnings:
@@ -70,3 +78,15 @@ class SummaryBar(QFrame):
         else:
             self.warnings.setText("")
             self.warnings.hide()
+
+    def _cost_text(self, res) -> str:
+        from workbench.cost import plan_cost, workspace_cost_model
+
+        ws = self.session.workspace
+        if ws is None or ws.tree is not res.tree:
+            return ""
+        try:
+            model = workspace_cost_model(ws)  # one forward pass, the first time only
+        except Exception as exc:  # a model the FLOP counter cannot trace still edits fine
+            return f"cost estimate unavailable: {exc}"
+        return plan_cost(model, res, ws.plan.train).short()

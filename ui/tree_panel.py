@@ -29,7 +29,8 @@ from workbench.groups import assign_to_group
 from workbench.plan import FinetunePlan
 
 BN_CHOICES = (("freeze", "BatchNorm: freeze statistics in frozen layers"),
-              ("train", "BatchNorm: keep training everywhere"))
+              ("train", "BatchNorm: keep training everywhere"),
+              ("eval", "BatchNorm: inference mode everywhere (statistics never move)"))
 
 
 class LayerFilterProxy(QSortFilterProxyModel):

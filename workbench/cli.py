@@ -8,13 +8,16 @@ import os
 import sys
 from pathlib import Path
 
-from workbench import cli_plugins
+from workbench import cli_plugins, cli_schema
 from workbench.errors import WorkbenchError
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a bad argument (2, message already printed)
+        return exc.code if isinstance(exc.code, int) else 2
     try:
         if not getattr(args, "command", None):
             return _launch_gui(args)
@@ -27,8 +30,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+class _Parser(argparse.ArgumentParser):
+    """A bad argument is one ``error:`` line (exit 2), like every other input error."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="workbench", description="Model Surgery Workbench: inspect, freeze, "
+    parser = _Parser(prog="workbench", description="Model Surgery Workbench: inspect, freeze, "
                                      "fine-tune and export image backbones. Without a command, opens the window.")
     sub = parser.add_subparsers(dest="command")
     cli_plugins.add_parser(sub)
@@ -37,9 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="timm model name, .onnx file, checkpoint (.safetensors/.pth) or project .toml")
     p.add_argument("--arch", help="timm architecture to load a checkpoint into")
     p.add_argument("--pretrained", action="store_true", help="load pretrained weights when cached or reachable")
-    p.add_argument("--num-classes", type=int, help="replace the classifier with one of this many classes")
+    p.add_argument("--num-classes", type=_int_at_least(1), help="replace the classifier with one of this many classes")
     p.add_argument("--input-size", type=_input_size, help="C,H,W for the shape pass (required for ONNX inputs with free dims)")
-    p.add_argument("--depth", type=int, help="show modules down to this depth (root is 0)")
+    p.add_argument("--depth", type=_int_at_least(0), help="show modules down to this depth (root is 0)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(run=_cmd_inspect)
 
@@ -75,25 +85,44 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("open", help="open a project file in the window")
     p.add_argument("project", type=Path)
     p.set_defaults(run=lambda a: _launch_gui(a, project=a.project))
+    from workbench import cli_compare, cli_diff  # light: their heavy imports happen when they run
+
+    cli_diff.add_parser(sub)
+    cli_compare.add_parser(sub)
+    cli_schema.add_parser(sub)
     return parser
 
 
 def _train_overrides(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--workers", type=int, help="data loader worker processes")
+    p.add_argument("--epochs", type=_int_at_least(1))
+    p.add_argument("--batch-size", type=_int_at_least(1))
+    p.add_argument("--workers", type=_int_at_least(0), help="data loader worker processes")
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
 
 
 def _apply_overrides(plan, args: argparse.Namespace) -> None:
-    if args.device:
-        plan.train.device = args.device
-    if args.epochs:
-        plan.train.epochs = args.epochs
-    if args.batch_size:
-        plan.train.batch_size = args.batch_size
-    if args.workers is not None:
-        plan.train.num_workers = args.workers
+    """Apply command-line overrides through the schema, so they are checked like the project file."""
+    from dataclasses import replace
+
+    changes = {"device": args.device, "epochs": args.epochs, "batch_size": args.batch_size,
+               "num_workers": args.workers}
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if changes:
+        plan.train = replace(plan.train, **changes)
 
 
 def _input_size(text: str) -> tuple[int, int, int]:
@@ -101,8 +130,13 @@ def _input_size(text: str) -> tuple[int, int, int]:
         parts = tuple(int(v) for v in text.replace("x", ",").split(","))
     except ValueError:
         parts = ()
+    from workbench.plan import MAX_CHANNELS, MAX_SIDE
+
     if len(parts) != 3 or min(parts) < 1:
         raise argparse.ArgumentTypeError(f"expected C,H,W such as 3,224,224, not {text!r}")
+    if parts[0] > MAX_CHANNELS or max(parts[1:]) > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"{text!r} is too large: at most {MAX_CHANNELS} channels and "
+                                         f"{MAX_SIDE} pixels a side")
     return parts
 
 
@@ -123,6 +157,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             request.source = "checkpoint"
         ws = Workspace.from_backbone(load_backbone(request))
     data = inspect_dict(ws, ws.resolve(), depth=args.depth)
+    from workbench.cost import plan_cost, workspace_cost_model
+
+    data["cost"] = plan_cost(workspace_cost_model(ws), ws.resolve(), ws.plan.train).to_dict()
     print(json.dumps(data, indent=2) if args.json else inspect_text(data))
     return 0
 
@@ -138,9 +175,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
         run_dir, resume = args.out, False
     else:
         raise WorkbenchError("give a project file to train, or --resume RUN_DIR")
+    if run_dir is not None:
+        check_run_dir(run_dir)
     _apply_overrides(plan, args)
     return _train_and_report(plan, run_dir, resume, adapt=args.adapt_head, overwrite=args.overwrite,
                              allow_data_change=args.allow_data_change)
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Fail before any work if the run folder cannot be a writable folder."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise WorkbenchError(f"--out {run_dir} is a file, not a folder")
+    existing = next((p for p in (run_dir, *run_dir.parents) if p.exists()), Path("."))
+    if not existing.is_dir():
+        raise WorkbenchError(f"--out {run_dir}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
+        except (OSError, AttributeError):
+            read_only = False
+        why = "is on a read-only file system" if read_only else "is not writable"
+        raise WorkbenchError(f"--out {run_dir}: {existing} {why}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -153,6 +208,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     plan = demo_plan()
     _apply_overrides(plan, args)
     run_dir = args.out or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    check_run_dir(run_dir)
     code = _train_and_report(plan, run_dir, resume=False, adapt=False)
     if code != 0:
         return code

@@ -183,9 +183,15 @@ def _check_images(images: LabelledImages, dataset: str) -> None:
     for item in (*images.train, *images.val):
         if not 0 <= item.label < len(images.classes):
             raise WorkbenchError(f"{where}: item {item.name} has label {item.label} outside 0..{len(images.classes) - 1}")
-    empty = [c for c, (n_train, _) in images.counts().items() if n_train == 0]
+    counts = images.counts()
+    empty = [c for c, (n_train, _) in counts.items() if n_train == 0]
     if empty:
         raise WorkbenchError(f"{where}: class {empty[0]!r} has no training images")
+    if images.val:
+        for c in (c for c, (_, n_val) in counts.items() if n_val == 0):
+            warning = f"warning: class {c!r} has no validation image; validation accuracy ignores it"
+            if warning not in images.problems:
+                images.problems.append(warning)
 
 
 def build_transform(spec: ModelSpec, train: bool, augment: bool) -> Callable[[Image.Image], torch.Tensor]:

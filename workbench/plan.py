@@ -15,81 +15,215 @@ is a linear probe, and a child can be unfrozen inside a frozen parent.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
-BN_POLICIES = ("freeze", "train")
+import pydantic
+from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+
+from workbench.errors import PlanError
+
+BN_POLICIES = ("freeze", "train", "eval")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("constant", "cosine", "onecycle")
+MODEL_SOURCES = ("timm", "onnx", "checkpoint")  # the built-in ones; plugins may add more
 
 
-@dataclass
+def model_source_names() -> list[str]:
+    """The model sources a plan may name: every installed model-source plugin (entry-point names, not loaded)."""
+    from workbench.plugins import MODEL_SOURCES as GROUP
+    from workbench.plugins import registry
+
+    return registry().names(GROUP)
+AMP_SETTINGS = ("auto", "bf16", "fp16", "off", "none", "false", "fp32")
+MAX_CHANNELS = 64
+MAX_SIDE = 8192  # larger inputs need tens of GB for one activation map
+MAX_SEED = 2**32 - 1  # numpy and DataLoader workers take 32-bit seeds
+
+# The schema is the single source of truth: types, ranges and defaults of every project-file key
+# live in these annotations; workbench.project validates TOML through them and `workbench schema`
+# publishes them as JSON Schema. Strict: "10" is not an integer, 1 is not true.
+_CONFIG = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+NonNegative = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED)]
+Channels = Annotated[int, Field(ge=1, le=MAX_CHANNELS)]
+Side = Annotated[int, Field(ge=1, le=MAX_SIDE)]
+InputSize = Annotated[tuple[Channels, Side, Side], BeforeValidator(_as_tuple),
+                      Field(description="[channels, height, width] of one input image")]
+Mean = Annotated[tuple[Finite, ...], BeforeValidator(_as_tuple),
+                 Field(min_length=1, max_length=MAX_CHANNELS, description="per-channel mean for normalisation")]
+Std = Annotated[tuple[Annotated[float, Field(gt=0.0, allow_inf_nan=False)], ...], BeforeValidator(_as_tuple),
+                Field(min_length=1, max_length=MAX_CHANNELS, description="per-channel std (> 0) for normalisation")]
+Selectors = Annotated[list[str], BeforeValidator(_as_list)]
+
+
+def section(cls: type) -> type:
+    """A validated project-file section: a pydantic dataclass whose bad values raise PlanError.
+
+    Constructing one from Python (``TrainConfig(batch_size=0)``) is refused like the TOML file is.
+    """
+    validated = pydantic.dataclasses.dataclass(cls, config=_CONFIG)
+    init = validated.__init__
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        try:
+            init(self, *args, **kwargs)
+        except pydantic.ValidationError as exc:
+            raise PlanError(describe_error(exc, f"[{SECTION_NAMES.get(cls.__name__, cls.__name__)}]")) from None
+
+    validated.validating_init = init  # type: ignore[attr-defined]  # the raw one, for workbench.project
+    validated.__init__ = __init__  # type: ignore[method-assign]
+    return validated
+
+
+def describe_error(exc: pydantic.ValidationError, where: str) -> str:
+    """One line for the first problem pydantic found: where, which key, what is expected, what was given."""
+    err = exc.errors(include_url=False)[0]
+    loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
+    key = loc[0] if loc else ""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    given = err.get("input")
+    if kind == "value_error":
+        return f"{where} {str(ctx.get('error', err['msg']))}"
+    if key in _HINTS and kind != "extra_forbidden":
+        shown = _show(given) if not any(isinstance(p, int) for p in err["loc"]) else f"an item {_show(given)}"
+        return f"{where} {key} must be {_HINTS[key]}, not {shown}"
+    expected = {
+        "int_type": "an integer", "int_from_float": "an integer", "float_type": "a number",
+        "string_type": "a string", "bool_type": "true or false", "list_type": "a list",
+        "tuple_type": "a list", "finite_number": "a finite number", "dataclass_type": "a table",
+        "dict_type": "a table", "missing": None, "string_too_short": "a non-empty string",
+    }.get(kind, "")
+    if kind == "missing":
+        return f"{where} {key} is required"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key {key!r}"
+    if kind == "literal_error":
+        choices = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
+        return f"{where} {key} must be one of {choices}, not {_show(given)}"
+    for name, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+        if kind.endswith(("greater_than_equal", "greater_than", "less_than_equal", "less_than")) and name in ctx:
+            return f"{where} {key} must be {op} {ctx[name]}, not {_show(given)}"
+    if kind == "int_parsing_size":
+        return f"{where} {key} is too large: {_show(given)}"
+    if expected:
+        return f"{where} {key} must be {expected}, not {_show(given)}"
+    return f"{where} {key}: {err['msg'][0].lower()}{err['msg'][1:]}"
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_HINTS = {
+    "input_size": f"[channels, height, width] with 1-{MAX_CHANNELS} channels and sides 1-{MAX_SIDE}",
+    "mean": "a list of one finite number per channel",
+    "std": "a list of one positive number per channel",
+    "cache_features": '"auto", true or false',
+}
+SECTION_NAMES = {"ModelConfig": "model", "FreezeConfig": "freeze", "GroupConfig": "[groups]",
+                 "UnfreezeStep": "[unfreeze]", "DataConfig": "data", "TrainConfig": "train"}
+
+
+@section
 class ModelConfig:
     """Where the backbone comes from. ``name`` is a timm name or a file path."""
 
-    source: str = "timm"
-    name: str = "resnet18"
+    source: str = "timm"  # any installed model-source plugin (checked against the registry)
+    name: Annotated[str, Field(min_length=1)] = "resnet18"
     arch: str | None = None
     pretrained: bool = False
-    num_classes: int | None = None
-    input_size: tuple[int, int, int] | None = None
-    mean: tuple[float, ...] | None = None
-    std: tuple[float, ...] | None = None
+    num_classes: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    input_size: InputSize | None = None
+    mean: Mean | None = None
+    std: Std | None = None
     label_names: list[str] | None = None
 
+    @model_validator(mode="after")
+    def _source_installed(self) -> "ModelConfig":
+        sources = model_source_names()
+        if self.source not in sources:
+            raise ValueError(f"source must be one of {', '.join(sources)}, not {self.source!r}")
+        return self
 
-@dataclass
+    @model_validator(mode="after")
+    def _channels_agree(self) -> "ModelConfig":
+        channels = {len(v) for v in (self.mean, self.std) if v is not None}
+        if self.input_size is not None:
+            channels.add(self.input_size[0])
+        if len(channels) > 1:
+            raise ValueError(f"mean, std and input_size disagree on the number of channels "
+                             f"(mean {self.mean}, std {self.std}, input_size {self.input_size})")
+        return self
+
+
+@section
 class FreezeConfig:
-    frozen: list[str] = field(default_factory=list)
-    unfrozen: list[str] = field(default_factory=list)
-    batchnorm: str = "freeze"
+    frozen: Selectors = field(default_factory=list)
+    unfrozen: Selectors = field(default_factory=list)
+    batchnorm: Literal["freeze", "train", "eval"] = "freeze"
 
 
-@dataclass
+@section
 class GroupConfig:
     """An optimizer parameter group. ``lr``/``weight_decay`` of None mean the [train] defaults."""
 
-    name: str
-    modules: list[str]
-    lr: float | None = None
-    weight_decay: float | None = None
+    name: Annotated[str, Field(min_length=1)]
+    modules: Selectors
+    lr: NonNegative | None = None
+    weight_decay: NonNegative | None = None
 
 
-@dataclass
+@section
 class UnfreezeStep:
     """At the start of ``epoch`` (0-based), these groups become trainable at their LRs."""
 
-    epoch: int
-    groups: list[str]
+    epoch: Annotated[int, Field(ge=0)]
+    groups: Selectors
 
 
-@dataclass
+@section
 class DataConfig:
     path: str | None = None
     val_path: str | None = None
-    val_split: float = 0.2
-    seed: int = 0
-    dataset: str = "folder"  # "folder" or a dataset plugin name such as "digits"
+    val_split: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
+    seed: Seed = 0
+    dataset: Annotated[str, Field(min_length=1)] = "folder"  # "folder" or a dataset plugin name such as "digits"
 
 
-@dataclass
+@section
 class TrainConfig:
-    epochs: int = 5
-    batch_size: int = 32
-    optimizer: str = "adamw"
-    scheduler: str = "cosine"
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    momentum: float = 0.9
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.0
-    grad_clip: float | None = None
+    epochs: Annotated[int, Field(ge=1, le=100_000)] = 5
+    batch_size: Annotated[int, Field(ge=1, le=65_536)] = 32
+    optimizer: Literal["adamw", "sgd"] = "adamw"
+    scheduler: Literal["constant", "cosine", "onecycle"] = "cosine"
+    lr: NonNegative = 1e-3
+    weight_decay: NonNegative = 0.01
+    momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
+    warmup_epochs: NonNegative = 0.0
+    label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    grad_clip: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
     device: str = "auto"
-    amp: str = "auto"  # "auto" | "bf16" | "fp16" | "off"
-    seed: int = 0
+    amp: Literal["auto", "bf16", "fp16", "off", "none", "false", "fp32"] = "auto"
+    seed: Seed = 0
     augment: bool = True
-    cache_features: str | bool = "auto"
-    num_workers: int | None = None
+    cache_features: Literal["auto"] | bool = "auto"
+    num_workers: Annotated[int, Field(ge=0, le=256)] | None = None
     compile: bool = False  # torch.compile the part that trains (the head when the trunk is cached)
 
 

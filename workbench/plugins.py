@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 MODEL_SOURCES = "workbench.model_sources"
 DATASETS = "workbench.datasets"
 EXPORTERS = "workbench.exporters"
+WEIGHTS = "workbench.weights"  # pretrained weights shipped inside an installed package
 
 
 
@@ -53,8 +54,21 @@ class Exporter(Protocol):
                tolerance: float | None = None) -> ExportResult: ...
 
 
+@runtime_checkable
+class WeightsProvider(Protocol):
+    """A ``workbench.weights`` plugin: pretrained weights for one timm architecture, from an installed package."""
+
+    name: str
+    architecture: str
+
+    def available(self) -> bool: ...
+
+    def state_dict(self, model: Any) -> Any: ...
+
+
 # The contract each group's plugin object must satisfy (checked after loading).
-CONTRACTS: dict[str, type] = {MODEL_SOURCES: ModelSource, DATASETS: DatasetSource, EXPORTERS: Exporter}
+CONTRACTS: dict[str, type] = {MODEL_SOURCES: ModelSource, DATASETS: DatasetSource, EXPORTERS: Exporter,
+                              WEIGHTS: WeightsProvider}
 
 
 @dataclass

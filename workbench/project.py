@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import functools
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -9,10 +11,8 @@ from typing import Any
 
 from workbench.atomic import atomic_write_text
 from workbench.errors import ProjectError, WorkbenchError  # noqa: F401  (ProjectError re-exported)
-from workbench.plan import (
-    BN_POLICIES,
-    OPTIMIZERS,
-    SCHEDULERS,
+from workbench.plan import (  # noqa: F401
+    MODEL_SOURCES,
     DataConfig,
     FinetunePlan,
     FreezeConfig,
@@ -20,15 +20,8 @@ from workbench.plan import (
     ModelConfig,
     TrainConfig,
     UnfreezeStep,
+    describe_error,
 )
-
-
-def model_source_names() -> list[str]:
-    """The model sources a project file may name: every installed model-source plugin."""
-    from workbench.plugins import MODEL_SOURCES as GROUP
-    from workbench.plugins import registry
-
-    return registry().names(GROUP)
 
 
 def load_project(path: str | Path) -> FinetunePlan:
@@ -78,46 +71,78 @@ def _rebase(plan: FinetunePlan, new_dir: Path) -> FinetunePlan:
     return out
 
 
+# One entry per project-file section: a table (a @section dataclass) or an array of tables (list[...]).
+# A new section is one line here plus its dataclass in workbench.plan.
+SECTIONS: dict[str, Any] = {
+    "model": ModelConfig,
+    "freeze": FreezeConfig,
+    "groups": list[GroupConfig],
+    "unfreeze": list[UnfreezeStep],
+    "data": DataConfig,
+    "train": TrainConfig,
+}
+OTHER_SECTIONS = ("compare",)  # [[compare]]: read and checked by workbench.compare, not part of the plan
+
+
+def project_schema() -> dict[str, Any]:
+    """The JSON Schema of a project file (what `workbench schema` prints), generated from the plan's types."""
+    from pydantic import TypeAdapter
+
+    schema = TypeAdapter(_document_model()).json_schema()
+    schema["title"] = "Model Surgery Workbench project file"
+    return _drop_null(schema)
+
+
+def _drop_null(node: Any) -> Any:
+    """TOML has no null: an optional key is simply left out, so the schema should not offer null."""
+    if isinstance(node, list):
+        return [_drop_null(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _drop_null(v) for k, v in node.items() if not (k == "default" and v is None)}
+    options = [o for o in out.get("anyOf", []) if o != {"type": "null"}]
+    if "anyOf" in out:
+        if len(options) == 1:
+            del out["anyOf"]
+            out.update(options[0])
+        else:
+            out["anyOf"] = options
+    return out
+
+
+@functools.cache
+def _document_model() -> type:
+    from pydantic import ConfigDict, create_model
+
+    fields_: dict[str, Any] = {}
+    for name, kind in SECTIONS.items():
+        fields_[name] = (kind | None, None)
+    return create_model("Project", __config__=ConfigDict(strict=True, extra="forbid"), **fields_)
+
+
 def plan_from_dict(data: dict[str, Any], where: str = "project") -> FinetunePlan:
-    known = {"model", "freeze", "groups", "unfreeze", "data", "train"}
-    unknown = sorted(set(data) - known)
+    known = [*SECTIONS, *OTHER_SECTIONS]
+    unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ProjectError(f"{where}: unknown section(s) {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-    model = _build(ModelConfig, data.get("model", {}), f"{where} [model]")
-    if model.source not in (sources := model_source_names()):
-        raise ProjectError(f"{where} [model] source must be one of {', '.join(sources)}, not {model.source!r}")
-    if model.input_size is not None:
-        if len(model.input_size) != 3 or not all(isinstance(v, int) and v > 0 for v in model.input_size):
-            raise ProjectError(f"{where} [model] input_size must be [channels, height, width], not {model.input_size!r}")
-        model.input_size = tuple(model.input_size)
-    for key in ("mean", "std"):
-        if getattr(model, key) is not None:
-            setattr(model, key, tuple(float(v) for v in getattr(model, key)))
-    if model.num_classes is not None and model.num_classes < 1:
-        raise ProjectError(f"{where} [model] num_classes must be >= 1")
-    freeze = _build(FreezeConfig, data.get("freeze", {}), f"{where} [freeze]")
-    if freeze.batchnorm not in BN_POLICIES:
-        raise ProjectError(f"{where} [freeze] batchnorm must be one of {', '.join(BN_POLICIES)}, not {freeze.batchnorm!r}")
-    groups = [_build(GroupConfig, g, f"{where} [[groups]] #{i + 1}") for i, g in enumerate(data.get("groups", []))]
-    for g in groups:
-        if isinstance(g.modules, str):
-            g.modules = [g.modules]
-        if g.lr is not None and g.lr < 0:
-            raise ProjectError(f"{where} group {g.name!r}: lr must be >= 0")
-    unfreeze = [_build(UnfreezeStep, s, f"{where} [[unfreeze]] #{i + 1}") for i, s in enumerate(data.get("unfreeze", []))]
-    data_cfg = _build(DataConfig, data.get("data", {}), f"{where} [data]")
-    if not 0.0 <= data_cfg.val_split < 1.0:
-        raise ProjectError(f"{where} [data] val_split must be in [0, 1), not {data_cfg.val_split}")
-    train = _build(TrainConfig, data.get("train", {}), f"{where} [train]")
-    if train.optimizer not in OPTIMIZERS:
-        raise ProjectError(f"{where} [train] optimizer must be one of {', '.join(OPTIMIZERS)}, not {train.optimizer!r}")
-    if train.scheduler not in SCHEDULERS:
-        raise ProjectError(f"{where} [train] scheduler must be one of {', '.join(SCHEDULERS)}, not {train.scheduler!r}")
-    if train.cache_features not in ("auto", True, False):
-        raise ProjectError(f"{where} [train] cache_features must be \"auto\", true or false, not {train.cache_features!r}")
-    if train.epochs < 1 or train.batch_size < 1:
-        raise ProjectError(f"{where} [train] epochs and batch_size must be >= 1")
-    return FinetunePlan(model, freeze, groups, unfreeze, data_cfg, train)
+        raise ProjectError(f"{where}: unknown section(s) {', '.join(unknown)}{_did_you_mean(unknown[0], known)} "
+                           f"(known: {', '.join(sorted(known))})")
+    built: dict[str, Any] = {}
+    for name, kind in SECTIONS.items():
+        many = getattr(kind, "__origin__", None) is list
+        cls = kind.__args__[0] if many else kind
+        raw = data.get(name, [] if many else {})
+        if many:
+            if not isinstance(raw, list):
+                raise ProjectError(f"{where} [[{name}]] must be an array of tables ([[{name}]]), not {type(raw).__name__}")
+            built[name] = [_build(cls, item, f"{where} [[{name}]] #{i + 1}") for i, item in enumerate(raw)]
+        else:
+            built[name] = _build(cls, raw, f"{where} [{name}]")
+    return FinetunePlan(**built)
+
+
+def _did_you_mean(word: str, known: Any) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def plan_to_dict(plan: FinetunePlan) -> dict[str, Any]:
@@ -132,36 +157,22 @@ def plan_to_dict(plan: FinetunePlan) -> dict[str, Any]:
 
 
 def _build(cls: type, values: Any, where: str) -> Any:
+    """Validate one section through its schema; the first problem becomes one ProjectError line."""
+    import pydantic
+
     if not isinstance(values, dict):
-        raise ProjectError(f"{where} must be a table")
-    names = {f.name: f for f in fields(cls)}
+        raise ProjectError(f"{where} must be a table, not {values!r}")
+    names = [f.name for f in fields(cls)]
     unknown = sorted(set(values) - set(names))
     if unknown:
-        raise ProjectError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(names)})")
+        raise ProjectError(f"{where}: unknown key(s) {', '.join(unknown)}{_did_you_mean(unknown[0], names)} "
+                           f"(known: {', '.join(names)})")
     try:
-        obj = cls(**values)
-    except TypeError as exc:
-        raise ProjectError(f"{where}: {exc}") from None
-    for f in fields(cls):
-        value = getattr(obj, f.name)
-        expected = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
-        if value is None:
-            continue
-        if expected in ("int",) and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ProjectError(f"{where} {f.name} must be an integer, not {value!r}")
-        if expected in ("float",) and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ProjectError(f"{where} {f.name} must be a number, not {value!r}")
-        if expected == "float":
-            setattr(obj, f.name, float(value))
-        if expected in ("str",) and not isinstance(value, str):
-            raise ProjectError(f"{where} {f.name} must be a string, not {value!r}")
-        if expected == "bool" and not isinstance(value, bool):
-            raise ProjectError(f"{where} {f.name} must be true or false, not {value!r}")
-        if expected.startswith("list[") and not isinstance(value, list):
-            raise ProjectError(f"{where} {f.name} must be a list, not {value!r}")
-        if expected.startswith("float |") and not isinstance(value, bool) and isinstance(value, (int, float)):
-            setattr(obj, f.name, float(value))
-    return obj
+        obj = cls.__new__(cls)
+        cls.validating_init(obj, **values)  # raises pydantic's error, which we word with the file and section
+        return obj
+    except pydantic.ValidationError as exc:
+        raise ProjectError(describe_error(exc, where)) from None
 
 
 def _dump(obj: Any) -> dict[str, Any]:

@@ -75,6 +75,10 @@ def inspect_text(data: dict[str, Any]) -> str:
     share = 100.0 * (total - trainable) / total if total else 0.0
     lines += ["", f"{trainable:,} of {total:,} parameters trainable ({data['frozen_params']:,} frozen, {percent(share)} frozen); "
               f"BatchNorm policy: {data['batchnorm_policy']} ({len(data['batchnorm_eval'])} BatchNorm layer(s) held in eval mode)"]
+    if data.get("cost"):
+        cost = data["cost"]
+        lines.append(f"gradients + {cost['optimizer']} state: {cost['grad_bytes'] + cost['optimizer_state_bytes']:,} bytes; "
+                     f"{cost['sentence']}")
     if data["groups"]:
         lines += ["", "parameter groups (optimizer):"]
         for g in data["groups"]:

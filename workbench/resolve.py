@@ -165,11 +165,12 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
         param_trainable[p.index] = not frozen
 
     bn_eval = []
+    all_eval = plan.freeze.batchnorm == "eval"  # Keras' advice: BatchNorm in inference mode even where it trains
     if not train_bn:
         for node in nodes:
             if node.is_batchnorm:
                 own = node.own_params
-                if node_frozen[node.index] or (own and not any(param_trainable[p] for p in own)):
+                if all_eval or node_frozen[node.index] or (own and not any(param_trainable[p] for p in own)):
                     bn_eval.append(node.index)
 
     # 2. Tri-state and counts, children before parents.

@@ -56,6 +56,8 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
         spec_data = json.loads((run_dir / SPEC).read_text())
     except ValueError as exc:
         raise WorkbenchError(f"{run_dir / SPEC} is not valid JSON ({exc})") from None
+    if not isinstance(spec_data, dict):
+        raise WorkbenchError(f"{run_dir / SPEC} is damaged: expected a JSON object, not a {type(spec_data).__name__}")
     saved: dict | None = None
     if (run_dir / WEIGHTS).is_file():
         try:

@@ -17,6 +17,20 @@ from workbench.sources import load_backbone
 from workbench.workspace import Workspace
 
 
+@pytest.fixture(autouse=True)
+def _collect_qt_garbage():
+    """Collect each test's cyclic garbage on the GUI thread, after pytest-qt has closed its widgets.
+
+    Trap: otherwise a later test's worker thread may run the garbage collector (any allocation can),
+    destroying Qt objects of an earlier test off the GUI thread while holding the GIL; seen as a
+    rare hang of a data scan that imports scikit-learn in the background.
+    """
+    yield
+    import gc
+
+    gc.collect()
+
+
 @pytest.fixture(scope="session")
 def resnet18_backbone():
     return load_backbone(LoadRequest("resnet18", source="timm", input_size=(3, 64, 64)))

@@ -169,3 +169,16 @@ def test_unfreeze_schedule_is_editable_and_validated(loaded, qtbot, dialogs):
 
     schedule.remove_step(0)
     assert session.plan.unfreeze == []
+
+
+def test_parameter_free_modules_show_no_box_whatever_the_preset(loaded, qtbot):
+    """ReLU and pooling have no state: no checkbox, no frozen styling, under every preset."""
+    panel, model = loaded.tree_panel, loaded.tree_panel.model
+    for button in (panel.linear_probe, panel.full_finetune, panel.linear_probe):
+        qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+        for path in ("act1", "maxpool", "global_pool", "layer1.0.act1"):
+            index = model.index_of_path(path, NAME)
+            assert model.data(index, CHECK) is None, path
+            assert not model.flags(index) & Qt.ItemFlag.ItemIsUserCheckable
+            assert model.data(index, Qt.ItemDataRole.BackgroundRole) is None
+        assert check_state(loaded, "layer1.0.conv1") in (Qt.CheckState.Checked, Qt.CheckState.Unchecked)

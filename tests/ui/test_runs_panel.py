@@ -77,6 +77,7 @@ def test_continue_a_stopped_run_after_a_restart(window, project_with_runs, wait_
     qtbot.waitUntil(lambda: window.train_panel.last_state in ("finished", "failed") and not window.train_panel.is_running(),
                     timeout=180_000)
     assert window.train_panel.last_state == "finished"
+    qtbot.waitUntil(lambda: window.session.weights_label.startswith("run b-stopped, epoch 2 of 2"), timeout=10_000)
     panel.refresh()
     assert {r.name: r.status for r in panel.runs}["b-stopped"] == "finished"
     assert {r.name: r.epochs_done for r in panel.runs}["b-stopped"] == 2

@@ -18,7 +18,8 @@ WEIGHTS = "model.safetensors"
 METRICS = "metrics.jsonl"
 STATUS = "status.json"
 # What a run writes; any of them means the folder holds a run.
-RUN_FILES = ("project.toml", "spec.json", METRICS, WEIGHTS, "checkpoints", STATUS)
+RUN_FILES = ("project.toml", "spec.json", METRICS, WEIGHTS, "checkpoints", STATUS,
+             "initial_trainable.safetensors", "initial_frozen.json")
 
 
 class RunFolderBusy(WorkbenchError):

@@ -240,6 +240,10 @@ class Trainer:
         if dist is not None:
             dist.broadcast_module(model, device)  # frozen weights too: DDP only syncs what it wraps
         applied = apply_plan(model, resolve_plan(tree, current, self.ws.default_groups()))
+        if state is None and self._writes_files:  # what `workbench diff RUN` compares the result with
+            from workbench.drift import save_run_start
+
+            save_run_start(self.run_dir, model, tree, self.plan, applied.resolution)
         if state is not None:
             model.load_state_dict(state["model"])
             optimizer = _build_optimizer(cfg, _groups_from_layout(model, state["optimizer_layout"]))

@@ -1,0 +1,76 @@
+"""``workbench compare``: train several strategies from one project and tabulate accuracy against cost."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compare", help="train fine-tuning strategies side by side: accuracy, time, memory")
+    p.add_argument("project", type=Path, help="project .toml (model, data, split, seed, epochs; [[compare]] tables)")
+    p.add_argument("--strategies", default="",
+                   help="comma list: probe, freeze:N, full, full-lowlr, discriminative[:FACTOR], gradual, sweep, "
+                        "plan, or a [[compare]] table's name (default: the project's [[compare]] tables)")
+    p.add_argument("--epochs", type=int, help="epochs per strategy (default: the project's)")
+    p.add_argument("--out", type=Path, help="a new folder for the runs (default: runs/compare-<timestamp> beside the project)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="also write the results here (Markdown and PNG beside it)")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(run=_cmd_compare)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    import signal
+
+    from workbench.compare import (
+        Comparison,
+        compare_tables,
+        default_out_dir,
+        parse_strategies,
+        text_table,
+        write_outputs,
+    )
+    from workbench.project import load_project
+    from workbench.training.reports import EpochReport
+
+    plan = load_project(args.project)
+    if args.device:
+        plan.train.device = args.device
+    strategies = parse_strategies(args.strategies, compare_tables(args.project))
+    comparison = Comparison(plan, strategies, args.out or default_out_dir(args.project), str(args.project),
+                            epochs=args.epochs)
+
+    def on_sigint(_sig, _frame):
+        if comparison.stopped:
+            raise KeyboardInterrupt
+        print("\nstopping after this batch (Ctrl-C again to abort)…", file=sys.stderr)
+        comparison.request_stop()
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for event in comparison.run():
+            tag = f"[{event.index + 1}/{event.count} {event.strategy}]"
+            if event.kind == "start":
+                print(f"{tag} training", flush=True)
+            elif event.kind == "report" and isinstance(event.report, EpochReport):
+                r = event.report
+                val = f", val acc {r.val_accuracy:.1%}" if r.val_accuracy is not None else ""
+                print(f"{tag} epoch {r.epoch + 1}/{r.epochs}: train acc {r.train_accuracy:.1%}{val} "
+                      f"({r.seconds:.1f}s)", flush=True)
+            elif event.kind == "done":
+                print(f"{tag} done in {event.result.wall_s:.1f}s", flush=True)
+            elif event.kind == "failed":
+                print(f"{tag} failed: {event.error}", file=sys.stderr, flush=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    print()
+    print(text_table(comparison.results))
+    for path in write_outputs(comparison, args.json):
+        print(f"wrote {path}")
+    if comparison.failed:
+        print(f"{len(comparison.failed)} strategy(ies) failed: "
+              + "; ".join(f"{f['name']}: {f['error']}" for f in comparison.failed), file=sys.stderr)
+    if comparison.stopped:
+        return 130
+    return 1 if comparison.failed else 0

@@ -1,0 +1,278 @@
+"""What changed after training: per-module relative drift ‖W′ − W‖ / ‖W‖ of parameters and BatchNorm statistics.
+
+Inputs are state dicts of the same architecture: run folders, ``.safetensors`` files,
+export folders or ``.pt``/``.pth`` checkpoints. Bit-identical tensors give exactly 0.0
+(compared with ``torch.equal`` first, never through floating-point subtraction).
+
+A run keeps what it needs to be compared with its own start (``save_run_start``): the
+starting values of every tensor that can change during the run (parameters trainable at
+any epoch, BatchNorm statistics that update) in ``initial_trainable.safetensors``, and a
+SHA-256 fingerprint of every other tensor in ``initial_frozen.json``: no second copy of
+the frozen weights, yet their "exactly unchanged" is checked, not assumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.atomic import atomic_path, atomic_write_text
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    import torch
+    import torch.nn as nn
+
+    from workbench.layer_tree import LayerTree
+    from workbench.plan import FinetunePlan
+    from workbench.resolve import Resolution
+
+START_WEIGHTS, START_FINGERPRINTS = "initial_trainable.safetensors", "initial_frozen.json"
+BN_STATS = ("running_mean", "running_var")
+
+
+class DriftError(WorkbenchError):
+    """The two sides cannot be compared (missing, unreadable, or different architectures)."""
+
+
+@dataclass
+class ModuleDrift:
+    """One module's own tensors. ``params``/``stats`` are None when it has none of that kind."""
+
+    path: str
+    depth: int
+    params: float | None
+    stats: float | None
+    numel: int
+    tensors: int
+    changed: int
+
+    @property
+    def value(self) -> float:
+        """The figure shown in the tree: parameter drift, or the statistics' when it has no parameters."""
+        return self.params if self.params is not None else (self.stats or 0.0)
+
+
+@dataclass
+class DriftReport:
+    a: str
+    b: str
+    modules: list[ModuleDrift]
+    tensors: dict[str, float]
+    fingerprint_checked: int = 0  # frozen tensors verified unchanged against their run-start hash
+    problems: list[str] = field(default_factory=list)
+
+    def by_path(self) -> dict[str, ModuleDrift]:
+        return {m.path: m for m in self.modules}
+
+    def to_dict(self) -> dict[str, Any]:
+        moved = [m for m in self.modules if m.changed]
+        return {
+            "a": self.a, "b": self.b,
+            "modules": [{"path": m.path, "depth": m.depth, "param_drift": m.params, "bn_stats_drift": m.stats,
+                         "numel": m.numel, "tensors": m.tensors, "changed_tensors": m.changed} for m in self.modules],
+            "tensors": self.tensors,
+            "modules_changed": len(moved), "modules_unchanged": len(self.modules) - len(moved),
+            "fingerprint_checked": self.fingerprint_checked, "problems": self.problems,
+        }
+
+    def text(self) -> str:
+        rows = [("module", "params", "bn stats", "numel")]
+        for m in self.modules:
+            rows.append(("  " * (m.depth - 1) + (m.path or "(root)"), _fmt(m.params), _fmt(m.stats), f"{m.numel:,}"))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = [f"drift ‖W′ − W‖ / ‖W‖ from {self.a} to {self.b}", ""]
+        for r in rows:
+            lines.append("  ".join([r[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(r[1:], widths[1:])]).rstrip())
+        moved = sum(1 for m in self.modules if m.changed)
+        lines += ["", f"{moved} of {len(self.modules)} modules changed; {len(self.modules) - moved} exactly unchanged"
+                  + (f" ({self.fingerprint_checked} frozen tensors verified against their run-start fingerprint)"
+                     if self.fingerprint_checked else "")]
+        lines += [f"problem: {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "0 (exact)" if value == 0.0 else f"{value:.3g}"
+
+
+def tensor_drift(a: "torch.Tensor", b: "torch.Tensor") -> tuple[float, float, float]:
+    """(relative drift, ‖b − a‖², ‖a‖²); exactly 0 for bit-identical tensors. ‖a‖ = 0 gives the absolute change."""
+    import torch
+
+    if a.shape != b.shape:
+        raise DriftError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    if torch.equal(a, b):
+        return 0.0, 0.0, float(a.double().pow(2).sum())
+    diff = float((b.double() - a.double()).pow(2).sum())
+    base = float(a.double().pow(2).sum())
+    return math.sqrt(diff / base) if base > 0 else math.sqrt(diff), diff, base
+
+
+def compare_states(a: dict[str, "torch.Tensor"], b: dict[str, "torch.Tensor"], a_label: str = "A",
+                   b_label: str = "B", param_names: set[str] | None = None) -> DriftReport:
+    """Per-module drift between two state dicts of one architecture (floating-point tensors only)."""
+    missing, extra = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+    if missing or extra:
+        raise DriftError(f"{a_label} and {b_label} are not the same architecture: "
+                         f"{len(missing)} tensor(s) only in {a_label} ({', '.join(missing[:3])}), "
+                         f"{len(extra)} only in {b_label} ({', '.join(extra[:3])})")
+    sums: dict[str, dict[str, list[float]]] = {}
+    tensors: dict[str, float] = {}
+    counts: dict[str, list[int]] = {}
+    for key, ta in a.items():
+        tb = b[key]
+        if not (ta.is_floating_point() and tb.is_floating_point()):
+            continue  # num_batches_tracked and other counters
+        module, _, name = key.rpartition(".")
+        kind = "stats" if name in BN_STATS else "params"
+        if param_names is not None and kind == "params" and key not in param_names:
+            continue  # a buffer that is neither a parameter nor a BatchNorm statistic
+        try:
+            rel, diff, base = tensor_drift(ta, tb)
+        except DriftError as exc:
+            raise DriftError(f"{key}: {exc}: {a_label} and {b_label} are not the same architecture") from None
+        tensors[key] = rel
+        entry = sums.setdefault(module, {"params": [], "stats": []})
+        entry[kind].append((diff, base))  # type: ignore[arg-type]
+        c = counts.setdefault(module, [0, 0, 0])
+        c[0] += ta.numel()
+        c[1] += 1
+        c[2] += rel != 0.0
+    modules = []
+    for module, entry in sums.items():
+        values: dict[str, float | None] = {}
+        for kind, pairs in entry.items():
+            if not pairs:
+                values[kind] = None
+                continue
+            diff = sum(d for d, _ in pairs)  # type: ignore[misc]
+            base = sum(s for _, s in pairs)  # type: ignore[misc]
+            values[kind] = 0.0 if diff == 0 else (math.sqrt(diff / base) if base > 0 else math.sqrt(diff))
+        c = counts[module]
+        modules.append(ModuleDrift(module, module.count(".") + 1 if module else 0, values["params"], values["stats"],
+                                   c[0], c[1], c[2]))
+    return DriftReport(a_label, b_label, modules, tensors)
+
+
+def load_state(source: str | Path) -> dict[str, "torch.Tensor"]:
+    """A state dict from a run folder, export folder, ``.safetensors`` file or ``.pt``/``.pth`` checkpoint."""
+    import torch
+
+    path = Path(source).expanduser()
+    if path.is_dir():
+        for candidate in (path / "model.safetensors", path / "checkpoints" / "last.pt"):
+            if candidate.is_file():
+                return load_state(candidate)
+        raise DriftError(f"{path} holds no weights (no model.safetensors or checkpoints/last.pt)")
+    if not path.is_file():
+        raise DriftError(f"not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # safetensors raises its own error types
+            raise DriftError(f"{path} is not a readable .safetensors file ({exc})") from None
+    if path.suffix in (".pt", ".pth", ".bin", ".ckpt"):
+        try:
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise DriftError(f"{path} is not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:200]})") from None
+        for key in ("model", "state_dict"):
+            if isinstance(data, dict) and isinstance(data.get(key), dict):
+                data = data[key]
+                break
+        if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+            raise DriftError(f"{path} holds no state dict of tensors")
+        return data
+    raise DriftError(f"{path}: expected a run folder, a .safetensors file or a .pt/.pth checkpoint")
+
+
+def diff_sources(a: str | Path, b: str | Path | None = None) -> DriftReport:
+    """``a`` vs ``b``; with ``b`` None, ``a`` is a run folder compared with its own start."""
+    if b is None:
+        return diff_run_from_start(Path(a))
+    return compare_states(load_state(a), load_state(b), str(a), str(b))
+
+
+def diff_run_from_start(run_dir: Path) -> DriftReport:
+    """The run's final weights against the start it recorded (saved tensors + fingerprints of the rest)."""
+    from safetensors.torch import load_file
+
+    run_dir = Path(run_dir).expanduser()
+    start_file, prints_file = run_dir / START_WEIGHTS, run_dir / START_FINGERPRINTS
+    if not start_file.is_file() or not prints_file.is_file():
+        raise DriftError(f"{run_dir} has no record of its start ({START_WEIGHTS}, {START_FINGERPRINTS}); "
+                         "give two weight files to compare instead")
+    final = load_state(run_dir)
+    start = dict(load_file(str(start_file)))
+    try:
+        prints: dict[str, str] = json.loads(prints_file.read_text())["sha256"]
+    except (ValueError, KeyError) as exc:
+        raise DriftError(f"{prints_file} is unreadable ({exc})") from None
+    problems = []
+    tampered: set[str] = set()
+    checked = 0
+    for key, digest in prints.items():
+        if key not in final:
+            continue
+        if fingerprint(final[key]) == digest:
+            start[key] = final[key]  # verified bit-identical: drift exactly 0
+            checked += 1
+        else:
+            tampered.add(key)
+            problems.append(f"{key} was frozen for the whole run but no longer matches its starting fingerprint")
+    unknown = sorted(k for k in set(final) - set(start) if final[k].is_floating_point() and k not in tampered)
+    if unknown:
+        raise DriftError(f"{run_dir}: {len(unknown)} tensor(s) have no starting record ({', '.join(unknown[:3])})")
+    # A tampered frozen tensor has no starting value to measure against: it is left out and named in problems.
+    report = compare_states({k: v for k, v in start.items() if k in final}, {k: final[k] for k in start if k in final}, f"{run_dir} (start)", f"{run_dir} (final)")
+    report.fingerprint_checked, report.problems = checked, problems
+    return report
+
+
+def fingerprint(tensor: "torch.Tensor") -> str:
+    t = tensor.detach().cpu().contiguous().reshape(-1)
+    return hashlib.sha256(t.view(dtype=__import__("torch").uint8).numpy().tobytes()).hexdigest()
+
+
+def changing_tensors(model: "nn.Module", tree: "LayerTree", plan: "FinetunePlan", resolution: "Resolution") -> set[str]:
+    """State-dict keys that may change during the run: parameters trainable at any epoch, updating BN statistics."""
+    from workbench.freezing import plan_at_epoch
+    from workbench.resolve import resolve_plan
+
+    final_epoch = max([s.epoch for s in plan.unfreeze], default=0)
+    ends = [resolution]
+    if plan.unfreeze:
+        ends.append(resolve_plan(tree, plan_at_epoch(plan, tree, final_epoch)))
+    names = {tree.params[p].name for res in ends for p, t in enumerate(res.param_trainable) if t}
+    held = set.intersection(*({tree.nodes[i].path for i in res.bn_eval} for res in ends))
+    for node in tree.nodes:
+        if node.is_batchnorm and node.path not in held:
+            names.update(f"{node.path}.{s}" if node.path else s for s in BN_STATS)
+    # A tied parameter appears under every name that shares it.
+    by_ptr: dict[int, list[str]] = {}
+    for key, value in model.state_dict(keep_vars=True).items():
+        by_ptr.setdefault(id(value), []).append(key)
+    return {k for keys in by_ptr.values() if names.intersection(keys) for k in keys}
+
+
+def save_run_start(run_dir: Path, model: "nn.Module", tree: "LayerTree", plan: "FinetunePlan",
+                   resolution: "Resolution") -> None:
+    """Record the run's start: changing tensors' values, every other tensor's fingerprint. Atomic writes."""
+    from safetensors.torch import save_file
+
+    changing = changing_tensors(model, tree, plan, resolution)
+    state = model.state_dict()
+    saved = {k: v.detach().cpu().clone().contiguous() for k, v in state.items() if k in changing}
+    prints = {k: fingerprint(v) for k, v in state.items() if k not in changing and v.is_floating_point()}
+    with atomic_path(Path(run_dir) / START_WEIGHTS) as tmp:
+        save_file(saved, str(tmp))
+    atomic_write_text(Path(run_dir) / START_FINGERPRINTS, json.dumps({"sha256": prints}, indent=0))
