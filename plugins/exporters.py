@@ -66,7 +66,10 @@ class SafetensorsExporter:
             atomic_write_text(out / "recipe.toml", recipe_toml)
             paths.append(out / "recipe.toml")
         message = f"wrote {len(tensors)} tensors and config.json for {spec.architecture} to {out}"
-        if spec.architecture.startswith("onnx:"):
+        if spec.extra.get("workbench_head"):
+            message += ("; a cut model with a new head: timm.create_model cannot rebuild it alone, "
+                        "workbench.surgery.rebuild_from_config(folder) does")
+        elif spec.architecture.startswith("onnx:"):
             message += ("; timm cannot rebuild an ONNX import: load model.safetensors into the module "
                         "re-imported from the original .onnx file")
         return ExportResult(self.name, paths, None, message)
@@ -225,6 +228,10 @@ def timm_config(model: "nn.Module", spec: ModelSpec) -> dict[str, Any]:
     cfg.update(spec.to_pretrained_cfg())
     if spec.classifier is None and classifier is not None:
         cfg["classifier"] = classifier
+    elif isinstance(classifier, (list, tuple)) and spec.classifier in classifier:
+        # Two-head models (distilled DeiT, LeViT…): timm drops every listed classifier when
+        # num_classes changes at reload, so all of them must be named, as save_for_hf does.
+        cfg["classifier"] = list(classifier)
     if source:
         cfg["custom_load"] = False  # the export holds a native timm state dict
     config: dict[str, Any] = {"architecture": spec.architecture, "num_classes": spec.num_classes}
@@ -239,6 +246,10 @@ def timm_config(model: "nn.Module", spec: ModelSpec) -> dict[str, Any]:
     if args:
         config["model_args"] = args
     config["pretrained_cfg"] = cfg
+    if spec.extra.get("workbench_head"):  # cut + new head: timm.create_model alone cannot rebuild it
+        config["workbench"] = {"head": spec.extra["workbench_head"], "note": (
+            "timm.create_model cannot rebuild this architecture alone: cut and new head from [head]; "
+            "rebuild with workbench.surgery.rebuild_from_config(folder)")}
     return config
 
 
@@ -283,7 +294,8 @@ def _torch_onnx_export(model: "nn.Module", spec: ModelSpec, path: Path, opset: i
     x = _random_batch(spec, 2, seed=0)
     common = dict(input_names=["input"], output_names=["logits"], opset_version=opset)
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        # Trap: the exporters print graph IR and diagnostics to stdout; the CLI must not show it.
+        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             if dynamo:
                 import importlib.util

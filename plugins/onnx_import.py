@@ -98,14 +98,24 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
 
     graph_input = _single_image_input(original, name)
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in graph_input.type.tensor_type.shape.dim]
-    nhwc = _is_nhwc(original, graph_input.name, dims)
-    size = _resolve_input_size(dims, nhwc, input_size, metadata, name, graph_input.name)
+    features = len(dims) == 2  # a feature vector per sample (tabular data), not an image
+    nhwc = not features and _is_nhwc(original, graph_input.name, dims)
+    size = _feature_size(dims, input_size, name) if features else _resolve_input_size(dims, nhwc, input_size, metadata, name, graph_input.name)
+    if not features and input_size is None and any(d is None for d in dims[1:]) and "input_size" not in metadata:
+        shown = ", ".join(["N"] + ["?" if v is None else str(v) for v in dims[1:]])
+        notices.append(f"input {graph_input.name!r} has free dimensions [{shown}]; opened it at "
+                       f"{'x'.join(map(str, size))} (C x H x W): set --input-size C,H,W or "
+                       "input_size = [C, H, W] under [model] to use another size")
     batch = dims[0] or 1
-    check_input_size(name, batch, size)
-    channels, height, width = size
-    file_dims = [None, height, width, channels] if nhwc else [None, channels, height, width]
+    if features:
+        file_dims: list[int | None] = [None, size[0]]
+        feed_shape: tuple[int, ...] = (batch, size[0])
+    else:
+        check_input_size(name, batch, size)  # type: ignore[arg-type]
+        channels, height, width = size
+        file_dims = [None, height, width, channels] if nhwc else [None, channels, height, width]
+        feed_shape = (batch, height, width, channels) if nhwc else (batch, channels, height, width)
     rng = np.random.default_rng(0)
-    feed_shape = (batch, height, width, channels) if nhwc else (batch, channels, height, width)
     feed = rng.standard_normal(feed_shape).astype(np.float32)
 
     # Named first: version_converter drops the node metadata the names come from.
@@ -134,7 +144,9 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
         runner.apply("fold_constants", _pass("fold_constants"))
     runner.apply("explicit_auto_pad", _pass("explicit_auto_pad"))
     runner.apply("split_asymmetric_conv_pads", _pass("split_asymmetric_conv_pads"))
+    runner.apply("drop_noop_casts", _pass("drop_noop_casts"))
     runner.apply("matmul_add_to_gemm", _pass("matmul_add_to_gemm"))
+    runner.apply("annotate_batchnorm_ranks", lambda m: _pass("annotate_batchnorm_ranks")(m, runner.feed, runner.input_name))
 
     missing = unsupported_ops(runner.model, opset_of(runner.model))
     if missing:
@@ -154,16 +166,16 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
 
     if _keep_first_output(module):
         notices.append(f"{name} has several outputs; using the first as the logits")
-    if strip_final_softmax(module, op_types):
-        notices.append("removed the final Softmax so the module returns logits")
     if nhwc:
         adapt_nhwc_input(module, op_types)
         notices.append("the file takes NHWC input; adapted the module to take NCHW")
     promotion = promote_constants(module, op_types)
     module.eval()
 
-    _check_batch(module, size, name)
+    out_shape = _check_batch(module, size, name)
 
+    # Parity is measured before the final Softmax is stripped: like with like (the file's
+    # probabilities against the module's), not logits against probabilities.
     torch_input = feed.transpose(0, 3, 1, 2).copy() if nhwc else feed
     with torch.no_grad():
         torch_out = module(torch.from_numpy(torch_input)).numpy()
@@ -174,8 +186,16 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
     elif not within_tolerance(reference, parity):
         notices.append(f"converted module differs from onnxruntime by up to {parity:.3g}: check it before training")
 
-    file_classes = int(torch_out.shape[-1])
-    classifier = find_classifier(module, op_types)
+    stripped = strip_final_softmax(module, op_types, torch.from_numpy(torch_input))
+    if stripped:
+        notices.append(f"removed the final {stripped} so the module returns logits "
+                       "(parity was checked on the file's own output, before removing it)")
+    output_kind = _output_kind(module, size, out_shape)
+    if output_kind != "logits":
+        notices.append(output_kind)
+
+    file_classes = int(out_shape[-1])
+    classifier = find_classifier(module, op_types) if len(out_shape) == 2 else None
     final_classes = file_classes
     if num_classes is not None and num_classes != file_classes:
         if classifier is None:
@@ -195,10 +215,14 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
         constant_buffers=promotion.constant_buffers,
         batchnorm=f"present: {bn_count} BatchNormalization nodes" if bn_count
         else "none in graph: folded into convolutions at export, or never present",
-        input_layout="NHWC (adapted: the module takes NCHW)" if nhwc else "NCHW",
+        input_layout="NHWC (adapted: the module takes NCHW)" if nhwc else "features (N, F)" if features else "NCHW",
         passes=runner.applied,
         rejected_passes=runner.rejected,
         parity_max_abs_diff=parity,
+        parity_compared="the file's output with the module's, before stripping the " + stripped if stripped
+        else "the file's output with the module's",
+        output_shape=["N", *out_shape[1:]],
+        output_kind="logits" if output_kind == "logits" else "not logits: " + output_kind,
     )
     if runner.applied:
         notices.append("applied graph passes: " + ", ".join(p["name"] for p in runner.applied))
@@ -299,10 +323,22 @@ def _single_image_input(model: "onnx.ModelProto", name: str) -> "onnx.ValueInfoP
     tensor_type = value.type.tensor_type
     if tensor_type.elem_type != _FLOAT:
         raise ModelLoadError(f"{name}: input {value.name!r} is not float32 (ONNX elem_type {tensor_type.elem_type}); only float32 image inputs are supported")
-    if not tensor_type.HasField("shape") or len(tensor_type.shape.dim) != 4:
+    if not tensor_type.HasField("shape") or len(tensor_type.shape.dim) not in (2, 4):
         rank = len(tensor_type.shape.dim) if tensor_type.HasField("shape") else "unknown"
-        raise ModelLoadError(f"{name}: input {value.name!r} must be a 4-D image batch, its rank is {rank}")
+        raise ModelLoadError(f"{name}: input {value.name!r} must be a 4-D image batch (N, C, H, W) or a 2-D feature batch (N, F), its rank is {rank}")
     return value
+
+
+def _feature_size(dims: list[int | None], requested: tuple[int, ...] | None, name: str) -> tuple[int]:
+    """(F,) for a 2-D feature input: the file's fixed width, or the request's."""
+    if requested is not None:
+        asked = tuple(int(v) for v in requested)
+        if len(asked) != 1 or (dims[1] is not None and asked[0] != dims[1]):
+            raise ModelLoadError(f"{name}: the input is a feature batch (N, {dims[1] or 'F'}); input_size must be [{dims[1] or 'F'}], got {list(asked)}")
+        return (asked[0],)
+    if dims[1] is None:
+        raise ModelLoadError(f"{name}: the feature input has no fixed width (N, ?); give it with input_size = [F] under [model]")
+    return (dims[1],)
 
 
 def _is_nhwc(model: "onnx.ModelProto", input_name: str, dims: list[int | None]) -> bool:
@@ -342,11 +378,24 @@ def _resolve_input_size(
             meta_size = ()
         if len(meta_size) == 3:
             return meta_size  # type: ignore[return-value]
-    shown = ["N"] + ["?" if v is None else str(v) for v in dims[1:]]
-    raise ModelLoadError(
-        f"{name}: input {input_name!r} has no fixed size ([{', '.join(shown)}]); "
-        "give it with --input-size C,H,W or input_size = [C, H, W] under [model] in the project file"
-    )
+    return _default_size(file_size)  # type: ignore[arg-type]
+
+
+DEFAULT_SIDE = 224
+
+
+def _default_size(file_size: tuple[int | None, int | None, int | None]) -> tuple[int, int, int]:
+    """Fill free dims: 3 channels; 224 for a free side, or the smallest multiple of the
+    fixed side that reaches 224 when only one side is free (an OCR 3×48×W opens at 3×48×240)."""
+    channels, height, width = file_size
+    if height is None and width is None:
+        height = width = DEFAULT_SIDE
+    elif height is None or width is None:
+        fixed = height if height is not None else width
+        assert fixed is not None
+        free = fixed * max(1, -(-DEFAULT_SIDE // fixed))
+        height, width = (free, width) if height is None else (height, free)
+    return (channels or 3, height, width)  # type: ignore[return-value]
 
 
 def _convert(model: "onnx.ModelProto", name: str, rejected: list[dict[str, Any]]) -> "nn.Module":
@@ -372,8 +421,8 @@ def _keep_first_output(module: "nn.Module") -> bool:
     return False
 
 
-def _check_batch(module: "nn.Module", size: tuple[int, int, int], name: str) -> None:
-    """The module must map (N, C, H, W) to (N, classes) for N > 1, sample by sample."""
+def _check_batch(module: "nn.Module", size: tuple[int, int, int], name: str) -> tuple[int, ...]:
+    """The module must map (N, C, H, W) to (N, ...) for N > 1, sample by sample; the output shape."""
     import torch
 
     x = torch.randn(2, *size, generator=torch.Generator().manual_seed(1))
@@ -387,11 +436,28 @@ def _check_batch(module: "nn.Module", size: tuple[int, int, int], name: str) -> 
             raise ModelLoadError(f"{name} runs out of memory on a batch of 2 images ({reason}): a layer makes a "
                                  "huge tensor; the file is not usable as an image classifier") from exc
         raise ModelLoadError(f"{name} fails on a batch of 2 ({reason}): the graph likely hard-codes batch size 1; {_BATCH_HELP}") from exc
-    if not isinstance(both, torch.Tensor) or both.dim() != 2:
+    if not isinstance(both, torch.Tensor) or both.dim() < 2 or not both.is_floating_point():
         shape = tuple(both.shape) if isinstance(both, torch.Tensor) else type(both).__name__
-        raise ModelLoadError(f"{name}: expected logits of shape (N, num_classes), the output has shape {shape}")
+        raise ModelLoadError(f"{name}: expected a float output of shape (N, ...), the output is {shape}")
     if both.shape[0] != 2 or not torch.allclose(both[:1], first, rtol=1e-4, atol=1e-4):
         raise ModelLoadError(f"{name} mixes samples across the batch (output {tuple(both.shape)} for 2 inputs): it hard-codes batch size 1; {_BATCH_HELP}")
+    return tuple(int(v) for v in both.shape)
+
+
+def _output_kind(module: "nn.Module", size: tuple[int, int, int], out_shape: tuple[int, ...]) -> str:
+    """"logits", or why the output cannot be trained with cross-entropy as it is."""
+    import torch
+
+    shown = "(" + ", ".join(["N", *map(str, out_shape[1:])]) + ")"
+    if len(out_shape) != 2:
+        return (f"the output has shape {shown}, not (N, classes): inspect and freeze work; "
+                "to train, cut the graph and attach a new head ([head] in the project file)")
+    with torch.no_grad():
+        out = module(3 * torch.randn(3, *size, generator=torch.Generator().manual_seed(2)))
+    if out.shape[1] > 1 and bool((out >= 0).all()) and torch.allclose(out.sum(dim=1), torch.ones(3), atol=1e-4):
+        return ("the output rows sum to 1 (probabilities, not logits) after a layer that is not a plain Softmax: "
+                "training with cross-entropy would be wrong; cut the graph and attach a new head ([head] in the project file)")
+    return "logits"
 
 
 def _check_head(module: "nn.Module", size: tuple[int, int, int], num_classes: int, name: str) -> int:

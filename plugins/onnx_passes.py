@@ -527,3 +527,59 @@ def _scope_of(node: "onnx.NodeProto") -> str:
 def _identifier(text: str) -> str:
     name = re.sub(r"\W+", "_", text).strip("_")
     return f"n{name}" if name and name[0].isdigit() else name
+
+
+def annotate_batchnorm_ranks(model: "onnx.ModelProto", feed: "np.ndarray", input_name: str) -> "onnx.ModelProto | None":
+    """Give every BatchNormalization input a shape, measured with onnxruntime where inference has none.
+
+    onnx2torch picks BatchNorm1d/2d/3d from the input's rank in value_info; when shape
+    inference cannot follow a Reshape whose target is computed at run time (text
+    recognizers), it fails with "BatchNorm operation with spatial rank == -2".
+    """
+    from onnx import TensorProto, helper
+
+    shapes = _static_shapes(model)
+    unknown = sorted({node.input[0] for node in model.graph.node
+                      if node.op_type == "BatchNormalization" and node.domain in ("", "ai.onnx") and not shapes.get(node.input[0])})
+    if not unknown:
+        return None
+    probe = _copy(model)
+    probe.graph.output.extend(helper.make_empty_tensor_value_info(name) for name in unknown)
+    outputs = _run_with_onnxruntime(probe, {input_name: feed})[len(model.graph.output):]
+    new = _copy(model)
+    for name, array in zip(unknown, outputs):
+        dims: list[int | str] = ["N", *array.shape[1:]]
+        new.graph.value_info.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, dims))
+    return new
+
+
+def drop_noop_casts(model: "onnx.ModelProto") -> "onnx.ModelProto | None":
+    """Remove ``Cast(to=FLOAT)`` of tensors that are already float32 (tf2onnx writes
+    ``MatMul → Cast → Add → Cast → Softmax`` classifier tails), so the MatMul+Add becomes a Linear."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    elem = {value.name: value.type.tensor_type.elem_type
+            for value in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    elem.update({init.name: init.data_type for init in model.graph.initializer})
+    graph_outputs = {out.name for out in model.graph.output}
+    noop = {
+        node.output[0]: node.input[0] for node in model.graph.node
+        if node.op_type == "Cast" and node.domain in ("", "ai.onnx") and _attr(node, "to", 0) == onnx.TensorProto.FLOAT
+        and elem.get(node.input[0]) == onnx.TensorProto.FLOAT and node.output[0] not in graph_outputs
+    }
+    if not noop:
+        return None
+
+    def source(name: str) -> str:
+        while name in noop:
+            name = noop[name]
+        return name
+
+    new = _copy(model)
+    kept = [node for node in new.graph.node if not (node.op_type == "Cast" and node.output and node.output[0] in noop)]
+    for node in kept:
+        node.input[:] = [source(name) for name in node.input]
+    del new.graph.node[:]
+    new.graph.node.extend(kept)
+    return new

@@ -113,18 +113,49 @@ def adapt_nhwc_input(gm: "fx.GraphModule", op_types: dict[str, str]) -> None:
     gm.recompile()
 
 
-def strip_final_softmax(gm: "fx.GraphModule", op_types: dict[str, str]) -> bool:
-    """Bypass a Softmax/LogSoftmax that produces the output, so the module returns logits."""
+def strip_final_softmax(gm: "fx.GraphModule", op_types: dict[str, str], sample: "torch.Tensor") -> str | None:
+    """Bypass a Softmax/LogSoftmax that produces the output, so the module returns logits.
+
+    The Softmax may be followed by no-op or shape-only nodes (Identity, Cast, Reshape,
+    Flatten, Squeeze, Dropout). Those are dropped too when the output keeps its shape on
+    ``sample`` without them (a Reshape to [-1, classes] would break a new head's class
+    count). Returns the stripped op type, or None.
+    """
+    import torch
+
     output = next(node for node in gm.graph.nodes if node.op == "output")
     last = output.args[0]
-    if getattr(last, "op", None) != "call_module" or op_types.get(str(last.target)) not in ("Softmax", "LogSoftmax"):
-        return False
-    output.args = (last.args[0],)
+    tail = []
+    while getattr(last, "op", None) == "call_module" and op_types.get(str(last.target)) in _PASS_THROUGH_OPS and last.args:
+        if len(last.users) != 1:
+            return None
+        tail.append(last)
+        last = last.args[0]
+    op_type = op_types.get(str(getattr(last, "target", "")))
+    if getattr(last, "op", None) != "call_module" or op_type not in ("Softmax", "LogSoftmax") or len(last.users) != 1:
+        return None
+    logits = last.args[0]
+    last.replace_all_uses_with(logits)
     gm.graph.erase_node(last)
     _delete_submodule(gm, str(last.target))
+    gm.recompile()
+    if tail:
+        with torch.no_grad():
+            shape = gm(sample).shape
+        kept = output.args
+        output.args = (logits,)
+        gm.recompile()
+        with torch.no_grad():
+            same = gm(sample).shape == shape
+        if same:
+            for node in tail:
+                gm.graph.erase_node(node)
+                _delete_submodule(gm, str(node.target))
+        else:
+            output.args = kept
     gm.graph.lint()
     gm.recompile()
-    return True
+    return op_type
 
 
 def find_classifier(gm: "fx.GraphModule", op_types: dict[str, str]) -> str | None:

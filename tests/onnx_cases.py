@@ -278,3 +278,152 @@ def dynamo_style_model() -> onnx.ModelProto:
         weight("head.weight", [5, 8], 5), weight("head.bias", [5], 6),
     ]
     return make_model(nodes, inits, ["batch", 3, 6, 6], ["batch", 5], opset=20)
+
+
+def with_tail(model: onnx.ModelProto, tail: list[str], opset: int = 17) -> onnx.ModelProto:
+    """Append ops after the graph output ``logits`` (e.g. ["Softmax", "Identity", "Cast", "Reshape"]),
+    as classifier files from other frameworks end; the new output keeps the name ``logits``."""
+    tailed = onnx.ModelProto()
+    tailed.CopyFrom(model)
+    graph = tailed.graph
+    out = graph.output[0]
+    classes = out.type.tensor_type.shape.dim[-1].dim_value
+    for node in graph.node:
+        node.output[:] = ["raw_logits" if name == "logits" else name for name in node.output]
+    current = "raw_logits"
+    for index, op in enumerate(tail):
+        target = "logits" if index == len(tail) - 1 else f"tail{index}"
+        if op in ("Softmax", "LogSoftmax"):
+            node = helper.make_node(op, [current], [target], axis=-1, name=f"/tail/{op}{index}")
+        elif op == "Cast":
+            node = helper.make_node("Cast", [current], [target], to=TensorProto.FLOAT, name=f"/tail/Cast{index}")
+        elif op == "Reshape":
+            graph.initializer.append(numpy_helper.from_array(np.array([-1, classes], np.int64), f"tail_shape{index}"))
+            node = helper.make_node("Reshape", [current, f"tail_shape{index}"], [target], name=f"/tail/Reshape{index}")
+        else:
+            node = helper.make_node(op, [current], [target], name=f"/tail/{op}{index}")
+        graph.node.append(node)
+        current = target
+    onnx.checker.check_model(tailed)
+    return tailed
+
+
+def manual_softmax_model() -> onnx.ModelProto:
+    """A classifier whose probabilities come from Exp / ReduceSum / Div, not a Softmax node."""
+    nodes = [helper.make_node("Conv", ["input", "conv.weight"], ["c"], pads=[1, 1, 1, 1], name="/conv/Conv")]
+    head_nodes, head_inits = _head("c", 4)
+    head_nodes[-1].output[0] = "scores"
+    nodes += head_nodes + [
+        helper.make_node("Exp", ["scores"], ["e"], name="/prob/Exp"),
+        helper.make_node("ReduceSum", ["e", "sum_axes"], ["total"], keepdims=1, name="/prob/ReduceSum"),
+        helper.make_node("Div", ["e", "total"], ["logits"], name="/prob/Div"),
+    ]
+    inits = [weight("conv.weight", [4, 3, 3, 3], 1), numpy_helper.from_array(np.array([1], np.int64), "sum_axes")] + head_inits
+    return make_model(nodes, inits, ["N", 3, 8, 8], ["N", 5])
+
+
+def detector_model() -> onnx.ModelProto:
+    """A text-detector style network: a probability map of shape (N, 1, H, W)."""
+    nodes = [
+        helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["c"], pads=[1, 1, 1, 1], name="/backbone/Conv"),
+        helper.make_node("Relu", ["c"], ["r"], name="/backbone/Relu"),
+        helper.make_node("Conv", ["r", "map.weight"], ["m"], name="/map/Conv"),
+        helper.make_node("Sigmoid", ["m"], ["logits"], name="/map/Sigmoid"),
+    ]
+    inits = [weight("conv.weight", [6, 3, 3, 3], 1), weight("conv.bias", [6], 2), weight("map.weight", [1, 6, 1, 1], 3)]
+    return make_model(nodes, inits, ["N", 3, 16, 16], ["N", 1, 16, 16])
+
+
+def recognizer_model(classes: int = 3) -> onnx.ModelProto:
+    """A text-recognizer style network: per-column scores of shape (N, T, C) from a 3×4×W input."""
+    nodes = [
+        helper.make_node("Conv", ["input", "col.weight", "col.bias"], ["c"], name="/col/Conv"),  # (N, C, 1, W)
+        helper.make_node("Squeeze", ["c", "squeeze_axes"], ["s"], name="/seq/Squeeze"),  # (N, C, W)
+        helper.make_node("Transpose", ["s"], ["logits"], perm=[0, 2, 1], name="/seq/Transpose"),  # (N, W, C)
+    ]
+    inits = [weight("col.weight", [classes, 3, 4, 1], 1), weight("col.bias", [classes], 2),
+             numpy_helper.from_array(np.array([2], np.int64), "squeeze_axes")]
+    return make_model(nodes, inits, ["N", 3, 4, 8], ["N", 8, classes])
+
+
+def free_width_model() -> onnx.ModelProto:
+    """An OCR-style classifier with input N×3×48×W (W free)."""
+    nodes = [helper.make_node("Conv", ["input", "conv.weight"], ["c"], pads=[1, 1, 1, 1], name="/conv/Conv")]
+    head_nodes, head_inits = _head("c", 4, classes=2)
+    return make_model(nodes + head_nodes, [weight("conv.weight", [4, 3, 3, 3], 1)] + head_inits, ["N", 3, 48, "W"], ["N", 2])
+
+
+def batchnorm_1d_model() -> onnx.ModelProto:
+    """A text-recognizer block: Conv to (N, C, 1, W), a Reshape to (N, C, W) whose target shape
+    is computed at run time (shape inference cannot tell its rank), then a 1-D BatchNormalization."""
+    i64 = lambda values, name: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    nodes = [
+        helper.make_node("Conv", ["input", "col.weight"], ["c"], name="/col/Conv"),
+        helper.make_node("Shape", ["c"], ["shp"], name="/seq/Shape"),
+        helper.make_node("Shape", ["shp"], ["rank"], name="/seq/Rank"),
+        helper.make_node("Sub", ["rank", "two"], ["end"], name="/seq/Sub"),
+        helper.make_node("Slice", ["shp", "zero", "end"], ["lead"], name="/seq/Slice"),
+        helper.make_node("Concat", ["lead", "minus1"], ["newshape"], axis=0, name="/seq/Concat"),
+        helper.make_node("Reshape", ["c", "newshape"], ["s"], name="/seq/Reshape"),
+        helper.make_node("BatchNormalization", ["s", "bn.scale", "bn.bias", "bn.mean", "bn.var"], ["b"], name="/seq/bn/BatchNormalization"),
+        helper.make_node("Relu", ["b"], ["r"], name="/seq/Relu"),
+        helper.make_node("Transpose", ["r"], ["logits"], perm=[0, 2, 1], name="/seq/Transpose"),
+    ]
+    variance = (np.random.default_rng(3).random(6) + 0.5).astype(np.float32)
+    inits = [weight("col.weight", [6, 3, 4, 1], 1), i64([2], "two"), i64([0], "zero"), i64([-1], "minus1"),
+             weight("bn.scale", [6], 4), weight("bn.bias", [6], 5), weight("bn.mean", [6], 6),
+             numpy_helper.from_array(variance, "bn.var")]
+    return make_model(nodes, inits, ["N", 3, 4, 8], ["N", 8, 6])
+
+
+def cast_tail_classifier_model() -> onnx.ModelProto:
+    """The tf2onnx classifier tail ``MatMul → Cast → Add → Cast → Softmax``."""
+    nodes = [
+        helper.make_node("Conv", ["input", "conv.weight"], ["c"], pads=[1, 1, 1, 1], name="/conv/Conv"),
+        helper.make_node("GlobalAveragePool", ["c"], ["gap"], name="/pool/GlobalAveragePool"),
+        helper.make_node("Flatten", ["gap"], ["flat"], axis=1, name="/flatten/Flatten"),
+        helper.make_node("MatMul", ["flat", "dense.kernel"], ["mm"], name="/dense/MatMul"),
+        helper.make_node("Cast", ["mm"], ["mm_f"], to=TensorProto.FLOAT, name="/dense/Cast"),
+        helper.make_node("Add", ["mm_f", "dense.bias"], ["scores"], name="/dense/Add"),
+        helper.make_node("Cast", ["scores"], ["scores_f"], to=TensorProto.FLOAT, name="/dense/Cast_1"),
+        helper.make_node("Softmax", ["scores_f"], ["logits"], axis=-1, name="/predictions/Softmax"),
+    ]
+    inits = [weight("conv.weight", [6, 3, 3, 3], 1), weight("dense.kernel", [6, 5], 2), weight("dense.bias", [5], 3)]
+    return make_model(nodes, inits, ["N", 3, 8, 8], ["N", 5])
+
+
+def paddle_style_classifier_model() -> onnx.ModelProto:
+    """What Paddle2ONNX writes for a MobileNetV3-style text-direction classifier: weights in
+    Constant nodes, input N×3×48×W, a flatten whose target shape is computed from Shape at run time."""
+    i64 = lambda values, name: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    nodes = [
+        constant_node("w_conv", weight("w_conv", [4, 3, 3, 3], 1), "/c0"),
+        helper.make_node("Conv", ["input", "w_conv"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2], name="/conv/Conv"),
+        helper.make_node("HardSwish", ["c"], ["h"], name="/act/HardSwish"),
+        helper.make_node("GlobalAveragePool", ["h"], ["g"], name="/pool/GlobalAveragePool"),
+        helper.make_node("Shape", ["g"], ["shp"], name="/flat/Shape"),
+        helper.make_node("Gather", ["shp", "zero"], ["n"], axis=0, name="/flat/Gather"),
+        helper.make_node("Unsqueeze", ["n", "zero1"], ["n1"], name="/flat/Unsqueeze"),
+        helper.make_node("Concat", ["n1", "minus1"], ["newshape"], axis=0, name="/flat/Concat"),
+        helper.make_node("Reshape", ["g", "newshape"], ["flat"], name="/flat/Reshape"),
+        constant_node("w_fc", weight("w_fc", [4, 2], 2), "/c1"),
+        constant_node("b_fc", weight("b_fc", [2], 3), "/c2"),
+        helper.make_node("MatMul", ["flat", "w_fc"], ["mm"], name="/fc/MatMul"),
+        helper.make_node("Add", ["mm", "b_fc"], ["s"], name="/fc/Add"),
+        helper.make_node("Softmax", ["s"], ["logits"], axis=-1, name="/out/Softmax"),
+    ]
+    return make_model(nodes, [i64(0, "zero"), i64([0], "zero1"), i64([-1], "minus1")], ["N", 3, 48, "W"], ["N", 2])
+
+
+def mlp_model() -> onnx.ModelProto:
+    """The classic freezing example: input (N, 30), bias-free Linear layers 40×30, 40×40, 40×40
+    with ReLU between (4,400 parameters), exported by torch.onnx.export."""
+    torch.manual_seed(0)
+    mlp = nn.Sequential(nn.Linear(30, 40, bias=False), nn.ReLU(), nn.Linear(40, 40, bias=False), nn.ReLU(),
+                        nn.Linear(40, 40, bias=False)).eval()
+    import io
+
+    buffer = io.BytesIO()
+    torch.onnx.export(mlp, (torch.randn(2, 30),), buffer, dynamo=False, input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, opset_version=17)
+    return onnx.load_from_string(buffer.getvalue())

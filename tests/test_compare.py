@@ -144,3 +144,19 @@ def test_pareto_front():
 
     results = [r("fast", 0.5, 1.0), r("slow-better", 0.9, 10.0), r("dominated", 0.4, 5.0)]
     assert pareto_front(results) == {"fast", "slow-better"}
+
+
+def test_a_crashing_strategy_is_reported_and_the_others_go_on(tmp_path, capsys):
+    project = write_project(tmp_path, extra=textwrap.dedent('''
+        [[compare]]
+        name = "broken"
+        frozen = ["no_such_layer"]
+    '''))
+    code = main(["compare", str(project), "--strategies", "broken,probe", "--epochs", "1",
+                 "--out", str(tmp_path / "cmp")])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "[1/2 broken] failed: unknown module path 'no_such_layer'" in captured.err
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert [s["name"] for s in data["strategies"]] == ["probe"]
+    assert data["failed"][0]["name"] == "broken"

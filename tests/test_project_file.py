@@ -65,7 +65,7 @@ def test_example_project_resolves(project):
     assert res.trainable_params == layer4 + fc
     assert [(g.name, g.lr, g.weight_decay, g.numel) for g in res.groups] == [
         ("layer4", 1e-4, 0.05, layer4), ("head", 1e-3, 0.01, fc)]
-    assert not res.warnings
+    assert [w.code for w in res.warnings] == ["batchnorm-frozen-untrained"]  # random init, frozen BN
     # bn1 + layer1 (2 blocks x 2 BN) + layer2, layer3 (2 x 2 BN + 1 downsample BN each)
     assert len(res.bn_eval) == 1 + 4 + 5 + 5
 

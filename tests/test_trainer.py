@@ -362,3 +362,25 @@ def test_epoch_reports_name_a_checkpoint_only_when_one_was_taken(tmp_path, monke
     saved = [r.checkpoint is not None for r in epochs]
     assert saved == [True, False, False, True]
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 4
+
+
+def test_prepare_training_checks_classes_rebuilds_the_head_and_builds_a_ready_trainer(tmp_path):
+    """The one setup path the CLI and GUI share: class count checked, head rebuilt on request, data opened."""
+    from tests.test_cli_train import write_project
+    from workbench.errors import WorkbenchError
+    from workbench.project import load_project
+    from workbench.training.prepare import prepare_training
+    from workbench.training.reports import EpochReport
+
+    project = write_project(tmp_path, epochs=1)
+    project.write_text(project.read_text().replace("num_classes = 3", "num_classes = 5"))
+    with pytest.raises(WorkbenchError, match=r"the data has 3 classes .* set \[model\] num_classes = 3"):
+        prepare_training(load_project(project), tmp_path / "refused")
+    assert not (tmp_path / "refused").exists()  # nothing written for a refused setup
+    prepared = prepare_training(load_project(project), tmp_path / "run", adapt=True)
+    trainer = prepared.trainer
+    assert trainer.ws.backbone.spec.num_classes == 3 and list(trainer.data.classes) == ["blue", "green", "red"]
+    assert "3 classes, 18 train / 6 val images" in prepared.summary
+    epochs = [r for r in trainer.run() if isinstance(r, EpochReport)]
+    assert len(epochs) == 1 and epochs[0].val_loss is not None
+    assert (tmp_path / "run" / "model.safetensors").exists()

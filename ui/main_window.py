@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.compare_panel import ComparePanel
 from ui.data_panel import DataPanel, DataScan
 from ui.dialogs import ask_save_discard_cancel, ask_yes_no, show_error
 from ui.groups_panel import GroupsPanel
@@ -73,6 +74,7 @@ class MainWindow(QMainWindow):
         self.data_panel = DataPanel(self.session)
         self.train_panel = TrainPanel(self.session)
         self.summary_bar = SummaryBar(self.session)
+        self.compare_panel = ComparePanel(self.session, runs_root)
         self.runs_panel = RunsPanel(self.session, self._run_roots)
 
         self.tabs = QTabWidget()
@@ -80,6 +82,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.tree_panel, "Layers")
         self.tabs.addTab(self.data_panel, "Data")
         self.tabs.addTab(self.train_panel, "Training")
+        self.tabs.addTab(self.compare_panel, "Compare")
         self.tabs.addTab(self.runs_panel, "Runs")
         central = QWidget()
         central_layout = QVBoxLayout(central)
@@ -110,6 +113,8 @@ class MainWindow(QMainWindow):
         self.train_panel.startRequested.connect(self.start_training)
         self.train_panel.failed.connect(lambda m, d: show_error(self, "Training failed", m, d))
         self.train_panel.runningChanged.connect(self._training_changed)
+        self.compare_panel.failed.connect(lambda m, d: show_error(self, "Comparison", m, d))
+        self.compare_panel.driftReady.connect(self._show_drift)
         self.train_panel.runFinished.connect(self._run_finished)
         self.runs_panel.openRequested.connect(lambda path: self.open_run(Path(path)))
         self.runs_panel.continueRequested.connect(lambda path: self.open_run(Path(path), then_continue=True))
@@ -183,9 +188,9 @@ class MainWindow(QMainWindow):
         edit.addAction(self.undo_action)
         edit.addAction(self.redo_action)
         # The plan is locked while training: no undo/redo then (the Trainer reads the plan).
-        stack = self.session.undo_stack
-        stack.canUndoChanged.connect(lambda ok: self.undo_action.setEnabled(ok and not self.train_panel.is_running()))
-        stack.canRedoChanged.connect(lambda ok: self.redo_action.setEnabled(ok and not self.train_panel.is_running()))
+        # (Bound methods, not lambdas: Qt disconnects them when the window goes away.)
+        self.session.undo_stack.canUndoChanged.connect(self._update_undo_actions)
+        self.session.undo_stack.canRedoChanged.connect(self._update_undo_actions)
         view = self.menuBar().addMenu("&View")
         view.addAction(self.model_dock.toggleViewAction())
         view.addAction(self.groups_dock.toggleViewAction())
@@ -461,11 +466,9 @@ class MainWindow(QMainWindow):
         run_dir = self.train_panel.resumable_run if resume else self._new_run_dir()
 
         def prepare() -> Any:
-            from workbench.data import open_data
-            from workbench.training.trainer import Trainer
+            from workbench.training.prepare import build_trainer
 
-            data = open_data(ws.plan.data, ws.plan.base_dir, ws.backbone.spec, ws.plan.train.augment)
-            return Trainer(ws, data, run_dir=run_dir, resume=resume)
+            return build_trainer(ws, run_dir, resume=resume)
 
         self.tabs.setCurrentWidget(self.train_panel)
         self.train_panel.start(prepare, run_dir, resume)
@@ -494,10 +497,14 @@ class MainWindow(QMainWindow):
         self.run_background(load, f"Rebuilding the model with a {classes}-class head", done,
                             "Could not rebuild the model")
 
-    def _training_changed(self, running: bool) -> None:
-        self.tree_panel.set_locked(running)
+    def _update_undo_actions(self, *_: Any) -> None:
+        running = self.train_panel.is_running()
         self.undo_action.setEnabled(not running and self.session.undo_stack.canUndo())
         self.redo_action.setEnabled(not running and self.session.undo_stack.canRedo())
+
+    def _training_changed(self, running: bool) -> None:
+        self.tree_panel.set_locked(running)
+        self._update_undo_actions()
         for widget in (self.groups_panel, self.data_panel, self.model_panel):
             widget.setEnabled(not running)
         for action in (self.new_action, self.open_action, self.open_model_action, self.demo_action,
@@ -613,6 +620,14 @@ class MainWindow(QMainWindow):
         return self.export_dialog
 
     # -- window events ----------------------------------------------------------------------
+    def _show_drift(self, drift: list) -> None:
+        """The Compare tab's selected run: per-layer drift in the tree's Drift column."""
+        from ui.qt_layer_tree import DRIFT
+
+        if self.tree_panel.model is not None:
+            self.tree_panel.model.set_drift(drift)
+            self.tree_panel.view.resizeColumnToContents(DRIFT)
+
     def _workspace_changed(self) -> None:
         loaded = self.session.workspace is not None
         self.export_action.setEnabled(loaded and not self.train_panel.is_running())
@@ -651,5 +666,8 @@ class MainWindow(QMainWindow):
         if self.export_dialog is not None and self.export_dialog.is_busy():
             self.export_dialog.call.wait()
         self.train_panel.wait()
+        if self.compare_panel.run is not None:  # stops within one batch; a running QThread must not be destroyed
+            self.compare_panel.stop()
+            self.compare_panel.wait()
         self._save_settings()
         event.accept()

@@ -18,8 +18,8 @@ from workbench.errors import WorkbenchError
 from workbench.layer_tree import LayerTree
 from workbench.resolve import FROZEN, PARTIAL, Resolution
 
-NAME, TYPE, PARAMS, TRAINABLE, SHAPE, GROUP, LR = range(7)
-HEADERS = ("Layer", "Type", "Parameters", "Trainable", "Output shape", "Group", "Learning rate")
+NAME, TYPE, PARAMS, TRAINABLE, SHAPE, GROUP, LR, DRIFT = range(8)
+HEADERS = ("Layer", "Type", "Parameters", "Trainable", "Output shape", "Group", "Learning rate", "Drift")
 HEADER_TIPS = (
     "Ticked layers train; unticked layers are frozen. A partly ticked box has both.",
     "The module's class",
@@ -28,6 +28,7 @@ HEADER_TIPS = (
     "Output shape for one image at the model's input size",
     "Optimizer parameter group (when every parameter under the module is in one group)",
     "Learning rate of that group",
+    "After a run: relative change ‖W′ − W‖ / ‖W‖ of the parameters under this module (0 = bit-identical)",
 )
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 STATE_ROLE = Qt.ItemDataRole.UserRole + 2
@@ -69,6 +70,7 @@ class QtLayerTreeModel(QAbstractItemModel):
         self._group_cache: dict[int, str | None] = {}
         self._bn_eval = set(resolution.bn_eval)
         self._read_only = False
+        self._drift: list[float | None] | None = None  # per node, set after a run
         self._italic = QFont()
         self._italic.setItalic(True)
 
@@ -171,6 +173,9 @@ class QtLayerTreeModel(QAbstractItemModel):
                 if group is None:
                     return ""
                 return format_lr(group.lr) if state != FROZEN else f"({format_lr(group.lr)})"
+            if col == DRIFT:
+                value = self._drift[i] if self._drift is not None else None
+                return "" if value is None else ("0" if value == 0.0 else f"{value:.3g}")
             return None
         if role == Qt.ItemDataRole.CheckStateRole and col == NAME:
             return _CHECK.get(state)
@@ -180,7 +185,7 @@ class QtLayerTreeModel(QAbstractItemModel):
             return QBrush(QColor(128, 160, 200, 28))
         if role == Qt.ItemDataRole.FontRole and state == FROZEN:
             return self._italic
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (PARAMS, TRAINABLE, LR):
+        if role == Qt.ItemDataRole.TextAlignmentRole and col in (PARAMS, TRAINABLE, LR, DRIFT):
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ToolTipRole:
             return self._tooltip(i)
@@ -210,6 +215,16 @@ class QtLayerTreeModel(QAbstractItemModel):
         if name is None:
             return None
         return next((g for g in self._resolution.groups if g.name == name), None)
+
+    # -- drift -----------------------------------------------------------------------------
+    def set_drift(self, drift: list[float | None] | None) -> None:
+        """Per-node drift after a run (``workbench.drift.tree_drift``), or None to clear the column."""
+        self._drift = drift
+        self._emit_rows_changed(range(len(self._tree.nodes)))
+
+    @property
+    def drift(self) -> list[float | None] | None:
+        return self._drift
 
     # -- edits -----------------------------------------------------------------------------
     def set_read_only(self, read_only: bool) -> None:

@@ -121,7 +121,8 @@ class WorkbenchSession(QObject):
 
         assert self.workspace is not None
         tree = self.workspace.tree
-        error = self.edit(lambda plan: set_frozen(plan, tree, path, frozen))
+        description = f"{'Freeze' if frozen else 'Unfreeze'} {path or 'whole model'}"
+        error = self.edit(lambda plan: set_frozen(plan, tree, path, frozen), description)
         if error is not None:
             raise WorkbenchError(error)
         assert self.resolution is not None

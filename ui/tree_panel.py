@@ -143,10 +143,11 @@ class TreePanel(QWidget):
         layout.addWidget(self.empty, 1)
 
         self.filter.textChanged.connect(self._filter_changed)
-        self.linear_probe.clicked.connect(lambda: self._edit(lambda p, t: freezing.linear_probe(p, t)))
+        self.linear_probe.clicked.connect(lambda: self._edit(lambda p, t: freezing.linear_probe(p, t), "Linear probe"))
         self.freeze_stages.clicked.connect(
-            lambda: self._edit(lambda p, t: freezing.freeze_first_stages(p, t, self.stages.value())))
-        self.full_finetune.clicked.connect(lambda: self._edit(lambda p, t: freezing.full_finetune(p)))
+            lambda: self._edit(lambda p, t: freezing.freeze_first_stages(p, t, self.stages.value()),
+                               f"Freeze first {self.stages.value()} stages"))
+        self.full_finetune.clicked.connect(lambda: self._edit(lambda p, t: freezing.full_finetune(p), "Full fine-tune"))
         self.batchnorm.currentIndexChanged.connect(self._batchnorm_changed)
         self.view.customContextMenuRequested.connect(self._context_menu)
         session.workspaceChanged.connect(self._workspace_changed)
@@ -216,13 +217,13 @@ class TreePanel(QWidget):
     def _batchnorm_changed(self) -> None:
         policy = self.batchnorm.currentData()
         if policy != self.session.plan.freeze.batchnorm:
-            self._edit(lambda plan, _tree: setattr(plan.freeze, "batchnorm", policy))
+            self._edit(lambda plan, _tree: setattr(plan.freeze, "batchnorm", policy), f"BatchNorm policy {policy}")
 
-    def _edit(self, change: Callable[[FinetunePlan, object], object]) -> None:
+    def _edit(self, change: Callable[[FinetunePlan, object], object], text: str = "Edit plan") -> None:
         ws = self.session.workspace
         if ws is None:
             return
-        error = self.session.edit(lambda plan: change(plan, ws.tree))
+        error = self.session.edit(lambda plan: change(plan, ws.tree), text)
         if error:
             self.problem.emit(error)
 

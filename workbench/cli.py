@@ -78,9 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     _train_overrides(p)
     p.set_defaults(run=_cmd_demo)
 
-    from workbench import cli_runs
+    from workbench import cli_predict, cli_runs
 
     cli_runs.add_parser(sub)
+    cli_predict.add_parser(sub)
 
     p = sub.add_parser("open", help="open a project file in the window")
     p.add_argument("project", type=Path)
@@ -246,29 +247,22 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, ove
 
     from tqdm import tqdm
 
-    from workbench.data import check_num_classes, open_data, open_images
     from workbench.training.distributed import is_main_process
+    from workbench.training.prepare import prepare_training
     from workbench.training.reports import EpochReport, StateReport, StepReport
-    from workbench.training.trainer import Trainer
-    from workbench.workspace import Workspace
 
     quiet = not is_main_process()  # under torchrun only rank 0 talks
     out = open(os.devnull, "w") if quiet else sys.stdout
-    images = open_images(plan.data, plan.base_dir)
-    for problem in images.problems:
+    prepared = prepare_training(plan, run_dir, resume=resume, adapt=adapt, overwrite=overwrite,
+                                allow_data_change=allow_data_change)
+    for problem in prepared.data_problems:
         print(f"data: {problem}", file=sys.stderr)
-    plan.model.num_classes = check_num_classes(images.classes, plan.model.num_classes, adapt)
-    import torch
-
-    torch.manual_seed(plan.train.seed)  # a random-init model is reproducible too
-    ws = Workspace.from_plan(plan)
-    for notice in ws.backbone.notices:
+    for notice in prepared.notices:
         print(f"note: {notice}", file=out)
-    for warning in ws.resolve().warnings:
+    for warning in prepared.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    data = open_data(plan.data, plan.base_dir, ws.backbone.spec, augment=plan.train.augment)
-    print(data.summary(), file=out)
-    trainer = Trainer(ws, data, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
+    print(prepared.summary, file=out)
+    trainer = prepared.trainer
 
     def on_sigint(_sig, _frame):
         if trainer.stop_requested:

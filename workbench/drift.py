@@ -50,6 +50,8 @@ class ModuleDrift:
     numel: int
     tensors: int
     changed: int
+    sq_diff: float = 0.0  # Σ‖W′ − W‖² and Σ‖W‖² over its parameters, to aggregate subtrees
+    sq_base: float = 0.0
 
     @property
     def value(self) -> float:
@@ -156,9 +158,30 @@ def compare_states(a: dict[str, "torch.Tensor"], b: dict[str, "torch.Tensor"], a
             base = sum(s for _, s in pairs)  # type: ignore[misc]
             values[kind] = 0.0 if diff == 0 else (math.sqrt(diff / base) if base > 0 else math.sqrt(diff))
         c = counts[module]
+        pairs = entry["params"]
         modules.append(ModuleDrift(module, module.count(".") + 1 if module else 0, values["params"], values["stats"],
-                                   c[0], c[1], c[2]))
+                                   c[0], c[1], c[2], sum(d for d, _ in pairs), sum(b for _, b in pairs)))  # type: ignore[misc]
     return DriftReport(a_label, b_label, modules, tensors)
+
+
+def tree_drift(report: DriftReport, tree: "LayerTree") -> list[float | None]:
+    """Parameter drift of each tree node's whole subtree (None where it has no parameters)."""
+    own = report.by_path()
+    diff = [0.0] * len(tree.nodes)
+    base = [0.0] * len(tree.nodes)
+    has = [False] * len(tree.nodes)
+    for node in reversed(tree.nodes):  # children before parents
+        m = own.get(node.path)
+        if m is not None and m.params is not None:
+            diff[node.index] += m.sq_diff
+            base[node.index] += m.sq_base
+            has[node.index] = True
+        if node.parent is not None:
+            diff[node.parent] += diff[node.index]
+            base[node.parent] += base[node.index]
+            has[node.parent] = has[node.parent] or has[node.index]
+    return [None if not has[i] else 0.0 if diff[i] == 0 else math.sqrt(diff[i] / base[i]) if base[i] else
+            math.sqrt(diff[i]) for i in range(len(tree.nodes))]
 
 
 def load_state(source: str | Path) -> dict[str, "torch.Tensor"]:

@@ -59,6 +59,8 @@ class LayerTree:
     stage_source: str = ""
     build_seconds: float = 0.0
     forward_seconds: float = 0.0
+    # Every BatchNorm still has its initial statistics (running mean 0, variance 1): random init.
+    bn_untrained: bool = False
     _by_path: dict[str, int] = field(default_factory=dict, repr=False)
     _by_param: dict[str, int] = field(default_factory=dict, repr=False)
 
@@ -177,12 +179,27 @@ def build_layer_tree(
 
     tree = LayerTree(nodes=nodes, params=params, model_name=model_name,
                      classifier_paths=[p for p in (classifier_paths or []) if p in by_path])
+    tree.bn_untrained = _bn_untrained(module)
     tree.build_seconds = time.perf_counter() - start
     if example_input is not None:
         start = time.perf_counter()
         _record_output_shapes(module, example_input, tree, index_of_module)
         tree.forward_seconds = time.perf_counter() - start
     return tree
+
+
+def _bn_untrained(module: "nn.Module") -> bool:
+    """True when the model has BatchNorm statistics and all of them are still 0 / 1."""
+    import torch
+
+    found = False
+    for mod in module.modules():
+        if not _is_batchnorm(mod) or mod.running_mean is None or mod.running_var is None:
+            continue
+        found = True
+        if torch.count_nonzero(mod.running_mean) or not bool(torch.all(mod.running_var == 1)):
+            return False
+    return found
 
 
 def _is_batchnorm(mod: Any) -> bool:

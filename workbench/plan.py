@@ -237,6 +237,7 @@ class FinetunePlan:
     unfreeze: list[UnfreezeStep] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    head: Any = None  # workbench.surgery.HeadSpec from [head]: cut the model and attach a new head
     # Folder relative paths in the plan are resolved against (the project file's folder).
     base_dir: Path | None = None
 

@@ -81,7 +81,8 @@ SECTIONS: dict[str, Any] = {
     "data": DataConfig,
     "train": TrainConfig,
 }
-OTHER_SECTIONS = ("compare",)  # [[compare]]: read and checked by workbench.compare, not part of the plan
+# [[compare]]: read and checked by workbench.compare; [head]: by workbench.surgery (cut + new head).
+OTHER_SECTIONS = ("compare", "head")
 
 
 def project_schema() -> dict[str, Any]:
@@ -137,7 +138,12 @@ def plan_from_dict(data: dict[str, Any], where: str = "project") -> FinetunePlan
             built[name] = [_build(cls, item, f"{where} [[{name}]] #{i + 1}") for i, item in enumerate(raw)]
         else:
             built[name] = _build(cls, raw, f"{where} [{name}]")
-    return FinetunePlan(**built)
+    plan = FinetunePlan(**built)
+    if "head" in data:  # [head]: cut + new head, validated by workbench.surgery
+        from workbench.surgery import parse_head
+
+        plan.head = parse_head(data["head"], f"{where} [head]")
+    return plan
 
 
 def _did_you_mean(word: str, known: Any) -> str:
@@ -153,6 +159,8 @@ def plan_to_dict(plan: FinetunePlan) -> dict[str, Any]:
         out["unfreeze"] = [_dump(s) for s in plan.unfreeze]
     out["data"] = _dump(plan.data)
     out["train"] = _dump(plan.train)
+    if plan.head is not None:
+        out["head"] = plan.head.to_dict()
     return out
 
 

@@ -287,6 +287,11 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
             warnings.append(Warning_("unfreeze-already-trainable",
                                      f"group {config.name!r} is scheduled to unfreeze at epoch {first} but is already "
                                      "fully trainable: the step has no effect"))
+    if tree.bn_untrained and bn_eval and not train_bn:
+        warnings.append(Warning_("batchnorm-frozen-untrained",
+                                 f"{len(bn_eval)} BatchNorm layer(s) are frozen (batchnorm = {plan.freeze.batchnorm!r}) "
+                                 "but hold untrained statistics (running mean 0, variance 1): they normalise nothing. "
+                                 "Use pretrained weights, or batchnorm = \"train\""))
     if tree.total_params and node_trainable[0] == 0 and not plan.unfreeze:
         warnings.append(Warning_("nothing-trainable", "every parameter is frozen: training would change nothing"))
 

@@ -32,6 +32,10 @@ class Workspace:
     @classmethod
     def from_plan(cls, plan: FinetunePlan, project_path: Path | None = None) -> "Workspace":
         backbone = load_backbone(request_from_plan(plan))
+        if plan.head is not None:  # [head]: the single place a plan's model gets its cut + new head
+            from workbench.surgery import apply_to_backbone
+
+            backbone = apply_to_backbone(backbone, plan.head, plan.model.num_classes)
         if plan.model.label_names and len(plan.model.label_names) == backbone.spec.num_classes:
             backbone.spec.label_names = list(plan.model.label_names)
         ws = cls.from_backbone(backbone, plan)

@@ -32,6 +32,7 @@ from workbench.finite import nonfinite_tensors
 from workbench.freezing import unfreeze_groups
 from workbench.plan import FinetunePlan
 from workbench.resolve import resolve_plan
+from workbench.spec import ModelSpec
 from workbench.training import run_folder as rf
 from workbench.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from workbench.training.devices import pick_amp, pick_device
@@ -197,6 +198,7 @@ class Trainer:
         if spec.num_classes != len(classes):
             raise TrainingError(f"the data has {len(classes)} classes but the model's head has {spec.num_classes} "
                                 f"outputs; set [model] num_classes = {len(classes)} (or --adapt-head)")
+        _check_logits(model, spec)
         spec.label_names = classes
         dist = self._dist
         device = pick_device(cfg.device)
@@ -830,6 +832,24 @@ def _quoted(path: Path) -> str:
 def default_run_dir(plan: FinetunePlan) -> Path:
     base = plan.base_dir or Path.cwd()
     return base / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def _check_logits(model: nn.Module, spec: ModelSpec) -> None:
+    """Refuse a module whose output is not (N, classes) logits (a detector's map, probabilities)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            out = model(3 * torch.randn(3, *spec.input_size, generator=torch.Generator().manual_seed(2)))
+    finally:
+        model.train(was_training)
+    head_hint = "cut the graph and attach a new head ([head] in the project file)"
+    if not isinstance(out, torch.Tensor) or out.dim() != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise TrainingError(f"the model's output has shape {shape}, not (N, classes) logits: to train it, {head_hint}")
+    if out.shape[1] > 1 and bool((out >= 0).all()) and torch.allclose(out.sum(dim=1), torch.ones(3), atol=1e-4):
+        raise TrainingError("the model's output rows sum to 1 (probabilities, not logits): cross-entropy on them "
+                            f"would train the wrong thing; {head_hint}")
 
 
 def _seed_everything(seed: int) -> None:

@@ -1,0 +1,322 @@
+"""Cut a network at any module path and attach a new head (the project's ``[head]`` table).
+
+The cut works on a torch.fx graph, so it applies to timm models and ONNX imports
+(onnx2torch GraphModules) alike. The cut module is traced as a leaf; its output becomes
+the features, every node after it is dropped, and a ``head`` submodule is appended.
+Original module paths are kept, so freezing, groups and the resolver work unchanged.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    import torch.nn as nn
+
+    from workbench.backbone import Backbone
+
+POOLS = ("avg", "max", "avgmax", "flatten", "none")
+ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "none")
+HEAD_KEYS = ("cut", "pool", "hidden", "activation", "dropout")
+
+
+class SurgeryError(WorkbenchError):
+    """A [head] table or cut that cannot be applied, with a specific message."""
+
+
+@dataclass
+class HeadSpec:
+    """Where to cut and what head to attach; ``cut=None`` means the classifier's input."""
+
+    cut: str | None = None
+    pool: str = "avg"
+    hidden: list[int] = field(default_factory=list)
+    activation: str = "relu"
+    dropout: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"pool": self.pool, "hidden": list(self.hidden),
+                               "activation": self.activation, "dropout": self.dropout}
+        if self.cut is not None:
+            out["cut"] = self.cut
+        return out
+
+
+def parse_head(values: Any, where: str = "project [head]") -> HeadSpec:
+    """Validate a ``[head]`` table into a HeadSpec (cut paths are checked against a model later)."""
+    if not isinstance(values, dict):
+        raise SurgeryError(f"{where} must be a table")
+    unknown = sorted(set(values) - set(HEAD_KEYS))
+    if unknown:
+        raise SurgeryError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(HEAD_KEYS)})")
+    cut = values.get("cut")
+    if cut is not None and (not isinstance(cut, str) or not cut.strip()):
+        raise SurgeryError(f"{where} cut must be a module path such as \"layer3\", not {cut!r}")
+    pool = values.get("pool", "avg")
+    if pool not in POOLS:
+        raise SurgeryError(f"{where} pool must be one of {', '.join(POOLS)}, not {pool!r}")
+    hidden = values.get("hidden", [])
+    if isinstance(hidden, int) and not isinstance(hidden, bool):
+        hidden = [hidden]
+    if not isinstance(hidden, list) or not all(isinstance(h, int) and not isinstance(h, bool) for h in hidden):
+        raise SurgeryError(f"{where} hidden must be a list of layer sizes such as [128], not {hidden!r}")
+    if any(h < 1 for h in hidden):
+        raise SurgeryError(f"{where} hidden sizes must be >= 1, not {hidden!r}")
+    activation = values.get("activation", "relu")
+    if activation not in ACTIVATIONS:
+        raise SurgeryError(f"{where} activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}")
+    dropout = values.get("dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise SurgeryError(f"{where} dropout must be a number in [0, 1), not {dropout!r}")
+    return HeadSpec(cut=cut, pool=pool, hidden=list(hidden), activation=activation, dropout=float(dropout))
+
+
+def _check_cut(model: "nn.Module", cut: str) -> None:
+    names = [n for n, _ in model.named_modules() if n]
+    if cut not in names:
+        close = difflib.get_close_matches(cut, names, n=3)
+        hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise SurgeryError(f"[head] cut: no module {cut!r} in this model{hint}")
+
+
+def default_cut(model: "nn.Module", classifier: str | None) -> str:
+    """The module whose output feeds the classifier: the module just before it in the tree."""
+    names = [n for n, _ in model.named_children()]
+    top = classifier.split(".")[0] if classifier else None
+    if top in names and names.index(top) > 0:
+        return names[names.index(top) - 1]
+    raise SurgeryError("[head] cut: this model has no known classifier; name a module to cut at")
+
+
+def make_head(spec: HeadSpec, feature_shape: tuple[int, ...], num_classes: int) -> "nn.Module":
+    """Pool (over spatial or token dims) + MLP ending in ``num_classes`` outputs."""
+    import torch.nn as nn
+
+    layers: list[nn.Module] = []
+    if spec.pool == "none":
+        if len(feature_shape) != 1:
+            raise SurgeryError(f"[head] pool \"none\" needs flat features, but the cut gives shape {list(feature_shape)}; "
+                               "use avg, max, avgmax or flatten")
+        width = feature_shape[0]
+    elif spec.pool == "flatten" or len(feature_shape) == 1:
+        width = 1
+        for d in feature_shape:
+            width *= d
+        layers.append(nn.Flatten(1))
+    else:
+        layers.append(_Pool(spec.pool, channels_last=len(feature_shape) == 2))
+        width = feature_shape[-1] if len(feature_shape) == 2 else feature_shape[0]
+        width *= 2 if spec.pool == "avgmax" else 1
+    act = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh}.get(spec.activation)
+    for h in spec.hidden:
+        layers.append(nn.Linear(width, h))
+        if act is not None:
+            layers.append(act())
+        if spec.dropout > 0:
+            layers.append(nn.Dropout(spec.dropout))
+        width = h
+    if spec.dropout > 0 and not spec.hidden:
+        layers.append(nn.Dropout(spec.dropout))
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+def _pool_module() -> type:
+    import torch
+    import torch.nn as nn
+
+    class Pool(nn.Module):
+        """Global pooling of (B, C, ...) maps, or of (B, tokens, C) sequences when ``channels_last``."""
+
+        def __init__(self, mode: str, channels_last: bool) -> None:
+            super().__init__()
+            self.mode = mode
+            self.channels_last = channels_last
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            dims = [1] if self.channels_last else list(range(2, x.dim()))
+            if self.mode == "avg":
+                return x.mean(dim=dims)
+            if self.mode == "max":
+                return x.amax(dim=dims)
+            return torch.cat([x.mean(dim=dims), x.amax(dim=dims)], dim=1)
+
+        def extra_repr(self) -> str:
+            return f"mode={self.mode!r}, channels_last={self.channels_last}"
+
+    return Pool
+
+
+def _Pool(mode: str, channels_last: bool) -> "nn.Module":
+    global _POOL_CLS
+    if _POOL_CLS is None:
+        _POOL_CLS = _pool_module()
+    return _POOL_CLS(mode, channels_last)
+
+
+_POOL_CLS: Any = None
+
+
+def cut_at(model: "nn.Module", cut: str) -> "nn.Module":
+    """A GraphModule computing ``model`` up to (and including) module ``cut``; the rest is dropped."""
+    import torch.fx as fx
+
+    _check_cut(model, cut)
+    if isinstance(model, fx.GraphModule) and any(n.op == "call_module" and n.target == cut for n in model.graph.nodes):
+        graph = _copy_graph(model.graph)
+        root: Any = model
+    else:
+        class _Leaf(fx.Tracer):
+            def is_leaf_module(self, m: Any, qualname: str) -> bool:
+                # Only the cut's ancestors are opened up; every other module stays one call
+                # (keeps its paths, and shape checks inside it never meet a Proxy).
+                return not cut.startswith(qualname + ".")
+
+        try:
+            graph = _Leaf().trace(model)
+        except Exception as exc:  # fx cannot trace data-dependent control flow
+            raise SurgeryError(f"[head] cut: this model cannot be traced to cut at {cut!r} ({type(exc).__name__}: {exc})") from None
+        root = model
+    hits = [n for n in graph.nodes if n.op == "call_module" and n.target == cut]
+    if not hits:
+        raise SurgeryError(f"[head] cut: module {cut!r} is not called in the forward pass (or is inside a module "
+                           "that cannot be split); choose a module shown with an output shape")
+    feat = hits[-1]
+    output = next(n for n in graph.nodes if n.op == "output")
+    output.args = (feat,)
+    gm = fx.GraphModule(root, graph, class_name=type(model).__name__ + "Cut")
+    gm.graph.eliminate_dead_code()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return gm
+
+
+def _copy_graph(graph: Any) -> Any:
+    import torch.fx as fx
+
+    new = fx.Graph()
+    out = new.graph_copy(graph, {})
+    new.output(out)
+    return new
+
+
+def feature_shape(trunk: "nn.Module", input_size: tuple[int, ...]) -> tuple[int, ...]:
+    """Per-sample shape of the trunk's output for one input of ``input_size``."""
+    import torch
+
+    was = trunk.training
+    trunk.eval()
+    try:
+        with torch.no_grad():
+            out = trunk(torch.zeros(1, *input_size))
+    finally:
+        trunk.train(was)
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    return tuple(out.shape[1:])
+
+
+def attach_head(model: "nn.Module", spec: HeadSpec, num_classes: int, input_size: tuple[int, ...],
+                classifier: str | None = None) -> "nn.Module":
+    """Cut ``model`` at ``spec.cut`` and append a ``head`` submodule; original paths are kept."""
+    cut = spec.cut or default_cut(model, classifier)
+    trunk = cut_at(model, cut)
+    feats = feature_shape(trunk, input_size)
+    head = make_head(spec, feats, num_classes)
+    trunk.add_submodule("head", head)
+    graph = trunk.graph
+    output = next(n for n in graph.nodes if n.op == "output")
+    feat = output.args[0]
+    with graph.inserting_before(output):
+        new = graph.call_module("head", (feat,))
+    output.args = (new,)
+    trunk.recompile()
+    return trunk
+
+
+def preview(model: "nn.Module", spec: HeadSpec, num_classes: int, input_size: tuple[int, ...],
+            classifier: str | None = None) -> dict[str, Any]:
+    """Shape and parameter counts of the cut model before applying (for the GUI and inspect)."""
+    import copy
+
+    built = attach_head(copy.deepcopy(model), spec, num_classes, input_size, classifier)
+    head = built.get_submodule("head")
+    feats = feature_shape(_without_head(built), input_size)
+    return {
+        "cut": spec.cut or default_cut(model, classifier),
+        "feature_shape": list(feats),
+        "output_shape": [num_classes],
+        "head_params": sum(p.numel() for p in head.parameters()),
+        "total_params": sum(p.numel() for p in built.parameters()),
+    }
+
+
+def _without_head(gm: Any) -> Any:
+    import torch.fx as fx
+
+    graph = _copy_graph(gm.graph)
+    output = next(n for n in graph.nodes if n.op == "output")
+    head_node = output.args[0]
+    output.args = (head_node.args[0],)
+    out = fx.GraphModule(gm, graph)
+    out.graph.eliminate_dead_code()
+    out.recompile()
+    return out
+
+
+def apply_to_backbone(backbone: "Backbone", spec: HeadSpec, num_classes: int | None = None) -> "Backbone":
+    """Replace ``backbone.module`` by its cut + new head; the spec records the recipe for export."""
+    classes = num_classes or backbone.spec.num_classes
+    cut = spec.cut or default_cut(backbone.module, backbone.spec.classifier)
+    module = attach_head(backbone.module, spec, classes, backbone.spec.input_size, backbone.spec.classifier)
+    backbone.module = module
+    backbone.spec.num_classes = classes
+    backbone.spec.classifier = "head"
+    backbone.spec.extra["classifiers"] = ["head"]
+    backbone.spec.extra["workbench_head"] = {**spec.to_dict(), "cut": cut, "source": backbone.source,
+                                             "base": backbone.ref, "input_size": list(backbone.spec.input_size)}
+    return backbone
+
+
+def rebuild_from_config(folder: str | Path, onnx_file: str | Path | None = None) -> "nn.Module":
+    """Rebuild an exported cut model from its ``config.json`` recipe and load ``model.safetensors``.
+
+    timm bases are recreated by name; an ONNX base needs the original ``.onnx`` file.
+    """
+    import json
+
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    recipe = (config.get("workbench") or {}).get("head")
+    if not recipe:
+        raise SurgeryError(f"{folder / 'config.json'} has no workbench head recipe; use timm.create_model")
+    spec = parse_head({k: recipe[k] for k in HEAD_KEYS if k in recipe})
+    input_size = tuple(recipe["input_size"])
+    if recipe["source"] == "timm":
+        import timm
+
+        base = timm.create_model(recipe["base"], pretrained=False, **(config.get("model_args") or {}))
+        classifier = (config.get("pretrained_cfg") or {}).get("classifier")
+        classifier = None if classifier == "head" else classifier
+        classifier = classifier or getattr(base, "pretrained_cfg", {}).get("classifier")
+    elif recipe["source"] == "onnx":
+        import onnx
+        from onnx2torch import convert
+
+        path = Path(onnx_file or recipe["base"])
+        if not path.is_file():
+            raise SurgeryError(f"rebuilding needs the original ONNX file {path}; pass onnx_file=")
+        base, classifier = convert(onnx.load(str(path))), None
+    else:
+        raise SurgeryError(f"cannot rebuild a {recipe['source']!r} base; load it, then attach_head()")
+    model = attach_head(base, spec, int(config["num_classes"]), input_size, classifier)
+    state = load_file(str(folder / "model.safetensors"))
+    model.load_state_dict(state)
+    return model
