@@ -221,7 +221,7 @@ def interleaved_steps(name: str, scenario: str, warmup: int, steps: int) -> dict
     plain = Plain(ws, data, bn_eval=False, grouped=scenario == "disc")
     wb = Wb(ws, data, f"{name}-{scenario}")
     plain_gen = plain.train()
-    sides: dict[str, Callable[[], Any]] = {"plain": lambda: next(plain_gen), "workbench": lambda: wb.until(StepReport)}
+    sides: dict[str, Callable[[], Any]] = {"plain": lambda: next(plain_gen), "workbench": lambda w=wb: w.until(StepReport)}
     times: dict[str, list[float]] = {"plain": [], "workbench": []}
     for rep in range(warmup + steps):
         order = ["plain", "workbench"] if rep % 2 == 0 else ["workbench", "plain"]

@@ -51,6 +51,7 @@ def _side_models() -> tuple[type, type]:
 
 class CheckpointSource:
     name = "checkpoint"
+    suffixes = SAFE_SUFFIXES + PICKLE_SUFFIXES
 
     def can_load(self, request: LoadRequest) -> bool:
         return request.path.suffix.lower() in SAFE_SUFFIXES + PICKLE_SUFFIXES

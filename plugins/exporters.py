@@ -46,6 +46,7 @@ class SafetensorsExporter:
     name = "safetensors"
     description = "Folder with model.safetensors and a timm-style config.json (timm.create_model can load it)"
     output_kind = "folder"
+    suffix = ""
 
     def export(self, module: "nn.Module", spec: ModelSpec, out: Path, recipe_toml: str | None = None,
                tolerance: float | None = None) -> ExportResult:
@@ -80,6 +81,7 @@ class TorchScriptExporter:
     name = "torchscript"
     description = "TorchScript file (torch.jit.load), with labels and preprocessing in its extra files"
     output_kind = "file"
+    suffix = ".pt"
 
     def export(self, module: "nn.Module", spec: ModelSpec, out: Path, recipe_toml: str | None = None,
                tolerance: float | None = None) -> ExportResult:
@@ -131,6 +133,7 @@ class OnnxExporter:
     name = "onnx"
     description = "ONNX file (opset 17+, dynamic batch), checked against PyTorch with onnxruntime"
     output_kind = "file"
+    suffix = ".onnx"
 
     def __init__(self, opset: int = DEFAULT_OPSET) -> None:
         if opset < 17:
@@ -438,12 +441,12 @@ def _global_pool(model: "nn.Module") -> str | None:
 
 def _timm_model_args(model: "nn.Module") -> dict[str, Any] | None:
     """timm's recorded reconstruction arguments (newer timm only), when they are JSON-serialisable."""
-    try:
-        from timm.models._input import get_model_args
+    from timm.models import get_model_args
 
-        args = get_model_args(model)
+    args = get_model_args(model)
+    try:
         json.dumps(args)
-    except Exception:
+    except (TypeError, ValueError):  # not JSON-serialisable: the export simply omits them
         return None
     return args
 

@@ -156,7 +156,13 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
     op_types = {node.name: node.op_type for node in model.graph.node}
     module = _convert(model, name, runner.rejected)
 
-    from plugins.onnx_trainable import adapt_nhwc_input, find_classifier, promote_constants, replace_linear_head, strip_final_softmax
+    from plugins.onnx_trainable import (
+        adapt_nhwc_input,
+        find_classifier,
+        promote_constants,
+        replace_linear_head,
+        strip_final_softmax,
+    )
 
     if _keep_first_output(module):
         notices.append(f"{name} has several outputs; using the first as the logits")

@@ -13,6 +13,7 @@ class OnnxSource:
     """Loads ``.onnx`` files as trainable PyTorch modules (via onnx2torch, checked with onnxruntime)."""
 
     name = "onnx"
+    suffixes = (".onnx",)
 
     def can_load(self, request: LoadRequest) -> bool:
         return request.path.suffix.lower() == ".onnx"

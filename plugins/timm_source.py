@@ -17,6 +17,12 @@ os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
 
 class TimmSource:
     name = "timm"
+    suffixes: tuple[str, ...] = ()
+
+    @staticmethod
+    def pretrained_availability(name: str) -> str:
+        """'cached', 'remote' or 'none' (used by the GUI's model picker)."""
+        return pretrained_availability(name)
 
     def can_load(self, request: LoadRequest) -> bool:
         return not request.path.suffix or is_timm_name(request.ref)

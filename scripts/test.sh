@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Set up (if needed) and run the whole test suite headless.
+# Set up (if needed), run the static checks, then the whole test suite headless.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+echo "ruff (lint, import order)…"
+.venv/bin/ruff check --quiet .
+echo "import-linter (layer contracts)…"
+.venv/bin/lint-imports --no-cache > /dev/null || .venv/bin/lint-imports --no-cache
+echo "mypy (workbench/, plugins/)…"
+.venv/bin/mypy --no-error-summary workbench plugins
 export QT_QPA_PLATFORM=offscreen HF_HUB_OFFLINE=1
 exec .venv/bin/python -m pytest -q "$@"

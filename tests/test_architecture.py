@@ -65,3 +65,31 @@ def test_broken_plugin_is_reported_and_skipped(monkeypatch):
     failures = {f.name: str(f) for f in reg.failures}
     assert "ModuleNotFoundError" in failures["broken"]
     assert "lacks name, can_load, load" in failures["shapeless"]
+
+
+def test_workbench_without_pyside6_says_what_to_install():
+    """`workbench` (the window) with PySide6 unimportable: one clear line and exit 2, no traceback."""
+    code = """
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('PySide6', 'shiboken6'):
+            raise ImportError(f"No module named '{name}'")
+sys.meta_path.insert(0, Block())
+from workbench.cli import main
+sys.exit(main([]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("error: the window needs the GUI extras (pip install 'model-surgery-workbench[gui]')")
+    assert "PySide6" in result.stderr
+
+
+def test_import_layers_hold():
+    """import-linter contracts in pyproject.toml: core never imports ui/Qt, ui never imports a plugin, plugins never ui."""
+    linter = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(linter), "--no-cache"], capture_output=True, text=True, timeout=300,
+                            cwd=Path(workbench.__file__).parent.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 3 kept, 0 broken." in result.stdout

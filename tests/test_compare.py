@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from tests.test_cli_train import write_image_folder
 from workbench.cli import main
-from workbench.compare import CompareError, parse_strategies, pareto_front, strategy_plan
+from workbench.compare import CompareError, pareto_front, parse_strategies, strategy_plan
 from workbench.project import load_project
 from workbench.workspace import Workspace
 

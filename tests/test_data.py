@@ -15,8 +15,18 @@ import torch
 from PIL import Image
 
 from plugins import image_folder
-from workbench.data import (DataBundle, ImageDataset, Item, LabelledImages, build_transform, check_num_classes,
-                            open_data, open_images, stratified_split, thumbnails)
+from workbench.data import (
+    DataBundle,
+    ImageDataset,
+    Item,
+    LabelledImages,
+    build_transform,
+    check_num_classes,
+    open_data,
+    open_images,
+    stratified_split,
+    thumbnails,
+)
 from workbench.errors import WorkbenchError
 from workbench.plan import DataConfig
 

@@ -9,12 +9,11 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
+from tests.test_trainer import tiny_data, workspace
 from workbench.errors import WorkbenchError
 from workbench.export import export_model
 from workbench.freezing import linear_probe
 from workbench.training.trainer import Trainer, TrainingError
-
-from tests.test_trainer import tiny_data, workspace
 
 
 def test_nonfinite_validation_loss_stops_the_run(tmp_path):

@@ -208,7 +208,7 @@ def test_nhwc_input(tmp_path: Path, normalise_first: bool) -> None:
     assert backbone.report["input_layout"] == "NHWC (adapted: the module takes NCHW)"
     assert any("NHWC" in n for n in backbone.notices)
     # the module takes NCHW: feeding NHWC-shaped data must fail
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError):
         backbone.module(torch.randn(2, 14, 12, 3))
     assert_trains(backbone, ["conv.weight"])
 

@@ -99,7 +99,7 @@ def test_gradients_only_reach_trainable_parameters(workspace):
         else:
             assert named[p.name].grad is None, p.name
     full = {n: p for n, p in model.named_parameters()}
-    for n, p in full.items():
+    for p in full.values():
         p.requires_grad_(True)
 
 

@@ -54,6 +54,18 @@ def build_window(project: Path | None = None, demo: bool = False) -> "MainWindow
     return window
 
 
+def launch(project: Path | None = None, demo: bool = False) -> int:
+    """The ``workbench.gui`` entry point: a clear error when the Qt binding is missing, else the window."""
+    from workbench.errors import WorkbenchError
+
+    try:
+        import PySide6.QtWidgets  # noqa: F401
+    except ImportError as exc:
+        raise WorkbenchError(f"the window needs the GUI extras (pip install 'model-surgery-workbench[gui]'): "
+                             f"{exc}") from None
+    return run_app(project=project, demo=demo)
+
+
 def run_app(project: Path | None = None, demo: bool = False) -> int:
     app = create_application()
     window = build_window(project, demo)

@@ -5,17 +5,35 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel,
-                               QLineEdit, QPlainTextEdit, QProgressBar, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ui.workers import BackgroundCall
 
-# (exporter plugin name, label, writes a folder?, file suffix)
-FORMATS = (
-    ("safetensors", "safetensors + config.json (timm-compatible folder)", True, ""),
-    ("torchscript", "TorchScript (.pt)", False, ".pt"),
-    ("onnx", "ONNX (.onnx)", False, ".onnx"),
-)
+
+def export_formats() -> list[tuple[str, str, bool, str]]:
+    """(exporter name, label, writes a folder?, file suffix) for every installed exporter plugin."""
+    from workbench.plugins import EXPORTERS, registry
+
+    formats = []
+    for name, exporter in sorted(registry().plugins(EXPORTERS).items()):
+        description = getattr(exporter, "description", "") or name
+        folder = getattr(exporter, "output_kind", "file") == "folder"
+        formats.append((name, f"{name}: {description}", folder, getattr(exporter, "suffix", "")))
+    return formats
 
 
 class ExportDialog(QDialog):
@@ -35,8 +53,10 @@ class ExportDialog(QDialog):
         self.error: str | None = None
 
         self.format = QComboBox()
-        for key, label, _folder, _suffix in FORMATS:
+        self.formats = export_formats()
+        for key, label, _folder, _suffix in self.formats:
             self.format.addItem(label, key)
+        self.format.setCurrentIndex(max(0, self.format.findData("safetensors")))  # lossless default
         self.path = QLineEdit()
         self.browse = QPushButton("Browse…")
         row = QHBoxLayout()
@@ -78,7 +98,7 @@ class ExportDialog(QDialog):
         self._format_changed()
 
     def fmt(self) -> tuple[str, bool, str]:
-        key, _label, folder, suffix = FORMATS[self.format.currentIndex()]
+        key, _label, folder, suffix = self.formats[self.format.currentIndex()]
         return key, folder, suffix
 
     def _format_changed(self) -> None:

@@ -9,8 +9,18 @@ from typing import Any
 
 from PySide6.QtCore import QSettings, QStandardPaths, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMenu, QMessageBox, QProgressBar,
-                               QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMenu,
+    QMessageBox,
+    QProgressBar,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from ui.compare_panel import ComparePanel
 from ui.data_panel import DataPanel, DataScan
@@ -29,7 +39,6 @@ from workbench.plan import FinetunePlan, ModelConfig
 
 APP_NAME = "Model Surgery Workbench"
 MAX_RECENT = 10
-MODEL_SUFFIXES = (".onnx", ".safetensors", ".pth", ".pt", ".bin", ".ckpt")
 PROJECT_FILTER = "Workbench projects (*.toml)"
 
 
@@ -286,10 +295,18 @@ class MainWindow(QMainWindow):
             return list(timm.list_models()), available_devices()
 
         def done(result: tuple[list[str], list[tuple[str, str]]]) -> None:
-            from plugins.timm_source import pretrained_availability
+            from workbench.plugins import DATASETS, EXPORTERS, MODEL_SOURCES, registry
 
             names, devices = result
-            self.model_panel.set_model_names(names, pretrained_availability)
+            reg = registry()
+            for group in (MODEL_SOURCES, DATASETS, EXPORTERS):
+                reg.plugins(group)
+            for failure in reg.failures:  # a broken plugin is skipped, never silently
+                self.train_panel._add_log(str(failure))
+            if reg.failures:
+                self.statusBar().showMessage(f"{len(reg.failures)} plugin(s) failed to load; see the log", 15000)
+            timm_source = reg.plugins(MODEL_SOURCES).get("timm")
+            self.model_panel.set_model_names(names, getattr(timm_source, "pretrained_availability", lambda _n: "none"))
             self.train_panel.set_devices(devices)
 
         self.run_background(init, "Loading PyTorch and timm", done, "Could not start PyTorch")
@@ -365,18 +382,20 @@ class MainWindow(QMainWindow):
 
     def open_path(self, path: str) -> None:
         """A dropped, recent or command-line file: a project, an ONNX model or a checkpoint."""
+        from workbench.plugins import registry
+
         suffix = Path(path).suffix.lower()
+        sources = registry().suffix_map()  # each model-source plugin declares its file suffixes
         if suffix == ".toml":
             if not self.train_panel.is_running() and self.confirm_discard():
                 self.open_project(path)
-        elif suffix == ".onnx":
-            self.load_model(LoadRequest(path, source="onnx"))
-        elif suffix in MODEL_SUFFIXES:
+        elif sources.get(suffix) == "checkpoint":
             self.load_model(self.model_panel.checkpoint_request(path))
+        elif suffix in sources:
+            self.load_model(LoadRequest(path, source=sources[suffix]))
         else:
             show_error(self, "Cannot open this file",
-                       f"{Path(path).name}: expected a project (.toml), an ONNX model (.onnx) or a checkpoint "
-                       f"({', '.join(MODEL_SUFFIXES[1:])})")
+                       f"{Path(path).name}: expected a project (.toml) or a model file ({', '.join(sorted(sources))})")
 
     def choose_project(self) -> None:
         if self.train_panel.is_running() or not self.confirm_discard():

@@ -7,7 +7,6 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QVBoxLa
 
 from ui.session import WorkbenchSession
 
-
 SHOWN_WARNINGS = 2
 
 

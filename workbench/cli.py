@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from workbench import cli_schema
+from workbench import cli_plugins, cli_schema
 from workbench.errors import WorkbenchError
 
 
@@ -18,9 +18,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad argument (2, message already printed)
         return exc.code if isinstance(exc.code, int) else 2
-    if not getattr(args, "command", None):
-        return _launch_gui(args)
     try:
+        if not getattr(args, "command", None):
+            return _launch_gui(args)
         return args.run(args)
     except WorkbenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="workbench", description="Model Surgery Workbench: inspect, freeze, "
                                      "fine-tune and export image backbones. Without a command, opens the window.")
     sub = parser.add_subparsers(dest="command")
+    cli_plugins.add_parser(sub)
 
     p = sub.add_parser("inspect", help="print a model's layer tree, parameter counts, groups and warnings")
     p.add_argument("model", help="timm model name, .onnx file, checkpoint (.safetensors/.pth) or project .toml")
@@ -63,9 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --resume: continue although the images, split or preprocessing changed")
     p.set_defaults(run=_cmd_train)
 
-    p = sub.add_parser("export", help="export a run's final weights")
+    p = sub.add_parser("export", help="export a run's final weights", formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--format", required=True, choices=("safetensors", "torchscript", "onnx"))
+    p.add_argument("--format", required=True, choices=sorted(_exporters()), metavar="FORMAT",
+                   help="one of the installed exporter plugins:\n" + "\n".join(
+                       f"  {name}: {desc}" for name, desc in sorted(_exporters().items())))
     p.add_argument("--out", type=Path, required=True, help="a folder for safetensors, a file for the others")
     p.set_defaults(run=_cmd_export)
 
@@ -135,7 +138,7 @@ def _input_size(text: str) -> tuple[int, int, int]:
     if parts[0] > MAX_CHANNELS or max(parts[1:]) > MAX_SIDE:
         raise argparse.ArgumentTypeError(f"{text!r} is too large: at most {MAX_CHANNELS} channels and "
                                          f"{MAX_SIDE} pixels a side")
-    return parts  # type: ignore[return-value]
+    return parts
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -223,9 +226,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_export(args: argparse.Namespace) -> int:
     from workbench.export import export_model
-    from workbench.runs import load_run
-
     from workbench.run_catalog import read_run
+    from workbench.runs import load_run
 
     trained = load_run(args.run_dir)
     print(f"weights: {read_run(args.run_dir).weights_label()}")
@@ -304,12 +306,24 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, ove
     return 130 if stopped else 0
 
 
+def _exporters() -> dict[str, str]:
+    """Installed exporter plugins: name -> 'description (writes a file|folder)'."""
+    from workbench.plugins import EXPORTERS, registry
+
+    return {name: f"{getattr(e, 'description', '')} (writes a {getattr(e, 'output_kind', 'file')})"
+            for name, e in registry().plugins(EXPORTERS).items()}
+
+
 def _launch_gui(args: argparse.Namespace, project: Path | None = None, demo: bool = False) -> int:
-    try:
-        from ui.app import run_app
-    except ImportError as exc:
-        raise WorkbenchError(f"the window needs the GUI extras (pip install -e '.[gui]'): {exc}") from None
-    return run_app(project=project, demo=demo)
+    # The core never imports the GUI: the window is found through the ``workbench.gui`` entry point.
+    from importlib.metadata import entry_points
+
+    found = sorted(entry_points(group="workbench.gui"), key=lambda ep: ep.name)
+    if not found:
+        raise WorkbenchError("no GUI is installed (pip install 'model-surgery-workbench[gui]'); "
+                             "every action is available as a command, see workbench --help")
+    launch = found[0].load()
+    return int(launch(project=project, demo=demo))
 
 
 if __name__ == "__main__":

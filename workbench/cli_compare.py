@@ -23,8 +23,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_compare(args: argparse.Namespace) -> int:
     import signal
 
-    from workbench.compare import (Comparison, compare_tables, default_out_dir, parse_strategies, text_table,
-                                   write_outputs)
+    from workbench.compare import (
+        Comparison,
+        compare_tables,
+        default_out_dir,
+        parse_strategies,
+        text_table,
+        write_outputs,
+    )
     from workbench.project import load_project
     from workbench.training.reports import EpochReport
 

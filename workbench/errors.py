@@ -14,3 +14,11 @@ class PlanError(WorkbenchError):
 
 class ModelLoadError(WorkbenchError):
     """A model could not be loaded (missing file, corrupt file, unknown name)."""
+
+
+class ProjectError(WorkbenchError):
+    """The project file is missing, unreadable or has a bad value."""
+
+
+class TrainingError(WorkbenchError):
+    """Training stopped because of its input or numbers (NaN loss, out of memory, mismatched data)."""

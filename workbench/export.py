@@ -39,8 +39,8 @@ def export_model(
     so third-party exporters without that keyword still work. The caller's module is not changed.
     """
     from workbench.errors import WorkbenchError
-    from workbench.plugins import EXPORTERS, registry
     from workbench.finite import nonfinite_tensors
+    from workbench.plugins import EXPORTERS, registry
 
     bad = nonfinite_tensors(module)
     if bad:

@@ -7,6 +7,7 @@ classifier always ends up in the last group, named ``head``.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 from workbench.layer_tree import LayerTree
@@ -48,10 +49,13 @@ def _timm_stages(module: "nn.Module", tree: LayerTree) -> list[tuple[str, list[i
     if not callable(matcher):
         return []
     try:
-        from timm.models._manipulate import group_parameters
+        from timm.models import group_parameters
 
         by_ordinal = group_parameters(module, matcher(coarse=True))
-    except Exception:  # a model whose matcher does not fit its own parameters: fall back to depth
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as exc:
+        # a model whose matcher does not fit its own parameters: say so, then fall back to depth
+        warnings.warn(f"{type(module).__name__}: timm's group_matcher does not fit its parameters "
+                      f"({type(exc).__name__}: {exc}); using depth groups", stacklevel=2)
         return []
     index = {p.name: p.index for p in tree.params}
     classifier = set()

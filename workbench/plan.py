@@ -28,7 +28,15 @@ from workbench.errors import PlanError
 BN_POLICIES = ("freeze", "train", "eval")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("constant", "cosine", "onecycle")
-MODEL_SOURCES = ("timm", "onnx", "checkpoint")
+MODEL_SOURCES = ("timm", "onnx", "checkpoint")  # the built-in ones; plugins may add more
+
+
+def model_source_names() -> list[str]:
+    """The model sources a plan may name: every installed model-source plugin (entry-point names, not loaded)."""
+    from workbench.plugins import MODEL_SOURCES as GROUP
+    from workbench.plugins import registry
+
+    return registry().names(GROUP)
 AMP_SETTINGS = ("auto", "bf16", "fp16", "off", "none", "false", "fp32")
 MAX_CHANNELS = 64
 MAX_SIDE = 8192  # larger inputs need tens of GB for one activation map
@@ -136,7 +144,7 @@ SECTION_NAMES = {"ModelConfig": "model", "FreezeConfig": "freeze", "GroupConfig"
 class ModelConfig:
     """Where the backbone comes from. ``name`` is a timm name or a file path."""
 
-    source: Literal["timm", "onnx", "checkpoint"] = "timm"
+    source: str = "timm"  # any installed model-source plugin (checked against the registry)
     name: Annotated[str, Field(min_length=1)] = "resnet18"
     arch: str | None = None
     pretrained: bool = False
@@ -145,6 +153,13 @@ class ModelConfig:
     mean: Mean | None = None
     std: Std | None = None
     label_names: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _source_installed(self) -> "ModelConfig":
+        sources = model_source_names()
+        if self.source not in sources:
+            raise ValueError(f"source must be one of {', '.join(sources)}, not {self.source!r}")
+        return self
 
     @model_validator(mode="after")
     def _channels_agree(self) -> "ModelConfig":

@@ -10,20 +10,65 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from workbench.backbone import Backbone, LoadRequest
+    from workbench.export import ExportResult
 
 MODEL_SOURCES = "workbench.model_sources"
 DATASETS = "workbench.datasets"
 EXPORTERS = "workbench.exporters"
 WEIGHTS = "workbench.weights"  # pretrained weights shipped inside an installed package
 
-# What each group's plugin object must provide (checked after loading).
-_REQUIRED_ATTRS = {
-    MODEL_SOURCES: ("name", "can_load", "load"),
-    DATASETS: ("name", "open"),
-    EXPORTERS: ("name", "export"),
-    WEIGHTS: ("name", "architecture", "available", "state_dict"),
-}
+
+
+@runtime_checkable
+class ModelSource(Protocol):
+    """A ``workbench.model_sources`` plugin. Optional: ``suffixes`` (files it opens), ``report``."""
+
+    name: str
+
+    def can_load(self, request: LoadRequest) -> bool: ...
+
+    def load(self, request: LoadRequest) -> Backbone: ...
+
+
+@runtime_checkable
+class DatasetSource(Protocol):
+    """A ``workbench.datasets`` plugin."""
+
+    name: str
+
+    def open(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@runtime_checkable
+class Exporter(Protocol):
+    """A ``workbench.exporters`` plugin. Optional: ``description``, ``output_kind`` ("file"/"folder"), ``suffix``."""
+
+    name: str
+
+    def export(self, module: Any, spec: Any, out: Path, recipe_toml: str | None = None,
+               tolerance: float | None = None) -> ExportResult: ...
+
+
+@runtime_checkable
+class WeightsProvider(Protocol):
+    """A ``workbench.weights`` plugin: pretrained weights for one timm architecture, from an installed package."""
+
+    name: str
+    architecture: str
+
+    def available(self) -> bool: ...
+
+    def state_dict(self, model: Any) -> Any: ...
+
+
+# The contract each group's plugin object must satisfy (checked after loading).
+CONTRACTS: dict[str, type] = {MODEL_SOURCES: ModelSource, DATASETS: DatasetSource, EXPORTERS: Exporter,
+                              WEIGHTS: WeightsProvider}
 
 
 @dataclass
@@ -63,6 +108,18 @@ class PluginRegistry:
             self._loaded[group] = found
         return self._loaded[group]
 
+    def names(self, group: str) -> list[str]:
+        """Names declared in a group, without importing the plugins (cheap; for validating files)."""
+        return sorted({ep.name for ep in _entry_points(group)} | set(self._extra.get(group, {})))
+
+    def suffix_map(self) -> dict[str, str]:
+        """File suffix (lower case, with the dot) -> the model source that declares it."""
+        found: dict[str, str] = {}
+        for name, source in self.plugins(MODEL_SOURCES).items():
+            for suffix in getattr(source, "suffixes", ()):
+                found.setdefault(suffix.lower(), name)
+        return found
+
     def get(self, group: str, name: str) -> Any:
         from workbench.errors import WorkbenchError
 
@@ -86,9 +143,14 @@ class PluginRegistry:
 
 
 def _check_shape(group: str, plugin: Any) -> None:
-    missing = [a for a in _REQUIRED_ATTRS.get(group, ()) if not hasattr(plugin, a)]
-    if missing:
-        raise TypeError(f"plugin object lacks {', '.join(missing)}")
+    contract = CONTRACTS.get(group)
+    if contract is None or isinstance(plugin, contract):
+        return
+    # runtime_checkable only says yes or no; name what is missing for the failure report.
+    members = list(contract.__annotations__) + [m for m, v in vars(contract).items()
+                                                if callable(v) and not m.startswith("_")]
+    missing = [m for m in members if not hasattr(plugin, m)]
+    raise TypeError(f"plugin object lacks {', '.join(missing) or 'the ' + contract.__name__ + ' contract'}")
 
 
 def _entry_points(group: str) -> list[EntryPoint]:

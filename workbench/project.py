@@ -10,13 +10,18 @@ from pathlib import Path
 from typing import Any
 
 from workbench.atomic import atomic_write_text
-from workbench.errors import WorkbenchError
-from workbench.plan import (MODEL_SOURCES, DataConfig, FinetunePlan, FreezeConfig, GroupConfig, ModelConfig,  # noqa: F401
-                            TrainConfig, UnfreezeStep, describe_error)
-
-
-class ProjectError(WorkbenchError):
-    """The project file is missing, unreadable or has a bad value."""
+from workbench.errors import ProjectError, WorkbenchError  # noqa: F401  (ProjectError re-exported)
+from workbench.plan import (  # noqa: F401
+    MODEL_SOURCES,
+    DataConfig,
+    FinetunePlan,
+    FreezeConfig,
+    GroupConfig,
+    ModelConfig,
+    TrainConfig,
+    UnfreezeStep,
+    describe_error,
+)
 
 
 def load_project(path: str | Path) -> FinetunePlan:

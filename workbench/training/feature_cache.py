@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from workbench.atomic import atomic_path
+from workbench.errors import WorkbenchError
 
 MIN_TRUNK_SHARE = 0.2  # cache only when the frozen prefix is at least this share of the operations
 MEMORY_LIMIT_BYTES = int(os.environ.get("WORKBENCH_CACHE_MEMORY_BYTES", 1 << 30))
@@ -44,7 +45,7 @@ class TrunkSplit:
         return f"trunk cut after '{self.cut}' ({self.trunk_ops} of {self.total_ops} operations cached)"
 
 
-class CacheUnavailable(Exception):
+class CacheUnavailable(WorkbenchError):
     """Why the trunk cannot be cached (shown to the user as-is)."""
 
 
@@ -71,13 +72,10 @@ def split_frozen_trunk(model: nn.Module, set_train_mode: Any) -> TrunkSplit:
 
 
 def _trace(model: nn.Module) -> fx.GraphModule:
-    try:
-        from timm.models._features_fx import get_notrace_functions, get_notrace_modules
+    from timm.models import get_notrace_functions, get_notrace_modules
 
-        leaves = tuple(get_notrace_modules())
-        functions = tuple(get_notrace_functions())
-    except Exception:
-        leaves, functions = (), ()
+    leaves = tuple(get_notrace_modules())
+    functions = tuple(get_notrace_functions())
 
     class Tracer(fx.Tracer):
         def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:

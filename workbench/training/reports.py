@@ -6,6 +6,10 @@ The GUI's worker thread forwards these through queued signals; the CLI prints th
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
+
+# Every kind the Trainer emits; consumers match on these (mypy checks the literals).
+StateKind = Literal["started", "paused", "resumed", "unfrozen", "cache", "trunk", "stopped", "finished", "notice"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,7 @@ class StateReport:
     trunk runs as a BatchNorm-folded inference copy), stopped, finished, notice.
     """
 
-    kind: str
+    kind: StateKind
     message: str
     epoch: int = 0
     details: dict[str, str | int | float] = field(default_factory=dict)

@@ -27,26 +27,22 @@ from torch.utils.data import DataLoader, Sampler
 
 from workbench.apply import AppliedPlan, apply_plan
 from workbench.atomic import atomic_path, atomic_write_text
-from workbench.errors import WorkbenchError
+from workbench.errors import TrainingError, WorkbenchError  # noqa: F401  (TrainingError re-exported)
 from workbench.finite import nonfinite_tensors
 from workbench.freezing import unfreeze_groups
 from workbench.plan import FinetunePlan
 from workbench.resolve import resolve_plan
+from workbench.spec import ModelSpec
+from workbench.training import run_folder as rf
 from workbench.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from workbench.training.devices import pick_amp, pick_device
 from workbench.training.distributed import from_environment
-from workbench.training import run_folder as rf
 from workbench.training.reports import EpochReport, Report, StateReport, StepReport
 from workbench.training.schedule import lr_factor
-from workbench.spec import ModelSpec
 from workbench.workspace import Workspace
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 WEIGHTS = "model.safetensors"
-
-
-class TrainingError(WorkbenchError):
-    """Training stopped because of its input or numbers (NaN loss, out of memory, mismatched data)."""
 
 
 class EpochSampler(Sampler[int]):
@@ -417,7 +413,7 @@ class Trainer:
             batch = f", batch {where['batch']}" if where["batch"] else ""
             raise TrainingError(f"out of {memory} memory at batch size {cfg.batch_size} during {where['phase']} "
                                 f"(epoch {where['epoch']}{batch}); the last good checkpoint is kept. Try --batch-size "
-                                f"{max(1, cfg.batch_size // 2)}" + (" or [train] amp = \"bf16\"" if memory == "GPU" else ""))
+                                f"{max(1, cfg.batch_size // 2)}" + (" or [train] amp = \"bf16\"" if memory == "GPU" else "")) from None
         finally:
             if self._cache is not None:
                 self._cache.discard_incomplete()
@@ -705,9 +701,9 @@ class Trainer:
             raise TrainingError(f"cannot write the checkpoint in {self.run_dir}: {error}") from None
 
     def _write_run_files(self, plan: FinetunePlan, fresh: bool) -> None:
-        from workbench.project import plan_to_dict
-
         import tomli_w
+
+        from workbench.project import plan_to_dict
 
         spec = self.ws.backbone.spec
         recorded = plan.copy() if fresh else self.plan.copy()

@@ -1,0 +1,76 @@
+"""A fake third-party distribution: a module plus a dist-info with entry_points.txt, put on sys.path."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+FAKE_MODULE = textwrap.dedent('''
+    """A third-party plugin package, as another distribution would ship it."""
+    from pathlib import Path
+
+    from workbench.export import ExportResult
+
+
+    class NpzExporter:
+        name = "fakenpz"
+        description = "NumPy archive of every tensor (third-party test exporter)"
+        output_kind = "file"
+        suffix = ".npz"
+
+        def export(self, module, spec, out, recipe_toml=None, tolerance=None):
+            import numpy as np
+
+            arrays = {k: v.detach().cpu().numpy() for k, v in module.state_dict().items()}
+            np.savez(out, **arrays)
+            return ExportResult("fakenpz", [Path(out)], None, f"wrote {len(arrays)} arrays")
+
+
+    class TimmAliasSource:
+        """Opens a '.timmname' text file holding a timm model name."""
+        name = "timmalias"
+        suffixes = (".timmname",)
+
+        def can_load(self, request):
+            return request.path.suffix.lower() == ".timmname"
+
+        def load(self, request):
+            from dataclasses import replace
+
+            from workbench.sources import load_backbone
+
+            name = Path(request.ref).read_text().strip()
+            return load_backbone(replace(request, ref=name, source="timm"))
+''')
+
+ENTRY_POINTS = textwrap.dedent('''
+    [workbench.exporters]
+    fakenpz = fake_wb_thirdparty:NpzExporter
+
+    [workbench.model_sources]
+    timmalias = fake_wb_thirdparty:TimmAliasSource
+
+    [workbench.datasets]
+    broken = fake_wb_thirdparty_missing:Nothing
+''')
+
+
+@pytest.fixture
+def third_party_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Install the fake distribution (found by importlib.metadata through sys.path) and reset the registry."""
+    import importlib
+
+    from workbench import plugins as plugin_mod
+
+    site = tmp_path / "site"
+    dist = site / "fake_wb_thirdparty-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (site / "fake_wb_thirdparty.py").write_text(FAKE_MODULE)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-wb-thirdparty\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(ENTRY_POINTS)
+    monkeypatch.syspath_prepend(str(site))
+    importlib.invalidate_caches()
+    monkeypatch.setattr(plugin_mod, "_registry", None)
+    return site

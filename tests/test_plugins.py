@@ -1,0 +1,87 @@
+"""A third-party plugin (its own distribution, real entry points) appears on every surface without edits."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.plugin_fixtures import third_party_plugins  # noqa: F401  (fixture)
+from workbench.cli import main
+from workbench.project import plan_from_dict
+
+
+def test_third_party_exporter_is_in_export_help(third_party_plugins, capsys):  # noqa: F811
+    assert main(["export", "--help"]) == 0
+    help_text = capsys.readouterr().out
+    assert "fakenpz: NumPy archive of every tensor (third-party test exporter) (writes a file)" in help_text
+    assert "safetensors: Folder with model.safetensors" in help_text
+
+
+def test_export_refuses_a_format_no_plugin_provides(third_party_plugins, tmp_path, capsys):  # noqa: F811
+    assert main(["export", str(tmp_path), "--format", "nosuch", "--out", str(tmp_path / "x")]) == 2
+    assert "invalid choice: 'nosuch'" in capsys.readouterr().err
+
+
+def test_plugins_command_lists_installed_and_failed(third_party_plugins, capsys):  # noqa: F811
+    assert main(["plugins", "--json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    exporters = {p["name"]: p for p in listing["plugins"]["workbench.exporters"]}
+    assert exporters["fakenpz"]["class"] == "fake_wb_thirdparty.NpzExporter"
+    assert exporters["fakenpz"]["output_kind"] == "file"
+    sources = {p["name"]: p for p in listing["plugins"]["workbench.model_sources"]}
+    assert sources["timmalias"]["suffixes"] == [".timmname"]
+    assert {"timm", "onnx", "checkpoint"} <= set(sources)
+    failed = {f["name"]: f for f in listing["failed"]}
+    assert "ModuleNotFoundError" in failed["broken"]["error"]
+    assert failed["broken"]["group"] == "workbench.datasets"
+
+    assert main(["plugins"]) == 0
+    text = capsys.readouterr().out
+    assert "failed to load:" in text and "plugin 'broken'" in text and "fakenpz" in text
+
+
+def test_project_file_accepts_an_installed_source_and_names_the_choices(third_party_plugins):  # noqa: F811
+    plan = plan_from_dict({"model": {"source": "timmalias", "name": "x.timmname"}})
+    assert plan.model.source == "timmalias"
+    from workbench.project import ProjectError
+
+    with pytest.raises(ProjectError, match="source must be one of checkpoint, onnx, timm, timmalias, not 'nope'"):
+        plan_from_dict({"model": {"source": "nope", "name": "x"}})
+
+
+def test_third_party_exporter_exports_a_trained_run_from_the_cli(third_party_plugins, tmp_path):  # noqa: F811
+    """End to end in a fresh process: the entry point is found through sys.path like any installed package."""
+    import torch
+
+    from workbench.backbone import LoadRequest
+    from workbench.export import export_model
+    from workbench.sources import load_backbone
+
+    backbone = load_backbone(LoadRequest(str(_alias(tmp_path)), input_size=(3, 32, 32)))
+    assert backbone.source == "timm" and backbone.spec.architecture == "resnet18"
+    out = tmp_path / "weights.npz"
+    result = export_model(backbone.module, backbone.spec, "fakenpz", out)
+    assert result.format == "fakenpz" and out.is_file()
+    arrays = np.load(out)
+    reference = backbone.module.state_dict()["fc.weight"]
+    assert torch.equal(torch.from_numpy(arrays["fc.weight"]), reference)
+
+
+def _alias(tmp_path: Path) -> Path:
+    alias = tmp_path / "model.timmname"
+    alias.write_text("resnet18\n")
+    return alias
+
+
+def test_plugins_command_in_a_fresh_process(third_party_plugins):  # noqa: F811
+    env_path = str(third_party_plugins)
+    code = f"import sys; sys.path.insert(0, {env_path!r}); from workbench.cli import main; sys.exit(main(['plugins']))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "fakenpz" in result.stdout and "timmalias" in result.stdout
+    assert "Traceback" not in result.stderr
