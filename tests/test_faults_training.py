@@ -80,9 +80,11 @@ from workbench.cli import main  # noqa: E402
 
 
 def _one_error_line(capsys) -> str:
+    """The one `error:` line (warnings about the plan may come before it), with no traceback."""
     err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "Traceback" not in err, err
-    return err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in err, err
+    return errors[0]
 
 
 def test_a_new_run_never_lands_in_a_folder_holding_another(tmp_path, capsys):

@@ -198,7 +198,8 @@ class Trainer:
         if spec.num_classes != len(classes):
             raise TrainingError(f"the data has {len(classes)} classes but the model's head has {spec.num_classes} "
                                 f"outputs; set [model] num_classes = {len(classes)} (or --adapt-head)")
-        _check_logits(model, spec)
+        if self.ws.backbone.source == "onnx" and self.plan.head is None:  # timm models always end in logits
+            _check_logits(model, spec)
         spec.label_names = classes
         dist = self._dist
         device = pick_device(cfg.device)
