@@ -303,21 +303,11 @@ class TrainPanel(QWidget):
 
     def show_run(self, run_dir: Path, resumable: bool) -> None:
         """Show a finished or stopped run's curves (from its metrics.jsonl); Continue resumes it."""
-        import json
+        from workbench.run_catalog import read_metrics
 
         self.plots.clear()
         steps, losses, lrs = [], [], []
-        try:
-            lines = (run_dir / "metrics.jsonl").read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
-            lines = []
-        for line in lines:
-            try:
-                r = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(r, dict):
-                continue
+        for r in read_metrics(run_dir / "metrics.jsonl"):
             if r.get("type") == "step":
                 steps.append(r.get("global_step", len(steps) + 1))
                 losses.append(r.get("loss", float("nan")))

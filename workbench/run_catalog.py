@@ -179,21 +179,28 @@ def _read_json(path: Path) -> Any:
         return {}
 
 
-def _read_metrics(path: Path, with_curves: bool) -> tuple[list[dict[str, Any]], int, dict[str, list[float]]]:
-    epochs: list[dict[str, Any]] = []
-    steps = 0
-    curves: dict[str, list[float]] = {"step": [], "loss": [], "epoch": [], "val_accuracy": [], "train_accuracy": []}
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` (a torn last line or a non-record line is skipped)."""
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError:
-        lines = []
+        return []
+    records = []
     for line in lines:
         try:
             record = json.loads(line)
         except ValueError:
-            continue  # a torn last line
-        if not isinstance(record, dict):
             continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def _read_metrics(path: Path, with_curves: bool) -> tuple[list[dict[str, Any]], int, dict[str, list[float]]]:
+    epochs: list[dict[str, Any]] = []
+    steps = 0
+    curves: dict[str, list[float]] = {"step": [], "loss": [], "epoch": [], "val_accuracy": [], "train_accuracy": []}
+    for record in read_metrics(path):
         if record.get("type") == "epoch":
             epochs.append(record)
             if with_curves:
