@@ -77,6 +77,9 @@ class RunsPanel(QWidget):
         self.loss_plot = _plot("Training loss per step", "step", "loss")
         self.acc_plot = _plot("Validation accuracy per epoch", "epoch", "accuracy")
         self.acc_plot.getPlotItem().setYRange(0.0, 1.0, padding=0.02)
+        legend = self.acc_plot.getPlotItem().legend
+        if legend is not None:  # accuracy climbs to the top right: keep the legend bottom right
+            legend.setOffset((-10, -10))
         plots = QWidget()
         plots_layout = QHBoxLayout(plots)
         plots_layout.setContentsMargins(0, 0, 0, 0)
