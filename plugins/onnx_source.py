@@ -45,6 +45,11 @@ class OnnxSource:
             labels = None
         interpolation = _meta_json(meta, "interpolation", notices)
         crop_pct = _meta_json(meta, "crop_pct", notices)
+        extra: dict[str, Any] = {}
+        if isinstance(interpolation, str):
+            extra["interpolation"] = interpolation
+        if isinstance(crop_pct, (int, float)):
+            extra["crop_pct"] = float(crop_pct)
         spec = ModelSpec(
             architecture=f"onnx:{path.stem}",
             num_classes=result.num_classes,
@@ -53,8 +58,7 @@ class OnnxSource:
             std=std,
             classifier=result.classifier,
             label_names=[str(label) for label in labels] if labels else None,
-            **({"interpolation": interpolation} if isinstance(interpolation, str) else {}),
-            **({"crop_pct": float(crop_pct)} if isinstance(crop_pct, (int, float)) else {}),
+            **extra,
         )
         return Backbone(module=result.module, spec=spec, source=self.name, ref=request.ref, notices=notices, report=result.report)
 

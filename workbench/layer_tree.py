@@ -194,10 +194,11 @@ def _bn_untrained(module: "nn.Module") -> bool:
 
     found = False
     for mod in module.modules():
-        if not _is_batchnorm(mod) or mod.running_mean is None or mod.running_var is None:
+        mean, var = getattr(mod, "running_mean", None), getattr(mod, "running_var", None)
+        if not _is_batchnorm(mod) or not isinstance(mean, torch.Tensor) or not isinstance(var, torch.Tensor):
             continue
         found = True
-        if torch.count_nonzero(mod.running_mean) or not bool(torch.all(mod.running_var == 1)):
+        if torch.count_nonzero(mean) or not bool(torch.all(var == 1)):
             return False
     return found
 
