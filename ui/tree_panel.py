@@ -27,6 +27,7 @@ from ui.session import WorkbenchSession
 from workbench import freezing
 from workbench.groups import assign_to_group
 from workbench.plan import FinetunePlan
+from workbench.sources import describe_source_report
 
 BN_CHOICES = (("freeze", "BatchNorm: freeze statistics in frozen layers"),
               ("train", "BatchNorm: keep training everywhere"),
@@ -70,11 +71,9 @@ def describe_model(ws: Any) -> str:
              f"{html.escape(backbone.weights)}) · "
              f"{ws.tree.total_params:,} parameters · {len(ws.tree.nodes):,} modules · input {c}×{h}×{w} · "
              f"{spec.num_classes} outputs · stages from {html.escape(ws.tree.stage_source or 'n/a')}"]
-    report = backbone.report or {}
-    if backbone.source == "onnx" and report:
-        facts = [f"{key.replace('_', ' ')} {report[key]}" for key in
-                 ("opset", "trainable_tensors", "trainable_params", "parity_max_abs_diff") if key in report]
-        parts.append("ONNX import: " + html.escape(", ".join(facts)))
+    described = describe_source_report(backbone.source, backbone.report)
+    if described is not None and described.facts:
+        parts.append(html.escape(f"{described.title}: {', '.join(described.facts)}"))
     parts += [f"<span style='color:#9a6700'>ℹ {html.escape(n)}</span>" for n in backbone.notices]
     return "<br>".join(parts)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from workbench.resolve import Resolution, percent
+from workbench.sources import describe_source_report
 from workbench.workspace import Workspace
 
 
@@ -86,19 +87,9 @@ def inspect_text(data: dict[str, Any]) -> str:
                          f"{g['params']:>12,} trainable params  [{', '.join(g['modules'][:4])}{', …' if len(g['modules']) > 4 else ''}]")
     if data["unfreeze"]:
         lines += ["", "gradual unfreezing:"] + [f"  epoch {s['epoch']}: {', '.join(s['groups'])}" for s in data["unfreeze"]]
-    report = data.get("source_report") or {}
-    if data["source"] == "onnx" and report:
-        lines += ["", "ONNX import:"]
-        for key in ("ir_version", "opset", "input_layout", "batchnorm", "trainable_tensors", "trainable_params",
-                    "parity_max_abs_diff"):
-            if key in report:
-                lines.append(f"  {key}: {report[key]}")
-        if report.get("op_types"):
-            lines.append("  op_types: " + ", ".join(f"{k}×{v}" for k, v in sorted(report["op_types"].items())))
-        for p in report.get("passes", []):
-            lines.append(f"  pass {p.get('name')}: max abs diff {p.get('max_abs_diff')}")
-        for b in report.get("constant_buffers", []):
-            lines.append(f"  constant buffer: {b}")
+    described = describe_source_report(data["source"], data.get("source_report"))
+    if described is not None:
+        lines += ["", f"{described.title}:"] + [f"  {line}" for line in described.lines]
     if data["warnings"]:
         lines += ["", "warnings:"] + [f"  {w}" for w in data["warnings"]]
     return "\n".join(lines)
