@@ -78,10 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     _train_overrides(p)
     p.set_defaults(run=_cmd_demo)
 
-    from workbench import cli_predict, cli_runs
+    from workbench import cli_evaluate, cli_predict, cli_runs
 
     cli_runs.add_parser(sub)
     cli_predict.add_parser(sub)
+    cli_evaluate.add_parser(sub)
 
     p = sub.add_parser("open", help="open a project file in the window")
     p.add_argument("project", type=Path)
