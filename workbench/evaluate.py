@@ -19,6 +19,7 @@ from workbench.spec import ModelSpec
 
 if TYPE_CHECKING:
     import torch.nn as nn
+    from PIL import Image
 
     from workbench.data import Item
     from workbench.plan import FinetunePlan
@@ -86,6 +87,14 @@ class Evaluation:
     notices: list[str] = field(default_factory=list)
     run_dir: Path | None = None
     hint: str | None = None  # a pattern in the run's training curves worth knowing (workbench.hints)
+    module: "nn.Module | None" = field(default=None, repr=False, compare=False)  # the model evaluated (eval mode)
+    spec: ModelSpec | None = field(default=None, repr=False, compare=False)
+
+    def classify(self, image: str | Path, top: int = TOP) -> Prediction:
+        """Top classes of the evaluated model for an image file (the "try an image" of the Results tab)."""
+        if self.module is None or self.spec is None:
+            raise WorkbenchError("no model to classify with: evaluate a run first")
+        return classify_image(self.module, self.spec, image, top, self.weights or "the model")
 
     @property
     def total(self) -> int:
@@ -173,7 +182,7 @@ def evaluate_items(module: "nn.Module", spec: ModelSpec, items: Sequence["Item"]
         module.to(home)  # the caller's module stays where it was (classify_image feeds CPU tensors)
         module.train(was_training)
     mistakes.sort(key=lambda m: (-m.confidence, m.index))
-    return Evaluation(list(classes), matrix, mistakes)
+    return Evaluation(list(classes), matrix, mistakes, module=module, spec=spec)
 
 
 def _load(item: "Item", channels: int) -> Any:
@@ -298,6 +307,15 @@ def resolve_target(target: str | Path) -> Path:
     if (path.is_file() and path.suffix == ".toml") or path.is_dir():
         return latest_run_with_weights(path)
     raise WorkbenchError(f"{target} is neither a run folder nor a project .toml")
+
+
+def thumbnail(item: "Item", size: int) -> "Image.Image":
+    """A square ``size``-pixel RGB thumbnail; tiny images (8×8 digits) are enlarged with hard pixel edges."""
+    from PIL import Image, ImageOps
+
+    img = item.load()
+    smooth = min(img.size) >= size
+    return ImageOps.fit(img, (size, size), method=Image.Resampling.BICUBIC if smooth else Image.Resampling.NEAREST)
 
 
 def classify_image(module: "nn.Module", spec: ModelSpec, image: str | Path, top: int = TOP,
