@@ -125,6 +125,10 @@ def test_a_real_run_scores_as_its_last_validation(trained, capsys):
     assert [c.images for c in ev.per_class()] == [2, 2, 2]
     assert ev.accuracy == pytest.approx(last["val_accuracy"])
     assert ev.weights == "run a, epoch 1 of 1 (finished)" and ev.notices == []
+    # The evaluated model classifies one image in eval mode (BatchNorm cannot normalise a batch of one).
+    assert ev.module is not None and not ev.module.training
+    image = sorted((trained.parent / "data" / "red").iterdir())[0]
+    assert ev.classify(image).top[0].label in ev.classes
     capsys.readouterr()
     assert main(["evaluate", str(trained), "--json", "--device", "cpu"]) == 0  # a project: its newest run
     data = json.loads(capsys.readouterr().out)

@@ -116,6 +116,7 @@ class ResultsPanel(QWidget):
         self._call: BackgroundCall | None = None
         self._try_call: BackgroundCall | None = None
         self._pending: Path | None = None
+        self._try_pending: Path | None = None
         self._cancel = [False]
         self._progress = (0, 0)
         self._thumbs: list[_RGBA | None] = []
@@ -254,7 +255,7 @@ class ResultsPanel(QWidget):
 
     def wait(self) -> None:
         self._cancel[0] = True
-        self._pending = None
+        self._pending = self._try_pending = None
         for call in (self._call, self._try_call):
             if call is not None:
                 call.wait()
@@ -499,9 +500,10 @@ class ResultsPanel(QWidget):
         if ev is None or ev.module is None:
             self._show_error_details(Path(path).name, "no model yet: train a run or open one first")
             return
-        if self._try_call is not None:
-            return
         path = Path(path)
+        if self._try_call is not None:
+            self._try_pending = path  # the latest one runs when this one is done
+            return
         self.details_caption.setText(f"Classifying <b>{_escape(path.name)}</b>…")
 
         def work() -> Any:
@@ -542,6 +544,9 @@ class ResultsPanel(QWidget):
         if self._try_call is call:
             self._try_call = None
         call.deleteLater()
+        pending, self._try_pending = self._try_pending, None
+        if pending is not None:
+            self.try_image(pending)
         self._update_buttons()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
@@ -558,7 +563,7 @@ class ResultsPanel(QWidget):
 
     def _update_buttons(self) -> None:
         ready = self.evaluation is not None and self.evaluation.module is not None
-        self.try_button.setEnabled(ready and self._try_call is None)
+        self.try_button.setEnabled(ready)
         self.refresh_button.setEnabled(self.run_dir is not None and self._call is None)
 
 

@@ -254,6 +254,7 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", progress: Progres
         raise WorkbenchError(f"run {run_dir.name} has no weights yet (no model.safetensors and no checkpoint): "
                              "it stopped before its first checkpoint; train it again")
     ws, _recipe = load_run_workspace(run_dir)
+    ws.backbone.module.eval()  # this evaluation owns the model; "try an image" uses it as evaluated
     evaluation = evaluate_plan_model(ws.backbone.module, ws.backbone.spec, ws.plan, device=device, progress=progress,
                                      cancelled=cancelled, data_fingerprint=_trained_fingerprint(run_dir))
     evaluation.weights = info.weights_label()
@@ -320,8 +321,13 @@ def thumbnail(item: "Item", size: int) -> "Image.Image":
 
 def classify_image(module: "nn.Module", spec: ModelSpec, image: str | Path, top: int = TOP,
                    weights: str = "the model") -> Prediction:
-    """Top-``top`` classes for one image file (``workbench predict``'s preprocessing and checks)."""
-    return predict(Predictor(module, spec, weights), [str(image)], top)[0]
+    """Top-``top`` classes for one image file (``workbench predict``'s preprocessing and checks), in eval mode."""
+    was_training = module.training
+    module.eval()  # BatchNorm and dropout as at validation (and one image is no batch to normalise)
+    try:
+        return predict(Predictor(module, spec, weights), [str(image)], top)[0]
+    finally:
+        module.train(was_training)
 
 
 def format_text(evaluation: Evaluation, pairs: int = 10, max_matrix: int = 30) -> str:
