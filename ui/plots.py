@@ -123,14 +123,28 @@ class IntegerAxis(pg.AxisItem):
         return [str(int(round(v * scale))) for v in values]
 
 
+class LogAxis(pg.AxisItem):
+    """A log axis that labels only 1, 2 and 5 × 10ⁿ: within one decade the 3…9 labels would overlap."""
+
+    def logTickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
+        strings = super().logTickStrings(values, scale, spacing)
+        keep = []
+        for value, text in zip(values, strings):
+            mantissa = round(10 ** (value - np.floor(value + 1e-9)), 3)
+            keep.append(text if mantissa in (1.0, 2.0, 5.0) else "")
+        return keep
+
+
 class PlotPanel(QWidget):
     """A pyqtgraph plot with its title above and its legend below (outside the data area)."""
 
     def __init__(self, title: str, x_label: str, y_label: str, log_y: bool = False, integer_x: bool = False,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        axes = {"bottom": IntegerAxis("bottom")} if integer_x else None
-        self.widget = pg.PlotWidget(axisItems=axes)
+        axes: dict[str, pg.AxisItem] = {"bottom": IntegerAxis("bottom")} if integer_x else {}
+        if log_y:
+            axes["left"] = LogAxis("left")
+        self.widget = pg.PlotWidget(axisItems=axes or None)
         self.title = QLabel()
         self.title.setAlignment(Qt.AlignmentFlag.AlignHCenter)
         self.title.setWordWrap(True)
