@@ -50,6 +50,7 @@ class SummaryBar(QFrame):
         layout.addWidget(self.cost)
         layout.addWidget(self.warnings)
         session.resolutionChanged.connect(self.refresh)
+        session.problemsChanged.connect(self.show_problems)
         self.refresh()
 
     def refresh(self) -> None:
@@ -67,13 +68,18 @@ class SummaryBar(QFrame):
         self.cost.setText(self._cost_text(res))
         active = [g for g in res.groups if g.numel]
         self.groups.setText(f"{len(active)} of {len(res.groups)} optimizer groups train")
-        if res.warnings:
-            shown = [f"⚠ {w.message}" for w in res.warnings[:SHOWN_WARNINGS]]
-            hidden = len(res.warnings) - len(shown)
+        self.show_problems()
+
+    def show_problems(self) -> None:
+        """The plan's problems (``session.problems``: the resolver's warnings and the preflight checks), errors first."""
+        problems = self.session.problems if self.session.resolution is not None else []
+        if problems:
+            shown = [f"{'⛔' if p.is_error else '⚠'} {p.message}" for p in problems[:SHOWN_WARNINGS]]
+            hidden = len(problems) - len(shown)
             if hidden:
-                shown[-1] += f"   (+{hidden} more warning{'s' if hidden > 1 else ''}: hover to see all)"
+                shown[-1] += f"   (+{hidden} more: hover to see all, or the Training tab's list)"
             self.warnings.setText("\n".join(shown))
-            self.warnings.setToolTip("\n".join(str(w) for w in res.warnings))
+            self.warnings.setToolTip("\n".join(f"{p.severity}: {p}" for p in problems))
             self.warnings.show()
         else:
             self.warnings.setText("")

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui.qt_layer_tree import NAME, PATH_ROLE, TYPE, QtLayerTreeModel
+from ui.selector_bar import SelectorBar
 from ui.session import WorkbenchSession
 from workbench import freezing
 from workbench.groups import assign_to_group
@@ -117,6 +118,9 @@ class TreePanel(QWidget):
         presets.addStretch(1)
         presets.addWidget(self.batchnorm)
 
+        self.selector_bar = SelectorBar(session)
+        self.selector_bar.problem.connect(self.problem)
+
         self.proxy = LayerFilterProxy(self)
         self.view = QTreeView()
         self.view.setModel(self.proxy)
@@ -139,6 +143,7 @@ class TreePanel(QWidget):
         layout.addWidget(self.info)
         layout.addWidget(self.filter)
         layout.addLayout(presets)
+        layout.addWidget(self.selector_bar)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.empty, 1)
 
@@ -159,6 +164,7 @@ class TreePanel(QWidget):
         loaded = ws is not None and self.session.resolution is not None
         for w in (self.filter, self.linear_probe, self.stages, self.freeze_stages, self.full_finetune, self.batchnorm):
             w.setEnabled(loaded)
+        self.selector_bar.set_locked(self._locked)
         self.view.setVisible(loaded)
         self.empty.setVisible(not loaded)
         self.info.setVisible(loaded)
@@ -193,6 +199,7 @@ class TreePanel(QWidget):
         loaded = self.model is not None
         for w in (self.linear_probe, self.stages, self.freeze_stages, self.full_finetune, self.batchnorm):
             w.setEnabled(loaded and not locked)
+        self.selector_bar.set_locked(locked)
         if loaded:
             self.linear_probe.setEnabled(not locked and bool(self.session.workspace.tree.classifier_paths))
             self.model.set_read_only(locked)
