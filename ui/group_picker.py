@@ -60,6 +60,7 @@ class GroupChecklist(QComboBox):
     def hidePopup(self) -> None:  # noqa: N802
         super().hidePopup()
         self._show()
+        self.setFocus()  # back to the box, where Enter commits the ticked groups
 
     def _show(self) -> None:
         checked = self.checked()

@@ -222,6 +222,10 @@ class QtLayerTreeModel(QAbstractItemModel):
         self._drift = drift
         self._emit_rows_changed(range(len(self._tree.nodes)))
 
+    def shapes_changed(self) -> None:
+        """The tree's output shapes were recomputed (a new input size)."""
+        self._emit_rows_changed(range(len(self._tree.nodes)))
+
     @property
     def drift(self) -> list[float | None] | None:
         return self._drift

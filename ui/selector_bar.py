@@ -112,3 +112,5 @@ class SelectorBar(QWidget):
         if error:
             self.count.setText(f"<span style='color:#b00020'>{html.escape(error)}</span>")
             self.problem.emit(error)
+        else:
+            self.update_count()

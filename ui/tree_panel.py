@@ -157,6 +157,7 @@ class TreePanel(QWidget):
         self.view.customContextMenuRequested.connect(self._context_menu)
         session.workspaceChanged.connect(self._workspace_changed)
         session.resolutionChanged.connect(self._resolution_changed)
+        session.shapesChanged.connect(self._shapes_changed)
         self._workspace_changed()
 
     def _workspace_changed(self) -> None:
@@ -208,6 +209,12 @@ class TreePanel(QWidget):
         if self.model is not None and self.session.resolution is not None:
             self.model.set_resolution(self.session.resolution)
         self._sync_batchnorm()
+
+    def _shapes_changed(self) -> None:
+        ws = self.session.workspace
+        if self.model is not None and ws is not None:
+            self.model.shapes_changed()
+            self.info.setText(describe_model(ws))
 
     def _sync_batchnorm(self) -> None:
         index = self.batchnorm.findData(self.session.plan.freeze.batchnorm)
