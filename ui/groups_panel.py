@@ -46,25 +46,34 @@ class QtGroupsModel(QAbstractTableModel):
         super().__init__(parent)
         self.session = session
         self._rows: list[Any] = []
+        self._shown: list[tuple[Any, ...]] = []  # what each row displays, to skip rows that did not change
+        self._marks: list[tuple[str, str, str]] = []  # the problems marked on LR cells
         session.resolutionChanged.connect(self.refresh)
         session.problemsChanged.connect(self._problems_changed)
         self.refresh()
 
     def _problems_changed(self) -> None:
-        if self._rows:
+        marks = [(p.subject, p.severity, p.message) for p in self.session.problems if p.where == "groups"]
+        if marks != self._marks and self._rows:
             self.dataChanged.emit(self.index(0, self.LR), self.index(len(self._rows) - 1, self.LR))
+        self._marks = marks
 
     def refresh(self) -> None:
+        """Show the current Resolution's groups; rows whose numbers did not change are left alone."""
         res = self.session.resolution
         groups = list(res.groups) if res is not None else []
         if [g.name for g in groups] != [g.name for g in self._rows]:
             self.beginResetModel()
             self._rows = groups
+            self._shown = [_shown(g) for g in groups]
             self.endResetModel()
-        else:
-            self._rows = groups
-            if groups:
-                self.dataChanged.emit(self.index(0, 0), self.index(len(groups) - 1, len(self.HEADERS) - 1))
+            return
+        self._rows = groups
+        shown = [_shown(g) for g in groups]
+        changed = [r for r, (a, b) in enumerate(zip(self._shown, shown)) if a != b]
+        self._shown = shown
+        if changed:
+            self.dataChanged.emit(self.index(changed[0], 0), self.index(changed[-1], len(self.HEADERS) - 1))
 
     def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self._rows)
@@ -133,6 +142,10 @@ class QtGroupsModel(QAbstractTableModel):
         return self.session.edit(change) is None
 
 
+def _shown(group: Any) -> tuple[Any, ...]:
+    return (group.name, group.auto, group.numel, group.lr, group.weight_decay, len(group.params))
+
+
 class QtUnfreezeModel(QAbstractTableModel):
     """The gradual-unfreezing schedule: one row per step, epoch and comma-separated group names."""
 
@@ -142,11 +155,20 @@ class QtUnfreezeModel(QAbstractTableModel):
     def __init__(self, session: WorkbenchSession, parent: Any = None) -> None:
         super().__init__(parent)
         self.session = session
-        session.resolutionChanged.connect(self._reset)
+        self._steps: list[tuple[int, tuple[str, ...]]] = []
+        session.resolutionChanged.connect(self._refresh)
         session.workspaceChanged.connect(self._reset)
+
+    def _refresh(self) -> None:
+        if self._steps != self._current():  # a tick leaves the schedule as it is: no reset, no repaint
+            self._reset()
+
+    def _current(self) -> list[tuple[int, tuple[str, ...]]]:
+        return [(s.epoch, tuple(s.groups)) for s in self.session.plan.unfreeze]
 
     def _reset(self) -> None:
         self.beginResetModel()
+        self._steps = self._current()
         self.endResetModel()
 
     def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:

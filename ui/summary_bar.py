@@ -49,6 +49,11 @@ class SummaryBar(QFrame):
         layout.addLayout(top)
         layout.addWidget(self.cost)
         layout.addWidget(self.warnings)
+        # Trap: a label that grows by a line re-lays out the whole window and repaints every widget in it
+        # (hundreds of ms on a big tree). Reserving the lines keeps a tick's repaint to the labels themselves.
+        line = self.fontMetrics().lineSpacing()
+        self.cost.setMinimumHeight(2 * line)
+        self.warnings.setMinimumHeight(SHOWN_WARNINGS * line + 2)
         session.resolutionChanged.connect(self.refresh)
         session.problemsChanged.connect(self.show_problems)
         self.refresh()
@@ -61,7 +66,6 @@ class SummaryBar(QFrame):
             self.groups.setText("")
             self.cost.setText("")
             self.warnings.setText("")
-            self.warnings.hide()
             return
         self.summary.setText(res.summary())
         self.share.setValue(int(1000 * res.trainable_params / res.total_params) if res.total_params else 0)
@@ -80,10 +84,9 @@ class SummaryBar(QFrame):
                 shown[-1] += f"   (+{hidden} more: hover to see all, or the Training tab's list)"
             self.warnings.setText("\n".join(shown))
             self.warnings.setToolTip("\n".join(f"{p.severity}: {p}" for p in problems))
-            self.warnings.show()
         else:
-            self.warnings.setText("")
-            self.warnings.hide()
+            self.warnings.setText("✔ No warnings" if self.session.resolution is not None else "")
+            self.warnings.setToolTip("")
 
     def _cost_text(self, res) -> str:
         from workbench.cost import plan_cost, workspace_cost_model
