@@ -115,7 +115,7 @@ def measure_tree_tick(name: str) -> dict[str, float]:
             "median_ms": statistics.median(times)}
 
 
-def measure_window_tick(name: str, profile: bool = False) -> list[tuple[str, str, float]]:
+def measure_window_tick(name: str, profile: bool = False, rounds: int = 3) -> list[tuple[str, str, float]]:
     """Click check boxes of ``name``'s fully expanded tree in the real window; (path, action, ms) per click."""
     import cProfile
     import pstats
@@ -151,7 +151,7 @@ def measure_window_tick(name: str, profile: bool = False) -> list[tuple[str, str
     targets = sized(8, 40)[:3] + sized(80, 400)[:1] + [""]
     profiler = cProfile.Profile() if profile else None
     results = []
-    for path in targets:
+    for path in [t for _ in range(rounds) for t in targets]:
         for action in ("untick", "tick"):
             index = model.index_of_path(path)
             view.scrollTo(index)
@@ -187,14 +187,19 @@ def main() -> int:
     parser.add_argument("--tree-model", default="vit_base_patch16_224", help="timm model for the tick timing ('' to skip)")
     parser.add_argument("--window-tick", metavar="MODEL", help="time mouse clicks on MODEL's tree in the real window")
     parser.add_argument("--profile", action="store_true", help="with --window-tick: cProfile the clicks")
+    parser.add_argument("--rounds", type=int, default=3, help="with --window-tick: clicks per target and direction")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(ROOT))
 
     if args.window_tick:
-        clicks = measure_window_tick(args.window_tick, args.profile)
-        for path, action, ms in clicks:
-            print(f"{action:>6} {path:<24} {ms:7.1f} ms")
+        clicks = measure_window_tick(args.window_tick, args.profile, args.rounds)
+        by_target: dict[str, list[float]] = {}
+        for path, _action, ms in clicks:
+            by_target.setdefault(path, []).append(ms)
+        for path, times in by_target.items():
+            print(f"{path:<24} median {statistics.median(times):7.1f} ms, max {max(times):7.1f} ms "
+                  f"({len(times)} clicks)")
         times = [ms for *_, ms in clicks]
         print(f"{args.window_tick}: click to repainted window, median {statistics.median(times):.1f} ms, "
               f"max {max(times):.1f} ms over {len(times)} clicks")

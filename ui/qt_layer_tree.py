@@ -102,6 +102,8 @@ class QtLayerTreeModel(QAbstractItemModel):
         self._frozen_bg = QBrush(QColor(128, 160, 200, 28))
         self._checkable = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsUserCheckable
         self._plain = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        # Leaves say so: the view then skips asking them for children (a Python call per row per repaint).
+        self._leaf = Qt.ItemFlag.ItemNeverHasChildren
         self._types = [short_type_name(n.type_name) for n in tree.nodes]
         self._texts: list[tuple[str, ...] | None] = [None] * len(tree.nodes)  # display texts per row, lazily
 
@@ -176,10 +178,12 @@ class QtLayerTreeModel(QAbstractItemModel):
     def flags(self, index: ModelIndex) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
+        node = self._tree.nodes[index.internalId()]
+        leaf = self._leaf if not node.children else Qt.ItemFlag.NoItemFlags
         # Parameter-free modules (ReLU, pooling) have nothing to freeze: no box, no state.
-        if index.column() == NAME and not self._read_only and self._tree.nodes[index.internalId()].param_count:
-            return self._checkable
-        return self._plain
+        if index.column() == NAME and not self._read_only and node.param_count:
+            return self._checkable | leaf
+        return self._plain | leaf
 
     def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
