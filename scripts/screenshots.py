@@ -73,9 +73,9 @@ def main() -> int:
     @when(idle)
     def layers() -> None:
         window.tabs.setCurrentWidget(window.tree_panel)
-        model, view, proxy = window.tree_panel.model, window.tree_panel.view, window.tree_panel.proxy
+        model, view = window.tree_panel.model, window.tree_panel.view
         for path in ("layer4", "layer4.0", "layer4.0.downsample"):
-            view.expand(proxy.mapFromSource(model.index_of_path(path)))
+            view.expand(model.index_of_path(path))
         window.model_panel.select_name("resnet18")
         shot(window, "01-layers.png")
 

@@ -119,6 +119,7 @@ class MainWindow(QMainWindow):
         self.compare_panel.failed.connect(lambda m, d: show_error(self, "Comparison", m, d))
         self.compare_panel.driftReady.connect(self._show_drift)
         self.train_panel.runFinished.connect(self._run_finished)
+        self.train_panel.problems.goTo.connect(self.show_control)
         self.runs_panel.openRequested.connect(lambda path: self.open_run(Path(path)))
         self.runs_panel.continueRequested.connect(lambda path: self.open_run(Path(path), then_continue=True))
         self.runs_panel.exportRequested.connect(lambda path: self.export_run(Path(path)))
@@ -466,6 +467,9 @@ class MainWindow(QMainWindow):
             if ask_yes_no(self, "Replace the classifier head?", question):
                 self._rebuild_head_then_train(classes)
             return
+        errors = [f"• {p}" for p in self.session.problems if p.is_error and p.code != "class-count-mismatch"]
+        if errors and not resume and not ask_yes_no(self, "The plan has errors", "\n".join(errors) + "\n\nStart anyway?"):
+            return
         run_dir = self.train_panel.resumable_run if resume else self._new_run_dir()
 
         def prepare() -> Any:
@@ -624,6 +628,14 @@ class MainWindow(QMainWindow):
                                           weights_label=self.session.weights_label, untrained_warning=warning)
         self.export_dialog.open()
         return self.export_dialog
+
+    def show_control(self, where: str) -> None:
+        """Bring forward the control a problem is about ("data", "groups", "train", "layers")."""
+        if where == "groups":
+            self.groups_dock.show()
+            self.groups_dock.raise_()
+            return
+        self.tabs.setCurrentWidget({"data": self.data_panel, "train": self.train_panel}.get(where, self.tree_panel))
 
     # -- window events ----------------------------------------------------------------------
     def _show_drift(self, drift: list) -> None:

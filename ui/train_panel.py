@@ -26,7 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.optimization_rows import OptimizationRows
 from ui.plots import TrainingPlots
+from ui.problems_view import ProblemsList
 from ui.session import WorkbenchSession
 from ui.workers import TrainingRun
 from workbench.plan import OPTIMIZERS, SCHEDULERS
@@ -85,6 +87,8 @@ class TrainPanel(QWidget):
         form.addRow("LR schedule", self.scheduler)
         form.addRow("Device", self.device)
         form.addRow("Mixed precision", self.amp)
+        self.optimization = OptimizationRows(session, self)
+        self.optimization.add_to(form)
         form.addRow(self.augment)
 
         self.start_button = QPushButton("▶  Start training")
@@ -113,6 +117,8 @@ class TrainPanel(QWidget):
         stats.addRow("Time left", self.eta)
         progress_box = QGroupBox("Progress")
         progress_layout = QVBoxLayout(progress_box)
+        self.problems = ProblemsList(session)  # the plan's problems, right above Start
+        progress_layout.addWidget(self.problems)
         progress_layout.addLayout(controls)
         progress_layout.addWidget(self.progress)
         progress_layout.addLayout(stats)
@@ -361,3 +367,4 @@ class TrainPanel(QWidget):
         self.stop_button.setEnabled(running)
         for w in (self.epochs, self.batch_size, self.optimizer, self.scheduler, self.device, self.amp, self.augment):
             w.setEnabled(not running)
+        self.optimization.set_enabled(not running)

@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     _train_overrides(p)
     p.add_argument("--adapt-head", action="store_true", help="replace the head when num_classes disagrees with the data")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in the --out folder")
+    p.add_argument("--force", action="store_true",
+                   help="train despite plan errors (e.g. an LR above 1, BatchNorm on one image per batch)")
     p.add_argument("--allow-data-change", action="store_true",
                    help="with --resume: continue although the images, split or preprocessing changed")
     p.set_defaults(run=_cmd_train)
@@ -181,7 +183,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         check_run_dir(run_dir)
     _apply_overrides(plan, args)
     return _train_and_report(plan, run_dir, resume, adapt=args.adapt_head, overwrite=args.overwrite,
-                             allow_data_change=args.allow_data_change)
+                             allow_data_change=args.allow_data_change, force=args.force)
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -242,7 +244,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, overwrite: bool = False,
-                      allow_data_change: bool = False) -> int:
+                      allow_data_change: bool = False, force: bool = False) -> int:
     """Open data and model, train with a progress bar, print epochs; Ctrl-C stops after the batch (exit 130)."""
     import signal
 
@@ -255,7 +257,7 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, ove
     quiet = not is_main_process()  # under torchrun only rank 0 talks
     out = open(os.devnull, "w") if quiet else sys.stdout
     prepared = prepare_training(plan, run_dir, resume=resume, adapt=adapt, overwrite=overwrite,
-                                allow_data_change=allow_data_change)
+                                allow_data_change=allow_data_change, force=force)
     for problem in prepared.data_problems:
         print(f"data: {problem}", file=sys.stderr)
     for notice in prepared.notices:

@@ -13,10 +13,11 @@ def inspect_dict(ws: Workspace, resolution: Resolution, depth: int | None = None
     """The JSON shape documented in the README (extra keys allowed)."""
     tree = resolution.tree
     nodes = []
+    node_groups = resolution.node_groups()
     for node in tree.nodes:
         if depth is not None and node.depth > depth:
             continue
-        group = resolution.node_group(node.index)
+        group = node_groups[node.index]
         group_index = next((i for i, g in enumerate(resolution.groups) if g.name == group), None)
         nodes.append({
             "path": node.path,
