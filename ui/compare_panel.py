@@ -471,11 +471,12 @@ class ComparePanel(QWidget):
     def use_selected(self) -> None:
         """Copy the selected strategy's recipe (freezing, BN policy, groups, schedule, LR, epochs) into the project."""
         from workbench.project import load_project
+        from workbench.training.run_folder import RunDir
 
         result = self.selected()
         if result is None:
             return
-        chosen = load_project(Path(result.run_dir) / "project.toml")
+        chosen = load_project(RunDir(result.run_dir).project)
 
         def apply(plan: Any) -> None:
             plan.freeze = chosen.freeze

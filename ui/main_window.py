@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -476,9 +475,11 @@ class MainWindow(QMainWindow):
     def _new_run_dir(self) -> Path | None:
         if self.session.plan.base_dir is not None:
             return None  # the Trainer's default: runs/<time> beside the project file
+        from workbench.training.run_folder import RunDir
+
         root = self.runs_root or Path(QStandardPaths.writableLocation(
             QStandardPaths.StandardLocation.AppDataLocation) or Path.home() / ".workbench") / "runs"
-        return root / time.strftime("%Y%m%d-%H%M%S")
+        return RunDir.timestamped(root).path
 
     def _rebuild_head_then_train(self, classes: int) -> None:
         self.session.plan.model.num_classes = classes

@@ -304,10 +304,11 @@ class TrainPanel(QWidget):
     def show_run(self, run_dir: Path, resumable: bool) -> None:
         """Show a finished or stopped run's curves (from its metrics.jsonl); Continue resumes it."""
         from workbench.run_catalog import read_metrics
+        from workbench.training.run_folder import RunDir
 
         self.plots.clear()
         steps, losses, lrs = [], [], []
-        for r in read_metrics(run_dir / "metrics.jsonl"):
+        for r in read_metrics(RunDir(run_dir).metrics):
             if r.get("type") == "step":
                 steps.append(r.get("global_step", len(steps) + 1))
                 losses.append(r.get("loss", float("nan")))

@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +32,16 @@ from workbench.freezing import unfreeze_groups
 from workbench.plan import FinetunePlan
 from workbench.resolve import resolve_plan
 from workbench.spec import ModelSpec
-from workbench.training import run_folder as rf
 from workbench.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
 from workbench.training.devices import pick_amp, pick_device
 from workbench.training.distributed import from_environment
 from workbench.training.reports import EpochReport, Report, StateReport, StepReport
+from workbench.training.run_folder import RunDir, RunLock
 from workbench.training.schedule import lr_factor
 from workbench.workspace import Workspace
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
-WEIGHTS = "model.safetensors"
+CHECKPOINT = Path(RunDir.CHECKPOINT)
+WEIGHTS = RunDir.WEIGHTS
 
 
 class EpochSampler(Sampler[int]):
@@ -166,28 +165,12 @@ class Trainer:
         if not self._writes_files or not self.run_dir.is_dir():
             return
         try:
-            atomic_write_text(self.run_dir / rf.STATUS,
-                              json.dumps({**status, "time": datetime.now().isoformat(timespec="seconds")}) + "\n")
+            RunDir(self.run_dir).write_status(status["state"], status.get("message", ""))
         except WorkbenchError:
             pass  # a full disk must not hide the training error being raised
 
-    def _claim_run_dir(self) -> rf.RunLock:
-        """Lock the folder; refuse to mix a new run into an old one; sweep debris of a killed run."""
-        rf.check_writable_run_dir(self.run_dir)
-        lock = rf.RunLock(self.run_dir)
-        lock.acquire()
-        try:
-            if not self.resume and rf.holds_run(self.run_dir):
-                if not self.overwrite:
-                    raise TrainingError(f"{self.run_dir} already holds a run; continue it with --resume "
-                                        f"{_quoted(self.run_dir)}, choose another --out folder, or pass --overwrite "
-                                        "to replace it")
-                rf.clear_run(self.run_dir)
-            rf.remove_stale_temp_files(self.run_dir)
-        except BaseException:
-            lock.release()
-            raise
-        return lock
+    def _claim_run_dir(self) -> RunLock:
+        return RunDir(self.run_dir).claim(self.resume, self.overwrite)
 
     def _run(self) -> Iterator[Report]:
         cfg = self.plan.train
@@ -214,7 +197,7 @@ class Trainer:
         if state is not None:
             self._check_same_data(state)
             if self._writes_files:
-                rf.trim_metrics(self.run_dir / rf.METRICS, state["global_step"], state["epoch"])
+                RunDir(self.run_dir).trim_metrics(state["global_step"], state["epoch"])
         if state is None:
             _seed_everything(cfg.seed)
         if self._writes_files:
@@ -831,8 +814,7 @@ def _quoted(path: Path) -> str:
 
 
 def default_run_dir(plan: FinetunePlan) -> Path:
-    base = plan.base_dir or Path.cwd()
-    return base / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
+    return RunDir.timestamped((plan.base_dir or Path.cwd()) / "runs").path
 
 
 def _check_logits(model: nn.Module, spec: ModelSpec) -> None:
