@@ -526,16 +526,20 @@ class MainWindow(QMainWindow):
         return roots
 
     def _run_finished(self, state: str) -> None:
+        """A finished or stopped run's trained model becomes the workspace's (the Trainer trained a copy).
+
+        A failed run leaves the workspace's model as it was before the run.
+        """
         run_dir = self.train_panel.run_dir
-        if run_dir is not None and state in ("finished", "stopped"):
+        trained, self.train_panel.trained = self.train_panel.trained, None
+        ws = self.session.workspace
+        if run_dir is not None and trained is not None and ws is not None and state in ("finished", "stopped"):
             from workbench.run_catalog import read_run
 
+            ws.adopt(trained)
             info = read_run(run_dir)
             info.status = state  # what the run reported, whatever its files say a moment before it exits
             self.session.set_weights_label(info.weights_label())
-        elif run_dir is not None and state == "failed":
-            self.session.set_weights_label(f"run {run_dir.name}: the weights in memory when it failed "
-                                           "(not a checkpoint; open the run to use its last good checkpoint)")
         if run_dir is not None and run_dir.parent not in [r.resolve() for r in self._run_roots()]:
             try:
                 self.runs_panel.add_run_folder(run_dir)

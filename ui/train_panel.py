@@ -55,6 +55,7 @@ class TrainPanel(QWidget):
         super().__init__(parent)
         self.session = session
         self.run: TrainingRun | None = None
+        self.trained: Any = None  # workbench.runs.TrainedModel of the run that just ended
         self.run_dir: Path | None = None
         self.last_state = ""
         self.resumable_run: Path | None = None
@@ -286,6 +287,8 @@ class TrainPanel(QWidget):
     def _on_finished(self) -> None:
         run, self.run = self.run, None
         if run is not None:
+            # The model the run trained (a copy of the workspace's): the window adopts it (runFinished).
+            self.trained = run.trainer.trained if run.trainer is not None else None
             run.deleteLater()
         if self.progress.maximum() == 0:
             self.progress.setRange(0, 1)

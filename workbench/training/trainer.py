@@ -1,5 +1,7 @@
 """The Trainer: a plain-Python generator that trains a workspace's plan and yields reports.
 
+It trains a copy of the workspace's model (``trainer.model``; ``trainer.trained`` after the
+run), so the workspace is never changed and several runs can start from one workspace.
 One report at least per batch, so pause/stop requests (thread-safe) are honoured within
 one batch. The loop (``Trainer.run``) fires named events (``workbench.training.callbacks``);
 gradual unfreezing, the feature cache, the NaN/inf guard, checkpoints and metrics are
@@ -10,6 +12,7 @@ under the ``freeze`` policy; resuming gives the same next-step loss as not stopp
 
 from __future__ import annotations
 
+import copy
 import shlex
 import threading
 import time
@@ -22,6 +25,7 @@ import torch.nn as nn
 
 from workbench.errors import TrainingError
 from workbench.plan import FinetunePlan
+from workbench.runs import TrainedModel
 from workbench.training.callbacks import Callback
 from workbench.training.checkpoint_writer import CheckpointWriter
 from workbench.training.checkpointing import Checkpointing
@@ -32,7 +36,7 @@ from workbench.training.nonfinite import NonFiniteGuard
 from workbench.training.reports import EpochReport, Report, StateReport, StepReport
 from workbench.training.run_folder import RunClaim, RunDir
 from workbench.training.schedule import lr_factor
-from workbench.training.startup import start_run
+from workbench.training.startup import recipe_toml, recorded_plan, start_run
 from workbench.training.state import TrainState
 from workbench.training.unfreeze import GradualUnfreezing
 from workbench.training.validation import validate
@@ -46,6 +50,7 @@ class Trainer:
 
     ``run()`` is the generator; ``request_pause/resume/stop`` may be called from any thread.
     ``callbacks`` (``workbench.training.callbacks.Callback``) run after the built-in ones.
+    The workspace is left as it is: the model, its spec and the plan are copied here (the data is not).
     """
 
     CHECKPOINT_INTERVAL_S = 2.0  # at most this much training is lost to a crash between epoch checkpoints
@@ -55,9 +60,10 @@ class Trainer:
                  callbacks: Sequence[Callback] = ()) -> None:
         self.ws = workspace
         self.data = data
-        self.plan: FinetunePlan = workspace.plan
-        self.model: nn.Module = workspace.backbone.module
-        self.spec = workspace.backbone.spec
+        self.plan: FinetunePlan = workspace.plan.copy()
+        self.model: nn.Module = copy.deepcopy(workspace.backbone.module)
+        self.spec = copy.deepcopy(workspace.backbone.spec)  # gets the data's class names
+        self._plan_now = self.plan  # the freeze state reached (gradual unfreezing), after a run
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(self.plan)
         self.run_folder = RunDir(self.run_dir)
         self.resume = resume
@@ -89,6 +95,18 @@ class Trainer:
     @property
     def stop_requested(self) -> bool:
         return self._stop.is_set()
+
+    @property
+    def trained(self) -> TrainedModel:
+        """The model as trained (after ``run()``; before it, the starting weights), its spec and recipe.
+
+        The plan's freeze state is the one reached (gradual unfreezing); ``recipe_toml`` is the
+        recipe as the run folder records it. The GUI adopts this into its workspace after a run.
+        """
+        recipe = recorded_plan(self.plan, self.plan, self.spec)
+        plan = recipe.copy()
+        plan.freeze = copy.deepcopy(self._plan_now.freeze)
+        return TrainedModel(self.model, self.spec, plan, recipe_toml(recipe))
 
     @property
     def writes_files(self) -> bool:
@@ -254,6 +272,7 @@ class Trainer:
                              + (" or [train] amp = \"bf16\"" if memory == "GPU" else ""))
 
     def _teardown(self, t: TrainState) -> None:
+        self._plan_now = t.plan
         self._call("teardown", t)
         if self.dist is not None:
             self.dist.close()
