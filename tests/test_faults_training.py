@@ -51,11 +51,12 @@ def test_weights_poisoned_mid_run_are_caught_before_the_checkpoint(tmp_path):
     linear_probe(ws.plan, ws.tree)
     data = tiny_data()
     data.val = None  # no validation pass to trip over the broken weight first
-    reports = Trainer(ws, data, tmp_path / "run").run()
+    trainer = Trainer(ws, data, tmp_path / "run")
+    reports = trainer.run()
     for report in reports:
         if type(report).__name__ == "StepReport" and report.batch == report.batches:
             with torch.no_grad():  # poisoned after the epoch's last step: no loss sees it
-                ws.backbone.module.fc.bias[3] = math.inf
+                trainer.model.fc.bias[3] = math.inf
             break
     with pytest.raises(TrainingError, match=r"the weights became non-finite in 1 tensor\(s\) \(fc.bias\)"):
         list(reports)
@@ -229,5 +230,5 @@ def test_resume_is_bit_exact_with_augmentation_and_loader_workers(tmp_path, work
     ws_c, second = trainer(tmp_path / "b", resume=True)
     losses_c = [r.loss for r in second.run() if isinstance(r, StepReport)]
     assert losses_c == losses_a[4:]  # exact, step for step
-    after_a, after_c = ws_a.backbone.module.state_dict(), ws_c.backbone.module.state_dict()
+    after_a, after_c = straight.model.state_dict(), second.model.state_dict()
     assert all(torch.equal(after_a[k], after_c[k]) for k in after_a)

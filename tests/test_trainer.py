@@ -49,11 +49,12 @@ def test_frozen_parameters_and_bn_stats_bit_identical(tmp_path):
     ws = workspace()
     freeze_first_stages(ws.plan, ws.tree, 3)  # stem + layer1..3 frozen
     res = ws.resolve()
-    model = ws.backbone.module
     frozen_names = [p.name for p in ws.tree.params if not res.param_trainable[p.index]]
     frozen_modules = ["conv1", "bn1", "layer1", "layer2", "layer3"]
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    reports = run_all(Trainer(ws, tiny_data(), tmp_path / "run"))
+    before = {k: v.clone() for k, v in ws.backbone.module.state_dict().items()}
+    trainer = Trainer(ws, tiny_data(), tmp_path / "run")
+    reports = run_all(trainer)
+    model = trainer.trained.module
     after = model.state_dict()
     for key in before:
         if key.split(".")[0] in frozen_modules:  # weights, biases, running stats, num_batches_tracked
@@ -80,7 +81,8 @@ def test_resume_gives_same_next_step_loss(tmp_path, cache):
     freeze_first_stages(base.plan, base.tree, 2)
     # uninterrupted
     ws_a = copy.deepcopy(base)
-    losses_a = [r.loss for r in Trainer(ws_a, data, tmp_path / "a").run() if isinstance(r, StepReport)]
+    trainer_a = Trainer(ws_a, data, tmp_path / "a")
+    losses_a = [r.loss for r in trainer_a.run() if isinstance(r, StepReport)]
     # stopped after 4 steps (mid-epoch 1), then resumed from the checkpoint in a fresh workspace
     ws_b = copy.deepcopy(base)
     trainer = Trainer(ws_b, data, tmp_path / "b")
@@ -92,9 +94,10 @@ def test_resume_gives_same_next_step_loss(tmp_path, cache):
                 trainer.request_stop()
     assert len(losses_b) == 4
     ws_c = copy.deepcopy(base)
-    resumed = [r.loss for r in Trainer(ws_c, data, tmp_path / "b", resume=True).run() if isinstance(r, StepReport)]
+    trainer_c = Trainer(ws_c, data, tmp_path / "b", resume=True)
+    resumed = [r.loss for r in trainer_c.run() if isinstance(r, StepReport)]
     assert losses_b + resumed == losses_a  # exact, step for step
-    for (k, va), vb in zip(ws_a.backbone.module.state_dict().items(), ws_c.backbone.module.state_dict().values()):
+    for (k, va), vb in zip(trainer_a.model.state_dict().items(), trainer_c.model.state_dict().values()):
         assert torch.equal(va, vb), k
 
 
@@ -103,9 +106,9 @@ def test_gradual_unfreezing_joins_optimizer_and_survives_resume(tmp_path):
     ws.plan.groups = discriminative(ws.default_groups(), 1e-2, 0.5)
     linear_probe(ws.plan, ws.tree)
     ws.plan.unfreeze = [UnfreezeStep(1, ["layer4"])]
-    model = ws.backbone.module
-    layer4_before = model.layer4[0].conv1.weight.clone()
     trainer = Trainer(ws, tiny_data(), tmp_path / "run")
+    model = trainer.model
+    layer4_before = model.layer4[0].conv1.weight.clone()
     reports = []
     for r in trainer.run():
         reports.append(r)
@@ -123,10 +126,11 @@ def test_gradual_unfreezing_joins_optimizer_and_survives_resume(tmp_path):
     ws2 = workspace(epochs=3)
     ws2.plan = copy.deepcopy(ws.plan)
     ws2.plan.train.epochs = 3
-    resumed = list(Trainer(ws2, tiny_data(), tmp_path / "run", resume=True).run())
+    trainer2 = Trainer(ws2, tiny_data(), tmp_path / "run", resume=True)
+    resumed = list(trainer2.run())
     lrs = [r.lrs for r in resumed if isinstance(r, StepReport)]
     assert lrs and all(set(x) == {"head", "layer4"} for x in lrs)
-    assert ws2.backbone.module.layer4[0].conv1.weight.requires_grad
+    assert trainer2.model.layer4[0].conv1.weight.requires_grad
 
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
@@ -138,7 +142,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
         for r in trainer.run():
             reports.append(r)
             if isinstance(r, EpochReport):
-                ws.backbone.module.fc.weight.data.fill_(float("nan"))  # poison after the first epoch
+                trainer.model.fc.weight.data.fill_(float("nan"))  # poison after the first epoch
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert ckpt["epoch"] == 1 and torch.isfinite(ckpt["model"]["fc.weight"]).all()
 
@@ -199,11 +203,12 @@ def test_feature_cache_trains_exactly_like_the_full_forward(tmp_path, preset):
             linear_probe(ws.plan, ws.tree)
         else:
             freeze_first_stages(ws.plan, ws.tree, 3)
-        reports = list(Trainer(ws, data, tmp_path / f"run{cache}").run())
+        trainer = Trainer(ws, data, tmp_path / f"run{cache}")
+        reports = list(trainer.run())
         messages = [r.message for r in reports if isinstance(r, StateReport) and r.kind == "cache"]
         steps = [r.loss for r in reports if isinstance(r, StepReport)]
         epochs = [v for r in reports if isinstance(r, EpochReport) for v in (r.val_loss, r.val_accuracy)]
-        results[cache] = (steps, epochs, ws.backbone.module.state_dict(), messages)
+        results[cache] = (steps, epochs, trainer.model.state_dict(), messages)
     (plain_steps, plain_epochs, plain_state, plain_msgs), (steps, epochs, state, msgs) = results[False], results[True]
     assert plain_msgs == ["feature cache not used: [train] cache_features = false"]
     assert msgs[0].startswith("caching the frozen trunk: trunk cut after") and "in memory" in msgs[0]
@@ -235,7 +240,8 @@ def test_feature_cache_follows_gradual_unfreezing(tmp_path):
 
 def test_out_of_memory_stops_cleanly_and_suggests_smaller_batch(tmp_path, monkeypatch):
     ws = workspace(epochs=2)
-    model = ws.backbone.module
+    trainer = Trainer(ws, tiny_data(), tmp_path / "run")
+    model = trainer.model  # what trains: a copy of the workspace's model
     real_forward = model.forward
     calls = {"n": 0}
 
@@ -248,19 +254,20 @@ def test_out_of_memory_stops_cleanly_and_suggests_smaller_batch(tmp_path, monkey
     monkeypatch.setattr(model, "forward", forward)
     with pytest.raises(TrainingError, match=r"out of GPU memory at batch size 16 during training \(epoch 1, batch 1\); "
                        r"the last good checkpoint is kept. Try --batch-size 8"):
-        run_all(Trainer(ws, tiny_data(), tmp_path / "run"))
+        run_all(trainer)
     calls["n"] = -100
-    ws2 = workspace(epochs=1)
-    real2 = ws2.backbone.module.forward
+    trainer2 = Trainer(workspace(epochs=1), tiny_data(), tmp_path / "run2")
+    model2 = trainer2.model
+    real2 = model2.forward
 
     def forward_val(x):
-        if not ws2.backbone.module.training:
+        if not model2.training:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return real2(x)
 
-    monkeypatch.setattr(ws2.backbone.module, "forward", forward_val)
+    monkeypatch.setattr(model2, "forward", forward_val)
     with pytest.raises(TrainingError, match=r"during validation \(epoch 0\)"):
-        run_all(Trainer(ws2, tiny_data(), tmp_path / "run2"))
+        run_all(trainer2)
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 1  # the last good epoch is kept
     assert all(p.grad is None for p in model.parameters())
 
@@ -328,12 +335,13 @@ def test_folded_trunk_matches_and_is_used_only_where_it_folds(tmp_path):
         fast = folded(x.contiguous(memory_format=torch.channels_last))
     assert torch.allclose(fast, reference, rtol=1e-4, atol=1e-5)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the model is untouched
-    reports = list(Trainer(ws, tiny_data(), tmp_path / "run").run())
+    trainer = Trainer(ws, tiny_data(), tmp_path / "run")
+    reports = list(trainer.run())
     notes = [r.message for r in reports if isinstance(r, StateReport) and r.kind == "trunk"]
     assert len(notes) == 1 and "BatchNorm folded into 15 convolution(s)" in notes[0]
     for key, value in before.items():  # frozen layers still bit-identical after training through the copy
         if key.split(".")[0] in ("conv1", "bn1", "layer1", "layer2", "layer3"):
-            assert torch.equal(value, model.state_dict()[key]), key
+            assert torch.equal(value, trainer.model.state_dict()[key]), key
     # A ViT has no BatchNorm to fold: it trains through the whole model as before.
     vit_size = (3, 224, 224)
     vit = Workspace.from_backbone(load_backbone(LoadRequest("vit_tiny_patch16_224", num_classes=4, input_size=vit_size)),
@@ -384,3 +392,39 @@ def test_prepare_training_checks_classes_rebuilds_the_head_and_builds_a_ready_tr
     epochs = [r for r in trainer.run() if isinstance(r, EpochReport)]
     assert len(epochs) == 1 and epochs[0].val_loss is not None
     assert (tmp_path / "run" / "model.safetensors").exists()
+
+
+def test_training_leaves_the_workspace_untouched_and_returns_the_trained_model(tmp_path):
+    """A run trains a copy: the workspace's weights, labels and plan stay bit-identical; two runs share a start."""
+    import tomllib
+
+    from safetensors.torch import load_file
+
+    from workbench.project import plan_to_dict
+
+    ws = workspace(epochs=1)
+    freeze_first_stages(ws.plan, ws.tree, 2)
+    before = {k: v.clone() for k, v in ws.backbone.module.state_dict().items()}
+    plan_before, labels_before = repr(plan_to_dict(ws.plan)), ws.backbone.spec.label_names
+    trainer = Trainer(ws, tiny_data(), tmp_path / "full")
+    assert list(trainer.run())[-1].kind == "finished"
+    after = ws.backbone.module.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    assert ws.backbone.spec.label_names == labels_before and repr(plan_to_dict(ws.plan)) == plan_before
+    trained = trainer.trained
+    assert trained.module is not ws.backbone.module and trained.spec.label_names == ["c0", "c1", "c2", "c3"]
+    saved = load_file(str(tmp_path / "full" / "model.safetensors"))
+    assert all(torch.equal(v, trained.module.state_dict()[k]) for k, v in saved.items())
+    assert not torch.equal(saved["fc.weight"], before["fc.weight"])
+    assert tomllib.loads(trained.recipe_toml)["model"]["label_names"] == ["c0", "c1", "c2", "c3"]
+    # A second strategy from the same workspace starts from the untouched weights: a probe's frozen trunk is them.
+    probe_plan = ws.plan.copy()
+    linear_probe(probe_plan, ws.tree)
+    probe = Trainer(Workspace(ws.backbone, ws.tree, probe_plan), tiny_data(), tmp_path / "probe")
+    list(probe.run())
+    probed = probe.trained.module.state_dict()
+    assert all(torch.equal(probed[k], before[k]) for k in before if not k.startswith("fc."))
+    assert all(torch.equal(before[k], ws.backbone.module.state_dict()[k]) for k in before)
+    # The GUI adopts a run's result explicitly.
+    ws.adopt(trained)
+    assert ws.backbone.module is trained.module and ws.backbone.spec.label_names == ["c0", "c1", "c2", "c3"]

@@ -8,12 +8,13 @@ after its batch. A strategy that fails shows as failed in the table and the next
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDoubleSpinBox,
@@ -34,7 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui.session import WorkbenchSession
-from ui.workers import describe_error
+from ui.workers import GeneratorThread
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf")
@@ -58,68 +59,33 @@ class _SortItem(QTableWidgetItem):
         return a < b
 
 
-class _CompareWorker(QObject):
-    event = Signal(object)
-    failed = Signal(str, str)
-    done = Signal()
-    STEP_EVERY_S = 0.1  # step progress is thinned so a fast cached run cannot flood the UI thread
-
-    def __init__(self, comparison: Any) -> None:
-        super().__init__()
-        self._comparison = comparison
-
-    @Slot()
-    def run(self) -> None:
-        from workbench.training.reports import EpochReport, StepReport
-
-        last = 0.0
-        try:
-            for event in self._comparison.run():
-                if event.kind == "report":
-                    if isinstance(event.report, StepReport):
-                        if time.monotonic() - last < self.STEP_EVERY_S:
-                            continue
-                        last = time.monotonic()
-                    elif not isinstance(event.report, EpochReport):
-                        continue
-                self.event.emit(event)
-        except BaseException as exc:  # noqa: BLE001 - every failure must reach a dialog
-            self.failed.emit(*describe_error(exc))
-        finally:
-            self.done.emit()
-
-
-class CompareRun(QObject):
+class CompareRun(GeneratorThread):
     """A Comparison in a worker thread; ``stop()`` is honoured within one batch."""
 
     event = Signal(object)
-    failed = Signal(str, str)
-    finished = Signal()
+    STEP_EVERY_S = 0.1  # step progress is thinned so a fast cached run cannot flood the UI thread
 
     def __init__(self, comparison: Any, parent: QObject | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(self._events, "compare", parent)
         self.comparison = comparison
-        self._thread = QThread()
-        self._thread.setObjectName("workbench: compare")
-        self._worker = _CompareWorker(comparison)
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.event.connect(self.event)
-        self._worker.failed.connect(self.failed)
-        self._worker.done.connect(self._thread.quit)
-        self._thread.finished.connect(self.finished)
+        self.yielded.connect(self.event)
 
-    def start(self) -> None:
-        self._thread.start()
+    def _events(self) -> Iterator[Any]:
+        from workbench.training.reports import EpochReport, StepReport
+
+        last = 0.0
+        for event in self.comparison.run():
+            if event.kind == "report":
+                if isinstance(event.report, StepReport):
+                    if time.monotonic() - last < self.STEP_EVERY_S:
+                        continue
+                    last = time.monotonic()
+                elif not isinstance(event.report, EpochReport):
+                    continue
+            yield event
 
     def stop(self) -> None:
         self.comparison.request_stop()
-
-    def is_running(self) -> bool:
-        return self._thread.isRunning()
-
-    def wait(self, msecs: int = -1) -> bool:
-        return self._thread.wait() if msecs < 0 else self._thread.wait(msecs)
 
 
 class ComparePanel(QWidget):
@@ -471,11 +437,12 @@ class ComparePanel(QWidget):
     def use_selected(self) -> None:
         """Copy the selected strategy's recipe (freezing, BN policy, groups, schedule, LR, epochs) into the project."""
         from workbench.project import load_project
+        from workbench.training.run_folder import RunDir
 
         result = self.selected()
         if result is None:
             return
-        chosen = load_project(Path(result.run_dir) / "project.toml")
+        chosen = load_project(RunDir(result.run_dir).project)
 
         def apply(plan: Any) -> None:
             plan.freeze = chosen.freeze

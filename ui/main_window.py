@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -483,9 +482,11 @@ class MainWindow(QMainWindow):
     def _new_run_dir(self) -> Path | None:
         if self.session.plan.base_dir is not None:
             return None  # the Trainer's default: runs/<time> beside the project file
+        from workbench.training.run_folder import RunDir
+
         root = self.runs_root or Path(QStandardPaths.writableLocation(
             QStandardPaths.StandardLocation.AppDataLocation) or Path.home() / ".workbench") / "runs"
-        return root / time.strftime("%Y%m%d-%H%M%S")
+        return RunDir.timestamped(root).path
 
     def _rebuild_head_then_train(self, classes: int) -> None:
         self.session.plan.model.num_classes = classes
@@ -532,17 +533,23 @@ class MainWindow(QMainWindow):
         return roots
 
     def _run_finished(self, state: str) -> None:
+        """A finished or stopped run's trained model becomes the workspace's (the Trainer trained a copy).
+
+        A failed run leaves the workspace's model as it was before the run.
+        """
         run_dir = self.train_panel.run_dir
-        if run_dir is not None and state in ("finished", "stopped"):
+        trained, self.train_panel.trained = self.train_panel.trained, None
+        ws = self.session.workspace
+        if run_dir is not None and trained is not None and ws is not None and state in ("finished", "stopped"):
             from workbench.run_catalog import read_run
 
+            ws.adopt(trained)
             info = read_run(run_dir)
             info.status = state  # what the run reported, whatever its files say a moment before it exits
             self.session.set_weights_label(info.weights_label())
-        elif run_dir is not None and state == "failed":
-            self.session.set_weights_label(f"run {run_dir.name}: the weights in memory when it failed "
-                                           "(not a checkpoint; open the run to use its last good checkpoint)")
-        if run_dir is not None and state in ("finished", "stopped") and (run_dir / "spec.json").is_file():
+        from workbench.training.run_folder import RunDir
+
+        if run_dir is not None and state in ("finished", "stopped") and RunDir(run_dir).spec.is_file():
             self.results_panel.show_run(run_dir)  # the validation results, evaluated in the background
         if run_dir is not None and run_dir.parent not in [r.resolve() for r in self._run_roots()]:
             try:

@@ -58,6 +58,7 @@ class TrainPanel(QWidget):
         super().__init__(parent)
         self.session = session
         self.run: TrainingRun | None = None
+        self.trained: Any = None  # workbench.runs.TrainedModel of the run that just ended
         self.run_dir: Path | None = None
         self.last_state = ""
         self.resumable_run: Path | None = None
@@ -313,6 +314,8 @@ class TrainPanel(QWidget):
     def _on_finished(self) -> None:
         run, self.run = self.run, None
         if run is not None:
+            # The model the run trained (a copy of the workspace's): the window adopts it (runFinished).
+            self.trained = run.trainer.trained if run.trainer is not None else None
             run.deleteLater()
         if self.progress.maximum() == 0:
             self.progress.setRange(0, 1)
@@ -331,11 +334,12 @@ class TrainPanel(QWidget):
     def show_run(self, run_dir: Path, resumable: bool) -> None:
         """Show a finished or stopped run's curves (from its metrics.jsonl); Continue resumes it."""
         from workbench.run_catalog import read_metrics
+        from workbench.training.run_folder import RunDir
 
         self.plots.clear()
         self._epoch_records, self.hint = [], ""
         steps, losses, lrs = [], [], []
-        for r in read_metrics(run_dir / "metrics.jsonl"):
+        for r in read_metrics(RunDir(run_dir).metrics):
             if r.get("type") == "step":
                 steps.append(r.get("global_step", len(steps) + 1))
                 losses.append(r.get("loss", float("nan")))

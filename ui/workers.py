@@ -1,17 +1,24 @@
-"""Background work: one-shot calls and the training generator, each in its own QThread.
+"""Background work: a generator (or a one-shot call) run in its own QThread, its values sent back as signals.
 
-Workers live in their thread and emit signals; a small QObject in the UI thread
-receives them (queued) and re-emits, so whatever the UI connects runs on the UI
-thread. Training reports are the Trainer's frozen dataclasses of plain values.
-Nothing here ever calls ``QThread.terminate()``: a stop is a request the Trainer
-honours within one batch.
+``GeneratorThread`` is the one worker: its QObject lives in the thread and emits each value
+the generator yields; Qt queues those signals to the GUI thread, so whatever the GUI
+connects runs there. ``BackgroundCall`` (one call), ``TrainingRun`` (the Trainer's reports)
+and the Compare tab's run are built on it. Threads exchange plain values (the Trainer's
+reports are frozen dataclasses of floats and ints). Nothing here ever calls
+``QThread.terminate()``: a stop is a request the Trainer honours within one batch.
+
+Not superqt's ``GeneratorWorker``: it treats a ``RuntimeError`` raised by the generator as
+"the worker was deleted" (a warning, and neither ``errored`` nor ``finished``), and torch
+raises ``RuntimeError`` for most training failures; its ``quit()`` abandons the generator
+without letting the Trainer write its checkpoint, and its pause stops iterating, so a stop
+could not be honoured while paused.
 """
 
 from __future__ import annotations
 
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
@@ -27,48 +34,47 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
     return f"{type(exc).__name__}: {exc}", detail
 
 
-class _CallWorker(QObject):
-    succeeded = Signal(object)
+class _Worker(QObject):
+    yielded = Signal(object)
     failed = Signal(str, str)
     done = Signal()
 
-    def __init__(self, fn: Callable[[], Any]) -> None:
+    def __init__(self, make: Callable[[], Iterable[Any]]) -> None:
         super().__init__()
-        self._fn = fn
+        self._make = make
 
     @Slot()
     def run(self) -> None:
         try:
-            result = self._fn()
+            for value in self._make():
+                self.yielded.emit(value)
         except BaseException as exc:  # noqa: BLE001 - every failure must reach a dialog
-            message, detail = describe_error(exc)
-            self.failed.emit(message, detail)
-        else:
-            self.succeeded.emit(result)
+            self.failed.emit(*describe_error(exc))
         finally:
             self.done.emit()
 
 
-class BackgroundCall(QObject):
-    """Run ``fn()`` in a new thread; ``succeeded(result)`` or ``failed(message, details)``, then ``finished``.
+class GeneratorThread(QObject):
+    """Iterate ``make()`` in a new thread: ``yielded(value)`` per item, ``failed(message, details)``, then ``finished``.
 
-    Keep a reference until ``finished`` (the window keeps them in a list).
+    ``make`` itself runs in the thread too (opening data can take seconds). Keep a reference
+    until ``finished`` (the window keeps them in a list).
     """
 
-    succeeded = Signal(object)
+    yielded = Signal(object)
     failed = Signal(str, str)
     finished = Signal()
 
-    def __init__(self, fn: Callable[[], Any], label: str, parent: QObject | None = None) -> None:
+    def __init__(self, make: Callable[[], Iterable[Any]], label: str, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.label = label
         self._thread = QThread()
         self._thread.setObjectName(f"workbench: {label}")
-        self._worker = _CallWorker(fn)
+        self._worker = _Worker(make)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         # Signal-to-signal connections: Qt queues them to this object's (the GUI) thread.
-        self._worker.succeeded.connect(self.succeeded)
+        self._worker.yielded.connect(self.yielded)
         self._worker.failed.connect(self.failed)
         self._worker.done.connect(self._thread.quit)
         self._thread.finished.connect(self.finished)
@@ -83,56 +89,17 @@ class BackgroundCall(QObject):
         return self._thread.wait() if msecs < 0 else self._thread.wait(msecs)
 
 
+class BackgroundCall(GeneratorThread):
+    """Run ``fn()`` in a new thread; ``succeeded(result)`` or ``failed(message, details)``, then ``finished``."""
 
-class _TrainingWorker(QObject):
-    steps = Signal(list)
-    epoch = Signal(object)
-    state = Signal(object)
-    failed = Signal(str, str)
-    done = Signal()
+    succeeded = Signal(object)
 
-    # Step reports are batched so a fast run (cached features: thousands of steps a
-    # second) cannot flood the UI thread's event queue.
-    FLUSH_SECONDS = 0.05
-
-    def __init__(self, make_reports: Callable[[], Iterator[Any]]) -> None:
-        super().__init__()
-        self._make_reports = make_reports
-
-    @Slot()
-    def run(self) -> None:
-        from workbench.training.reports import EpochReport, StateReport, StepReport
-
-        pending: list[Any] = []
-        last_flush = time.monotonic()
-        try:
-            for report in self._make_reports():
-                if isinstance(report, StepReport):
-                    pending.append(report)
-                    if time.monotonic() - last_flush >= self.FLUSH_SECONDS:
-                        self.steps.emit(pending)
-                        pending, last_flush = [], time.monotonic()
-                    continue
-                if pending:
-                    self.steps.emit(pending)
-                    pending, last_flush = [], time.monotonic()
-                if isinstance(report, EpochReport):
-                    self.epoch.emit(report)
-                elif isinstance(report, StateReport):
-                    self.state.emit(report)
-        except BaseException as exc:  # noqa: BLE001 - every failure must reach a dialog
-            if pending:
-                self.steps.emit(pending)
-            message, detail = describe_error(exc)
-            self.failed.emit(message, detail)
-        else:
-            if pending:
-                self.steps.emit(pending)
-        finally:
-            self.done.emit()
+    def __init__(self, fn: Callable[[], Any], label: str, parent: QObject | None = None) -> None:
+        super().__init__(lambda: [fn()], label, parent)
+        self.yielded.connect(self.succeeded)
 
 
-class TrainingRun(QObject):
+class TrainingRun(GeneratorThread):
     """Drives a Trainer in a worker thread.
 
     ``prepare`` runs in the worker thread and returns the Trainer (opening data and
@@ -143,42 +110,34 @@ class TrainingRun(QObject):
     steps = Signal(list)  # list[StepReport]
     epoch = Signal(object)  # EpochReport
     state = Signal(object)  # StateReport
-    failed = Signal(str, str)
-    finished = Signal()
+
+    # Step reports are batched so a fast run (cached features: thousands of steps a
+    # second) cannot flood the UI thread's event queue.
+    FLUSH_SECONDS = 0.05
 
     def __init__(self, prepare: Callable[[], Any], parent: QObject | None = None) -> None:
-        super().__init__(parent)
+        super().__init__(self._reports, "training", parent)
         self._prepare = prepare
         self.trainer: Any = None
         self._stop_before_start = False
-        self._thread = QThread()
-        self._thread.setObjectName("workbench: training")
-        self._worker = _TrainingWorker(self._reports)
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        # Signal-to-signal connections: Qt queues them to this object's (the GUI) thread.
-        self._worker.steps.connect(self.steps)
-        self._worker.epoch.connect(self.epoch)
-        self._worker.state.connect(self.state)
-        self._worker.failed.connect(self.failed)
-        self._worker.done.connect(self._thread.quit)
-        self._thread.finished.connect(self.finished)
+        self.yielded.connect(self._forward)
 
     def _reports(self) -> Iterator[Any]:
         trainer = self._prepare()
         self.trainer = trainer
         if self._stop_before_start:
             trainer.request_stop()
-        yield from trainer.run()
+        yield from batched_steps(trainer.run(), self.FLUSH_SECONDS)
 
-    def start(self) -> None:
-        self._thread.start()
+    def _forward(self, value: Any) -> None:
+        from workbench.training.reports import EpochReport, StateReport
 
-    def is_running(self) -> bool:
-        return self._thread.isRunning()
-
-    def wait(self, msecs: int = -1) -> bool:
-        return self._thread.wait() if msecs < 0 else self._thread.wait(msecs)
+        if isinstance(value, list):
+            self.steps.emit(value)
+        elif isinstance(value, EpochReport):
+            self.epoch.emit(value)
+        elif isinstance(value, StateReport):
+            self.state.emit(value)
 
     def pause(self) -> None:
         if self.trainer is not None:
@@ -195,3 +154,31 @@ class TrainingRun(QObject):
         if trainer is not None:
             trainer.request_stop()
 
+
+def batched_steps(reports: Iterable[Any], seconds: float) -> Iterator[Any]:
+    """Step reports gathered into lists (one list at most every ``seconds``); other reports as they come.
+
+    Steps gathered before a failure are still delivered before the failure is raised.
+    """
+    from workbench.training.reports import StepReport
+
+    pending: list[Any] = []
+    last_flush = time.monotonic()
+    try:
+        for report in reports:
+            if isinstance(report, StepReport):
+                pending.append(report)
+                if time.monotonic() - last_flush >= seconds:
+                    yield pending
+                    pending, last_flush = [], time.monotonic()
+                continue
+            if pending:
+                yield pending
+                pending, last_flush = [], time.monotonic()
+            yield report
+    except Exception:
+        if pending:
+            yield pending
+        raise
+    if pending:
+        yield pending

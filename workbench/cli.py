@@ -170,9 +170,10 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from workbench.project import load_project
+    from workbench.training.run_folder import RunDir
 
     if args.resume:
-        plan = load_project(args.resume / "project.toml")
+        plan = load_project(RunDir(args.resume).project)
         run_dir, resume = args.resume, True
     elif args.project:
         plan = load_project(args.project)
@@ -203,15 +204,14 @@ def check_run_dir(run_dir: Path) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
     from workbench.demo import demo_plan
+    from workbench.training.run_folder import RunDir
 
     if not args.headless:
         return _launch_gui(args, demo=True)
     plan = demo_plan()
     _apply_overrides(plan, args)
-    run_dir = args.out or Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
+    run_dir = args.out or RunDir.timestamped(Path("runs"), "demo-").path
     check_run_dir(run_dir)
     code = _train_and_report(plan, run_dir, resume=False, adapt=False)
     if code != 0:

@@ -280,6 +280,7 @@ class Comparison:
         self.failed: list[dict[str, str]] = []
         self.data_info: dict[str, Any] = {}
         self._trainer: Any = None
+        self._shared: tuple[Any, Any] | None = None  # (Workspace, DataBundle) every strategy starts from
         self._stop = False
 
     def request_stop(self) -> None:
@@ -342,19 +343,22 @@ class Comparison:
         from workbench.training.trainer import Trainer
         from workbench.workspace import Workspace
 
-        start = time.perf_counter()
-        plan = self.base.copy()
-        images = open_images(plan.data, plan.base_dir)
-        plan.model.num_classes = check_num_classes(images.classes, plan.model.num_classes, False)
-        torch.manual_seed(plan.train.seed)  # the same model init as `workbench train` gives this plan
-        ws = Workspace.from_plan(plan)
-        ws.plan = strategy_plan(plan, ws.tree, strategy)
-        plan = ws.plan
+        if self._shared is None:  # one model and one data set for every strategy: each run trains a copy
+            plan = self.base.copy()
+            images = open_images(plan.data, plan.base_dir)
+            plan.model.num_classes = check_num_classes(images.classes, plan.model.num_classes, False)
+            torch.manual_seed(plan.train.seed)  # the same model init as `workbench train` gives this plan
+            shared = Workspace.from_plan(plan)
+            data = open_data(plan.data, plan.base_dir, shared.backbone.spec, augment=plan.train.augment)
+            self._shared = (shared, data)
+            self.data_info = {"classes": len(data.classes), "train_images": len(data.train),
+                              "val_images": len(data.val) if data.val is not None else 0,
+                              "dataset": plan.data.dataset, "path": plan.data.path}
+        shared, data = self._shared
+        start = time.perf_counter()  # (loading the model and opening the data, once for all, is not counted)
+        plan = strategy_plan(shared.plan, shared.tree, strategy)
+        ws = Workspace(shared.backbone, shared.tree, plan)
         res = ws.resolve()
-        data = open_data(plan.data, plan.base_dir, ws.backbone.spec, augment=plan.train.augment)
-        self.data_info = self.data_info or {"classes": len(data.classes), "train_images": len(data.train),
-                                            "val_images": len(data.val) if data.val is not None else 0,
-                                            "dataset": plan.data.dataset, "path": plan.data.path}
         last_plan = plan_at_epoch(plan, ws.tree, plan.train.epochs - 1) if plan.unfreeze else plan
         last_res = resolve_plan(ws.tree, last_plan, ws.default_groups()) if plan.unfreeze else res
         cost = plan_cost(workspace_cost_model(ws), last_res, plan.train)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.atomic import atomic_path, atomic_write_text
 from workbench.errors import WorkbenchError
+from workbench.training.run_folder import RunDir
 
 if TYPE_CHECKING:
     import torch
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from workbench.plan import FinetunePlan
     from workbench.resolve import Resolution
 
-START_WEIGHTS, START_FINGERPRINTS = "initial_trainable.safetensors", "initial_frozen.json"
+START_WEIGHTS, START_FINGERPRINTS = RunDir.START_WEIGHTS, RunDir.START_FINGERPRINTS
 BN_STATS = ("running_mean", "running_var")
 
 
@@ -190,10 +191,10 @@ def load_state(source: str | Path) -> dict[str, "torch.Tensor"]:
 
     path = Path(source).expanduser()
     if path.is_dir():
-        for candidate in (path / "model.safetensors", path / "checkpoints" / "last.pt"):
-            if candidate.is_file():
-                return load_state(candidate)
-        raise DriftError(f"{path} holds no weights (no model.safetensors or checkpoints/last.pt)")
+        found = RunDir(path).weights_file()
+        if found is not None:
+            return load_state(found)
+        raise DriftError(f"{path} holds no weights (no {RunDir.WEIGHTS} or {RunDir.CHECKPOINT})")
     if not path.is_file():
         raise DriftError(f"not found: {path}")
     if path.suffix == ".safetensors":
@@ -230,7 +231,7 @@ def diff_run_from_start(run_dir: Path) -> DriftReport:
     from safetensors.torch import load_file
 
     run_dir = Path(run_dir).expanduser()
-    start_file, prints_file = run_dir / START_WEIGHTS, run_dir / START_FINGERPRINTS
+    start_file, prints_file = RunDir(run_dir).start_weights, RunDir(run_dir).start_fingerprints
     if not start_file.is_file() or not prints_file.is_file():
         raise DriftError(f"{run_dir} has no record of its start ({START_WEIGHTS}, {START_FINGERPRINTS}); "
                          "give two weight files to compare instead")
@@ -296,6 +297,7 @@ def save_run_start(run_dir: Path, model: "nn.Module", tree: "LayerTree", plan: "
     state = model.state_dict()
     saved = {k: v.detach().cpu().clone().contiguous() for k, v in state.items() if k in changing}
     prints = {k: fingerprint(v) for k, v in state.items() if k not in changing and v.is_floating_point()}
-    with atomic_path(Path(run_dir) / START_WEIGHTS) as tmp:
+    run = RunDir(run_dir)
+    with atomic_path(run.start_weights) as tmp:
         save_file(saved, str(tmp))
-    atomic_write_text(Path(run_dir) / START_FINGERPRINTS, json.dumps({"sha256": prints}, indent=0))
+    atomic_write_text(run.start_fingerprints, json.dumps({"sha256": prints}, indent=0))

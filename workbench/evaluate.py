@@ -267,15 +267,17 @@ def run_hint(run_dir: Path, ws: "Workspace") -> str | None:
     """The training-log hint for a run's recorded epochs (validation stuck at chance…), if any."""
     from workbench.hints import hint_context, stuck_at_chance
     from workbench.run_catalog import read_metrics
+    from workbench.training.run_folder import RunDir
 
-    epochs = [r for r in read_metrics(run_dir / "metrics.jsonl") if r.get("type") == "epoch"]
+    epochs = [r for r in read_metrics(RunDir(run_dir).metrics) if r.get("type") == "epoch"]
     return stuck_at_chance(epochs, ws.backbone.spec.num_classes, **hint_context(ws))
 
 
 def _trained_fingerprint(run_dir: Path) -> str | None:
     from workbench.training.checkpoint import load_checkpoint
+    from workbench.training.run_folder import RunDir
 
-    path = run_dir / "checkpoints" / "last.pt"
+    path = RunDir(run_dir).checkpoint
     if not path.is_file():
         return None
     try:

@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
+from workbench.training.run_folder import RunDir
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
-WEIGHTS = "model.safetensors"
 NOT_TRAINED = "initial weights — not trained"
 
 
@@ -44,15 +43,15 @@ class RunInfo:
 
     @property
     def resumable(self) -> bool:
-        return self.status in ("stopped", "crashed", "failed") and (self.path / CHECKPOINT).is_file()
+        return self.status in ("stopped", "crashed", "failed") and RunDir(self.path).checkpoint.is_file()
 
     @property
     def has_weights(self) -> bool:
-        return (self.path / WEIGHTS).is_file() or (self.path / CHECKPOINT).is_file()
+        return RunDir(self.path).has_weights()
 
     def weights_label(self) -> str:
         """Which weights an export of this run writes, in words."""
-        if (self.path / WEIGHTS).is_file() and self.status == "finished":
+        if RunDir(self.path).weights.is_file() and self.status == "finished":
             return f"run {self.name}, epoch {self.epochs_done} of {self.epochs_total or self.epochs_done} (finished)"
         if self.has_weights:
             return f"run {self.name}, last checkpoint after epoch {self.epochs_done} ({self.status})"
@@ -69,7 +68,7 @@ class RunInfo:
 
 
 def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "project.toml").is_file() or (path / "metrics.jsonl").is_file())
+    return RunDir(path).is_run()
 
 
 def runs_folder(project_or_folder: Path) -> list[Path]:
@@ -94,29 +93,28 @@ def list_runs(project_or_folder: Path, plan: Any = None) -> list[RunInfo]:
 
 def read_run(run_dir: Path, plan: Any = None, with_curves: bool = False) -> RunInfo:
     """Summarise one run folder (``plan``: a FinetunePlan to diff its recipe against)."""
-    from workbench.training.run_folder import is_running
-
     run_dir = Path(run_dir)
+    run = RunDir(run_dir)
     if not run_dir.is_dir():
         raise WorkbenchError(f"no run folder at {run_dir}")
-    recipe = _read_toml(run_dir / "project.toml")
-    status_file = _read_json(run_dir / "status.json")
-    epochs, steps, curves = _read_metrics(run_dir / "metrics.jsonl", with_curves)
+    recipe = _read_toml(run.project)
+    status_file = _read_json(run.status)
+    epochs, steps, curves = _read_metrics(run.metrics, with_curves)
     vals = [(e.get("val_accuracy"), e.get("epoch", 0)) for e in epochs if e.get("val_accuracy") is not None]
     best = max(vals, key=lambda v: v[0]) if vals else None
     total = recipe.get("train", {}).get("epochs") if isinstance(recipe.get("train"), dict) else None
     state = status_file.get("state") if isinstance(status_file, dict) else None
-    if is_running(run_dir):
+    if run.is_running():
         status = "running"
     elif state == "running":
         status = "crashed"  # killed: the lock is free but nothing wrote an outcome
     elif state in ("finished", "stopped", "failed"):
         status = state
-    elif (run_dir / WEIGHTS).is_file() and total is not None and len(epochs) >= total:
+    elif run.weights.is_file() and total is not None and len(epochs) >= total:
         status = "finished"  # a run from before status.json
     else:
-        status = "stopped" if (run_dir / CHECKPOINT).is_file() else "crashed"
-    spec = _read_json(run_dir / "spec.json")
+        status = "stopped" if run.checkpoint.is_file() else "crashed"
+    spec = _read_json(run.spec)
     arch = spec.get("architecture") if isinstance(spec, dict) else None
     model = recipe.get("model", {}) if isinstance(recipe.get("model"), dict) else {}
     info = RunInfo(
@@ -220,8 +218,8 @@ def _num(value: Any) -> float:
 
 
 def _started(run_dir: Path) -> str:
-    for name in ("project.toml", "status.json", "metrics.jsonl"):
-        path = run_dir / name
+    run = RunDir(run_dir)
+    for path in (run.project, run.status, run.metrics):
         if path.exists():
             return datetime.fromtimestamp(path.stat().st_mtime).isoformat(timespec="seconds")
     return ""

@@ -10,13 +10,12 @@ from typing import TYPE_CHECKING
 from workbench.errors import WorkbenchError
 from workbench.plan import FinetunePlan
 from workbench.spec import ModelSpec
+from workbench.training.run_folder import RunDir
 
 if TYPE_CHECKING:
     import torch.nn as nn
 
     from workbench.workspace import Workspace
-
-PROJECT, SPEC, WEIGHTS = "project.toml", "spec.json", "model.safetensors"
 
 
 @dataclass
@@ -44,46 +43,42 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
     from workbench.project import load_project
     from workbench.workspace import Workspace
 
-    run_dir = Path(run_dir)
-    checkpoint = run_dir / "checkpoints" / "last.pt"
-    for name in (PROJECT, SPEC):
-        if not (run_dir / name).is_file():
-            raise WorkbenchError(f"{run_dir} is not a finished run folder: {name} is missing "
+    run = RunDir(run_dir)
+    for path in (run.project, run.spec):
+        if not path.is_file():
+            raise WorkbenchError(f"{run.path} is not a finished run folder: {path.name} is missing "
                                  "(train first, or point at the folder `workbench train` printed)")
-    plan = load_project(run_dir / PROJECT)
+    plan = load_project(run.project)
     plan.model.pretrained = False  # the run's weights replace whatever was pretrained
     try:
-        spec_data = json.loads((run_dir / SPEC).read_text())
+        spec_data = json.loads(run.spec.read_text())
     except ValueError as exc:
-        raise WorkbenchError(f"{run_dir / SPEC} is not valid JSON ({exc})") from None
+        raise WorkbenchError(f"{run.spec} is not valid JSON ({exc})") from None
     if not isinstance(spec_data, dict):
-        raise WorkbenchError(f"{run_dir / SPEC} is damaged: expected a JSON object, not a {type(spec_data).__name__}")
+        raise WorkbenchError(f"{run.spec} is damaged: expected a JSON object, not a {type(spec_data).__name__}")
     saved: dict | None = None
-    if (run_dir / WEIGHTS).is_file():
+    if run.weights.is_file():
         try:
-            state = load_file(str(run_dir / WEIGHTS))
+            state = load_file(str(run.weights))
         except Exception as exc:  # safetensors raises its own error type for truncated/corrupt files
-            raise WorkbenchError(f"cannot read {run_dir / WEIGHTS}: {str(exc).splitlines()[0]} (a truncated or "
+            raise WorkbenchError(f"cannot read {run.weights}: {str(exc).splitlines()[0]} (a truncated or "
                                  "corrupt file; delete it and `workbench train --resume` rewrites it from the "
                                  "checkpoint)") from None
-    elif checkpoint.is_file():  # a run that stopped or failed mid-way: its last good checkpoint
+    elif run.checkpoint.is_file():  # a run that stopped or failed mid-way: its last good checkpoint
         from workbench.training.checkpoint import load_checkpoint
 
-        saved = load_checkpoint(checkpoint)
+        saved = load_checkpoint(run.checkpoint)
         state = saved["model"]
     else:
-        raise WorkbenchError(f"{run_dir} has no weights yet ({WEIGHTS} and checkpoints/last.pt are missing)")
+        raise WorkbenchError(f"{run.path} has no weights yet ({RunDir.WEIGHTS} and {RunDir.CHECKPOINT} are missing)")
     ws = Workspace.from_plan(plan)
     missing, unexpected = ws.backbone.module.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise WorkbenchError(f"{run_dir / WEIGHTS} does not fit the run's model: "
+        raise WorkbenchError(f"{run.weights} does not fit the run's model: "
                              f"{len(missing)} missing, {len(unexpected)} unexpected tensors")
     spec = ws.backbone.spec
-    if isinstance(spec_data, dict):
-        spec.label_names = spec_data.get("label_names") or spec.label_names
-        spec.pretrained = bool(spec_data.get("pretrained", False))
-    else:
-        raise WorkbenchError(f"{run_dir / SPEC} is not a model description (a JSON object was expected)")
+    spec.label_names = spec_data.get("label_names") or spec.label_names
+    spec.pretrained = bool(spec_data.get("pretrained", False))
     if saved is not None:  # where gradual unfreezing had got to
         plan.freeze.frozen, plan.freeze.unfrozen = list(saved["frozen"]), list(saved["unfrozen"])
-    return ws, (run_dir / PROJECT).read_text()
+    return ws, run.project.read_text()

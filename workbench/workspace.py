@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from workbench.apply import AppliedPlan, apply_plan
 from workbench.backbone import Backbone, LoadRequest
@@ -13,6 +14,9 @@ from workbench.layer_tree import LayerTree, build_layer_tree
 from workbench.plan import FinetunePlan, GroupConfig
 from workbench.resolve import Resolution, resolve_plan
 from workbench.sources import load_backbone
+
+if TYPE_CHECKING:
+    from workbench.runs import TrainedModel
 
 
 @dataclass
@@ -88,6 +92,15 @@ class Workspace:
 
     def apply(self) -> AppliedPlan:
         return apply_plan(self.backbone.module, self.resolve())
+
+    def adopt(self, trained: TrainedModel) -> None:
+        """Take a run's trained model and its spec (the data's class names) as this workspace's own.
+
+        Training never changes a workspace (it trains a copy); the GUI calls this after a run so
+        the layer tree, export and the next run start from the trained weights. The plan is kept.
+        """
+        self.backbone.module = trained.module
+        self.backbone.spec = trained.spec
 
 
 def request_from_plan(plan: FinetunePlan) -> LoadRequest:

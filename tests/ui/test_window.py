@@ -198,6 +198,15 @@ def test_train_pause_resume_stop(window, wait_idle, qtbot, dialogs, tmp_path):
     assert panel.continue_button.isEnabled()
     assert window.tree_panel.linear_probe.isEnabled()
     assert dialogs.messages("critical") == []
+    # The run trained a copy; the window adopted it: the workspace now holds the checkpoint's weights.
+    import torch
+
+    from workbench.training.checkpoint import load_checkpoint
+
+    saved = load_checkpoint(panel.run_dir / "checkpoints" / "last.pt")["model"]
+    state = window.session.workspace.backbone.module.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in saved.items())
+    assert window.session.weights_label.startswith(f"run {panel.run_dir.name}, last checkpoint after epoch 0")
 
 
 def test_closing_while_training_asks_then_stops_cleanly(window, wait_idle, qtbot, dialogs):
@@ -264,4 +273,5 @@ def test_training_error_reaches_a_dialog(window, wait_idle, qtbot, dialogs):
     errors = dialogs.messages("critical")
     assert len(errors) == 1 and "cuda:7" in errors[0]
     assert window.train_panel.last_state == "failed"
+    assert window.session.untrained  # a failed run leaves the workspace's model as it was
     assert window.train_panel.start_button.isEnabled()

@@ -1,121 +1,81 @@
 """The Trainer: a plain-Python generator that trains a workspace's plan and yields reports.
 
+It trains a copy of the workspace's model (``trainer.model``; ``trainer.trained`` after the
+run), so the workspace is never changed and several runs can start from one workspace.
 One report at least per batch, so pause/stop requests (thread-safe) are honoured within
-one batch. Guarantees (each has a test): frozen parameters are bit-identical after
-training, have no ``.grad`` and no optimizer state; frozen BatchNorm statistics do not
-move under the ``freeze`` policy; resuming gives the same next-step loss as not stopping.
+one batch. The loop (``Trainer.run``) fires named events (``workbench.training.callbacks``);
+gradual unfreezing, the feature cache, the NaN/inf guard, checkpoints and metrics are
+callbacks on them. Guarantees (each has a test): frozen parameters are bit-identical after
+training, have no ``.grad`` and no optimizer state; frozen BatchNorm statistics do not move
+under the ``freeze`` policy; resuming gives the same next-step loss as not stopping.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import math
-import os
-import random
+import copy
+import shlex
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
-from datetime import datetime
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader, Sampler
 
-from workbench.apply import AppliedPlan, apply_plan
-from workbench.atomic import atomic_path, atomic_write_text
-from workbench.errors import TrainingError, WorkbenchError  # noqa: F401  (TrainingError re-exported)
-from workbench.finite import nonfinite_tensors
-from workbench.freezing import unfreeze_groups
+from workbench.errors import TrainingError
 from workbench.plan import FinetunePlan
-from workbench.resolve import resolve_plan
-from workbench.spec import ModelSpec
-from workbench.training import run_folder as rf
-from workbench.training.checkpoint import load_checkpoint, restore_rng_state, rng_state, save_checkpoint
-from workbench.training.devices import pick_amp, pick_device
-from workbench.training.distributed import from_environment
+from workbench.runs import TrainedModel
+from workbench.training.callbacks import Callback
+from workbench.training.checkpoint_writer import CheckpointWriter
+from workbench.training.checkpointing import Checkpointing
+from workbench.training.distributed import Distributed, from_environment
+from workbench.training.feature_caching import FeatureCaching
+from workbench.training.metrics import MetricsWriter
+from workbench.training.nonfinite import NonFiniteGuard
 from workbench.training.reports import EpochReport, Report, StateReport, StepReport
+from workbench.training.run_folder import RunClaim, RunDir
 from workbench.training.schedule import lr_factor
+from workbench.training.startup import recipe_toml, recorded_plan, start_run
+from workbench.training.state import TrainState
+from workbench.training.unfreeze import GradualUnfreezing
+from workbench.training.validation import validate
 from workbench.workspace import Workspace
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
-WEIGHTS = "model.safetensors"
-
-
-class EpochSampler(Sampler[int]):
-    """A seeded permutation per epoch, optionally starting part-way (for an exact resume)."""
-
-    def __init__(self, size: int, seed: int, shuffle: bool = True, rank: int = 0, world_size: int = 1,
-                 drop_lone_last_of: int = 0) -> None:
-        self.size, self.seed, self.shuffle = size, seed, shuffle
-        self.rank, self.world_size = rank, world_size
-        self.epoch, self.start = 0, 0
-        # A last batch of one image cannot train BatchNorm ("Expected more than 1 value per channel"):
-        # with batches of this size, that one image is left out of the epoch (a different one each epoch).
-        self.drop_lone_last_of = drop_lone_last_of
-
-    def _per_rank(self) -> int:
-        n = -(-self.size // self.world_size)
-        bs = self.drop_lone_last_of
-        return n - 1 if bs > 1 and n > 1 and n % bs == 1 else n
-
-    @property
-    def drops_lone_last(self) -> bool:
-        return self._per_rank() != -(-self.size // self.world_size)
-
-    def set_epoch(self, epoch: int, start: int = 0) -> None:
-        self.epoch, self.start = epoch, start
-
-    def order(self) -> list[int]:
-        """This process's share of the epoch's permutation (all of it when running alone)."""
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.size, generator=generator).tolist()
-        else:
-            order = list(range(self.size))
-        if self.world_size > 1:
-            # Pad by wrapping so every rank runs the same number of batches (DDP needs that).
-            order = (order + order[:(-len(order)) % self.world_size])[self.rank::self.world_size]
-        return order[:self._per_rank()]
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        # (epoch, index): the dataset seeds each image's augmentation from them (see _WithIndex).
-        return iter([(self.epoch, i) for i in self.order()[self.start:]])
-
-    def __len__(self) -> int:
-        return self._per_rank() - self.start
+__all__ = ["Trainer", "TrainingError", "default_run_dir"]
 
 
 class Trainer:
     """Train ``workspace.plan`` on ``data`` (a ``workbench.data.DataBundle``).
 
     ``run()`` is the generator; ``request_pause/resume/stop`` may be called from any thread.
+    ``callbacks`` (``workbench.training.callbacks.Callback``) run after the built-in ones.
+    The workspace is left as it is: the model, its spec and the plan are copied here (the data is not).
     """
 
     CHECKPOINT_INTERVAL_S = 2.0  # at most this much training is lost to a crash between epoch checkpoints
 
     def __init__(self, workspace: Workspace, data: Any, run_dir: Path | None = None, resume: bool = False,
-                 overwrite: bool = False, allow_data_change: bool = False) -> None:
+                 overwrite: bool = False, allow_data_change: bool = False,
+                 callbacks: Sequence[Callback] = ()) -> None:
         self.ws = workspace
         self.data = data
-        self.plan: FinetunePlan = workspace.plan
+        self.plan: FinetunePlan = workspace.plan.copy()
+        self.model: nn.Module = copy.deepcopy(workspace.backbone.module)
+        self.spec = copy.deepcopy(workspace.backbone.spec)  # gets the data's class names
+        self._plan_now = self.plan  # the freeze state reached (gradual unfreezing), after a run
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(self.plan)
+        self.run_folder = RunDir(self.run_dir)
         self.resume = resume
         self.overwrite = overwrite
         self.allow_data_change = allow_data_change
+        self.dist: Distributed | None = None
+        writer = CheckpointWriter(self.run_folder, self.CHECKPOINT_INTERVAL_S)
+        self.callbacks: list[Callback] = [GradualUnfreezing(), FeatureCaching(), NonFiniteGuard(writer),
+                                          Checkpointing(writer), MetricsWriter(), *callbacks]
         self._compiled_modules: dict[int, Any] = {}
-        self._writer: threading.Thread | None = None
-        self._last_checkpoint = float("-inf")
-        self._writer_error: BaseException | None = None
-        self._dist: Any = None
         self._ddp: Any = None
         self._ddp_key: Any = None
-        self._cache_key: Any = None
-        self._sampler: EpochSampler | None = None
-        self._cache: Any = None
         self._stop = threading.Event()
         self._pause = threading.Event()
         self._wake = threading.Event()
@@ -136,802 +96,191 @@ class Trainer:
     def stop_requested(self) -> bool:
         return self._stop.is_set()
 
-    # --- the generator ---------------------------------------------------------------
-    def run(self) -> Iterator[Report]:
-        """Train, holding the run folder's lock throughout (one training per folder)."""
-        self._dist = from_environment()
-        lock = None
-        if self._writes_files:
-            lock = self._claim_run_dir()
-        outcome: dict[str, Any] = {"state": "failed", "message": "ended without a final report"}
-        try:
-            self._write_status({"state": "running"})
-            for report in self._run():
-                if isinstance(report, StateReport) and report.kind in ("finished", "stopped"):
-                    outcome = {"state": report.kind, "message": report.message}
-                yield report
-        except GeneratorExit:
-            outcome = {"state": "stopped", "message": "the consumer stopped reading reports"}
-            raise
-        except BaseException as exc:
-            outcome = {"state": "failed", "message": str(exc) or type(exc).__name__}
-            raise
-        finally:
-            self._write_status(outcome)
-            if lock is not None:
-                lock.release()
+    @property
+    def trained(self) -> TrainedModel:
+        """The model as trained (after ``run()``; before it, the starting weights), its spec and recipe.
 
-    def _write_status(self, status: dict[str, Any]) -> None:
-        """``status.json``: running / finished / stopped / failed (a kill leaves "running" with no lock: crashed)."""
-        if not self._writes_files or not self.run_dir.is_dir():
-            return
-        try:
-            atomic_write_text(self.run_dir / rf.STATUS,
-                              json.dumps({**status, "time": datetime.now().isoformat(timespec="seconds")}) + "\n")
-        except WorkbenchError:
-            pass  # a full disk must not hide the training error being raised
-
-    def _claim_run_dir(self) -> rf.RunLock:
-        """Lock the folder; refuse to mix a new run into an old one; sweep debris of a killed run."""
-        rf.check_writable_run_dir(self.run_dir)
-        lock = rf.RunLock(self.run_dir)
-        lock.acquire()
-        try:
-            if not self.resume and rf.holds_run(self.run_dir):
-                if not self.overwrite:
-                    raise TrainingError(f"{self.run_dir} already holds a run; continue it with --resume "
-                                        f"{_quoted(self.run_dir)}, choose another --out folder, or pass --overwrite "
-                                        "to replace it")
-                rf.clear_run(self.run_dir)
-            rf.remove_stale_temp_files(self.run_dir)
-        except BaseException:
-            lock.release()
-            raise
-        return lock
-
-    def _run(self) -> Iterator[Report]:
-        cfg = self.plan.train
-        model = self.ws.backbone.module
-        spec = self.ws.backbone.spec
-        tree = self.ws.tree
-        classes = list(self.data.classes)
-        if spec.num_classes != len(classes):
-            raise TrainingError(f"the data has {len(classes)} classes but the model's head has {spec.num_classes} "
-                                f"outputs; set [model] num_classes = {len(classes)} (or --adapt-head)")
-        if self.ws.backbone.source == "onnx" and self.plan.head is None:  # timm models always end in logits
-            _check_logits(model, spec)
-        spec.label_names = classes
-        dist = self._dist
-        device = pick_device(cfg.device)
-        if dist is not None and device.type == "cuda":
-            device = torch.device("cuda", dist.local_rank)
-            torch.cuda.set_device(device)
-        amp_dtype = pick_amp(cfg.amp, device)
-        state = load_checkpoint(self.run_dir / CHECKPOINT) if self.resume else None
-        if state is not None and list(state["classes"]) != classes:
-            raise TrainingError(f"cannot resume {self.run_dir}: it was trained on classes {state['classes'][:5]}…, "
-                                f"the data now has {classes[:5]}…")
-        if state is not None:
-            self._check_same_data(state)
-            if self._writes_files:
-                rf.trim_metrics(self.run_dir / rf.METRICS, state["global_step"], state["epoch"])
-        if state is None:
-            _seed_everything(cfg.seed)
-        if self._writes_files:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-        current = self.plan.copy()
-        if state is not None:
-            current.freeze = replace(current.freeze, frozen=list(state["frozen"]), unfrozen=list(state["unfrozen"]))
-        if self._writes_files:
-            self._write_run_files(current, state is None)
-
-        loader, sampler = self._loader(device)
-        batches = len(loader) if sampler.size else 0
-        if batches == 0:
-            raise TrainingError("the training set is empty")
-        total_steps = cfg.epochs * batches
-        warmup = int(cfg.warmup_epochs * batches)
-
-        model.to(device)
-        # Measured on CPU too (oneDNN): resnet18 steps 1.25x, mobilenetv3 1.7x faster in channels_last.
-        channels_last = device.type in ("cuda", "cpu") and any(isinstance(m, nn.Conv2d) for m in model.modules())
-        if channels_last:
-            model.to(memory_format=torch.channels_last)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = True
-
-        if dist is not None:
-            dist.broadcast_module(model, device)  # frozen weights too: DDP only syncs what it wraps
-        applied = apply_plan(model, resolve_plan(tree, current, self.ws.default_groups()))
-        if state is None and self._writes_files:  # what `workbench diff RUN` compares the result with
-            from workbench.drift import save_run_start
-
-            save_run_start(self.run_dir, model, tree, self.plan, applied.resolution)
-        if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer = _build_optimizer(cfg, _groups_from_layout(model, state["optimizer_layout"]))
-            optimizer.load_state_dict(state["optimizer"])
-        else:
-            optimizer = _build_optimizer(cfg, [_with_base(g) for g in applied.param_groups])
-        scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
-        if state is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-
-        start_epoch = state["epoch"] if state else 0
-        start_batch = state["batch"] if state else 0
-        global_step = state["global_step"] if state else 0
-        schedule_done = state["schedule_done"] if state else -1
-        if state is not None:
-            restore_rng_state(state["rng"])
-        metrics = open(self.run_dir / "metrics.jsonl", "a", encoding="utf-8") if self._writes_files else io.StringIO()
-        processes = f" × {dist.world_size} processes" if dist is not None else ""
-        yield StateReport("started" if state is None else "resumed",
-                          f"{'resuming' if state else 'training'} {spec.architecture} on {device}{processes} "
-                          f"({'amp ' + str(amp_dtype).split('.')[-1] if amp_dtype else 'float32'}): "
-                          f"{applied.resolution.summary()}; {len(loader.dataset):,} training images",
-                          start_epoch, {"run_dir": str(self.run_dir), "device": str(device)})
-        step_times: list[float] = []
-        where: dict[str, Any] = {"phase": "setup", "epoch": start_epoch, "batch": 0}
-        if sampler.drops_lone_last:
-            yield StateReport("notice", f"{len(self.data.train):,} training images at batch size {cfg.batch_size} "
-                              "leave a last batch of 1 image, which BatchNorm cannot train on: each epoch leaves "
-                              "that one image out (a different one each epoch, as the order is shuffled)", start_epoch)
-        use_cache, why_not = self._cache_mode()
-        if why_not:
-            yield StateReport("cache", why_not, start_epoch)
-        try:
-            for epoch in range(start_epoch, cfg.epochs):
-                steps = [s for s in self.plan.unfreeze if s.epoch == epoch and s.epoch > schedule_done]
-                if steps:
-                    names = [n for s in steps for n in s.groups]
-                    unfreeze_groups(current, tree, names)
-                    applied, added = _extend_optimizer(model, optimizer, current, self.ws, epoch)
-                    schedule_done = epoch
-                    yield StateReport("unfrozen", f"epoch {epoch}: unfroze {', '.join(names)} "
-                                      f"(+{added:,} trainable parameters); {applied.resolution.summary()}", epoch)
-                cached: _Cache | None = None
-                where.update(phase="feature caching", epoch=epoch, batch=0)
-                for report in self._prepare_cache(model, applied, device, current, use_cache, channels_last):
-                    yield report
-                cached = self._cache
-                applied.set_train_mode(model)
-                sampler.set_epoch(epoch, start_batch * cfg.batch_size)
-                # Three ways through an epoch: images through the whole model; images through the
-                # trunk into the cache (the first cached epoch), then the head; cached features.
-                filling = cached is not None and cached.train is not None and not cached.train.complete
-                if cached is None or cached.train is None:
-                    batches_source: Any = loader
-                elif filling:
-                    batches_source = cached.fill_loader or loader
-                else:
-                    batches_source = _cached_batches(cached.train, sampler, cfg.batch_size)
-                forward = self._parallel(model if cached is None else cached.split.head_train, device, current)
-                if cfg.compile:
-                    forward = self._compiled(forward)
-                epoch_start = time.perf_counter()
-                seen, loss_sum, correct = 0, 0.0, 0
-                last = time.perf_counter()
-                batch_index = start_batch
-                for images, labels, index in batches_source:
-                    batch_index += 1
-                    images = images.to(device, non_blocking=True)
-                    labels = labels.to(device, non_blocking=True)
-                    if channels_last and images.dim() == 4:  # cached features are not images
-                        images = images.contiguous(memory_format=torch.channels_last)
-                    factor = lr_factor(cfg.scheduler, global_step, total_steps, warmup)
-                    for group in optimizer.param_groups:
-                        group["lr"] = group["base_lr"] * factor
-                    where.update(phase="training", epoch=epoch, batch=batch_index)
-                    with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                        if cached is not None and (filling or cached.train is None):
-                            with torch.inference_mode():  # the frozen trunk: no autograd, BN folded
-                                features = cached.trunk(images)
-                            if filling:
-                                cached.train.put(index, features, labels)
-                            images = features.clone()  # an inference tensor cannot be saved for backward
-                        logits = forward(images)
-                        loss = loss_fn(logits.float(), labels)
-                    loss_value, acc = torch.stack([loss.detach(), (logits.argmax(1) == labels).float().mean()]).tolist()
-                    bad = not math.isfinite(loss_value)
-                    if dist is not None:  # every rank must take the same decision, or one hangs in backward
-                        bad = dist.all_max([float(bad)], device)[0] > 0
-                        loss_value = loss_value if math.isfinite(loss_value) else float("nan")
-                    if bad:
-                        raise TrainingError(self._nan_message(loss_value, epoch, batch_index, global_step + 1))
-                    scaler.scale(loss).backward()
-                    if cfg.grad_clip:
-                        scaler.unscale_(optimizer)
-                        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],
-                                                       cfg.grad_clip)
-                    scaler.step(optimizer)
-                    scaler.update()
-                    optimizer.zero_grad(set_to_none=True)
-                    global_step += 1
-                    now = time.perf_counter()
-                    step_times = (step_times + [now - last])[-20:]
-                    last = now
-                    n = labels.shape[0]
-                    seen += n
-                    loss_sum += loss_value * n
-                    correct += round(acc * n)
-                    avg = sum(step_times) / len(step_times)
-                    report = StepReport(epoch, batch_index, batches, global_step, loss_value, acc,
-                                        {g["name"]: g["lr"] for g in optimizer.param_groups},
-                                        n / max(step_times[-1], 1e-9), avg * (total_steps - global_step))
-                    metrics.write(json.dumps({"type": "step", **_as_dict(report)}) + "\n")
-                    yield report
-                    if self._pause.is_set() and not self._stop.is_set():
-                        yield StateReport("paused", f"paused at epoch {epoch}, batch {batch_index}", epoch)
-                        while self._pause.is_set() and not self._stop.is_set():
-                            self._wake.wait(0.2)
-                            self._wake.clear()
-                        if not self._stop.is_set():
-                            yield StateReport("resumed", f"resumed at epoch {epoch}, batch {batch_index}", epoch)
-                        last = time.perf_counter()
-                    if self._stop_agreed(device):
-                        at_end = batch_index == batches
-                        self._check_finite(model, epoch, batch_index, global_step)
-                        self._checkpoint(model, optimizer, scaler, current,
-                                         epoch + 1 if at_end else epoch, 0 if at_end else batch_index,
-                                         global_step, schedule_done, wait=True)
-                        metrics.flush()
-                        yield StateReport("stopped", f"stopped at epoch {epoch}, batch {batch_index}; checkpoint "
-                                          f"written to {self.run_dir / CHECKPOINT} (resume with --resume {_quoted(self.run_dir)})",
-                                          epoch, {"checkpoint": str(self.run_dir / CHECKPOINT)})
-                        return
-                if filling:  # rows this epoch did not see (other ranks' shares, pre-resume batches)
-                    self._fill_missing(cached, cached.train, cached.fill_loader_dataset or self.data.train, device)
-                    cached.train.finish()
-                    yield StateReport("cache", f"cached the trunk's output for {cached.train.count:,} training images "
-                                      "during this epoch; later epochs train only the layers above the cut", epoch)
-                start_batch = 0
-                where.update(phase="validation", epoch=epoch, batch=0)
-                val_loss, val_acc, val_top5 = self._validate(model, device, amp_dtype, loss_fn, len(classes), cached,
-                                                             channels_last)
-                if val_loss is not None and not math.isfinite(val_loss):
-                    raise TrainingError(self._nan_message(val_loss, epoch, batch_index, global_step, "validation loss"))
-                self._check_finite(model, epoch, batch_index, global_step)
-                saved = self._checkpoint(model, optimizer, scaler, current, epoch + 1, 0, global_step,
-                                         schedule_done, required=epoch + 1 == cfg.epochs)
-                report = EpochReport(epoch, cfg.epochs, loss_sum / max(seen, 1), correct / max(seen, 1),
-                                     val_loss, val_acc, val_top5, time.perf_counter() - epoch_start,
-                                     str(self.run_dir / CHECKPOINT) if saved else None)
-                metrics.write(json.dumps({"type": "epoch", **_as_dict(report)}) + "\n")
-                metrics.flush()
-                yield report
-            self._join_writer()
-            if self._writes_files and not (self.run_dir / WEIGHTS).exists():  # resumed after a kill in the last write
-                self._check_finite(model, cfg.epochs, 0, global_step)
-                self._write_weights(_snapshot_model(model))
-            yield StateReport("finished", f"finished {cfg.epochs} epochs; weights in {self.run_dir / WEIGHTS}",
-                              cfg.epochs, {"run_dir": str(self.run_dir), "weights": str(self.run_dir / WEIGHTS)})
-        except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
-            optimizer.zero_grad(set_to_none=True)
-            memory = "GPU" if isinstance(exc, torch.cuda.OutOfMemoryError) else "host"
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            batch = f", batch {where['batch']}" if where["batch"] else ""
-            raise TrainingError(f"out of {memory} memory at batch size {cfg.batch_size} during {where['phase']} "
-                                f"(epoch {where['epoch']}{batch}); the last good checkpoint is kept. Try --batch-size "
-                                f"{max(1, cfg.batch_size // 2)}" + (" or [train] amp = \"bf16\"" if memory == "GPU" else "")) from None
-        finally:
-            if self._cache is not None:
-                self._cache.discard_incomplete()
-            self._join_writer(raise_errors=False)
-            metrics.close()
-            if dist is not None:
-                dist.close()
-            model.to("cpu")
-            if channels_last:
-                model.to(memory_format=torch.contiguous_format)
-
-    # --- pieces ----------------------------------------------------------------------
-    def _workers(self) -> int:
-        cfg = self.plan.train
-        return cfg.num_workers if cfg.num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+        The plan's freeze state is the one reached (gradual unfreezing); ``recipe_toml`` is the
+        recipe as the run folder records it. The GUI adopts this into its workspace after a run.
+        """
+        recipe = recorded_plan(self.plan, self.plan, self.spec)
+        plan = recipe.copy()
+        plan.freeze = copy.deepcopy(self._plan_now.freeze)
+        return TrainedModel(self.model, self.spec, plan, recipe_toml(recipe))
 
     @property
-    def _writes_files(self) -> bool:
-        return self._dist is None or self._dist.is_main
+    def writes_files(self) -> bool:
+        """Only rank 0 writes the run folder under torchrun."""
+        return self.dist is None or self.dist.is_main
 
-    def _stop_agreed(self, device: torch.device) -> bool:
+    # --- the loop --------------------------------------------------------------------
+    def run(self) -> Iterator[Report]:
+        """Train, holding the run folder (its lock and ``status.json``) throughout."""
+        self.dist = from_environment()
+        with RunClaim(self.run_folder, resume=self.resume, overwrite=self.overwrite,
+                      writes=self.writes_files) as claim:
+            t = start_run(self)
+            try:
+                yield from self._fire("before_fit", t)
+                for epoch in range(t.epoch, t.cfg.epochs):
+                    t.new_epoch(epoch)
+                    yield from self._fire("before_epoch", t)
+                    t.applied.set_train_mode(t.model)
+                    t.sampler.set_epoch(epoch, t.batch * t.cfg.batch_size)
+                    forward = self._forward(t)
+                    t.start_clock()
+                    for images, labels, index in t.train_batches:
+                        yield from self._train_batch(t, forward, images, labels, index)
+                        yield from self._pause_point(t)
+                        if self._stop_agreed(t):
+                            yield from self._fire("on_stop", t)
+                            report = StateReport("stopped", f"stopped at epoch {epoch}, batch {t.batch}; checkpoint "
+                                                 f"written to {t.run_dir.checkpoint} (resume with --resume "
+                                                 f"{shlex.quote(str(self.run_dir))})", epoch,
+                                                 {"checkpoint": str(t.run_dir.checkpoint)})
+                            claim.ended(report.kind, report.message)
+                            yield report
+                            return
+                    yield from self._fire("before_validate", t)
+                    t.phase = "validation"
+                    t.val_loss, t.val_accuracy, t.val_top5 = validate(t)
+                    yield from self._fire("after_validate", t)
+                    t.report = epoch_report = EpochReport(
+                        epoch, t.cfg.epochs, t.loss_sum / max(t.seen, 1), t.correct / max(t.seen, 1), t.val_loss,
+                        t.val_accuracy, t.val_top5, time.perf_counter() - t.epoch_start, t.checkpoint)
+                    yield from self._fire("after_epoch", t)
+                    yield epoch_report
+                    t.batch = 0
+                yield from self._fire("after_fit", t)
+                report = StateReport("finished", f"finished {t.cfg.epochs} epochs; weights in {t.run_dir.weights}",
+                                     t.cfg.epochs, {"run_dir": str(self.run_dir), "weights": str(t.run_dir.weights)})
+                claim.ended(report.kind, report.message)
+                yield report
+            except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
+                raise self._out_of_memory(t, exc) from None
+            finally:
+                self._teardown(t)
+
+    # --- pieces of the loop ----------------------------------------------------------
+    def _train_batch(self, t: TrainState, forward: Any, images: torch.Tensor, labels: torch.Tensor,
+                     index: torch.Tensor) -> Iterator[Report]:
+        """One optimizer step; yields what callbacks reported, then its StepReport."""
+        cfg = t.cfg
+        t.batch += 1
+        t.phase = "training"
+        t.images = images.to(t.device, non_blocking=True)
+        t.labels = labels.to(t.device, non_blocking=True)
+        t.index = index
+        if t.channels_last and t.images.dim() == 4:
+            t.images = t.images.contiguous(memory_format=torch.channels_last)
+        factor = lr_factor(cfg.scheduler, t.global_step, t.total_steps, t.warmup_steps)
+        for group in t.optimizer.param_groups:
+            group["lr"] = group["base_lr"] * factor
+        with torch.autocast(t.device.type, dtype=t.amp_dtype, enabled=t.amp_dtype is not None):
+            self._call("before_batch", t)  # (no yield under autocast: the consumer would run inside it)
+            logits = forward(t.images)
+            t.loss = t.loss_fn(logits.float(), t.labels)
+        t.loss_value, t.accuracy = torch.stack([t.loss.detach(), (logits.argmax(1) == t.labels).float().mean()]).tolist()
+        self._call("after_loss", t)
+        t.scaler.scale(t.loss).backward()
+        if cfg.grad_clip:
+            t.scaler.unscale_(t.optimizer)
+            torch.nn.utils.clip_grad_norm_([p for g in t.optimizer.param_groups for p in g["params"]], cfg.grad_clip)
+        t.scaler.step(t.optimizer)
+        t.scaler.update()
+        t.optimizer.zero_grad(set_to_none=True)
+        t.global_step += 1
+        self._call("after_step", t)
+        now = time.perf_counter()
+        t.step_times = (t.step_times + [now - t.last_step_time])[-20:]
+        t.last_step_time = now
+        n = t.labels.shape[0]
+        t.seen += n
+        t.loss_sum += t.loss_value * n
+        t.correct += round(t.accuracy * n)
+        avg = sum(t.step_times) / len(t.step_times)
+        t.report = report = StepReport(t.epoch, t.batch, t.batches, t.global_step, t.loss_value, t.accuracy,
+                                       {g["name"]: g["lr"] for g in t.optimizer.param_groups},
+                                       n / max(t.step_times[-1], 1e-9), avg * (t.total_steps - t.global_step))
+        yield from self._fire("after_batch", t)
+        yield report
+
+    def _fire(self, event: str, t: TrainState) -> Iterator[Report]:
+        """Call ``event`` on every callback in order, yielding what each reported right after it."""
+        for callback in self.callbacks:
+            getattr(callback, event)(t)
+            yield from t.drain()
+
+    def _call(self, event: str, t: TrainState) -> None:
+        """Call ``event`` on every callback; what they report is yielded after the next fired event."""
+        for callback in self.callbacks:
+            getattr(callback, event)(t)
+
+    def _pause_point(self, t: TrainState) -> Iterator[Report]:
+        """Wait here while paused; a stop request ends the wait."""
+        if not self._pause.is_set() or self._stop.is_set():
+            return
+        yield StateReport("paused", f"paused at epoch {t.epoch}, batch {t.batch}", t.epoch)
+        while self._pause.is_set() and not self._stop.is_set():
+            self._wake.wait(0.2)
+            self._wake.clear()
+        if not self._stop.is_set():
+            yield StateReport("resumed", f"resumed at epoch {t.epoch}, batch {t.batch}", t.epoch)
+        t.last_step_time = time.perf_counter()
+
+    def _stop_agreed(self, t: TrainState) -> bool:
         """A stop request, agreed by every rank so all stop after the same batch."""
-        if self._dist is None:
+        if self.dist is None:
             return self._stop.is_set()
-        return self._dist.all_max([float(self._stop.is_set())], device)[0] > 0
+        return self.dist.all_max([float(self._stop.is_set())], t.device)[0] > 0
 
-    def _parallel(self, module: nn.Module, device: torch.device, current: FinetunePlan) -> Any:
+    def _forward(self, t: TrainState) -> Any:
+        """What this epoch's batches go through: DDP-wrapped under torchrun, compiled when asked."""
+        module = t.train_module if t.train_module is not None else t.model
+        forward = self._parallel(module, t)
+        if t.cfg.compile:  # once per module: recompiling every epoch would cost more than it saves
+            if id(forward) not in self._compiled_modules:
+                self._compiled_modules[id(forward)] = torch.compile(forward)
+            forward = self._compiled_modules[id(forward)]
+        return forward
+
+    def _parallel(self, module: nn.Module, t: TrainState) -> Any:
         """The module wrapped in DistributedDataParallel when running under torchrun.
 
         Rebuilt whenever the set of trainable parameters changes (gradual unfreezing):
         DDP fixes its gradient buckets when it is created.
         """
-        if self._dist is None or not any(p.requires_grad for p in module.parameters()):
+        if self.dist is None or not any(p.requires_grad for p in module.parameters()):
             return module
-        key = (id(module), tuple(current.freeze.frozen), tuple(current.freeze.unfrozen))
+        key = (id(module), tuple(t.plan.freeze.frozen), tuple(t.plan.freeze.unfrozen))
         if self._ddp_key != key:
             from torch.nn.parallel import DistributedDataParallel
 
-            ids = [device.index] if device.type == "cuda" else None
+            ids = [t.device.index] if t.device.type == "cuda" else None
             self._ddp, self._ddp_key = DistributedDataParallel(module, device_ids=ids), key
         return self._ddp
 
-    def _compiled(self, module: nn.Module) -> Any:
-        """torch.compile once per module (recompiling every epoch would cost more than it saves)."""
-        if id(module) not in self._compiled_modules:
-            self._compiled_modules[id(module)] = torch.compile(module)
-        return self._compiled_modules[id(module)]
+    def _out_of_memory(self, t: TrainState, exc: BaseException) -> TrainingError:
+        t.optimizer.zero_grad(set_to_none=True)
+        memory = "GPU" if isinstance(exc, torch.cuda.OutOfMemoryError) else "host"
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        batch = f", batch {t.batch}" if t.phase == "training" else ""
+        size = t.cfg.batch_size
+        return TrainingError(f"out of {memory} memory at batch size {size} during {t.phase} (epoch {t.epoch}{batch}); "
+                             f"the last good checkpoint is kept. Try --batch-size {max(1, size // 2)}"
+                             + (" or [train] amp = \"bf16\"" if memory == "GPU" else ""))
 
-    def _cache_mode(self) -> tuple[bool, str | None]:
-        """Whether to try the feature cache, and why not when not."""
-        setting = self.plan.train.cache_features
-        if setting is False or setting in ("false", "off"):
-            return False, "feature cache not used: [train] cache_features = false"
-        if setting == "auto" and self.plan.train.augment:
-            return False, ("feature cache not used: augmentation is on, so the frozen trunk's output changes every "
-                           "epoch (set [train] augment = false, or cache_features = true to cache without augmentation)")
-        return True, None
-
-    def _fill_missing(self, cached: "_Cache", store: Any, dataset: Any, device: torch.device) -> None:
-        """Run the trunk over the rows a store still lacks, so it can be marked complete."""
-        missing = store.missing()
-        if len(missing) == 0:
-            return
-        subset = torch.utils.data.Subset(_WithIndex(dataset), missing.tolist())
-        loader = DataLoader(subset, batch_size=self.plan.train.batch_size, shuffle=False,
-                            num_workers=self._workers(), generator=torch.Generator().manual_seed(0))
-        with torch.inference_mode():
-            for images, labels, index in loader:
-                images = images.to(device, non_blocking=True)
-                if images.dim() == 4 and cached.channels_last:
-                    images = images.contiguous(memory_format=torch.channels_last)
-                store.put(index, cached.trunk(images), labels)
-
-    def _prepare_cache(self, model: nn.Module, applied: AppliedPlan, device: torch.device,
-                       current: FinetunePlan, use_cache: bool, channels_last: bool) -> Iterator[Report]:
-        """Split the model at its frozen trunk (once per freeze state); open the feature stores.
-
-        With caching on, nothing is computed here: the first cached epoch fills the stores as it
-        trains. Without it, the split is used only when a BatchNorm-folded copy of the trunk can
-        run under inference mode (measured: resnet18 with its first 3 stages frozen steps ~1.3x
-        faster); otherwise the whole model runs as usual.
-        """
-        from workbench.training import feature_cache as fc
-
-        key = (tuple(current.freeze.frozen), tuple(current.freeze.unfrozen), current.freeze.batchnorm)
-        if self._cache_key == key:
-            return
-        if self._cache is not None:
-            self._cache.discard_incomplete()
-        self._cache_key, self._cache = key, None
-        try:
-            split = fc.split_frozen_trunk(model, applied.set_train_mode)
-        except fc.CacheUnavailable as exc:
-            if use_cache:
-                yield StateReport("cache", f"feature cache not used: {exc}")
-            return
-        folded = fc.folded_trunk(split, channels_last)
-        trunk, fold_note = split.trunk, ""
-        if folded is not None:
-            trunk = folded[0]
-            fold_note = (f"; BatchNorm folded into {folded[1]} convolution(s) of a {_human(folded[2])} "
-                         "inference copy of the trunk")
-        if not use_cache:
-            if folded is not None:
-                self._cache = _Cache(split, None, None, None, None, trunk, channels_last)
-                yield StateReport("trunk", f"frozen trunk runs without autograd: {split.describe()}{fold_note}")
-            return
-        train_set, fill_loader, fill_dataset = self.data.train, None, None
-        if self.plan.train.augment:  # cache_features = true with augmentation on
-            from workbench.data import ImageDataset, build_transform
-
-            eval_tf = build_transform(self.ws.backbone.spec, train=False, augment=False)
-            train_set = ImageDataset(train_set.items, eval_tf, getattr(train_set, "mode", "RGB"))
-            fill_loader = self._make_loader(train_set, self._sampler, device)
-            fill_dataset = train_set
-            yield StateReport("notice", "cache_features = true: the cached training images use the deterministic "
-                              "eval transform (no augmentation)")
-        applied.set_train_mode(model)
-        fingerprint = str(getattr(self.data, "fingerprint", ""))
-        if self._dist is not None:  # ranks must not write the same cache file at once
-            fingerprint += f"|rank{self._dist.rank}"
-        shape = fc.feature_shape(split, train_set[0][0][None].to(device))
-        train_store = fc.open_store(split, len(train_set), shape, fingerprint, "train")
-        val_store = None
-        if self.data.val is not None and len(self.data.val):
-            val_store = fc.open_store(split, len(self.data.val), shape, fingerprint, "val")
-        self._cache = _Cache(split, train_store, val_store, fill_loader, fill_dataset, trunk, channels_last)
-        total = train_store.nbytes + (val_store.nbytes if val_store else 0)
-        where = "on disk (memory-mapped)" if train_store.disk_path is not None else "in memory"
-        if train_store.complete:
-            plan = f"reusing the complete cache in {train_store.disk_path.parent}"
-        else:
-            plan = "filled during this epoch, as the trunk runs once per image"
-        yield StateReport("cache", f"caching the frozen trunk: {split.describe()}; {len(train_set):,} train + "
-                          f"{len(self.data.val) if val_store else 0:,} val images × "
-                          f"{'×'.join(map(str, train_store.shape))} floats = {_human(total)} {where}; {plan}"
-                          f"{fold_note}",
-                          details={"bytes": total, "cut": split.cut})
-
-    def _loader(self, device: torch.device) -> tuple[DataLoader, EpochSampler]:
-        cfg = self.plan.train
-        dist = self._dist
-        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.ws.backbone.module.modules())
-        self._sampler = EpochSampler(len(self.data.train), cfg.seed, rank=dist.rank if dist else 0,
-                                     world_size=dist.world_size if dist else 1,
-                                     drop_lone_last_of=cfg.batch_size if has_bn else 0)
-        return self._make_loader(self.data.train, self._sampler, device), self._sampler
-
-    def _make_loader(self, dataset: Any, sampler: EpochSampler, device: torch.device) -> DataLoader:
-        cfg = self.plan.train
-        workers = self._workers()
-        loader = DataLoader(_WithIndex(dataset, cfg.seed), batch_size=cfg.batch_size, sampler=sampler,
-                            num_workers=workers,
-                            pin_memory=device.type == "cuda", persistent_workers=workers > 0,
-                            prefetch_factor=4 if workers > 0 else None, drop_last=False,
-                            # Its own generator: creating an iterator must not consume the global RNG
-                            # (dropout's), or a resumed run would diverge from an uninterrupted one.
-                            generator=torch.Generator().manual_seed(cfg.seed))
-        return loader
-
-    def _validate(self, model: nn.Module, device: torch.device, amp_dtype: torch.dtype | None,
-                  loss_fn: nn.Module, num_classes: int, cached: Any = None, channels_last: bool = False
-                  ) -> tuple[float | None, float | None, float | None]:
-        if self.data.val is None or len(self.data.val) == 0:
-            return None, None, None
-        cfg = self.plan.train
-        model.eval()
-        dist = self._dist
-        shard = slice(dist.rank, None, dist.world_size) if dist is not None else slice(None)
-        # Cached features → head; images → trunk (filling the store when caching) → head; images → model.
-        fill, run_trunk = None, False
-        if cached is not None and cached.val is not None and cached.val.complete:
-            index_all = torch.arange(len(self.data.val))[shard]
-            batches: Any = [(cached.val.features[i], cached.val.labels[i], i) for i in index_all.split(cfg.batch_size)]
-            forward: Any = cached.split.head_eval
-        else:
-            val_set: Any = _WithIndex(self.data.val)
-            if dist is not None:  # each rank scores its share; the sums are added below
-                val_set = torch.utils.data.Subset(val_set, range(len(self.data.val))[shard])
-            batches = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False,
-                                 num_workers=self._workers(), pin_memory=device.type == "cuda",
-                                 generator=torch.Generator().manual_seed(0))
-            forward = model
-            if cached is not None:
-                fill, forward, run_trunk = cached.val, cached.split.head_eval, True
-        loss_sum, top1, top5, seen = 0.0, 0, 0, 0
-        with torch.inference_mode(), torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            for images, labels, index in batches:
-                images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-                if channels_last and images.dim() == 4 and (cached is None or run_trunk):
-                    images = images.contiguous(memory_format=torch.channels_last)
-                if run_trunk:
-                    images = cached.trunk(images)
-                    if fill is not None:
-                        fill.put(index, images, labels)
-                logits = forward(images).float()
-                loss_sum += loss_fn(logits, labels).item() * labels.shape[0]
-                top = logits.topk(min(5, num_classes), dim=1).indices
-                top1 += (top[:, 0] == labels).sum().item()
-                top5 += (top == labels[:, None]).any(dim=1).sum().item()
-                seen += labels.shape[0]
-        if fill is not None:
-            if dist is not None:  # validation is sharded the same way every epoch: only this share is read
-                fill.filled[:] = True
-            fill.finish()
-        if dist is not None:
-            loss_sum, top1, top5, seen = dist.all_sum([loss_sum, top1, top5, seen], device)
-        return loss_sum / seen, top1 / seen, (top5 / seen if num_classes > 5 else None)
-
-    def _checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any, current: FinetunePlan,
-                    epoch: int, batch: int, global_step: int, schedule_done: int, wait: bool = False,
-                    required: bool = True) -> bool:
-        """Snapshot the training state now; write it (checkpoint + weights) on a background thread.
-
-        Only what can still change is copied: frozen parameters never change, so the live
-        tensors are a valid snapshot. ``wait`` blocks until the files are on disk. A checkpoint
-        that is not ``required`` is skipped while the previous one is still being written, or
-        when one was taken less than ``CHECKPOINT_INTERVAL_S`` ago (epochs of a few
-        milliseconds on cached features): training never waits for the disk.
-        """
-        if not self._writes_files:
-            return False
-        now = time.monotonic()
-        if not required and ((self._writer is not None and self._writer.is_alive())
-                             or now - self._last_checkpoint < self.CHECKPOINT_INTERVAL_S):
-            return False
-        self._last_checkpoint = now
-        self._join_writer()
-        names = {id(p): n for n, p in model.named_parameters()}
-        state = {
-            "model": _snapshot_model(model),
-            "optimizer": _clone_tensors(optimizer.state_dict()),
-            "optimizer_layout": [{"name": g["name"], "params": [names[id(p)] for p in g["params"]]}
-                                 for g in optimizer.param_groups],
-            "scaler": scaler.state_dict() if scaler.is_enabled() else None,
-            "epoch": epoch, "batch": batch, "global_step": global_step, "schedule_done": schedule_done,
-            "frozen": list(current.freeze.frozen), "unfrozen": list(current.freeze.unfrozen),
-            "classes": list(self.data.classes), "rng": rng_state(),
-            "data_fingerprint": str(getattr(self.data, "fingerprint", "")),
-            "data_counts": [len(self.data.train), len(self.data.val) if self.data.val is not None else 0],
-        }
-        # The weights file is for export: written at the end and on stop; last.pt holds them meanwhile.
-        self._writer = threading.Thread(target=self._write_files, args=(state, required), name="workbench-checkpoint")
-        self._writer.start()
-        if wait:
-            self._join_writer()
-        return True
-
-    def _write_files(self, state: dict[str, Any], weights: bool) -> None:
-        try:
-            save_checkpoint(self.run_dir / CHECKPOINT, state)
-            if weights:
-                self._write_weights(state["model"])
-        except BaseException as exc:  # reported on the training thread by _join_writer
-            self._writer_error = exc
-
-    def _write_weights(self, tensors: dict[str, torch.Tensor]) -> None:
-        from safetensors.torch import save_file
-
-        with atomic_path(self.run_dir / WEIGHTS) as tmp:
-            save_file({k: v.contiguous() for k, v in _untied(tensors).items()}, str(tmp))
-
-    def _check_same_data(self, state: dict[str, Any]) -> None:
-        """Resuming on other images (or another split or transform) is refused unless asked for."""
-        was, now = state.get("data_fingerprint"), str(getattr(self.data, "fingerprint", ""))
-        if not was or was == now or self.allow_data_change:
-            return
-        counts = state.get("data_counts")
-        change = ""
-        if counts:
-            now_counts = [len(self.data.train), len(self.data.val) if self.data.val is not None else 0]
-            if list(counts) != now_counts:
-                change = (f" ({counts[0]:,} → {now_counts[0]:,} training images, "
-                          f"{counts[1]:,} → {now_counts[1]:,} validation images)")
-        raise TrainingError(f"cannot resume {self.run_dir}: the data changed since its checkpoint{change}: images, "
-                            "split or preprocessing differ, so the resumed run would not continue the same "
-                            "training. Pass --allow-data-change to continue on the new data anyway")
-
-    def _join_writer(self, raise_errors: bool = True) -> None:
-        if self._writer is not None:
-            self._writer.join()
-            self._writer = None
-        error, self._writer_error = self._writer_error, None
-        if error is not None and raise_errors:
-            raise TrainingError(f"cannot write the checkpoint in {self.run_dir}: {error}") from None
-
-    def _write_run_files(self, plan: FinetunePlan, fresh: bool) -> None:
-        import tomli_w
-
-        from workbench.project import plan_to_dict
-
-        spec = self.ws.backbone.spec
-        recorded = plan.copy() if fresh else self.plan.copy()
-        recorded.model.num_classes = spec.num_classes
-        recorded.model.label_names = list(spec.label_names or [])
-        if recorded.model.source != "timm":
-            recorded.model.name = str(self.plan.resolve_path(recorded.model.name))
-        for key in ("path", "val_path"):
-            value = getattr(recorded.data, key)
-            if value is not None:
-                setattr(recorded.data, key, str(self.plan.resolve_path(value)))
-        if fresh or not (self.run_dir / "project.toml").exists():
-            atomic_write_text(self.run_dir / "project.toml", tomli_w.dumps(plan_to_dict(recorded)))
-        atomic_write_text(self.run_dir / "spec.json", json.dumps(spec.to_dict(), indent=2))
-
-    def _nan_message(self, value: float | str, epoch: int, batch: int, step: int, what: str = "loss") -> str:
-        self._join_writer(raise_errors=False)  # the epoch's checkpoint may still be on its way to disk
-        ckpt = self.run_dir / CHECKPOINT
-        kept = f"the last good checkpoint is {ckpt}" if ckpt.exists() else "no checkpoint had been written yet"
-        return (f"{what} became {value} at epoch {epoch}, batch {batch} (step {step}); training stopped and {kept}. "
-                "Lower the learning rate or set [train] grad_clip")
-
-    def _check_finite(self, model: nn.Module, epoch: int, batch: int, step: int) -> None:
-        """Stop before a checkpoint or weights file could hold NaN/inf (the loss can stay finite meanwhile)."""
-        bad = nonfinite_tensors(model)
-        if self._dist is not None:
-            bad_any = self._dist.all_max([float(bool(bad))], next(model.parameters()).device)[0] > 0
-            if bad_any and not bad:
-                bad = ["(on another process)"]
-        if bad:
-            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-            raise TrainingError(self._nan_message(f"non-finite in {len(bad)} tensor(s) ({shown})", epoch, batch,
-                                                  step, "the weights"))
-
-
-@dataclass
-class _Cache:
-    """The trunk/head split for the current freeze state and its feature stores."""
-
-    split: Any
-    train: Any
-    val: Any
-    fill_loader: DataLoader | None
-    fill_loader_dataset: Any = None
-    trunk: Any = None  # what computes trunk outputs: the split trunk or its BatchNorm-folded copy
-    channels_last: bool = False
-
-    def discard_incomplete(self) -> None:
-        for store in (self.train, self.val):
-            if store is not None:
-                store.discard()
-
-
-class _WithIndex(torch.utils.data.Dataset):
-    """Items with their dataset index, so the first cached epoch knows where each feature goes.
-
-    Training keys are ``(epoch, index)``: each image's random augmentation is then seeded from
-    ``(seed, epoch, index)`` alone, so it is the same whatever the number of loader workers and
-    whether or not the run was stopped and resumed in between (an exact resume needs that).
-    """
-
-    def __init__(self, dataset: Any, seed: int = 0) -> None:
-        self.dataset = dataset
-        self.seed = seed
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any, int]:
-        if isinstance(key, tuple):
-            epoch, i = key
-            with _seeded((self.seed * 1_000_003 + epoch) * 10_000_019 + i):
-                image, label = self.dataset[i]
-        else:
-            i = key
-            image, label = self.dataset[i]
-        return image, label, i
-
-
-class _seeded:
-    """Seed torch, ``random`` and numpy for one item, then restore them (the training RNG must not move)."""
-
-    def __init__(self, seed: int) -> None:
-        self.seed = seed % 2**63
-
-    def __enter__(self) -> None:
-        import numpy as np
-
-        self._torch = torch.get_rng_state()
-        self._python = random.getstate()
-        self._numpy = np.random.get_state()
-        torch.manual_seed(self.seed)
-        random.seed(self.seed)
-        np.random.seed(self.seed % 2**32)
-
-    def __exit__(self, *exc: object) -> None:
-        import numpy as np
-
-        torch.set_rng_state(self._torch)
-        random.setstate(self._python)
-        np.random.set_state(self._numpy)
-
-
-def _cached_batches(store: Any, sampler: EpochSampler, batch_size: int
-                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """The same batches the image loader would give, read from cached trunk outputs."""
-    order = torch.tensor(sampler.order()[sampler.start:], dtype=torch.long)
-    for index in order.split(batch_size):
-        yield store.features.index_select(0, index), store.labels.index_select(0, index), index
-
-
-def _human(nbytes: int) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if nbytes < 1024 or unit == "GB":
-            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{nbytes} B"
-        nbytes /= 1024
-    return f"{nbytes:.1f} GB"
-
-
-def _quoted(path: Path) -> str:
-    import shlex
-
-    return shlex.quote(str(path))
+    def _teardown(self, t: TrainState) -> None:
+        self._plan_now = t.plan
+        self._call("teardown", t)
+        if self.dist is not None:
+            self.dist.close()
+        t.model.to("cpu")
+        if t.channels_last:
+            t.model.to(memory_format=torch.contiguous_format)
 
 
 def default_run_dir(plan: FinetunePlan) -> Path:
-    base = plan.base_dir or Path.cwd()
-    return base / "runs" / datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def _check_logits(model: nn.Module, spec: ModelSpec) -> None:
-    """Refuse a module whose output is not (N, classes) logits (a detector's map, probabilities)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            out = model(3 * torch.randn(3, *spec.input_size, generator=torch.Generator().manual_seed(2)))
-    finally:
-        model.train(was_training)
-    head_hint = "cut the graph and attach a new head ([head] in the project file)"
-    if not isinstance(out, torch.Tensor) or out.dim() != 2:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise TrainingError(f"the model's output has shape {shape}, not (N, classes) logits: to train it, {head_hint}")
-    if out.shape[1] > 1 and bool((out >= 0).all()) and torch.allclose(out.sum(dim=1), torch.ones(3), atol=1e-4):
-        raise TrainingError("the model's output rows sum to 1 (probabilities, not logits): cross-entropy on them "
-                            f"would train the wrong thing; {head_hint}")
-
-
-def _seed_everything(seed: int) -> None:
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _with_base(group: dict[str, Any]) -> dict[str, Any]:
-    return {**group, "base_lr": group["lr"]}
-
-
-def _build_optimizer(cfg: Any, groups: list[dict[str, Any]]) -> torch.optim.Optimizer:
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    raise WorkbenchError(f"unknown optimizer {cfg.optimizer!r} (adamw, sgd)")
-
-
-def _groups_from_layout(model: nn.Module, layout: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Optimizer groups in the exact order a checkpoint recorded (LRs come back with its state)."""
-    named = dict(model.named_parameters())
-    return [{"name": g["name"], "params": [named[n] for n in g["params"]], "base_lr": 0.0} for g in layout]
-
-
-def _extend_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, current: FinetunePlan, ws: Workspace,
-                      epoch: int) -> tuple[AppliedPlan, int]:
-    """Apply the (more unfrozen) plan and add newly trainable parameters as new optimizer groups."""
-    applied = apply_plan(model, resolve_plan(ws.tree, current, ws.default_groups()))
-    present = {id(p) for g in optimizer.param_groups for p in g["params"]}
-    used = {g["name"] for g in optimizer.param_groups}
-    added = 0
-    for group in applied.param_groups:
-        new = [p for p in group["params"] if id(p) not in present]
-        if not new:
-            continue
-        name = group["name"] if group["name"] not in used else f"{group['name']}@{epoch}"
-        used.add(name)
-        optimizer.add_param_group({**group, "params": new, "name": name, "base_lr": group["lr"]})
-        added += sum(p.numel() for p in new)
-    return applied, added
-
-
-def _snapshot_model(model: nn.Module) -> dict[str, torch.Tensor]:
-    """state_dict tensors on the CPU, copied unless they are frozen parameters (which never change)."""
-    out = {}
-    for key, value in model.state_dict(keep_vars=True).items():
-        tensor = value.detach()
-        frozen = isinstance(value, nn.Parameter) and not value.requires_grad
-        if tensor.device.type != "cpu":
-            out[key] = tensor.cpu()
-        else:
-            out[key] = tensor if frozen else tensor.clone()
-    return out
-
-
-def _clone_tensors(value: Any) -> Any:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().clone() if value.device.type == "cpu" else value.detach().cpu()
-    if isinstance(value, dict):
-        return {k: _clone_tensors(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_clone_tensors(v) for v in value]
-    if isinstance(value, tuple):
-        return tuple(_clone_tensors(v) for v in value)
-    return value
-
-
-def _untied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors refuses tensors that share memory; clone the later ones."""
-    seen: set[int] = set()
-    out = {}
-    for k, v in state.items():
-        ptr = v.untyped_storage().data_ptr() if v.numel() else id(v)
-        out[k] = v.clone() if ptr in seen else v
-        seen.add(ptr)
-    return out
-
-
-def _as_dict(report: Any) -> dict[str, Any]:
-    return dict(vars(report))  # reports hold plain values only: no deep copy needed
+    """``runs/<time>`` beside the project file (or the working folder)."""
+    return RunDir.timestamped((plan.base_dir or Path.cwd()) / "runs").path

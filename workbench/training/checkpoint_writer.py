@@ -1,0 +1,129 @@
+"""Checkpoints written on a background thread, from a snapshot taken on the training thread.
+
+Only what can still change is copied: frozen parameters never change, so the live tensors
+are a valid snapshot. A write error is raised on the training thread at the next ``join``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn as nn
+
+from workbench.atomic import atomic_path
+from workbench.errors import TrainingError
+from workbench.training.checkpoint import rng_state, save_checkpoint
+from workbench.training.optimizer import optimizer_layout
+from workbench.training.run_folder import RunDir
+
+if TYPE_CHECKING:
+    from workbench.training.state import TrainState
+
+
+class CheckpointWriter:
+    """Snapshots the training state and writes ``checkpoints/last.pt`` (+ the weights file) off-thread."""
+
+    def __init__(self, run_dir: RunDir, interval_s: float) -> None:
+        self.run_dir = run_dir
+        self.interval_s = interval_s
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._last = float("-inf")
+
+    def save(self, t: TrainState, epoch: int, batch: int, *, wait: bool = False, required: bool = True) -> bool:
+        """Snapshot now, write in the background; returns whether a checkpoint was taken.
+
+        ``epoch``/``batch`` are where a resume continues. ``wait`` blocks until the files are on
+        disk. A checkpoint that is not ``required`` is skipped while the previous one is still
+        being written, or when one was taken less than ``interval_s`` ago (epochs of a few
+        milliseconds on cached features): training never waits for the disk.
+        """
+        if not t.writes_files:
+            return False
+        now = time.monotonic()
+        if not required and ((self._thread is not None and self._thread.is_alive())
+                             or now - self._last < self.interval_s):
+            return False
+        self._last = now
+        self.join()
+        data = t.data
+        state = {
+            "model": snapshot_model(t.model),
+            "optimizer": clone_tensors(t.optimizer.state_dict()),
+            "optimizer_layout": optimizer_layout(t.model, t.optimizer),
+            "scaler": t.scaler.state_dict() if t.scaler.is_enabled() else None,
+            "epoch": epoch, "batch": batch, "global_step": t.global_step, "schedule_done": t.schedule_done,
+            "frozen": list(t.plan.freeze.frozen), "unfrozen": list(t.plan.freeze.unfrozen),
+            "classes": list(data.classes), "rng": rng_state(),
+            "data_fingerprint": str(getattr(data, "fingerprint", "")),
+            "data_counts": [len(data.train), len(data.val) if data.val is not None else 0],
+        }
+        # The weights file is for export: written at the end and on stop; last.pt holds them meanwhile.
+        self._thread = threading.Thread(target=self._write, args=(state, required), name="workbench-checkpoint")
+        self._thread.start()
+        if wait:
+            self.join()
+        return True
+
+    def _write(self, state: dict[str, Any], weights: bool) -> None:
+        try:
+            save_checkpoint(self.run_dir.checkpoint, state)
+            if weights:
+                self.write_weights(state["model"])
+        except BaseException as exc:  # reported on the training thread by join()
+            self._error = exc
+
+    def write_weights(self, tensors: dict[str, torch.Tensor]) -> None:
+        """``model.safetensors``, atomically (what export and ``load_run`` read)."""
+        from safetensors.torch import save_file
+
+        with atomic_path(self.run_dir.weights) as tmp:
+            save_file({k: v.contiguous() for k, v in untied(tensors).items()}, str(tmp))
+
+    def join(self, raise_errors: bool = True) -> None:
+        """Wait for the write in flight; raise its error (as a TrainingError) unless told not to."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        error, self._error = self._error, None
+        if error is not None and raise_errors:
+            raise TrainingError(f"cannot write the checkpoint in {self.run_dir}: {error}") from None
+
+
+def snapshot_model(model: nn.Module) -> dict[str, torch.Tensor]:
+    """state_dict tensors on the CPU, copied unless they are frozen parameters (which never change)."""
+    out = {}
+    for key, value in model.state_dict(keep_vars=True).items():
+        tensor = value.detach()
+        frozen = isinstance(value, nn.Parameter) and not value.requires_grad
+        if tensor.device.type != "cpu":
+            out[key] = tensor.cpu()
+        else:
+            out[key] = tensor if frozen else tensor.clone()
+    return out
+
+
+def clone_tensors(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone() if value.device.type == "cpu" else value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: clone_tensors(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone_tensors(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(clone_tensors(v) for v in value)
+    return value
+
+
+def untied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """safetensors refuses tensors that share memory; clone the later ones."""
+    seen: set[int] = set()
+    out = {}
+    for k, v in state.items():
+        ptr = v.untyped_storage().data_ptr() if v.numel() else id(v)
+        out[k] = v.clone() if ptr in seen else v
+        seen.add(ptr)
+    return out

@@ -1,0 +1,34 @@
+"""The ``Checkpointing`` callback: a checkpoint after each epoch (at most every few seconds), on stop and at the end."""
+
+from __future__ import annotations
+
+from workbench.training.callbacks import Callback
+from workbench.training.checkpoint_writer import CheckpointWriter, snapshot_model
+from workbench.training.state import TrainState
+
+
+class Checkpointing(Callback):
+    """``checkpoints/last.pt`` (to resume from) and ``model.safetensors`` (to export), through ``writer``.
+
+    Runs after ``NonFiniteGuard``, so nothing non-finite is ever written.
+    """
+
+    def __init__(self, writer: CheckpointWriter) -> None:
+        self.writer = writer
+
+    def after_validate(self, t: TrainState) -> None:
+        last = t.epoch + 1 == t.cfg.epochs  # the last epoch's checkpoint (and weights file) is never skipped
+        if self.writer.save(t, t.epoch + 1, 0, required=last):
+            t.checkpoint = str(t.run_dir.checkpoint)
+
+    def on_stop(self, t: TrainState) -> None:
+        at_end = t.batch == t.batches
+        self.writer.save(t, t.epoch + 1 if at_end else t.epoch, 0 if at_end else t.batch, wait=True)
+
+    def after_fit(self, t: TrainState) -> None:
+        self.writer.join()
+        if t.writes_files and not t.run_dir.weights.exists():  # resumed after a kill in the last write
+            self.writer.write_weights(snapshot_model(t.model))
+
+    def teardown(self, t: TrainState) -> None:
+        self.writer.join(raise_errors=False)
