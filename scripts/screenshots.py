@@ -74,9 +74,13 @@ def main() -> int:
     def layers() -> None:
         window.tabs.setCurrentWidget(window.tree_panel)
         model, view = window.tree_panel.model, window.tree_panel.view
-        for path in ("layer4", "layer4.0", "layer4.0.downsample"):
-            view.expand(model.index_of_path(path))
-        window.model_panel.select_name("resnet18")
+        from workbench.demo import DEMO_MODEL
+
+        tree = window.session.workspace.tree
+        for path in ("blocks", "blocks.6", "blocks.6.0"):  # the demo's top block, opened
+            if tree.find_node(path) is not None:
+                view.expand(model.index_of_path(path))
+        window.model_panel.select_name(DEMO_MODEL)
         shot(window, "01-layers.png")
 
     @when(lambda: True)
@@ -114,7 +118,7 @@ def main() -> int:
         shot(window, "05-layers-after-training.png")
         dialog = window.open_export()
         dialog.format.setCurrentIndex(dialog.format.findData("onnx"))
-        dialog.path.setText(str(scratch / "digits-resnet18.onnx"))
+        dialog.path.setText(str(scratch / "digits-demo.onnx"))
         dialog.export_button.click()
         window._shots_dialog = dialog  # type: ignore[attr-defined]
 

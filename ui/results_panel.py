@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QCoreApplication, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -38,7 +38,7 @@ from ui.workers import BackgroundCall
 from workbench.errors import WorkbenchError
 
 THUMB = 64
-PREVIEW = 128
+PREVIEW = 112
 MAX_GALLERY = 240  # the most confident mistakes; the rest are counted, not drawn
 MAX_PAIRS = 20
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -201,33 +201,34 @@ class ResultsPanel(QWidget):
         self.details_caption.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.top_table = _table(["Label", "Probability"])
         self.top_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.top_table.setMinimumHeight(5 * 22 + 28)
-        top_row = QHBoxLayout()
-        top_row.addWidget(self.preview, 0, Qt.AlignmentFlag.AlignTop)
-        top_row.addWidget(self.details_caption, 1)
+        self.top_table.verticalHeader().setDefaultSectionSize(20)
+        self.top_table.setMinimumHeight(5 * 20 + 26)
+        text_column = QVBoxLayout()
+        text_column.addWidget(self.details_caption)
+        text_column.addWidget(self.top_table, 1)
         details_box = QGroupBox("Top-5")
-        details_layout = QVBoxLayout(details_box)
-        details_layout.addLayout(top_row)
-        details_layout.addWidget(self.top_table, 1)
+        details_layout = QHBoxLayout(details_box)
+        details_layout.addWidget(self.preview, 0, Qt.AlignmentFlag.AlignTop)
+        details_layout.addLayout(text_column, 1)
 
         upper = QSplitter(Qt.Orientation.Horizontal)
         upper.addWidget(matrix_box)
         upper.addWidget(side)
         upper.setStretchFactor(0, 3)
         upper.setStretchFactor(1, 2)
-        upper.setSizes([480, 340])
+        upper.setSizes([500, 320])
         lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(gallery_box)
         lower.addWidget(details_box)
         lower.setStretchFactor(0, 3)
         lower.setStretchFactor(1, 2)
-        lower.setSizes([480, 340])
+        lower.setSizes([440, 380])
         body = QSplitter(Qt.Orientation.Vertical)
         body.addWidget(upper)
         body.addWidget(lower)
-        body.setStretchFactor(0, 3)
+        body.setStretchFactor(0, 2)
         body.setStretchFactor(1, 1)
-        body.setSizes([470, 230])
+        body.setSizes([430, 230])
         for splitter in (upper, lower, body):
             splitter.setChildrenCollapsible(False)
 
@@ -254,11 +255,14 @@ class ResultsPanel(QWidget):
         return any(c is not None and c.is_running() for c in (self._call, self._try_call))
 
     def wait(self) -> None:
+        """Cancel the evaluation and wait for both background calls to end (closing the window)."""
         self._cancel[0] = True
         self._pending = self._try_pending = None
         for call in (self._call, self._try_call):
-            if call is not None:
-                call.wait()
+            # Trap: the worker's "done" reaches QThread.quit() queued through this (GUI) thread, so a plain
+            # wait() here would wait forever for a quit that this very wait keeps from being delivered.
+            while call is not None and not call.wait(50):
+                QCoreApplication.processEvents()
 
     def show_run(self, run_dir: Path) -> None:
         """Evaluate ``run_dir`` in the background; a newer request replaces one still running."""
@@ -457,7 +461,7 @@ class ResultsPanel(QWidget):
         except WorkbenchError:
             pixmap = None
         caption = (f"<b>{_escape(mistake.name)}</b><br>true: <b style='color:#1b7f3b'>"
-                   f"{_escape(ev.classes[mistake.true])}</b><br>predicted: <b style='color:#b00020'>"
+                   f"{_escape(ev.classes[mistake.true])}</b> · predicted: <b style='color:#b00020'>"
                    f"{_escape(ev.classes[mistake.predicted])}</b> ({mistake.confidence:.1%})")
         self._show_top(mistake, pixmap, caption, mistake.top, ev.classes[mistake.true])
 
