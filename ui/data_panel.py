@@ -211,7 +211,7 @@ class DataPanel(QWidget):
 
     def _show_mismatch(self) -> None:
         found = [p for p in self.session.problems if p.code == "class-count-mismatch"]
-        self.mismatch.setText(f"⛔ {found[0].message}" if found else "")
+        self.mismatch.setText(f"✖ {found[0].message}" if found else "")
         self.mismatch.setVisible(bool(found))
 
     def _update_enabled(self) -> None:

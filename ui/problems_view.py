@@ -14,8 +14,8 @@ WHERE_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 class ProblemsList(QListWidget):
-    """One row per problem: ``⛔ [code] message`` for errors, ``⚠`` for warnings; activating a row
-    emits ``goTo`` with the control it is about ("data", "groups", "train", "layers")."""
+    """One row per problem: ``✖ [code] message`` for errors, ``⚠`` for warnings; activating a row
+    emits ``goTo`` with the control it is about ("data", "groups", "train", "layers"). Hidden when there are none."""
 
     goTo = Signal(str)
 
@@ -24,7 +24,7 @@ class ProblemsList(QListWidget):
         self.session = session
         self.setWordWrap(True)
         self.setTextElideMode(Qt.TextElideMode.ElideNone)
-        self.setMaximumHeight(120)
+        self.setMaximumHeight(96)
         self.setToolTip("Problems found in the plan before training; double-click one to go to its setting")
         self.itemActivated.connect(lambda item: self.goTo.emit(str(item.data(WHERE_ROLE) or "")))
         session.problemsChanged.connect(self.refresh)
@@ -34,14 +34,13 @@ class ProblemsList(QListWidget):
     def refresh(self) -> None:
         self.clear()
         if self.session.workspace is None:
+            self.hide()
             return
         for problem in self.session.problems:
-            item = QListWidgetItem(f"{'⛔' if problem.is_error else '⚠'} [{problem.code}] {problem.message}")
+            item = QListWidgetItem(f"{'✖' if problem.is_error else '⚠'} [{problem.code}] {problem.message}")
             item.setForeground(QBrush(ERROR_COLOR if problem.is_error else WARNING_COLOR))
             item.setToolTip(f"{problem.severity}: {problem.message}")
             item.setData(WHERE_ROLE, problem.where)
             self.addItem(item)
-        if not self.session.problems:
-            item = QListWidgetItem("✔ No problems found in the plan")
-            item.setForeground(Qt.GlobalColor.darkGreen)
-            self.addItem(item)
+        # Shown only while there is something to say: the Training tab's left column is tight at 1440×900.
+        self.setVisible(bool(self.session.problems))

@@ -51,7 +51,9 @@ class SummaryBar(QFrame):
         layout.addWidget(self.warnings)
         # Trap: a label that grows by a line re-lays out the whole window and repaints every widget in it
         # (hundreds of ms on a big tree). Reserving the lines keeps a tick's repaint to the labels themselves.
+        # (The warnings line is shown only while there are warnings: that relayout happens when they come or go.)
         line = self.fontMetrics().lineSpacing()
+        self.summary.setMinimumHeight(2 * line)
         self.cost.setMinimumHeight(2 * line)
         self.warnings.setMinimumHeight(SHOWN_WARNINGS * line + 2)
         session.resolutionChanged.connect(self.refresh)
@@ -66,6 +68,7 @@ class SummaryBar(QFrame):
             self.groups.setText("")
             self.cost.setText("")
             self.warnings.setText("")
+            self.warnings.hide()
             return
         self.summary.setText(res.summary())
         self.share.setValue(int(1000 * res.trainable_params / res.total_params) if res.total_params else 0)
@@ -78,15 +81,16 @@ class SummaryBar(QFrame):
         """The plan's problems (``session.problems``: the resolver's warnings and the preflight checks), errors first."""
         problems = self.session.problems if self.session.resolution is not None else []
         if problems:
-            shown = [f"{'⛔' if p.is_error else '⚠'} {p.message}" for p in problems[:SHOWN_WARNINGS]]
+            shown = [f"{'✖' if p.is_error else '⚠'} {p.message}" for p in problems[:SHOWN_WARNINGS]]
             hidden = len(problems) - len(shown)
             if hidden:
                 shown[-1] += f"   (+{hidden} more: hover to see all, or the Training tab's list)"
             self.warnings.setText("\n".join(shown))
             self.warnings.setToolTip("\n".join(f"{p.severity}: {p}" for p in problems))
+            self.warnings.show()
         else:
-            self.warnings.setText("✔ No warnings" if self.session.resolution is not None else "")
-            self.warnings.setToolTip("")
+            self.warnings.setText("")
+            self.warnings.hide()
 
     def _cost_text(self, res) -> str:
         from workbench.cost import plan_cost, workspace_cost_model

@@ -7,7 +7,6 @@ from collections.abc import Callable
 from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPoint, Qt, Signal
-from PySide6.QtGui import QAccessible
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -54,21 +53,6 @@ def filter_visible(tree: LayerTree, needle: str) -> list[bool]:
                 visible[parent] = True
                 parent = tree.nodes[parent].parent
     return visible
-
-
-class LayerTreeView(QTreeView):
-    """The layer tree's view. Its rows all have one height and its structure never changes while a model
-    is loaded, so a changed row only needs a repaint."""
-
-    def dataChanged(self, top_left: QModelIndex, bottom_right: QModelIndex,  # type: ignore[override]  # noqa: N802
-                    roles: Any = ()) -> None:
-        # Trap: QTreeView::dataChanged re-asks the model, row by row, for each row's children and flags (three
-        # Python calls per row); a tick on a whole 1,000-module model sends a signal per row, and that
-        # bookkeeping cost more than the repaint. Screen readers still get the full treatment.
-        if QAccessible.isActive():
-            super().dataChanged(top_left, bottom_right, roles)
-        else:
-            self.viewport().update()
 
 
 def describe_model(ws: Any) -> str:
@@ -130,7 +114,7 @@ class TreePanel(QWidget):
 
         # No QSortFilterProxyModel in between: it made every tick on a big tree take seconds. The filter
         # hides rows in the view instead (filter_visible).
-        self.view = LayerTreeView()
+        self.view = QTreeView()
         self.view.setUniformRowHeights(True)
         self.view.setAlternatingRowColors(True)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
