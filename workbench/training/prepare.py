@@ -49,5 +49,6 @@ def prepare_training(plan: "FinetunePlan", run_dir: Path | None, *, resume: bool
     ws = Workspace.from_plan(plan)
     trainer = build_trainer(ws, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
     data: Any = trainer.data
-    return PreparedRun(trainer, list(images.problems), list(ws.backbone.notices),
-                       list(ws.resolve().warnings), data.summary())
+    # Preparing the data for the model can add notes (a table's standardization, feature scales).
+    problems = list(images.problems) + [p for p in data.problems if p not in images.problems]
+    return PreparedRun(trainer, problems, list(ws.backbone.notices), list(ws.resolve().warnings), data.summary())

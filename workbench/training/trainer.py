@@ -432,6 +432,11 @@ class Trainer:
         return cfg.num_workers if cfg.num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
 
     @property
+    def _augments(self) -> bool:
+        """[train] augment, unless the data has no augmentation at all (a feature table's rows)."""
+        return self.plan.train.augment and getattr(self.data, "augments", True)
+
+    @property
     def _writes_files(self) -> bool:
         return self._dist is None or self._dist.is_main
 
@@ -468,7 +473,7 @@ class Trainer:
         setting = self.plan.train.cache_features
         if setting is False or setting in ("false", "off"):
             return False, "feature cache not used: [train] cache_features = false"
-        if setting == "auto" and self.plan.train.augment:
+        if setting == "auto" and self._augments:
             return False, ("feature cache not used: augmentation is on, so the frozen trunk's output changes every "
                            "epoch (set [train] augment = false, or cache_features = true to cache without augmentation)")
         return True, None
@@ -523,7 +528,7 @@ class Trainer:
                 yield StateReport("trunk", f"frozen trunk runs without autograd: {split.describe()}{fold_note}")
             return
         train_set, fill_loader, fill_dataset = self.data.train, None, None
-        if self.plan.train.augment:  # cache_features = true with augmentation on
+        if self._augments:  # cache_features = true with augmentation on
             from workbench.data import ImageDataset, build_transform
 
             eval_tf = build_transform(self.ws.backbone.spec, train=False, augment=False)
