@@ -168,3 +168,84 @@ def test_onnx_detector_trains_as_a_classifier_through_a_cut_and_new_head(tmp_pat
     got = ort_run(onnx_file, x)
     assert got.shape == (3, 3)
     np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_paddle_style_classifier_round_trips_to_onnx_with_a_dynamic_batch(tmp_path: Path, capfd) -> None:
+    """Weights in Constant nodes, free N and W, a flatten computed from Shape at run time: after
+    `workbench train`, `workbench export --format onnx` writes a file that runs at batch 1 and 3."""
+    cases.save(cases.paddle_style_classifier_model(classes=3), tmp_path / "cls.onnx")
+    write_image_folder(tmp_path / "data", per_class=4, size=24)
+    project = tmp_path / "project.toml"
+    project.write_text(textwrap.dedent('''
+        [model]
+        source = "onnx"
+        name = "cls.onnx"
+        input_size = [3, 48, 96]
+
+        [data]
+        path = "data"
+        val_split = 0.25
+
+        [train]
+        epochs = 1
+        batch_size = 3
+        lr = 0.01
+        num_workers = 0
+        augment = false
+    '''))
+    run = tmp_path / "run"
+    assert main(["train", str(project), "--out", str(run)]) == 0
+    original = load(tmp_path / "cls.onnx", input_size=(3, 48, 96)).module.state_dict()
+    trained = load_file(str(run / "model.safetensors"))
+    conv = next(k for k, t in trained.items() if tuple(t.shape) == (8, 3, 3, 3))
+    assert not torch.equal(trained[conv], original[conv])  # a weight from a Constant node was fine-tuned
+    capfd.readouterr()
+
+    onnx_file = tmp_path / "cls-tuned.onnx"
+    assert main(["export", str(run), "--format", "onnx", "--out", str(onnx_file)]) == 0
+    out, err = capfd.readouterr()  # file descriptors too: exporters print from C++ as well
+    assert "dynamic batch" in out and "at batch 1 and 3" in out
+    assert len((out + err).splitlines()) <= 5, out + err  # no graph IR, no exporter chatter
+    exported = onnx.load(str(onnx_file))
+    assert exported.graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    module = load_run(run).module
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, 3, 48, 96)).astype(np.float32)
+        with torch.no_grad():
+            expected = module(torch.from_numpy(x)).numpy()
+        got = ort_run(onnx_file, x)
+        assert got.shape == (batch, 3)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+IMPORTABLE = {
+    "constant_weights": cases.constant_weights_model, "dequantized": cases.dequantized_weights_model,
+    "auto_pad": cases.auto_pad_model, "matmul": cases.matmul_weights_model,
+    "nhwc": lambda: cases.nhwc_model(normalise_first=True), "dynamo_style": cases.dynamo_style_model,
+    "cast_tail": cases.cast_tail_classifier_model, "free_width": cases.free_width_model,
+    "batchnorm_1d": cases.batchnorm_1d_model, "detector": cases.detector_model, "recognizer": cases.recognizer_model,
+    "mlp": cases.mlp_model, "softmax_identity": lambda: cases.with_tail(cases.matmul_weights_model(),
+                                                                        ["Softmax", "Identity"]),
+    "manual_softmax": cases.manual_softmax_model, "paddle_style": cases.paddle_style_classifier_model,
+}
+
+
+@pytest.mark.parametrize("name", sorted(IMPORTABLE))
+def test_every_importable_graph_exports_back_with_a_dynamic_batch_after_a_step(name: str, tmp_path: Path) -> None:
+    from workbench.export import export_model
+
+    backbone = load(cases.save(IMPORTABLE[name](), tmp_path / f"{name}.onnx"))
+    module = backbone.module.train()
+    before = {k: p.detach().clone() for k, p in module.named_parameters()}
+    module(torch.randn(4, *backbone.spec.input_size)).float().square().mean().backward()
+    torch.optim.SGD([p for p in module.parameters() if p.requires_grad], lr=0.05).step()
+    assert any(not torch.equal(before[k], p) for k, p in module.named_parameters())
+    module.eval()
+    result = export_model(module, backbone.spec, "onnx", tmp_path / "out.onnx")
+    assert "dynamic batch" in result.message
+    assert onnx.load(str(tmp_path / "out.onnx")).graph.input[0].type.tensor_type.shape.dim[0].dim_param
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, *backbone.spec.input_size)).astype(np.float32)
+        with torch.no_grad():
+            expected = module(torch.from_numpy(x)).numpy()
+        np.testing.assert_allclose(ort_run(tmp_path / "out.onnx", x), expected, atol=1e-4, rtol=1e-4)
