@@ -322,6 +322,14 @@ def test_standardization_travels_into_the_run_and_its_exports(tmp_path: Path, ca
     np.testing.assert_allclose(config["pretrained_cfg"]["mean"], spec["mean"])
     np.testing.assert_allclose(config["pretrained_cfg"]["std"], spec["std"])
     assert config["pretrained_cfg"]["input_size"] == [30]
+    # the ONNX export carries them too, and importing it again gives them back as the model's preprocessing
+    assert main(["export", str(tmp_path / "run"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
+    from tests.test_onnx_import import load
+
+    again = load(tmp_path / "m.onnx").spec
+    np.testing.assert_allclose(again.mean, spec["mean"])
+    np.testing.assert_allclose(again.std, spec["std"])
+    assert again.label_names == spec["label_names"]
     # resuming re-derives the same statistics: the data fingerprint matches, nothing to allow
     assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2"]) == 0
 

@@ -279,16 +279,16 @@ def open_data(config: DataConfig, base_dir: Path | None, spec: ModelSpec, augmen
     """
     from workbench.tables import LabelledTable, table_bundle
 
+    channels = spec.input_size[0]
+    if len(spec.input_size) != 1 and channels not in (1, 3):
+        raise WorkbenchError(f"the model takes {channels}-channel input; only 1 (grayscale) or 3 (RGB) "
+                             "channel images are supported")
     images = open_images(config, base_dir)
     if isinstance(images, LabelledTable):
         return table_bundle(images, config, spec)
-    channels = spec.input_size[0]
     if len(spec.input_size) == 1:
         raise WorkbenchError(f"{spec.architecture} takes feature vectors (N, {channels}), not images: "
                              "train it on a feature table ([data] dataset = \"table\", path = a .npz or .csv file)")
-    if channels not in (1, 3):
-        raise WorkbenchError(f"the model takes {channels}-channel input; only 1 (grayscale) or 3 (RGB) "
-                             "channel images are supported")
     train_tf = build_transform(spec, train=True, augment=augment)
     eval_tf = build_transform(spec, train=False, augment=False)
     mode = "L" if channels == 1 else "RGB"
