@@ -145,7 +145,8 @@ class OnnxExporter:
         out = Path(out)
         tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
         model = _prepared(module)
-        checks = [(batch, x, _logits(model, x)) for batch, x in ((2, _random_batch(spec, 2, 1)), (3, _random_batch(spec, 3, 2)))]
+        # Traced at batch 2 (below), checked at 3 and 1: a graph that kept the traced batch size fails here.
+        checks = [(batch, x, _logits(model, x)) for batch, x in ((3, _random_batch(spec, 3, 2)), (1, _random_batch(spec, 1, 1)))]
         problems: list[str] = []
         for exporter in ("TorchScript-based", "dynamo"):
             try:
@@ -162,12 +163,12 @@ class OnnxExporter:
             except OSError as exc:
                 raise WorkbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
             message = (f"wrote {', '.join(str(p) for p in paths)} (opset {_file_opset(out)}, {exporter} exporter, "
-                       f"dynamic batch); max abs diff vs PyTorch {diff:.3g} at batch 2 and 3 (onnxruntime)")
+                       f"dynamic batch); max abs diff vs PyTorch {diff:.3g} at batch 1 and 3 (onnxruntime)")
             if problems:
                 message += "; " + "; ".join(problems)
             return ExportResult(self.name, paths, diff, message)
         hint = ""
-        if spec.architecture.startswith("onnx:") and any("batch of 3" in p for p in problems):
+        if spec.architecture.startswith("onnx:") and any("fails on a batch of" in p for p in problems):
             hint = ("; onnx2torch modules that compute shapes at run time (e.g. a ViT class token) trace with a fixed batch size; "
                     "export the weights as safetensors instead")
         raise WorkbenchError(f"ONNX export of {spec.architecture} failed, no file written: " + "; ".join(problems) + hint)

@@ -104,7 +104,9 @@ def _scan(root: Path, what: str, allow_empty_classes: bool = False) -> _Scan:
     if not root.exists():
         raise WorkbenchError(f"{what} {root} does not exist")
     if not root.is_dir():
-        raise WorkbenchError(f"{what} {root} is not a folder")
+        table = root.suffix.lower() in (".npz", ".csv", ".tsv")
+        raise WorkbenchError(f"{what} {root} is not a folder"
+                             + ('; for a feature table set [data] dataset = "table"' if table else ""))
     entries = sorted((e for e in root.iterdir() if not _hidden(e.name)), key=lambda e: e.name)
     class_dirs = [e for e in entries if e.is_dir()]
     if not class_dirs:

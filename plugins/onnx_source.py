@@ -47,6 +47,10 @@ class OnnxSource:
         elif request.mean is not None or request.std is not None:
             mean = tuple(request.mean) if request.mean is not None else mean
             std = tuple(request.std) if request.std is not None else std
+        if (mean is None or std is None) and len(result.input_size) == 1:
+            # Feature vectors (N, F): no normalisation unless asked for ([data] standardize, [model] mean/std).
+            mean = mean or (0.0,) * result.input_size[0]
+            std = std or (1.0,) * result.input_size[0]
         if mean is None or std is None:
             notices.append("no mean/std in the request or the file's metadata; using ImageNet defaults")
             mean = mean or IMAGENET_MEAN

@@ -392,27 +392,48 @@ def cast_tail_classifier_model() -> onnx.ModelProto:
     return make_model(nodes, inits, ["N", 3, 8, 8], ["N", 5])
 
 
-def paddle_style_classifier_model() -> onnx.ModelProto:
-    """What Paddle2ONNX writes for a MobileNetV3-style text-direction classifier: weights in
-    Constant nodes, input N×3×48×W, a flatten whose target shape is computed from Shape at run time."""
+def paddle_style_classifier_model(classes: int = 2) -> onnx.ModelProto:
+    """What Paddle2ONNX writes for a MobileNetV3-style text-direction classifier: every weight in a
+    Constant node, input N×3×48×W (N and W free), Conv + BatchNormalization + HardSwish, a
+    squeeze-excite block (HardSigmoid, Mul), and a flatten whose target shape is computed at run
+    time (Shape → Gather → Unsqueeze → Concat → Reshape) before a MatMul + Add classifier and Softmax."""
     i64 = lambda values, name: numpy_helper.from_array(np.array(values, np.int64), name)  # noqa: E731
+    positive = lambda name, n, seed: numpy_helper.from_array(  # noqa: E731
+        (np.random.default_rng(seed).random(n) + 0.5).astype(np.float32), name)
     nodes = [
-        constant_node("w_conv", weight("w_conv", [4, 3, 3, 3], 1), "/c0"),
+        constant_node("w_conv", weight("w_conv", [8, 3, 3, 3], 1), "/c0"),
         helper.make_node("Conv", ["input", "w_conv"], ["c"], pads=[1, 1, 1, 1], strides=[2, 2], name="/conv/Conv"),
-        helper.make_node("HardSwish", ["c"], ["h"], name="/act/HardSwish"),
-        helper.make_node("GlobalAveragePool", ["h"], ["g"], name="/pool/GlobalAveragePool"),
+        constant_node("bn_scale", positive("bn_scale", 8, 4), "/c_bn0"),
+        constant_node("bn_bias", weight("bn_bias", [8], 5), "/c_bn1"),
+        constant_node("bn_mean", weight("bn_mean", [8], 6), "/c_bn2"),
+        constant_node("bn_var", positive("bn_var", 8, 7), "/c_bn3"),
+        helper.make_node("BatchNormalization", ["c", "bn_scale", "bn_bias", "bn_mean", "bn_var"], ["b"],
+                         name="/bn/BatchNormalization"),
+        helper.make_node("HardSwish", ["b"], ["h"], name="/act/HardSwish"),
+        helper.make_node("GlobalAveragePool", ["h"], ["se_in"], name="/se/GlobalAveragePool"),
+        constant_node("w_se1", weight("w_se1", [4, 8, 1, 1], 8), "/c_se0"),
+        constant_node("b_se1", weight("b_se1", [4], 9), "/c_se1"),
+        helper.make_node("Conv", ["se_in", "w_se1", "b_se1"], ["se1"], name="/se/conv1/Conv"),
+        helper.make_node("Relu", ["se1"], ["se1r"], name="/se/Relu"),
+        constant_node("w_se2", weight("w_se2", [8, 4, 1, 1], 10), "/c_se2"),
+        constant_node("b_se2", weight("b_se2", [8], 11), "/c_se3"),
+        helper.make_node("Conv", ["se1r", "w_se2", "b_se2"], ["se2"], name="/se/conv2/Conv"),
+        helper.make_node("HardSigmoid", ["se2"], ["gate"], alpha=0.2, beta=0.5, name="/se/HardSigmoid"),
+        helper.make_node("Mul", ["h", "gate"], ["excited"], name="/se/Mul"),
+        helper.make_node("GlobalAveragePool", ["excited"], ["g"], name="/pool/GlobalAveragePool"),
         helper.make_node("Shape", ["g"], ["shp"], name="/flat/Shape"),
         helper.make_node("Gather", ["shp", "zero"], ["n"], axis=0, name="/flat/Gather"),
         helper.make_node("Unsqueeze", ["n", "zero1"], ["n1"], name="/flat/Unsqueeze"),
         helper.make_node("Concat", ["n1", "minus1"], ["newshape"], axis=0, name="/flat/Concat"),
         helper.make_node("Reshape", ["g", "newshape"], ["flat"], name="/flat/Reshape"),
-        constant_node("w_fc", weight("w_fc", [4, 2], 2), "/c1"),
-        constant_node("b_fc", weight("b_fc", [2], 3), "/c2"),
+        constant_node("w_fc", weight("w_fc", [8, classes], 2), "/c1"),
+        constant_node("b_fc", weight("b_fc", [classes], 3), "/c2"),
         helper.make_node("MatMul", ["flat", "w_fc"], ["mm"], name="/fc/MatMul"),
         helper.make_node("Add", ["mm", "b_fc"], ["s"], name="/fc/Add"),
         helper.make_node("Softmax", ["s"], ["logits"], axis=-1, name="/out/Softmax"),
     ]
-    return make_model(nodes, [i64(0, "zero"), i64([0], "zero1"), i64([-1], "minus1")], ["N", 3, 48, "W"], ["N", 2])
+    return make_model(nodes, [i64(0, "zero"), i64([0], "zero1"), i64([-1], "minus1")], ["N", 3, 48, "W"],
+                      ["N", classes])
 
 
 def mlp_model() -> onnx.ModelProto:

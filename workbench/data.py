@@ -15,7 +15,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from PIL import Image, ImageOps
 from workbench.errors import WorkbenchError
 from workbench.plan import DataConfig
 from workbench.spec import ModelSpec
+
+if TYPE_CHECKING:
+    from workbench.tables import LabelledTable, TableDataset
 
 # Bump when the fingerprint's recipe changes so old caches are not reused.
 _FINGERPRINT_VERSION = "workbench-data-1"
@@ -125,7 +128,7 @@ class LabelledImages:
 
 
 def stratified_split(labels: Sequence[int], num_classes: int, val_split: float, seed: int,
-                     class_names: Sequence[str] | None = None) -> tuple[list[int], list[int]]:
+                     class_names: Sequence[str] | None = None, unit: str = "image") -> tuple[list[int], list[int]]:
     """Indices (train, val): ``round(n * val_split)`` of each class's items go to val.
 
     ``labels`` must be in a stable order (sorted paths). Each class is shuffled by its own
@@ -143,8 +146,8 @@ def stratified_split(labels: Sequence[int], num_classes: int, val_split: float, 
         n_val = int(len(indices) * val_split + 0.5)
         if indices and n_val >= len(indices):
             raise WorkbenchError(f"val_split = {val_split:g} leaves class {names[label]!r} ({len(indices)} "
-                                 f"image{'s' if len(indices) != 1 else ''}) with no training images; "
-                                 "lower val_split or add images")
+                                 f"{unit}{'s' if len(indices) != 1 else ''}) with no training {unit}s; "
+                                 f"lower val_split or add {unit}s")
         # random.Random seeded with a str hashes it with SHA-512: stable across processes.
         shuffled = list(indices)
         random.Random(f"{seed}/{names[label]}").shuffle(shuffled)
@@ -158,21 +161,33 @@ def check_val_split(val_split: float) -> None:
         raise WorkbenchError(f"val_split must be at least 0 and below 1, got {val_split:g}")
 
 
-def open_images(config: DataConfig, base_dir: Path | None = None) -> LabelledImages:
-    """The labelled images ``config`` describes, from the dataset plugin ``config.dataset``."""
+def open_images(config: DataConfig, base_dir: Path | None = None) -> "LabelledImages | LabelledTable":
+    """The labelled images (or feature table) ``config`` describes, from the dataset plugin ``config.dataset``."""
     from workbench.plugins import DATASETS, registry
+    from workbench.tables import LabelledTable
 
     plugin = registry().get(DATASETS, config.dataset)
     images = plugin.open(config, base_dir)
-    if not isinstance(images, LabelledImages):
+    if isinstance(images, LabelledImages):
+        if config.standardize:
+            raise WorkbenchError("[data] standardize = true applies to feature tables (dataset = \"table\"); "
+                                 "images are normalised with the model's mean/std")
+        labels = [item.label for item in (*images.train, *images.val)]
+        names = [item.name for item in (*images.train, *images.val)]
+        _check_labelled(images, labels, names, bool(images.val), config.dataset, "image")
+    elif isinstance(images, LabelledTable):
+        labels = images.train_labels + images.val_labels
+        names = [f"row {i}" for i in range(len(labels))]
+        _check_labelled(images, labels, names, len(images.val_labels) > 0, config.dataset, "row")
+    else:
         raise WorkbenchError(f"dataset plugin {config.dataset!r} returned {type(images).__name__}, "
-                             "not LabelledImages")
-    _check_images(images, config.dataset)
+                             "not LabelledImages or LabelledTable")
     return images
 
 
-def _check_images(images: LabelledImages, dataset: str) -> None:
-    """Guarantees every caller relies on, whatever plugin produced the images."""
+def _check_labelled(images: "LabelledImages | LabelledTable", labels: list[int], names: list[str], has_val: bool,
+                    dataset: str, unit: str) -> None:
+    """Guarantees every caller relies on, whatever plugin produced the images or rows."""
     where = images.source or dataset
     if len(images.classes) < 2:
         found = f" ({images.classes[0]})" if images.classes else ""
@@ -180,16 +195,16 @@ def _check_images(images: LabelledImages, dataset: str) -> None:
                              f"{len(images.classes)}{found}")
     if len(set(images.classes)) != len(images.classes):
         raise WorkbenchError(f"{where}: class names are not unique")
-    for item in (*images.train, *images.val):
-        if not 0 <= item.label < len(images.classes):
-            raise WorkbenchError(f"{where}: item {item.name} has label {item.label} outside 0..{len(images.classes) - 1}")
+    for label, name in zip(labels, names):
+        if not 0 <= label < len(images.classes):
+            raise WorkbenchError(f"{where}: item {name} has label {label} outside 0..{len(images.classes) - 1}")
     counts = images.counts()
     empty = [c for c, (n_train, _) in counts.items() if n_train == 0]
     if empty:
-        raise WorkbenchError(f"{where}: class {empty[0]!r} has no training images")
-    if images.val:
+        raise WorkbenchError(f"{where}: class {empty[0]!r} has no training {unit}s")
+    if has_val:
         for c in (c for c, (_, n_val) in counts.items() if n_val == 0):
-            warning = f"warning: class {c!r} has no validation image; validation accuracy ignores it"
+            warning = f"warning: class {c!r} has no validation {unit}; validation accuracy ignores it"
             if warning not in images.problems:
                 images.problems.append(warning)
 
@@ -237,28 +252,43 @@ class DataBundle:
     """Datasets ready for training, with counts and a fingerprint for caching."""
 
     classes: list[str]
-    train: ImageDataset
-    val: ImageDataset | None
+    train: "ImageDataset | TableDataset"
+    val: "ImageDataset | TableDataset | None"
     problems: list[str]
     counts: dict[str, tuple[int, int]]
     fingerprint: str
     source: str = ""
     skipped: int = 0
+    unit: str = "images"  # what one item is, for messages ("rows" for a feature table)
+    detail: str = ""  # e.g. a table's width and preprocessing
+    augments: bool = True  # False: the data has no augmentation (feature rows), whatever [train] augment says
 
     def summary(self) -> str:
         n_train = len(self.train)
-        val = f"{len(self.val):,} val images" if self.val is not None else "no validation images"
-        return (f"{self.source}: {len(self.classes)} classes, {n_train:,} train / {val}; "
+        val = f"{len(self.val):,} val {self.unit}" if self.val is not None else f"no validation {self.unit}"
+        detail = f"; {self.detail}" if self.detail else ""
+        return (f"{self.source}: {len(self.classes)} classes, {n_train:,} train / {val}{detail}; "
                 f"{self.skipped:,} skipped")
 
 
 def open_data(config: DataConfig, base_dir: Path | None, spec: ModelSpec, augment: bool) -> DataBundle:
-    """Open the images ``config`` describes and wrap them in the model's transforms."""
+    """Open the images ``config`` describes and wrap them in the model's transforms.
+
+    A feature table (``LabelledTable``) becomes rows in the model's preprocessing instead
+    (``workbench.tables.table_bundle``; with ``[data] standardize`` it sets ``spec.mean/std``).
+    """
+    from workbench.tables import LabelledTable, table_bundle
+
     channels = spec.input_size[0]
-    if channels not in (1, 3):
+    if len(spec.input_size) != 1 and channels not in (1, 3):
         raise WorkbenchError(f"the model takes {channels}-channel input; only 1 (grayscale) or 3 (RGB) "
                              "channel images are supported")
     images = open_images(config, base_dir)
+    if isinstance(images, LabelledTable):
+        return table_bundle(images, config, spec)
+    if len(spec.input_size) == 1:
+        raise WorkbenchError(f"{spec.architecture} takes feature vectors (N, {channels}), not images: "
+                             "train it on a feature table ([data] dataset = \"table\", path = a .npz or .csv file)")
     train_tf = build_transform(spec, train=True, augment=augment)
     eval_tf = build_transform(spec, train=False, augment=False)
     mode = "L" if channels == 1 else "RGB"
@@ -297,8 +327,10 @@ def fingerprint(images: LabelledImages, spec: ModelSpec, train_tf: Any, eval_tf:
     return h.hexdigest()
 
 
-def thumbnails(images: LabelledImages, per_class: int, size: int) -> list[tuple[str, Image.Image]]:
-    """Up to ``per_class`` square ``size``-pixel thumbnails per class, training images first."""
+def thumbnails(images: "LabelledImages | LabelledTable", per_class: int, size: int) -> list[tuple[str, Image.Image]]:
+    """Up to ``per_class`` square ``size``-pixel thumbnails per class, training images first (none for a table)."""
+    if not isinstance(images, LabelledImages):
+        return []
     picked: list[list[Item]] = [[] for _ in images.classes]
     for item in (*images.train, *images.val):
         if len(picked[item.label]) < per_class:

@@ -20,5 +20,9 @@ class ProjectError(WorkbenchError):
     """The project file is missing, unreadable or has a bad value."""
 
 
+class DataError(WorkbenchError):
+    """The training data is missing, unreadable or does not fit the model (a table's width, its labels)."""
+
+
 class TrainingError(WorkbenchError):
     """Training stopped because of its input or numbers (NaN loss, out of memory, mismatched data)."""

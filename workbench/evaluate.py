@@ -222,10 +222,14 @@ def evaluate_plan_model(module: "nn.Module", spec: ModelSpec, plan: "FinetunePla
 
     ``data_fingerprint``: the one the run trained on; a different one today is said in the notices.
     """
-    from workbench.data import build_transform, fingerprint, open_images
+    from workbench.data import LabelledImages, build_transform, fingerprint, open_images
     from workbench.training.devices import pick_device
 
-    images = open_images(plan.data, plan.base_dir)
+    opened = open_images(plan.data, plan.base_dir)
+    if not isinstance(opened, LabelledImages):
+        raise WorkbenchError(f"evaluation (confusion matrix, mistakes) works on image datasets; {plan.data.dataset!r} "
+                             "is a feature table: its validation accuracy per epoch is in the run's metrics.jsonl")
+    images = opened
     where = images.source or plan.data.dataset
     check_labels(spec.label_names, spec.num_classes, images.classes, where)
     evaluation = evaluate_items(module, spec, images.val, list(images.classes), batch_size=plan.train.batch_size,

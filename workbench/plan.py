@@ -207,7 +207,9 @@ class DataConfig:
     val_path: str | None = None
     val_split: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.2
     seed: Seed = 0
-    dataset: Annotated[str, Field(min_length=1)] = "folder"  # "folder" or a dataset plugin name such as "digits"
+    dataset: Annotated[str, Field(min_length=1)] = "folder"  # "folder", "digits", "table" or another dataset plugin
+    # Feature tables only: feed (x - mean) / std with the training rows' per-feature mean/std (saved with the model).
+    standardize: bool = False
 
 
 @section

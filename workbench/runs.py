@@ -77,8 +77,19 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
         raise WorkbenchError(f"{run.weights} does not fit the run's model: "
                              f"{len(missing)} missing, {len(unexpected)} unexpected tensors")
     spec = ws.backbone.spec
-    spec.label_names = spec_data.get("label_names") or spec.label_names
-    spec.pretrained = bool(spec_data.get("pretrained", False))
+    if isinstance(spec_data, dict):
+        spec.label_names = spec_data.get("label_names") or spec.label_names
+        spec.pretrained = bool(spec_data.get("pretrained", False))
+        mean, std = spec_data.get("mean"), spec_data.get("std")
+        if isinstance(mean, list) and isinstance(std, list) and _numbers(mean) and _numbers(std):
+            # a feature table's standardization comes from the data, not from rebuilding the model
+            spec.mean, spec.std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
+    else:
+        raise WorkbenchError(f"{run.spec} is not a model description (a JSON object was expected)")
     if saved is not None:  # where gradual unfreezing had got to
         plan.freeze.frozen, plan.freeze.unfrozen = list(saved["frozen"]), list(saved["unfrozen"])
     return ws, run.project.read_text()
+
+
+def _numbers(value: object) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, (int, float)) for v in value)

@@ -108,8 +108,13 @@ def request_from_plan(plan: FinetunePlan) -> LoadRequest:
     ref = model.name
     if model.source in ("onnx", "checkpoint"):
         ref = str(plan.resolve_path(model.name))
+    num_classes = model.num_classes
+    if plan.head is not None and model.source == "onnx":
+        # The new head takes the class count; the file's own output (a detector's map, a classifier
+        # that is cut off) is left as it is, as rebuild_from_config converts it.
+        num_classes = None
     return LoadRequest(ref=ref, source=model.source, arch=model.arch, pretrained=model.pretrained,
-                       num_classes=model.num_classes, input_size=model.input_size, mean=model.mean, std=model.std)
+                       num_classes=num_classes, input_size=model.input_size, mean=model.mean, std=model.std)
 
 
 def build_tree(backbone: Backbone) -> LayerTree:

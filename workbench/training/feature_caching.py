@@ -150,7 +150,7 @@ class FeatureCaching(Callback):
                 t.emit(StateReport("trunk", f"frozen trunk runs without autograd: {split.describe()}{fold_note}"))
             return
         train_set, fill_loader, fill_dataset = t.data.train, None, None
-        if t.cfg.augment:  # cache_features = true with augmentation on
+        if augments(t):  # cache_features = true with augmentation on
             from workbench.data import ImageDataset, build_transform
 
             eval_tf = build_transform(t.spec, train=False, augment=False)
@@ -197,12 +197,17 @@ class FeatureCaching(Callback):
                 store.put(index, cache.trunk(images), labels)
 
 
+def augments(t: TrainState) -> bool:
+    """[train] augment, unless the data has no augmentation at all (a feature table's rows)."""
+    return t.cfg.augment and getattr(t.data, "augments", True)
+
+
 def cache_mode(t: TrainState) -> tuple[bool, str | None]:
     """Whether to try the feature cache, and why not when not."""
     setting: Any = t.cfg.cache_features
     if setting is False or setting in ("false", "off"):
         return False, "feature cache not used: [train] cache_features = false"
-    if setting == "auto" and t.cfg.augment:
+    if setting == "auto" and augments(t):
         return False, ("feature cache not used: augmentation is on, so the frozen trunk's output changes every "
                        "epoch (set [train] augment = false, or cache_features = true to cache without augmentation)")
     return True, None

@@ -55,7 +55,9 @@ def prepare_training(plan: "FinetunePlan", run_dir: Path | None, *, resume: bool
     trainer = build_trainer(ws, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
     data: Any = trainer.data
     warnings = [f"{p} (--force: training anyway)" if p.is_error else str(p) for p in problems]
-    return PreparedRun(trainer, list(images.problems), list(ws.backbone.notices), warnings, data.summary())
+    # Preparing the data for the model can add notes (a table's standardization, feature scales).
+    data_problems = list(images.problems) + [p for p in data.problems if p not in images.problems]
+    return PreparedRun(trainer, data_problems, list(ws.backbone.notices), warnings, data.summary())
 
 
 def plan_problems(ws: "Workspace", images: Any) -> "list[Problem]":
