@@ -252,13 +252,15 @@ class DataBundle:
                 f"{self.skipped:,} skipped")
 
 
-def open_data(config: DataConfig, base_dir: Path | None, spec: ModelSpec, augment: bool) -> DataBundle:
-    """Open the images ``config`` describes and wrap them in the model's transforms."""
+def open_data(config: DataConfig, base_dir: Path | None, spec: ModelSpec, augment: bool,
+              images: LabelledImages | None = None) -> DataBundle:
+    """Open the images ``config`` describes (or take ``images``, opened from it already) with the model's transforms."""
     channels = spec.input_size[0]
     if channels not in (1, 3):
         raise WorkbenchError(f"the model takes {channels}-channel input; only 1 (grayscale) or 3 (RGB) "
                              "channel images are supported")
-    images = open_images(config, base_dir)
+    if images is None:
+        images = open_images(config, base_dir)
     train_tf = build_transform(spec, train=True, augment=augment)
     eval_tf = build_transform(spec, train=False, augment=False)
     mode = "L" if channels == 1 else "RGB"

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from workbench.data import LabelledImages
     from workbench.plan import FinetunePlan
     from workbench.training.trainer import Trainer
     from workbench.workspace import Workspace
@@ -23,12 +24,15 @@ class PreparedRun:
 
 
 def build_trainer(ws: "Workspace", run_dir: Path | None, *, resume: bool = False, overwrite: bool = False,
-                  allow_data_change: bool = False) -> "Trainer":
-    """Open the plan's data for ``ws``'s model and build the Trainer (the run folder is checked here)."""
+                  allow_data_change: bool = False, images: "LabelledImages | None" = None) -> "Trainer":
+    """Open the plan's data for ``ws``'s model and build the Trainer (the run folder is checked here).
+
+    ``images``: the plan's images, when the caller opened them already (a folder is listed only once).
+    """
     from workbench.data import open_data
     from workbench.training.trainer import Trainer
 
-    data = open_data(ws.plan.data, ws.plan.base_dir, ws.backbone.spec, augment=ws.plan.train.augment)
+    data = open_data(ws.plan.data, ws.plan.base_dir, ws.backbone.spec, augment=ws.plan.train.augment, images=images)
     return Trainer(ws, data, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
 
 
@@ -47,7 +51,8 @@ def prepare_training(plan: "FinetunePlan", run_dir: Path | None, *, resume: bool
     plan.model.num_classes = check_num_classes(images.classes, plan.model.num_classes, adapt)
     torch.manual_seed(plan.train.seed)  # a random-init model is reproducible too
     ws = Workspace.from_plan(plan)
-    trainer = build_trainer(ws, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
+    trainer = build_trainer(ws, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change,
+                            images=images)
     data: Any = trainer.data
     return PreparedRun(trainer, list(images.problems), list(ws.backbone.notices),
                        list(ws.resolve().warnings), data.summary())
