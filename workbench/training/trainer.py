@@ -116,6 +116,7 @@ class Trainer:
         self._cache_key: Any = None
         self._sampler: EpochSampler | None = None
         self._cache: Any = None
+        self._val_batches: DataLoader | None = None
         self._stop = threading.Event()
         self._pause = threading.Event()
         self._wake = threading.Event()
@@ -427,9 +428,13 @@ class Trainer:
                 model.to(memory_format=torch.contiguous_format)
 
     # --- pieces ----------------------------------------------------------------------
-    def _workers(self) -> int:
+    def _workers(self, dataset: Any = None) -> int:
         cfg = self.plan.train
-        return cfg.num_workers if cfg.num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+        if cfg.num_workers is not None:
+            return cfg.num_workers
+        if getattr(dataset, "keep_decoded", False):  # read from memory after the first pass: workers only compete
+            return 0
+        return min(4, max(0, (os.cpu_count() or 1) - 1))
 
     @property
     def _writes_files(self) -> bool:
@@ -480,7 +485,7 @@ class Trainer:
             return
         subset = torch.utils.data.Subset(_WithIndex(dataset), missing.tolist())
         loader = DataLoader(subset, batch_size=self.plan.train.batch_size, shuffle=False,
-                            num_workers=self._workers(), generator=torch.Generator().manual_seed(0))
+                            num_workers=self._workers(dataset), generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
             for images, labels, index in loader:
                 images = images.to(device, non_blocking=True)
@@ -565,7 +570,7 @@ class Trainer:
 
     def _make_loader(self, dataset: Any, sampler: EpochSampler, device: torch.device) -> DataLoader:
         cfg = self.plan.train
-        workers = self._workers()
+        workers = self._workers(dataset)
         loader = DataLoader(_WithIndex(dataset, cfg.seed), batch_size=cfg.batch_size, sampler=sampler,
                             num_workers=workers,
                             pin_memory=device.type == "cuda", persistent_workers=workers > 0,
@@ -574,6 +579,20 @@ class Trainer:
                             # (dropout's), or a resumed run would diverge from an uninterrupted one.
                             generator=torch.Generator().manual_seed(cfg.seed))
         return loader
+
+    def _val_loader(self, device: torch.device) -> DataLoader:
+        """One validation loader for the whole run: its workers (if any) start once, not every epoch."""
+        if self._val_batches is None:
+            dist = self._dist
+            val_set: Any = _WithIndex(self.data.val)
+            if dist is not None:  # each rank scores its share; the sums are added in _validate
+                val_set = torch.utils.data.Subset(val_set, range(len(self.data.val))[dist.rank::dist.world_size])
+            workers = self._workers(self.data.val)
+            self._val_batches = DataLoader(val_set, batch_size=self.plan.train.batch_size, shuffle=False,
+                                           num_workers=workers, pin_memory=device.type == "cuda",
+                                           persistent_workers=workers > 0,
+                                           generator=torch.Generator().manual_seed(0))
+        return self._val_batches
 
     def _validate(self, model: nn.Module, device: torch.device, amp_dtype: torch.dtype | None,
                   loss_fn: nn.Module, num_classes: int, cached: Any = None, channels_last: bool = False
@@ -591,12 +610,7 @@ class Trainer:
             batches: Any = [(cached.val.features[i], cached.val.labels[i], i) for i in index_all.split(cfg.batch_size)]
             forward: Any = cached.split.head_eval
         else:
-            val_set: Any = _WithIndex(self.data.val)
-            if dist is not None:  # each rank scores its share; the sums are added below
-                val_set = torch.utils.data.Subset(val_set, range(len(self.data.val))[shard])
-            batches = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False,
-                                 num_workers=self._workers(), pin_memory=device.type == "cuda",
-                                 generator=torch.Generator().manual_seed(0))
+            batches = self._val_loader(device)
             forward = model
             if cached is not None:
                 fill, forward, run_trunk = cached.val, cached.split.head_eval, True
@@ -774,7 +788,10 @@ class _WithIndex(torch.utils.data.Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any, int]:
-        if isinstance(key, tuple):
+        if isinstance(key, tuple) and getattr(self.dataset, "deterministic", False):
+            i = key[1]  # nothing random to seed
+            image, label = self.dataset[i]
+        elif isinstance(key, tuple):
             epoch, i = key
             with _seeded((self.seed * 1_000_003 + epoch) * 10_000_019 + i):
                 image, label = self.dataset[i]
