@@ -96,6 +96,7 @@ class Trainer:
     """
 
     CHECKPOINT_INTERVAL_S = 2.0  # at most this much training is lost to a crash between epoch checkpoints
+    CHECKPOINT_COPY_LIMIT_BYTES = 32 << 20  # larger snapshots are written from the live tensors, waited for
 
     def __init__(self, workspace: Workspace, data: Any, run_dir: Path | None = None, resume: bool = False,
                  overwrite: bool = False, allow_data_change: bool = False) -> None:
@@ -394,7 +395,8 @@ class Trainer:
                     raise TrainingError(self._nan_message(val_loss, epoch, batch_index, global_step, "validation loss"))
                 self._check_finite(model, epoch, batch_index, global_step)
                 saved = self._checkpoint(model, optimizer, scaler, current, epoch + 1, 0, global_step,
-                                         schedule_done, required=epoch + 1 == cfg.epochs)
+                                         schedule_done, required=epoch + 1 == cfg.epochs,
+                                         final=epoch + 1 == cfg.epochs)
                 report = EpochReport(epoch, cfg.epochs, loss_sum / max(seen, 1), correct / max(seen, 1),
                                      val_loss, val_acc, val_top5, time.perf_counter() - epoch_start,
                                      str(self.run_dir / CHECKPOINT) if saved else None)
@@ -640,14 +642,17 @@ class Trainer:
 
     def _checkpoint(self, model: nn.Module, optimizer: torch.optim.Optimizer, scaler: Any, current: FinetunePlan,
                     epoch: int, batch: int, global_step: int, schedule_done: int, wait: bool = False,
-                    required: bool = True) -> bool:
+                    required: bool = True, final: bool = False) -> bool:
         """Snapshot the training state now; write it (checkpoint + weights) on a background thread.
 
         Only what can still change is copied: frozen parameters never change, so the live
         tensors are a valid snapshot. ``wait`` blocks until the files are on disk. A checkpoint
         that is not ``required`` is skipped while the previous one is still being written, or
         when one was taken less than ``CHECKPOINT_INTERVAL_S`` ago (epochs of a few
-        milliseconds on cached features): training never waits for the disk.
+        milliseconds on cached features): training never waits for the disk. Nothing is copied
+        when the write is waited for, after the last step (``final``), or when the copy would
+        exceed ``CHECKPOINT_COPY_LIMIT_BYTES`` (then the write is waited for: a full fine-tune's
+        weights + AdamW state would otherwise sit in memory twice).
         """
         if not self._writes_files:
             return False
@@ -658,9 +663,10 @@ class Trainer:
         self._last_checkpoint = now
         self._join_writer()
         names = {id(p): n for n, p in model.named_parameters()}
+        live = wait or final or _copy_bytes(model, optimizer) > self.CHECKPOINT_COPY_LIMIT_BYTES
         state = {
-            "model": _snapshot_model(model),
-            "optimizer": _clone_tensors(optimizer.state_dict()),
+            "model": _snapshot_model(model, copy=not live),
+            "optimizer": optimizer.state_dict() if live else _clone_tensors(optimizer.state_dict()),
             "optimizer_layout": [{"name": g["name"], "params": [names[id(p)] for p in g["params"]]}
                                  for g in optimizer.param_groups],
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
@@ -673,7 +679,7 @@ class Trainer:
         # The weights file is for export: written at the end and on stop; last.pt holds them meanwhile.
         self._writer = threading.Thread(target=self._write_files, args=(state, required), name="workbench-checkpoint")
         self._writer.start()
-        if wait:
+        if live and not final:  # the live tensors change with the next step
             self._join_writer()
         return True
 
@@ -914,8 +920,8 @@ def _extend_optimizer(model: nn.Module, optimizer: torch.optim.Optimizer, curren
     return applied, added
 
 
-def _snapshot_model(model: nn.Module) -> dict[str, torch.Tensor]:
-    """state_dict tensors on the CPU, copied unless they are frozen parameters (which never change)."""
+def _snapshot_model(model: nn.Module, copy: bool = True) -> dict[str, torch.Tensor]:
+    """state_dict tensors on the CPU, copied (``copy``) unless they are frozen parameters (which never change)."""
     out = {}
     for key, value in model.state_dict(keep_vars=True).items():
         tensor = value.detach()
@@ -923,8 +929,18 @@ def _snapshot_model(model: nn.Module) -> dict[str, torch.Tensor]:
         if tensor.device.type != "cpu":
             out[key] = tensor.cpu()
         else:
-            out[key] = tensor if frozen else tensor.clone()
+            out[key] = tensor if frozen or not copy else tensor.clone()
     return out
+
+
+def _copy_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Bytes a background snapshot copies: what can change in the model, and the optimizer state."""
+    frozen = {id(p) for p in model.parameters() if not p.requires_grad}
+    total = sum(t.numel() * t.element_size() for t in model.state_dict(keep_vars=True).values()
+                if id(t) not in frozen)
+    for per_param in optimizer.state.values():
+        total += sum(v.numel() * v.element_size() for v in per_param.values() if isinstance(v, torch.Tensor))
+    return total
 
 
 def _clone_tensors(value: Any) -> Any:
