@@ -1,6 +1,6 @@
 """`workbench train` against a competent plain loop, PyTorch Lightning and fastai on the same task.
 
-    python benchmarks/bench_peers.py --quick        # 360 digits, 2 epochs, every strategy and tool (~15-20 min)
+    python benchmarks/bench_peers.py --quick        # 200 digits, 2 epochs, every strategy and tool (~15-20 min)
     python benchmarks/bench_peers.py                # all 1,797 digits, 3 epochs
     python benchmarks/bench_peers.py --strategies full --tools workbench,plain --reps 2
 
@@ -328,7 +328,7 @@ def write_results(markdown: str) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="360 images (36 per class), 2 epochs")
+    parser.add_argument("--quick", action="store_true", help="200 images (20 per class), 2 epochs")
     parser.add_argument("--epochs", type=int, default=None, help="default 3 (quick: 2)")
     parser.add_argument("--per-class", type=int, default=None, help="images per class (default: all 1,797 digits)")
     parser.add_argument("--strategies", default=",".join(STRATEGIES))
@@ -339,7 +339,7 @@ def main() -> int:
     parser.add_argument("--keep", type=Path, default=None, help="keep run folders and logs here")
     args = parser.parse_args()
     epochs = args.epochs or (2 if args.quick else 3)
-    per_class = args.per_class or (36 if args.quick else None)
+    per_class = args.per_class or (20 if args.quick else None)
     strategies = [s for s in args.strategies.split(",") if s]
     tools = [t for t in args.tools.split(",") if t]
     for name in strategies:
