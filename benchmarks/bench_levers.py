@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
 from bench_peers import _tree_cpu  # noqa: E402
 
 VARIANTS = ("nchw", "cl", "cl-fused", "compile", "bf16")
