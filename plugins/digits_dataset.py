@@ -36,12 +36,33 @@ class DigitsSource:
 @lru_cache(maxsize=1)
 def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """(N×8×8×3 uint8 images, N int labels), loaded once per process."""
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    gray = np.rint(np.asarray(bunch.images, dtype=np.float64) * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
+    images, target = _raw_digits()
+    gray = np.rint(np.asarray(images, dtype=np.float64) * (255.0 / 16.0)).clip(0, 255).astype(np.uint8)
     rgb = np.repeat(gray[..., None], 3, axis=-1)
     rgb.setflags(write=False)
-    labels = np.asarray(bunch.target, dtype=np.int64)
+    labels = np.asarray(target, dtype=np.int64)
     labels.setflags(write=False)
     return rgb, labels
+
+
+def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
+    """(N×8×8 gray levels 0..16, N labels), exactly as ``sklearn.datasets.load_digits`` gives them.
+
+    Read straight from the CSV scikit-learn ships: importing scikit-learn (and SciPy with it)
+    costs 1-2 CPU-seconds, more than everything else a short run spends before its first step.
+    """
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")  # locates the package without importing it
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    csv = next((Path(f) / "datasets" / "data" / "digits.csv.gz" for f in folders
+                if (Path(f) / "datasets" / "data" / "digits.csv.gz").is_file()), None)
+    if csv is None:  # a scikit-learn that stores it elsewhere: let it read its own file
+        from sklearn.datasets import load_digits
+
+        bunch = load_digits()
+        return bunch.images, bunch.target
+    with gzip.open(csv, "rt") as fh:
+        data = np.loadtxt(fh, delimiter=",")
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)

@@ -279,6 +279,27 @@ def test_digits_dataset():
     assert "val_path" in error_of(DataConfig(dataset="digits", val_path="elsewhere"))
 
 
+def test_digits_are_scikit_learns_without_importing_it():
+    """Read from the CSV scikit-learn ships (importing it costs seconds): the same pixels and labels."""
+    code = ("import sys\n"
+            "from workbench.data import open_images\n"
+            "from workbench.plan import DataConfig\n"
+            "images = open_images(DataConfig(dataset='digits'))\n"
+            "print(len(images.train) + len(images.val), 'sklearn' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["1797", "False"]
+
+    from sklearn.datasets import load_digits
+
+    from plugins.digits_dataset import digits_arrays
+
+    pixels, labels = digits_arrays()
+    bunch = load_digits()
+    expected = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)
+    assert (labels == bunch.target).all()
+    assert (pixels[..., 1] == expected).all() and pixels.shape == (1797, 8, 8, 3)
+
+
 # ---------------------------------------------------------------- transforms and datasets
 
 

@@ -11,6 +11,7 @@ Importing this module never imports timm or scikit-learn.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,9 @@ from workbench.spec import ModelSpec
 if TYPE_CHECKING:
     from workbench.tables import LabelledTable, TableDataset
 
+# Transformed images kept in memory when the transform is deterministic (no augmentation) and they fit:
+# the plain loop people write holds its tensors the same way. Larger datasets are decoded every epoch.
+DECODED_LIMIT_BYTES = int(os.environ.get("WORKBENCH_DECODED_BYTES", 512 << 20))
 # Bump when the fingerprint's recipe changes so old caches are not reused.
 _FINGERPRINT_VERSION = "workbench-data-1"
 
@@ -225,26 +229,55 @@ def build_transform(spec: ModelSpec, train: bool, augment: bool) -> Callable[[Im
 
 
 class ImageDataset(torch.utils.data.Dataset):
-    """``(float32 C×H×W tensor, int label)`` pairs; picklable for DataLoader workers."""
+    """``(float32 C×H×W tensor, int label)`` pairs; picklable for DataLoader workers.
 
-    def __init__(self, items: Sequence[Item], transform: Callable[[Image.Image], Any], mode: str = "RGB") -> None:
+    ``keep_decoded`` (only for a deterministic transform): each image is decoded and transformed once,
+    on first use in the main process, and kept in one tensor block; later epochs read it from memory
+    and need no loader workers. ``deterministic`` says the transform draws no random numbers.
+    """
+
+    def __init__(self, items: Sequence[Item], transform: Callable[[Image.Image], Any], mode: str = "RGB",
+                 keep_decoded: bool = False, deterministic: bool = False) -> None:
         self.items = list(items)
         self.transform = transform
         self.mode = mode
+        self.deterministic = deterministic or keep_decoded
+        self.keep_decoded = keep_decoded
+        self._block: torch.Tensor | None = None
+        self._filled: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        if self._filled is not None and self._block is not None and bool(self._filled[index]):
+            return self._block[index], self.items[index].label
         item = self.items[index]
         img = item.load()
         if self.mode != "RGB":
             img = img.convert(self.mode)
-        return self.transform(img), item.label
+        tensor = self.transform(img)
+        if self.keep_decoded and torch.utils.data.get_worker_info() is None:  # a worker's copy would be lost
+            if self._block is None:
+                self._block = torch.empty((len(self.items), *tensor.shape), dtype=tensor.dtype)
+                self._filled = torch.zeros(len(self.items), dtype=torch.bool)
+            assert self._filled is not None
+            self._block[index] = tensor
+            self._filled[index] = True
+        return tensor, item.label
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_block": None, "_filled": None}  # workers decode their own share
 
     @property
     def labels(self) -> list[int]:
         return [item.label for item in self.items]
+
+
+def keeps_decoded(count: int, spec: ModelSpec) -> bool:
+    """Whether ``count`` transformed images of ``spec``'s input size fit the in-memory budget."""
+    c, h, w = spec.input_size
+    return count * c * h * w * 4 <= DECODED_LIMIT_BYTES
 
 
 @dataclass
@@ -271,8 +304,9 @@ class DataBundle:
                 f"{self.skipped:,} skipped")
 
 
-def open_data(config: DataConfig, base_dir: Path | None, spec: ModelSpec, augment: bool) -> DataBundle:
-    """Open the images ``config`` describes and wrap them in the model's transforms.
+def open_data(config: DataConfig, base_dir: Path | None, spec: ModelSpec, augment: bool,
+              images: "LabelledImages | LabelledTable | None" = None) -> DataBundle:
+    """Open the images ``config`` describes (or take ``images``, opened from it already) with the model's transforms.
 
     A feature table (``LabelledTable``) becomes rows in the model's preprocessing instead
     (``workbench.tables.table_bundle``; with ``[data] standardize`` it sets ``spec.mean/std``).
@@ -283,7 +317,8 @@ def open_data(config: DataConfig, base_dir: Path | None, spec: ModelSpec, augmen
     if len(spec.input_size) != 1 and channels not in (1, 3):
         raise WorkbenchError(f"the model takes {channels}-channel input; only 1 (grayscale) or 3 (RGB) "
                              "channel images are supported")
-    images = open_images(config, base_dir)
+    if images is None:
+        images = open_images(config, base_dir)
     if isinstance(images, LabelledTable):
         return table_bundle(images, config, spec)
     if len(spec.input_size) == 1:
@@ -292,10 +327,12 @@ def open_data(config: DataConfig, base_dir: Path | None, spec: ModelSpec, augmen
     train_tf = build_transform(spec, train=True, augment=augment)
     eval_tf = build_transform(spec, train=False, augment=False)
     mode = "L" if channels == 1 else "RGB"
+    keep = keeps_decoded(len(images.train) + len(images.val), spec)
     return DataBundle(
         classes=list(images.classes),
-        train=ImageDataset(images.train, train_tf, mode),
-        val=ImageDataset(images.val, eval_tf, mode) if images.val else None,
+        train=ImageDataset(images.train, train_tf, mode, keep_decoded=keep and not augment,
+                           deterministic=not augment),
+        val=ImageDataset(images.val, eval_tf, mode, keep_decoded=keep, deterministic=True) if images.val else None,
         problems=list(images.problems),
         counts=images.counts(),
         fingerprint=fingerprint(images, spec, train_tf, eval_tf, augment),

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 class CheckpointWriter:
     """Snapshots the training state and writes ``checkpoints/last.pt`` (+ the weights file) off-thread."""
 
+    COPY_LIMIT_BYTES = 32 << 20  # larger snapshots are written from the live tensors, waited for
+
     def __init__(self, run_dir: RunDir, interval_s: float) -> None:
         self.run_dir = run_dir
         self.interval_s = interval_s
@@ -33,13 +35,17 @@ class CheckpointWriter:
         self._error: BaseException | None = None
         self._last = float("-inf")
 
-    def save(self, t: TrainState, epoch: int, batch: int, *, wait: bool = False, required: bool = True) -> bool:
+    def save(self, t: TrainState, epoch: int, batch: int, *, wait: bool = False, required: bool = True,
+             final: bool = False) -> bool:
         """Snapshot now, write in the background; returns whether a checkpoint was taken.
 
         ``epoch``/``batch`` are where a resume continues. ``wait`` blocks until the files are on
         disk. A checkpoint that is not ``required`` is skipped while the previous one is still
         being written, or when one was taken less than ``interval_s`` ago (epochs of a few
-        milliseconds on cached features): training never waits for the disk.
+        milliseconds on cached features): training never waits for the disk. Nothing is copied
+        when the write is waited for, after the last step (``final``), or when the copy would
+        exceed ``COPY_LIMIT_BYTES`` (then the write is waited for: a full fine-tune's weights +
+        AdamW state would otherwise sit in memory twice).
         """
         if not t.writes_files:
             return False
@@ -50,9 +56,10 @@ class CheckpointWriter:
         self._last = now
         self.join()
         data = t.data
+        live = wait or final or copy_bytes(t.model, t.optimizer) > self.COPY_LIMIT_BYTES
         state = {
-            "model": snapshot_model(t.model),
-            "optimizer": clone_tensors(t.optimizer.state_dict()),
+            "model": snapshot_model(t.model, copy=not live),
+            "optimizer": t.optimizer.state_dict() if live else clone_tensors(t.optimizer.state_dict()),
             "optimizer_layout": optimizer_layout(t.model, t.optimizer),
             "scaler": t.scaler.state_dict() if t.scaler.is_enabled() else None,
             "epoch": epoch, "batch": batch, "global_step": t.global_step, "schedule_done": t.schedule_done,
@@ -64,7 +71,7 @@ class CheckpointWriter:
         # The weights file is for export: written at the end and on stop; last.pt holds them meanwhile.
         self._thread = threading.Thread(target=self._write, args=(state, required), name="workbench-checkpoint")
         self._thread.start()
-        if wait:
+        if live and not final:  # the live tensors change with the next step
             self.join()
         return True
 
@@ -93,8 +100,8 @@ class CheckpointWriter:
             raise TrainingError(f"cannot write the checkpoint in {self.run_dir}: {error}") from None
 
 
-def snapshot_model(model: nn.Module) -> dict[str, torch.Tensor]:
-    """state_dict tensors on the CPU, copied unless they are frozen parameters (which never change)."""
+def snapshot_model(model: nn.Module, copy: bool = True) -> dict[str, torch.Tensor]:
+    """state_dict tensors on the CPU, copied (``copy``) unless they are frozen parameters (which never change)."""
     out = {}
     for key, value in model.state_dict(keep_vars=True).items():
         tensor = value.detach()
@@ -102,8 +109,18 @@ def snapshot_model(model: nn.Module) -> dict[str, torch.Tensor]:
         if tensor.device.type != "cpu":
             out[key] = tensor.cpu()
         else:
-            out[key] = tensor if frozen else tensor.clone()
+            out[key] = tensor if frozen or not copy else tensor.clone()
     return out
+
+
+def copy_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """Bytes a background snapshot copies: what can change in the model, and the optimizer state."""
+    frozen = {id(p) for p in model.parameters() if not p.requires_grad}
+    total = sum(t.numel() * t.element_size() for t in model.state_dict(keep_vars=True).values()
+                if id(t) not in frozen)
+    for per_param in optimizer.state.values():
+        total += sum(v.numel() * v.element_size() for v in per_param.values() if isinstance(v, torch.Tensor))
+    return total
 
 
 def clone_tensors(value: Any) -> Any:

@@ -18,7 +18,7 @@ class Checkpointing(Callback):
 
     def after_validate(self, t: TrainState) -> None:
         last = t.epoch + 1 == t.cfg.epochs  # the last epoch's checkpoint (and weights file) is never skipped
-        if self.writer.save(t, t.epoch + 1, 0, required=last):
+        if self.writer.save(t, t.epoch + 1, 0, required=last, final=last):
             t.checkpoint = str(t.run_dir.checkpoint)
 
     def on_stop(self, t: TrainState) -> None:

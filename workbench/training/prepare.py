@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from workbench.data import LabelledImages
     from workbench.plan import FinetunePlan
     from workbench.preflight import Problem
+    from workbench.tables import LabelledTable
     from workbench.training.trainer import Trainer
     from workbench.workspace import Workspace
 
@@ -24,12 +26,15 @@ class PreparedRun:
 
 
 def build_trainer(ws: "Workspace", run_dir: Path | None, *, resume: bool = False, overwrite: bool = False,
-                  allow_data_change: bool = False) -> "Trainer":
-    """Open the plan's data for ``ws``'s model and build the Trainer (the run folder is checked here)."""
+                  allow_data_change: bool = False, images: "LabelledImages | LabelledTable | None" = None) -> "Trainer":
+    """Open the plan's data for ``ws``'s model and build the Trainer (the run folder is checked here).
+
+    ``images``: the plan's images, when the caller opened them already (a folder is listed only once).
+    """
     from workbench.data import open_data
     from workbench.training.trainer import Trainer
 
-    data = open_data(ws.plan.data, ws.plan.base_dir, ws.backbone.spec, augment=ws.plan.train.augment)
+    data = open_data(ws.plan.data, ws.plan.base_dir, ws.backbone.spec, augment=ws.plan.train.augment, images=images)
     return Trainer(ws, data, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
 
 
@@ -52,7 +57,8 @@ def prepare_training(plan: "FinetunePlan", run_dir: Path | None, *, resume: bool
     problems = plan_problems(ws, images)
     if not force:
         check(problems)  # before the run folder exists: a refused run leaves nothing behind
-    trainer = build_trainer(ws, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
+    trainer = build_trainer(ws, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change,
+                            images=images)
     data: Any = trainer.data
     warnings = [f"{p} (--force: training anyway)" if p.is_error else str(p) for p in problems]
     # Preparing the data for the model can add notes (a table's standardization, feature scales).

@@ -75,7 +75,10 @@ class WithIndex(Dataset):
         return len(self.dataset)
 
     def __getitem__(self, key: int | tuple[int, int]) -> tuple[Any, Any, int]:
-        if isinstance(key, tuple):
+        if isinstance(key, tuple) and getattr(self.dataset, "deterministic", False):
+            i = key[1]  # nothing random to seed
+            image, label = self.dataset[i]
+        elif isinstance(key, tuple):
             epoch, i = key
             with seeded((self.seed * 1_000_003 + epoch) * 10_000_019 + i):
                 image, label = self.dataset[i]

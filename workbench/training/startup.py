@@ -67,7 +67,7 @@ def start_run(trainer: Trainer) -> TrainState:
         write_run_files(run_dir, recorded_plan(current if state is None else trainer.plan, trainer.plan, spec),
                         spec, fresh=state is None)
 
-    workers = cfg.num_workers if cfg.num_workers is not None else min(4, max(0, (os.cpu_count() or 1) - 1))
+    workers = loader_workers(cfg.num_workers, data.train)
     has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
     sampler = EpochSampler(len(data.train), cfg.seed, rank=dist.rank if dist else 0,
                            world_size=dist.world_size if dist else 1, drop_lone_last_of=cfg.batch_size if has_bn else 0)
@@ -193,3 +193,12 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def loader_workers(setting: int | None, dataset: Any) -> int:
+    """[train] num_workers, else none for images kept decoded in memory (workers would only compete), else up to 4."""
+    if setting is not None:
+        return setting
+    if getattr(dataset, "keep_decoded", False):
+        return 0
+    return min(4, max(0, (os.cpu_count() or 1) - 1))

@@ -64,6 +64,7 @@ class TrainState:
     train_batches: Iterable[Batch] = ()  # the loader's image batches, or cached trunk outputs
     train_module: nn.Module | None = None  # what they go through: the model, or the head above a cached trunk
     val_batches: Iterable[Batch] | None = None  # None: the validation images
+    val_loader: DataLoader | None = None  # the validation images' loader, built once per run
     val_module: nn.Module | None = None  # None: the model
     val_inputs: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     val_loss: float | None = None

@@ -49,9 +49,15 @@ def validate(t: TrainState) -> tuple[float | None, float | None, float | None]:
 
 
 def image_batches(t: TrainState) -> DataLoader:
-    """The validation images in order; under torchrun each rank scores its share (the sums are added)."""
-    val_set: Any = WithIndex(t.data.val)
-    if t.dist is not None:
-        val_set = Subset(val_set, range(len(t.data.val))[t.dist.rank::t.dist.world_size])
-    return DataLoader(val_set, batch_size=t.cfg.batch_size, shuffle=False, num_workers=t.workers,
-                      pin_memory=t.device.type == "cuda", generator=torch.Generator().manual_seed(0))
+    """The validation images in order; under torchrun each rank scores its share (the sums are added).
+
+    One loader for the whole run: its workers (if any) start once, not every epoch.
+    """
+    if t.val_loader is None:
+        val_set: Any = WithIndex(t.data.val)
+        if t.dist is not None:
+            val_set = Subset(val_set, range(len(t.data.val))[t.dist.rank::t.dist.world_size])
+        t.val_loader = DataLoader(val_set, batch_size=t.cfg.batch_size, shuffle=False, num_workers=t.workers,
+                                  pin_memory=t.device.type == "cuda", persistent_workers=t.workers > 0,
+                                  generator=torch.Generator().manual_seed(0))
+    return t.val_loader
