@@ -276,8 +276,8 @@ def summarise(runs: list[Run]) -> dict[tuple[str, str], dict[str, float]]:
 
 def table(summary: dict[tuple[str, str], dict[str, float]], strategies: list[str], tools: list[str]) -> str:
     head = ("| strategy | tool | start-up s wall / CPU | first step s | epoch 1 s wall / CPU | later epochs s "
-            "wall / CPU | total s wall / CPU | peak RSS MiB | val acc | total CPU ÷ competent loop | "
-            "total CPU ÷ best peer |")
+            "wall / CPU | total s wall / CPU | peak RSS MiB | val acc | later-epoch CPU ÷ competent loop | "
+            "total CPU ÷ competent loop | total CPU ÷ best peer |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for strategy in strategies:
         plain = summary.get((strategy, "plain"))
@@ -286,18 +286,42 @@ def table(summary: dict[tuple[str, str], dict[str, float]], strategies: list[str
         for tool in tools:
             s = summary.get((strategy, tool))
             if s is None:
-                lines.append(f"| {STRATEGIES[strategy][1]} | {tool} | failed |" + " |" * 8)
+                lines.append(f"| {STRATEGIES[strategy][1]} | {tool} | no result |" + " |" * 9)
                 continue
             ratio = s["total_cpu"] / plain["total_cpu"] if plain else float("nan")
+            per_epoch = s["later_cpu"] / plain["later_cpu"] if plain else float("nan")
             vs_best = s["total_cpu"] / best if tool.startswith("workbench") else float("nan")
             name = f"**{tool}**" if tool.startswith("workbench") else tool
             lines.append(
                 f"| {STRATEGIES[strategy][1]} | {name} | {s['startup_wall']:.1f} / {s['startup_cpu']:.1f} | "
                 f"{s['first_step']:.1f} | {s['e1_wall']:.1f} / {s['e1_cpu']:.1f} | "
                 f"{s['later_wall']:.2f} / {s['later_cpu']:.2f} | {s['total_wall']:.1f} / {s['total_cpu']:.1f} | "
-                f"{s['rss']:,.0f} | {s['acc']:.1%} | {ratio:.2f} | "
+                f"{s['rss']:,.0f} | {s['acc']:.1%} | {per_epoch:.2f} | {ratio:.2f} | "
                 + (f"{vs_best:.2f} |" if vs_best == vs_best else "– |"))
     return "\n".join(lines)
+
+
+_RUN_LINE = re.compile(r"^(\S+)\s+(\S+)\s+start-up\s+([\d.na]+)/\s*([\d.na]+)s\s+first step\s+([\d.na]+)s\s+"
+                       r"epochs \(wall/CPU\) (.*?)\s+total\s+([\d.]+)/\s*([\d.]+)s\s+RSS ([\d,]+) MiB\s+val\s+([\d.na]+)%")
+
+
+def runs_from_log(path: Path) -> tuple[list[Run], list[str]]:
+    """The runs a previous invocation printed (one line per run), and its '#' header lines."""
+    runs, header = [], []
+    for line in path.read_text().splitlines():
+        if line.startswith("# "):
+            header.append(line[2:])
+        m = _RUN_LINE.match(line)
+        if not m:
+            continue
+        strategy, tool = m.group(1), m.group(2)
+        epochs = [tuple(float(v) for v in e.rstrip("s").split("/")) for e in m.group(6).split()]
+        acc = float(m.group(10)) / 100
+        run = Run(tool, strategy, 0, (float(m.group(3)), float(m.group(4))), float(m.group(5)),
+                  [(w, c, acc) for w, c in epochs], (float(m.group(7)), float(m.group(8))),
+                  float(m.group(9).replace(",", "")))
+        runs.append(run)
+    return runs, header
 
 
 def machine(pythons: dict[str, Path]) -> str:
@@ -337,7 +361,21 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=1, help="repetitions of every run (medians are reported)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     parser.add_argument("--keep", type=Path, default=None, help="keep run folders and logs here")
+    parser.add_argument("--from-log", type=Path, default=None,
+                        help="rebuild the table from the lines an earlier run printed (e.g. one cut short)")
     args = parser.parse_args()
+    if args.from_log:
+        runs, header = runs_from_log(args.from_log)
+        strategies = [s for s in STRATEGIES if any(r.strategy == s for r in runs)]
+        tools = [t for t in TOOLS + EXTRA_TOOLS if any(r.tool == t for r in runs)]
+        markdown = "\n".join([f"Rebuilt with `python benchmarks/bench_peers.py --from-log {args.from_log.name}` from "
+                              f"the per-run lines of: `{header[1].split(':')[0] if len(header) > 1 else '?'}`.", "",
+                              f"Machine: {header[0] if header else '?'}.", "",
+                              table(summarise(runs), strategies, tools)])
+        print(markdown)
+        if not args.no_write:
+            write_results(markdown)
+        return 0
     epochs = args.epochs or (2 if args.quick else 3)
     per_class = args.per_class or (20 if args.quick else None)
     strategies = [s for s in args.strategies.split(",") if s]
