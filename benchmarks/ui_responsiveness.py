@@ -1,11 +1,18 @@
-"""UI responsiveness while the worker trains: the longest gap between 10 ms timer ticks on the UI thread.
+"""UI responsiveness: ticks on a big model's layer tree, and the UI thread while the worker trains.
 
+    xvfb-run -s "-screen 0 1440x900x24" python benchmarks/ui_responsiveness.py --window-tick efficientnet_b7
     QT_QPA_PLATFORM=offscreen python benchmarks/ui_responsiveness.py [--seconds 40] [--tree-model vit_base_patch16_224]
 
-Opens the demo in the real window, starts training (the demo's own settings: linear probe,
-then stages unfreeze), and records every tick of a 10 ms QTimer from the first training
-step on. A tick that arrives late means the UI thread was blocked (slot work, plot redraws,
-the GIL held by the trainer). Also times one checkbox tick on a large model's layer tree.
+``--window-tick NAME`` opens NAME in the real window at 1440×900, expands the whole layer
+tree, and clicks check boxes with the mouse (a block, a stage, the whole model; each
+unticked, then ticked again): the time from the click to the window having processed
+every event it caused — the tree, the totals, the groups table repainted — per click.
+Add ``--profile`` for a cProfile of those clicks.
+
+Without it: opens the demo in the real window, starts training (linear probe, then stages
+unfreeze), and records every tick of a 10 ms QTimer from the first training step on. A tick
+that arrives late means the UI thread was blocked (slot work, plot redraws, the GIL held by
+the trainer). Also times one checkbox tick on a large model's layer tree (the model alone).
 Prints figures; asserts nothing (timings depend on the machine).
 """
 
@@ -108,13 +115,95 @@ def measure_tree_tick(name: str) -> dict[str, float]:
             "median_ms": statistics.median(times)}
 
 
+def measure_window_tick(name: str, profile: bool = False, rounds: int = 3) -> list[tuple[str, str, float]]:
+    """Click check boxes of ``name``'s fully expanded tree in the real window; (path, action, ms) per click."""
+    import cProfile
+    import pstats
+
+    from PySide6.QtCore import QSettings, Qt
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QStyle, QStyleOptionViewItem
+
+    from ui.app import create_application
+    from ui.main_window import MainWindow
+    from workbench.backbone import LoadRequest
+    from workbench.plan import FinetunePlan, ModelConfig
+    from workbench.sources import load_backbone
+    from workbench.workspace import Workspace
+
+    app = create_application()
+    scratch = Path(tempfile.mkdtemp(prefix="workbench-bench-"))
+    window = MainWindow(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat), runs_root=scratch / "runs")
+    window.resize(1440, 900)
+    window.show()
+    ws = Workspace.from_backbone(load_backbone(LoadRequest(name, source="timm")), FinetunePlan(model=ModelConfig(name=name)))
+    window.session.set_workspace(ws)
+    view, model = window.tree_panel.view, window.tree_panel.model
+    assert model is not None
+    view.expandAll()
+    for _ in range(3):
+        app.processEvents()
+    # Targets by size, from the middle of the model: blocks (8-40 modules), a stage (80-400), everything.
+    def sized(low: int, high: int) -> list[str]:
+        found = [n.path for n in ws.tree.nodes if n.param_count and low <= n.subtree_end - n.index <= high]
+        return found[len(found) // 2:]
+
+    targets = sized(8, 40)[:3] + sized(80, 400)[:1] + [""]
+    profiler = cProfile.Profile() if profile else None
+    results = []
+    for path in [t for _ in range(rounds) for t in targets]:
+        for action in ("untick", "tick"):
+            index = model.index_of_path(path)
+            view.scrollTo(index)
+            for _ in range(3):
+                app.processEvents()
+            option = QStyleOptionViewItem()
+            option.rect = view.visualRect(index)
+            option.features |= QStyleOptionViewItem.ViewItemFeature.HasCheckIndicator
+            box = view.style().subElementRect(QStyle.SubElement.SE_ItemViewItemCheckIndicator, option, view)
+            before = window.session.resolution.trainable_params
+            if profiler is not None:
+                profiler.enable()
+            start = time.perf_counter()
+            QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, box.center())
+            app.processEvents()  # the repaints the click caused
+            elapsed = (time.perf_counter() - start) * 1000
+            if profiler is not None:
+                profiler.disable()
+            after = window.session.resolution
+            if after.trainable_params == before or window.summary_bar.summary.text() != after.summary():
+                raise RuntimeError(f"the click on {path or 'the root'} did not update the window")
+            results.append((path or "(whole model)", action, elapsed))
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(30)
+    window.session.set_dirty(False)
+    window.close()
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=40.0, help="how long to measure once training runs")
     parser.add_argument("--tree-model", default="vit_base_patch16_224", help="timm model for the tick timing ('' to skip)")
+    parser.add_argument("--window-tick", metavar="MODEL", help="time mouse clicks on MODEL's tree in the real window")
+    parser.add_argument("--profile", action="store_true", help="with --window-tick: cProfile the clicks")
+    parser.add_argument("--rounds", type=int, default=3, help="with --window-tick: clicks per target and direction")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     sys.path.insert(0, str(ROOT))
+
+    if args.window_tick:
+        clicks = measure_window_tick(args.window_tick, args.profile, args.rounds)
+        by_target: dict[str, list[float]] = {}
+        for path, _action, ms in clicks:
+            by_target.setdefault(path, []).append(ms)
+        for path, times in by_target.items():
+            print(f"{path:<24} median {statistics.median(times):7.1f} ms, max {max(times):7.1f} ms "
+                  f"({len(times)} clicks)")
+        times = [ms for *_, ms in clicks]
+        print(f"{args.window_tick}: click to repainted window, median {statistics.median(times):.1f} ms, "
+              f"max {max(times):.1f} ms over {len(times)} clicks")
+        return 0
 
     result = measure_training(args.seconds)
     print(f"training: {result['steps']} steps, {result['ticks']} UI ticks in {result['measured_s']:.1f} s "

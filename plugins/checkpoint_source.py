@@ -23,7 +23,7 @@ _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module", "model_ema
 
 
 @functools.cache
-def _side_models() -> tuple[type, type]:
+def _side_models() -> tuple[Any, Any]:
     """pydantic models of the config.json keys we read, built on first use."""
     from typing import Annotated
 
@@ -74,7 +74,8 @@ class CheckpointSource:
         state = load_state_dict(path)
         ckpt_classes = _head_classes(state, arch)
         num_classes = request.num_classes or config.get("num_classes") or ckpt_classes
-        model = timm.create_model(arch, pretrained=False, **({"num_classes": num_classes} if num_classes else {}))
+        model = (timm.create_model(arch, pretrained=False, num_classes=num_classes) if num_classes
+                 else timm.create_model(arch, pretrained=False))
         notices: list[str] = []
         classifier = _classifier_paths(model)
         if request.num_classes and ckpt_classes and request.num_classes != ckpt_classes:

@@ -110,9 +110,9 @@ def _scan(root: Path, what: str, allow_empty_classes: bool = False) -> _Scan:
     entries = sorted((e for e in root.iterdir() if not _hidden(e.name)), key=lambda e: e.name)
     class_dirs = [e for e in entries if e.is_dir()]
     if not class_dirs:
-        loose = sum(1 for e in entries if e.suffix.lower() in IMAGE_SUFFIXES)
-        if loose:
-            raise WorkbenchError(f"{what} {root} has {loose} image(s) but no class subfolders; put each class's "
+        n_loose = sum(1 for e in entries if e.suffix.lower() in IMAGE_SUFFIXES)
+        if n_loose:
+            raise WorkbenchError(f"{what} {root} has {n_loose} image(s) but no class subfolders; put each class's "
                                  f"images in its own subfolder ({root.name}/<class>/image.jpg)")
         if not entries:
             raise WorkbenchError(f"{what} {root} is empty; expected one subfolder of images per class")

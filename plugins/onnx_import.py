@@ -119,7 +119,11 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
     feed = rng.standard_normal(feed_shape).astype(np.float32)
 
     # Named first: version_converter drops the node metadata the names come from.
-    runner = _PassRunner(rename_nodes(original), feed, graph_input.name)
+    named = rename_nodes(original)
+    # Module names must be Python identifiers; the file's own node names are kept for the layer tree's tooltips.
+    file_names = {new.name: old.name for old, new in zip(original.graph.node, named.graph.node)
+                  if old.name and old.name != new.name}
+    runner = _PassRunner(named, feed, graph_input.name)
     runner.apply("strip_initializer_inputs", _pass("strip_initializer_inputs"))
     if any(d is None for d in dims[1:]):
         runner.apply("fix_input_size", lambda m: _set_dims(m, file_dims))
@@ -223,6 +227,7 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
         else "the file's output with the module's",
         output_shape=["N", *out_shape[1:]],
         output_kind="logits" if output_kind == "logits" else "not logits: " + output_kind,
+        source_names={name: file_names[name] for name, _mod in module.named_children() if name in file_names},
     )
     if runner.applied:
         notices.append("applied graph passes: " + ", ".join(p["name"] for p in runner.applied))

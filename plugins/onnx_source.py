@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from workbench.backbone import Backbone, LoadRequest
+from workbench.plugins import SourceReportText
 from workbench.spec import IMAGENET_MEAN, IMAGENET_STD, ModelSpec
 
 
@@ -17,6 +18,19 @@ class OnnxSource:
 
     def can_load(self, request: LoadRequest) -> bool:
         return request.path.suffix.lower() == ".onnx"
+
+    def describe_report(self, report: dict[str, Any]) -> SourceReportText:
+        """The import report ``load`` filled in: format versions, what the rewrite passes did, parity."""
+        lines = [f"{key}: {report[key]}" for key in ("ir_version", "opset", "input_layout", "batchnorm",
+                                                     "trainable_tensors", "trainable_params", "parity_max_abs_diff")
+                 if key in report]
+        if report.get("op_types"):
+            lines.append("op_types: " + ", ".join(f"{k}×{v}" for k, v in sorted(report["op_types"].items())))
+        lines += [f"pass {p.get('name')}: max abs diff {p.get('max_abs_diff')}" for p in report.get("passes", [])]
+        lines += [f"constant buffer: {b}" for b in report.get("constant_buffers", [])]
+        facts = [f"{key.replace('_', ' ')} {report[key]}" for key in
+                 ("opset", "trainable_tensors", "trainable_params", "parity_max_abs_diff") if key in report]
+        return SourceReportText("ONNX import", lines, facts)
 
     def load(self, request: LoadRequest) -> Backbone:
         from plugins.onnx_import import import_onnx
@@ -49,6 +63,11 @@ class OnnxSource:
             labels = None
         interpolation = _meta_json(meta, "interpolation", notices)
         crop_pct = _meta_json(meta, "crop_pct", notices)
+        extra: dict[str, Any] = {}
+        if isinstance(interpolation, str):
+            extra["interpolation"] = interpolation
+        if isinstance(crop_pct, (int, float)):
+            extra["crop_pct"] = float(crop_pct)
         spec = ModelSpec(
             architecture=f"onnx:{path.stem}",
             num_classes=result.num_classes,
@@ -57,8 +76,7 @@ class OnnxSource:
             std=std,
             classifier=result.classifier,
             label_names=[str(label) for label in labels] if labels else None,
-            **({"interpolation": interpolation} if isinstance(interpolation, str) else {}),
-            **({"crop_pct": float(crop_pct)} if isinstance(crop_pct, (int, float)) else {}),
+            **extra,
         )
         return Backbone(module=result.module, spec=spec, source=self.name, ref=request.ref, notices=notices, report=result.report)
 

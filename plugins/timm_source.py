@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
-from typing import Any
+from typing import Any, cast
 
 from workbench.backbone import Backbone, LoadRequest
 from workbench.errors import ModelLoadError
@@ -46,9 +46,10 @@ class TimmSource:
             if model is None:
                 model = timm.create_model(name, pretrained=False, **kwargs)
         except TypeError as exc:
-            if "img_size" not in kwargs:
+            size = request.input_size
+            if "img_size" not in kwargs or size is None:
                 raise
-            raise ModelLoadError(f"{name} only takes {request.input_size[1]}x{request.input_size[2]} inputs "
+            raise ModelLoadError(f"{name} only takes {size[1]}x{size[2]} inputs "
                                  f"it was built for; it does not accept another input_size ({exc})") from None
         spec = spec_from_timm(model, request, pretrained)
         if pretrained and spec.num_classes == 1000 and not spec.label_names:
@@ -126,7 +127,7 @@ def _load_pretrained(name: str, kwargs: dict[str, Any], notices: list[str]) -> A
         model = timm.create_model(name, pretrained=False)
         model.load_state_dict(provider.state_dict(model))
         if "num_classes" in kwargs and kwargs["num_classes"] != model.num_classes:
-            model.reset_classifier(kwargs["num_classes"])
+            cast(Any, model).reset_classifier(kwargs["num_classes"])
             notices.append(f"pretrained weights from the installed package {provider.name}; new "
                            f"{kwargs['num_classes']}-class head (random init)")
         else:

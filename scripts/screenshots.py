@@ -1,9 +1,10 @@
 """Screenshots of the real window on the demo, for the README.
 
-    xvfb-run -a -s '-screen 0 1440x900x24' python scripts/screenshots.py [--out docs/screenshots]
+    xvfb-run -a -s '-screen 0 1440x900x24' python scripts/screenshots.py [--out docs/screenshots] [--only 10]
 
-Opens the demo (resnet18 on handwritten digits), shows the layer tree, the data, trains
-two epochs, and exports to ONNX; saves one PNG per view.
+Opens the demo (pretrained efficientnet_lite0 on handwritten digits), shows the layer tree, the
+data, trains two epochs, shows the Results tab (confusion matrix, a misclassified digit's top-5)
+and exports to ONNX; saves one PNG per view (``--only``: just the views whose names start so).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--only", default="", help="comma-separated name prefixes to save, e.g. 10,04")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="workbench-shots-"))
@@ -45,7 +47,11 @@ def main() -> int:
     started = time.monotonic()
     saved: list[Path] = []
 
+    only = [p for p in args.only.split(",") if p]
+
     def shot(widget, name: str) -> None:
+        if only and not any(name.startswith(p) for p in only):
+            return
         app.processEvents()
         path = args.out / name
         widget.grab().save(str(path))
@@ -67,9 +73,9 @@ def main() -> int:
     @when(idle)
     def layers() -> None:
         window.tabs.setCurrentWidget(window.tree_panel)
-        model, view, proxy = window.tree_panel.model, window.tree_panel.view, window.tree_panel.proxy
+        model, view = window.tree_panel.model, window.tree_panel.view
         for path in ("layer4", "layer4.0", "layer4.0.downsample"):
-            view.expand(proxy.mapFromSource(model.index_of_path(path)))
+            view.expand(model.index_of_path(path))
         window.model_panel.select_name("resnet18")
         shot(window, "01-layers.png")
 
@@ -92,6 +98,18 @@ def main() -> int:
     @when(lambda: window.train_panel.run is None)
     def trained() -> None:
         shot(window, "04-training-done.png")
+
+    @when(lambda: window.results_panel.evaluation is not None or bool(window.results_panel.error))
+    def results() -> None:
+        panel = window.results_panel
+        window.tabs.setCurrentWidget(panel)
+        app.processEvents()
+        if panel.gallery.count():
+            panel.gallery.setCurrentRow(0)  # the most confident mistake, with its top-5
+        shot(window, "10-confusion-matrix.png")
+
+    @when(lambda: True)
+    def after_results() -> None:
         window.tabs.setCurrentWidget(window.tree_panel)
         shot(window, "05-layers-after-training.png")
         dialog = window.open_export()
@@ -108,8 +126,8 @@ def main() -> int:
         window.close()
 
     def tick() -> None:
-        if time.monotonic() - started > 600:
-            print("gave up after 10 minutes", file=sys.stderr)
+        if time.monotonic() - started > 1200:
+            print("gave up after 20 minutes", file=sys.stderr)
             app.exit(1)
             return
         if steps and steps[0][0]():

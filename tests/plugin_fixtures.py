@@ -43,6 +43,27 @@ FAKE_MODULE = textwrap.dedent('''
 
             name = Path(request.ref).read_text().strip()
             return load_backbone(replace(request, ref=name, source="timm"))
+
+
+    class NotedAliasSource(TimmAliasSource):
+        """Like TimmAliasSource for '.timmnote' files, and it reports what it did in its own words."""
+        name = "timmnote"
+        suffixes = (".timmnote",)
+
+        def can_load(self, request):
+            return request.path.suffix.lower() == ".timmnote"
+
+        def load(self, request):
+            backbone = super().load(request)
+            backbone.source = self.name
+            backbone.report = {"alias_file": Path(request.ref).name, "resolved_to": backbone.spec.architecture}
+            return backbone
+
+        def describe_report(self, report):
+            from workbench.plugins import SourceReportText
+
+            return SourceReportText("Alias file", [f"{report['alias_file']} names {report['resolved_to']}"],
+                                    [f"resolved to {report['resolved_to']}"])
 ''')
 
 ENTRY_POINTS = textwrap.dedent('''
@@ -51,6 +72,7 @@ ENTRY_POINTS = textwrap.dedent('''
 
     [workbench.model_sources]
     timmalias = fake_wb_thirdparty:TimmAliasSource
+    timmnote = fake_wb_thirdparty:NotedAliasSource
 
     [workbench.datasets]
     broken = fake_wb_thirdparty_missing:Nothing

@@ -50,7 +50,7 @@ def test_project_file_accepts_an_installed_source_and_names_the_choices(third_pa
     assert plan.model.source == "timmalias"
     from workbench.project import ProjectError
 
-    with pytest.raises(ProjectError, match="source must be one of checkpoint, onnx, timm, timmalias, not 'nope'"):
+    with pytest.raises(ProjectError, match="source must be one of checkpoint, onnx, timm, timmalias, timmnote, not 'nope'"):
         plan_from_dict({"model": {"source": "nope", "name": "x"}})
 
 
@@ -70,6 +70,22 @@ def test_third_party_exporter_exports_a_trained_run_from_the_cli(third_party_plu
     arrays = np.load(out)
     reference = backbone.module.state_dict()["fc.weight"]
     assert torch.equal(torch.from_numpy(arrays["fc.weight"]), reference)
+
+
+def test_a_sources_own_report_is_worded_by_the_source_in_inspect(third_party_plugins, tmp_path, capsys):  # noqa: F811
+    note = tmp_path / "model.timmnote"
+    note.write_text("resnet18\n")
+    assert main(["inspect", str(note), "--input-size", "3,32,32"]) == 0
+    out = capsys.readouterr().out
+    assert "Alias file:\n  model.timmnote names resnet18" in out
+
+
+def test_an_unreadable_file_names_the_suffixes_the_installed_sources_open(third_party_plugins, tmp_path, capsys):  # noqa: F811
+    unknown = tmp_path / "model.xyz"
+    unknown.write_text("?")
+    assert main(["inspect", str(unknown)]) != 0
+    err = capsys.readouterr().err
+    assert ".onnx" in err and ".safetensors" in err and ".timmname" in err and ".timmnote" in err
 
 
 def _alias(tmp_path: Path) -> Path:

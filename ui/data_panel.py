@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from ui.session import WorkbenchSession
+from ui.widgets import InputSizeEdit
 from ui.workers import BackgroundCall
 from workbench.plan import DataConfig
 
@@ -96,9 +97,22 @@ class DataPanel(QWidget):
         split_row.addStretch(1)
         split_row.addWidget(self.rescan)
         form.addRow("Validation split", split_row)
+        self.input_size = InputSizeEdit()
+        self.input_size.setMaximumWidth(160)
+        self.input_hint = QLabel("channels × height × width the images are resized to; the layer tree's shapes follow")
+        self.input_hint.setObjectName("muted")
+        size_row = QHBoxLayout()
+        size_row.addWidget(self.input_size)
+        size_row.addWidget(self.input_hint, 1)
+        form.addRow("Model input", size_row)
 
         self.status = QLabel("Choose an image folder or the demo dataset.")
         self.status.setWordWrap(True)
+        self.mismatch = QLabel("")  # the data's classes against the model's head, before Start
+        self.mismatch.setWordWrap(True)
+        self.mismatch.setObjectName("classMismatch")
+        self.mismatch.setStyleSheet("color: #b00020")
+        self.mismatch.hide()
         self.classes = QTableWidget(0, 3)
         self.classes.setHorizontalHeaderLabels(["Class", "Train", "Val"])
         self.classes.verticalHeader().hide()
@@ -135,6 +149,7 @@ class DataPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(source_box)
         layout.addWidget(self.status)
+        layout.addWidget(self.mismatch)
         layout.addWidget(split, 1)
         layout.addWidget(problems_box)
 
@@ -144,6 +159,10 @@ class DataPanel(QWidget):
         self.browse.clicked.connect(self._browse)
         self.val_split.valueChanged.connect(lambda v: self._set_config(val_split=round(float(v), 4)))
         self.rescan.clicked.connect(self.start_scan)
+        self.input_size.sizeEntered.connect(self._set_input_size)
+        self.input_size.rejected.connect(lambda message: self.problem.emit(message))
+        session.problemsChanged.connect(self._show_mismatch)
+        session.shapesChanged.connect(self._sync_input_size)
         session.workspaceChanged.connect(self.sync_from_plan)
         self.sync_from_plan(scan=False)
 
@@ -157,9 +176,43 @@ class DataPanel(QWidget):
         self.val_split.setValue(config.val_split)
         for w in (self.use_demo, self.use_folder, self.folder, self.val_split):
             w.blockSignals(False)
+        self._sync_input_size()
         self._update_enabled()
         if scan:
             self.start_scan()
+
+    def _sync_input_size(self) -> None:
+        """Show the size the model runs at: the plan's, else the loaded model's default."""
+        ws = self.session.workspace
+        size = self.session.plan.model.input_size or (ws.backbone.spec.input_size if ws is not None else None)
+        self.input_size.set_size(size)
+        self.input_size.setPlaceholderText("load a model first" if ws is None else "C×H×W")
+
+    def _set_input_size(self, size: tuple[int, int, int] | None) -> None:
+        from dataclasses import fields
+
+        from workbench.plan import ModelConfig
+
+        def change(plan: Any) -> None:
+            values = {f.name: getattr(plan.model, f.name) for f in fields(ModelConfig)}
+            plan.model = ModelConfig(**{**values, "input_size": size})  # validated like the project file
+
+        shown = "×".join(map(str, size)) if size else "default"
+        error = self.session.edit(change, f"Input size {shown}")
+        if error:
+            self._sync_input_size()
+            self.problem.emit(error)
+
+    def _report_facts(self, scan: DataScan | None) -> None:
+        from workbench.preflight import DataFacts
+
+        facts = None if scan is None else DataFacts(len(scan.classes), sum(t for t, _ in scan.counts.values()))
+        self.session.set_data_facts(facts)
+
+    def _show_mismatch(self) -> None:
+        found = [p for p in self.session.problems if p.code == "class-count-mismatch"]
+        self.mismatch.setText(f"⛔ {found[0].message}" if found else "")
+        self.mismatch.setVisible(bool(found))
 
     def _update_enabled(self) -> None:
         folder = self.session.plan.data.dataset != "digits"
@@ -209,6 +262,7 @@ class DataPanel(QWidget):
         self.classes.setRowCount(0)
         self.thumbs.clear()
         self.problems.clear()
+        self._report_facts(scan)
         if scan is None:
             self.status.setText(f"<b style='color:#b00020'>{message}</b>" if error else message)
             if error:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QBrush, QPalette
+from PySide6.QtGui import QBrush, QColor, QPalette
 from PySide6.QtWidgets import (
     QApplication,
     QFormLayout,
@@ -19,6 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.group_picker import GroupPickerDelegate
 from ui.qt_layer_tree import format_count, format_lr
 from ui.session import WorkbenchSession
 from ui.widgets import ScientificDelegate, ScientificSpinBox, exact_text, parse_rate
@@ -45,20 +46,34 @@ class QtGroupsModel(QAbstractTableModel):
         super().__init__(parent)
         self.session = session
         self._rows: list[Any] = []
+        self._shown: list[tuple[Any, ...]] = []  # what each row displays, to skip rows that did not change
+        self._marks: list[tuple[str, str, str]] = []  # the problems marked on LR cells
         session.resolutionChanged.connect(self.refresh)
+        session.problemsChanged.connect(self._problems_changed)
         self.refresh()
 
+    def _problems_changed(self) -> None:
+        marks = [(p.subject, p.severity, p.message) for p in self.session.problems if p.where == "groups"]
+        if marks != self._marks and self._rows:
+            self.dataChanged.emit(self.index(0, self.LR), self.index(len(self._rows) - 1, self.LR))
+        self._marks = marks
+
     def refresh(self) -> None:
+        """Show the current Resolution's groups; rows whose numbers did not change are left alone."""
         res = self.session.resolution
         groups = list(res.groups) if res is not None else []
         if [g.name for g in groups] != [g.name for g in self._rows]:
             self.beginResetModel()
             self._rows = groups
+            self._shown = [_shown(g) for g in groups]
             self.endResetModel()
-        else:
-            self._rows = groups
-            if groups:
-                self.dataChanged.emit(self.index(0, 0), self.index(len(groups) - 1, len(self.HEADERS) - 1))
+            return
+        self._rows = groups
+        shown = [_shown(g) for g in groups]
+        changed = [r for r, (a, b) in enumerate(zip(self._shown, shown)) if a != b]
+        self._shown = shown
+        if changed:
+            self.dataChanged.emit(self.index(changed[0], 0), self.index(changed[-1], len(self.HEADERS) - 1))
 
     def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self._rows)
@@ -92,6 +107,12 @@ class QtGroupsModel(QAbstractTableModel):
             return f"{group.weight_decay:g}"
         if role == Qt.ItemDataRole.EditRole:
             return {self.LR: group.lr, self.WD: group.weight_decay}.get(col, None)
+        if col == self.LR and role in (Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ToolTipRole):
+            problems = [p for p in self.session.problems if p.where == "groups" and p.subject == group.name]
+            if problems and role == Qt.ItemDataRole.BackgroundRole:
+                return QBrush(QColor(176, 0, 32, 60) if any(p.is_error for p in problems) else QColor(154, 103, 0, 50))
+            if problems:
+                return "\n".join([exact_text(group.lr)] + [f"{p.severity}: {p.message}" for p in problems])
         if role == Qt.ItemDataRole.ForegroundRole and not group.numel:
             return QBrush(QApplication.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
         if role == Qt.ItemDataRole.TextAlignmentRole and col != self.NAME:
@@ -121,6 +142,10 @@ class QtGroupsModel(QAbstractTableModel):
         return self.session.edit(change) is None
 
 
+def _shown(group: Any) -> tuple[Any, ...]:
+    return (group.name, group.auto, group.numel, group.lr, group.weight_decay, len(group.params))
+
+
 class QtUnfreezeModel(QAbstractTableModel):
     """The gradual-unfreezing schedule: one row per step, epoch and comma-separated group names."""
 
@@ -130,11 +155,20 @@ class QtUnfreezeModel(QAbstractTableModel):
     def __init__(self, session: WorkbenchSession, parent: Any = None) -> None:
         super().__init__(parent)
         self.session = session
-        session.resolutionChanged.connect(self._reset)
+        self._steps: list[tuple[int, tuple[str, ...]]] = []
+        session.resolutionChanged.connect(self._refresh)
         session.workspaceChanged.connect(self._reset)
+
+    def _refresh(self) -> None:
+        if self._steps != self._current():  # a tick leaves the schedule as it is: no reset, no repaint
+            self._reset()
+
+    def _current(self) -> list[tuple[int, tuple[str, ...]]]:
+        return [(s.epoch, tuple(s.groups)) for s in self.session.plan.unfreeze]
 
     def _reset(self) -> None:
         self.beginResetModel()
+        self._steps = self._current()
         self.endResetModel()
 
     def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:
@@ -157,13 +191,19 @@ class QtUnfreezeModel(QAbstractTableModel):
         step = self.session.plan.unfreeze[index.row()]
         if index.column() == 0:
             return step.epoch if role == Qt.ItemDataRole.EditRole else f"{step.epoch}"
-        return ", ".join(step.groups)
+        return list(step.groups) if role == Qt.ItemDataRole.EditRole else ", ".join(step.groups)
 
     def setData(self, index: ModelIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
         if role != Qt.ItemDataRole.EditRole or not index.isValid():
             return False
         row, col = index.row(), index.column()
         ws = self.session.workspace
+        if col == 1:
+            picked = [g.strip() for g in (value.split(",") if isinstance(value, str) else value) if str(g).strip()]
+            if not picked:
+                self.problem.emit(f"pick at least one group for the step at epoch {self.session.plan.unfreeze[row].epoch} "
+                                  "(or remove the step)")
+                return False
 
         def change(plan: FinetunePlan) -> None:
             if ws is not None:
@@ -172,16 +212,22 @@ class QtUnfreezeModel(QAbstractTableModel):
             if col == 0:
                 step.epoch = int(value)
             else:
-                step.groups = [g.strip() for g in str(value).split(",") if g.strip()]
+                step.groups = picked
 
         try:
-            error = self.session.edit(change)
+            error = self.session.edit(change, "Edit the unfreeze schedule")
         except ValueError:
             error = f"epoch must be a whole number, not {value!r}"
         if error:
             self.problem.emit(error)
             return False
         return True
+
+    def group_names(self) -> list[str]:
+        """The groups a step can name: the plan's own, or the model's default groups."""
+        ws = self.session.workspace
+        groups = self.session.plan.groups or (ws.default_groups() if ws is not None else [])
+        return [g.name for g in groups]
 
     def add_step(self) -> str | None:
         ws = self.session.workspace
@@ -248,6 +294,8 @@ class GroupsPanel(QWidget):
         self.schedule.verticalHeader().hide()
         self.schedule.horizontalHeader().setStretchLastSection(True)
         self.schedule.setMinimumHeight(90)
+        self.group_picker = GroupPickerDelegate(self.schedule_model.group_names, self.schedule)
+        self.schedule.setItemDelegateForColumn(1, self.group_picker)
         self.add_step = QPushButton("Add step")
         self.remove_step = QPushButton("Remove step")
         buttons = QHBoxLayout()

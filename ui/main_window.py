@@ -27,6 +27,7 @@ from ui.data_panel import DataPanel, DataScan
 from ui.dialogs import ask_save_discard_cancel, ask_yes_no, show_error
 from ui.groups_panel import GroupsPanel
 from ui.model_panel import ModelPanel
+from ui.results_panel import ResultsPanel
 from ui.runs_panel import RunsPanel
 from ui.session import WorkbenchSession
 from ui.summary_bar import SummaryBar
@@ -76,12 +77,14 @@ class MainWindow(QMainWindow):
         self.summary_bar = SummaryBar(self.session)
         self.compare_panel = ComparePanel(self.session, runs_root)
         self.runs_panel = RunsPanel(self.session, self._run_roots)
+        self.results_panel = ResultsPanel()
 
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.tree_panel, "Layers")
         self.tabs.addTab(self.data_panel, "Data")
         self.tabs.addTab(self.train_panel, "Training")
+        self.tabs.addTab(self.results_panel, "Results")
         self.tabs.addTab(self.compare_panel, "Compare")
         self.tabs.addTab(self.runs_panel, "Runs")
         central = QWidget()
@@ -116,6 +119,7 @@ class MainWindow(QMainWindow):
         self.compare_panel.failed.connect(lambda m, d: show_error(self, "Comparison", m, d))
         self.compare_panel.driftReady.connect(self._show_drift)
         self.train_panel.runFinished.connect(self._run_finished)
+        self.train_panel.problems.goTo.connect(self.show_control)
         self.runs_panel.openRequested.connect(lambda path: self.open_run(Path(path)))
         self.runs_panel.continueRequested.connect(lambda path: self.open_run(Path(path), then_continue=True))
         self.runs_panel.exportRequested.connect(lambda path: self.export_run(Path(path)))
@@ -463,6 +467,9 @@ class MainWindow(QMainWindow):
             if ask_yes_no(self, "Replace the classifier head?", question):
                 self._rebuild_head_then_train(classes)
             return
+        errors = [f"• {p}" for p in self.session.problems if p.is_error and p.code != "class-count-mismatch"]
+        if errors and not resume and not ask_yes_no(self, "The plan has errors", "\n".join(errors) + "\n\nStart anyway?"):
+            return
         run_dir = self.train_panel.resumable_run if resume else self._new_run_dir()
 
         def prepare() -> Any:
@@ -535,6 +542,8 @@ class MainWindow(QMainWindow):
         elif run_dir is not None and state == "failed":
             self.session.set_weights_label(f"run {run_dir.name}: the weights in memory when it failed "
                                            "(not a checkpoint; open the run to use its last good checkpoint)")
+        if run_dir is not None and state in ("finished", "stopped") and (run_dir / "spec.json").is_file():
+            self.results_panel.show_run(run_dir)  # the validation results, evaluated in the background
         if run_dir is not None and run_dir.parent not in [r.resolve() for r in self._run_roots()]:
             try:
                 self.runs_panel.add_run_folder(run_dir)
@@ -559,6 +568,7 @@ class MainWindow(QMainWindow):
             ws, info = result
             self.session.set_workspace(ws, project, weights_label=info.weights_label())
             self.train_panel.show_run(run_dir, info.resumable)
+            self.results_panel.show_run(run_dir)
             self.statusBar().showMessage(f"Opened {info.weights_label()}", 8000)
             if then_continue:
                 self._after_data_scan(lambda: self.start_training(resume=True))
@@ -619,6 +629,14 @@ class MainWindow(QMainWindow):
         self.export_dialog.open()
         return self.export_dialog
 
+    def show_control(self, where: str) -> None:
+        """Bring forward the control a problem is about ("data", "groups", "train", "layers")."""
+        if where == "groups":
+            self.groups_dock.show()
+            self.groups_dock.raise_()
+            return
+        self.tabs.setCurrentWidget({"data": self.data_panel, "train": self.train_panel}.get(where, self.tree_panel))
+
     # -- window events ----------------------------------------------------------------------
     def _show_drift(self, drift: list) -> None:
         """The Compare tab's selected run: per-layer drift in the tree's Drift column."""
@@ -666,6 +684,7 @@ class MainWindow(QMainWindow):
         if self.export_dialog is not None and self.export_dialog.is_busy():
             self.export_dialog.call.wait()
         self.train_panel.wait()
+        self.results_panel.wait()
         if self.compare_panel.run is not None:  # stops within one batch; a running QThread must not be destroyed
             self.compare_panel.stop()
             self.compare_panel.wait()

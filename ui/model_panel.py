@@ -18,11 +18,11 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from ui.widgets import InputSizeEdit
 from workbench.backbone import LoadRequest
 
 ONNX_FILTER = "ONNX models (*.onnx)"
@@ -61,10 +61,10 @@ class ModelPanel(QWidget):
         self.availability = QLabel("")
         self.availability.setWordWrap(True)
         self.availability.setObjectName("muted")
-        self.input_size = QSpinBox(minimum=0, maximum=1024, singleStep=32, value=0)
-        self.input_size.setSpecialValueText("model default")
-        self.input_size.setSuffix(" px")
-        self.input_size.setToolTip("Square input size used for the shape pass and training (0 = the model's default)")
+        self.input_size = InputSizeEdit(allow_default=True)
+        self.input_size.setToolTip("C×H×W the model is built and run at (e.g. 3×48×192 for an OCR line; empty = the "
+                                   "model's default); a model built for one size (a ViT) is rebuilt for it")
+        self.input_size.rejected.connect(lambda message: self.availability.setText(f"✖ input size: {message}"))
         self.load_button = QPushButton("Load model")
         self.load_button.setDefault(True)
         self.load_button.setEnabled(False)
@@ -179,9 +179,8 @@ class ModelPanel(QWidget):
         name = self.selected_name()
         if not name:
             return None
-        size = self.input_size.value()
         return LoadRequest(name, source="timm", pretrained=self.pretrained.isChecked(),
-                           input_size=(3, size, size) if size else None)
+                           input_size=self._size())
 
     def _selection_changed(self) -> None:
         name = self.selected_name()
@@ -203,17 +202,19 @@ class ModelPanel(QWidget):
     def _choose_onnx(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open an ONNX model", "", ONNX_FILTER)
         if path:
-            size = self.input_size.value()
-            self.loadRequested.emit(LoadRequest(path, source="onnx", input_size=(3, size, size) if size else None))
+            self.loadRequested.emit(LoadRequest(path, source="onnx", input_size=self._size()))
 
     def _choose_checkpoint(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open a checkpoint", "", CHECKPOINT_FILTER)
         if path:
             self.loadRequested.emit(self.checkpoint_request(path))
 
+    def _size(self) -> tuple[int, int, int] | None:
+        self.input_size.commit()  # a size typed without Enter still counts (or is refused with its reason)
+        return self.input_size.size()
+
     def checkpoint_request(self, path: str) -> LoadRequest:
-        size = self.input_size.value()
         arch = None
         if not (Path(path).parent / "config.json").is_file():
             arch = self.selected_name()
-        return LoadRequest(path, source="checkpoint", arch=arch, input_size=(3, size, size) if size else None)
+        return LoadRequest(path, source="checkpoint", arch=arch, input_size=self._size())

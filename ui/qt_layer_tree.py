@@ -1,8 +1,12 @@
 """QtLayerTreeModel: a QAbstractItemModel adapting the pure-Python LayerTree and its Resolution.
 
-The LayerTree never changes while a model is loaded; only the Resolution does. A tick
-edits the plan through ``workbench.freezing.set_frozen``, the workspace re-resolves,
-and only the rows whose displayed values changed get ``dataChanged``.
+The LayerTree never changes while a model is loaded; only the Resolution does (and the output
+shapes, when the input size changes). A tick edits the plan through
+``workbench.freezing.set_frozen``, the workspace re-resolves, and only the rows whose displayed
+values changed get ``dataChanged``, one row at a time (see ``_emit_rows_changed`` for why).
+
+Speed matters here: a view calls ``data`` about seven times per visible cell on every repaint,
+so each row's texts are computed once per Resolution and ``data`` is a few list lookups.
 """
 
 from __future__ import annotations
@@ -32,6 +36,18 @@ HEADER_TIPS = (
 )
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 STATE_ROLE = Qt.ItemDataRole.UserRole + 2
+FULL_TYPE_ROLE = Qt.ItemDataRole.UserRole + 3  # the module's class name, never shortened
+TYPE_LIMIT = 22  # longer class names (onnx2torch's) are shortened in the Type column
+
+# Plain ints: ``data`` compares the role it gets against these on every call.
+_DISPLAY, _CHECK_ROLE, _TOOLTIP = int(Qt.ItemDataRole.DisplayRole), int(Qt.ItemDataRole.CheckStateRole), \
+    int(Qt.ItemDataRole.ToolTipRole)
+_FOREGROUND, _BACKGROUND, _FONT = int(Qt.ItemDataRole.ForegroundRole), int(Qt.ItemDataRole.BackgroundRole), \
+    int(Qt.ItemDataRole.FontRole)
+_ALIGN, _PATH, _STATE, _FULL_TYPE = int(Qt.ItemDataRole.TextAlignmentRole), int(PATH_ROLE), int(STATE_ROLE), \
+    int(FULL_TYPE_ROLE)
+_RIGHT = int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+_RIGHT_COLUMNS = frozenset((PARAMS, TRAINABLE, LR, DRIFT))
 
 _CHECK = {"trainable": Qt.CheckState.Checked, FROZEN: Qt.CheckState.Unchecked, PARTIAL: Qt.CheckState.PartiallyChecked}
 
@@ -44,6 +60,15 @@ def format_count(value: int) -> str:
     if value >= 10_000:
         return f"{value / 1e3:.1f} k"
     return f"{value:,}"
+
+
+def short_type_name(type_name: str, limit: int = TYPE_LIMIT) -> str:
+    """A class name that fits the Type column: onnx2torch's ``Onnx`` prefix dropped, then cut with "…"."""
+    if len(type_name) <= limit:
+        return type_name
+    if type_name.startswith("Onnx") and len(type_name) > 4:
+        type_name = type_name[4:]
+    return type_name if len(type_name) <= limit else type_name[:limit - 1] + "…"
 
 
 def format_lr(value: float) -> str:
@@ -67,12 +92,20 @@ class QtLayerTreeModel(QAbstractItemModel):
         for node in tree.nodes:
             for row, child in enumerate(node.children):
                 self._row[child] = row
-        self._group_cache: dict[int, str | None] = {}
         self._bn_eval = set(resolution.bn_eval)
         self._read_only = False
         self._drift: list[float | None] | None = None  # per node, set after a run
+        self._source_names: dict[str, str] = {}  # module path -> the node's name in the file it came from
         self._italic = QFont()
         self._italic.setItalic(True)
+        self._frozen_fg = QBrush(QApplication.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
+        self._frozen_bg = QBrush(QColor(128, 160, 200, 28))
+        self._checkable = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable | Qt.ItemFlag.ItemIsUserCheckable
+        self._plain = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        # Leaves say so: the view then skips asking them for children (a Python call per row per repaint).
+        self._leaf = Qt.ItemFlag.ItemNeverHasChildren
+        self._types = [short_type_name(n.type_name) for n in tree.nodes]
+        self._texts: list[tuple[str, ...] | None] = [None] * len(tree.nodes)  # display texts per row, lazily
 
     # -- structure -------------------------------------------------------------------------
     @property
@@ -84,7 +117,7 @@ class QtLayerTreeModel(QAbstractItemModel):
         return self._resolution
 
     def index(self, row: int, column: int, parent: ModelIndex = QModelIndex()) -> QModelIndex:
-        if column < 0 or column >= len(HEADERS) or row < 0:
+        if column < 0 or column > DRIFT or row < 0:
             return QModelIndex()
         if not parent.isValid():
             return self.createIndex(row, column, 0) if row == 0 else QModelIndex()
@@ -103,6 +136,12 @@ class QtLayerTreeModel(QAbstractItemModel):
             return QModelIndex()
         return self.createIndex(self._row[parent], 0, parent)
 
+    def sibling(self, row: int, column: int, index: ModelIndex) -> QModelIndex:
+        # Views ask for each cell of a row this way; the default costs two Python calls (parent + index).
+        if not index.isValid() or row != index.row() or not 0 <= column <= DRIFT:
+            return super().sibling(row, column, index)
+        return self.createIndex(row, column, index.internalId())
+
     def rowCount(self, parent: ModelIndex = QModelIndex()) -> int:
         if not parent.isValid():
             return 1 if self._tree.nodes else 0
@@ -114,7 +153,9 @@ class QtLayerTreeModel(QAbstractItemModel):
         return len(HEADERS)
 
     def hasChildren(self, parent: ModelIndex = QModelIndex()) -> bool:
-        return self.rowCount(parent) > 0
+        if not parent.isValid():
+            return bool(self._tree.nodes)
+        return parent.column() == 0 and bool(self._tree.nodes[parent.internalId()].children)
 
     def index_of(self, node_index: int, column: int = 0) -> QModelIndex:
         node = self._tree.nodes[node_index]
@@ -137,94 +178,95 @@ class QtLayerTreeModel(QAbstractItemModel):
     def flags(self, index: ModelIndex) -> Qt.ItemFlag:
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
-        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        node = self._tree.nodes[index.internalId()]
+        leaf = self._leaf if not node.children else Qt.ItemFlag.NoItemFlags
         # Parameter-free modules (ReLU, pooling) have nothing to freeze: no box, no state.
-        if index.column() == NAME and not self._read_only and self._tree.nodes[index.internalId()].param_count:
-            flags |= Qt.ItemFlag.ItemIsUserCheckable
-        return flags
+        if index.column() == NAME and not self._read_only and node.param_count:
+            return self._checkable | leaf
+        return self._plain | leaf
 
     def data(self, index: ModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         i = index.internalId()
-        node = self._tree.nodes[i]
-        res = self._resolution
-        col = index.column()
-        state = res.node_state[i] if node.param_count else "stateless"
-        if role == Qt.ItemDataRole.DisplayRole:
-            if col == NAME:
-                return node.name
-            if col == TYPE:
-                return node.type_name
-            if col == PARAMS:
-                return format_count(node.param_count) if node.param_count else "–"
-            if col == TRAINABLE:
-                if not node.param_count:
-                    return "–"
-                if state == FROZEN:
-                    return "frozen"
-                return format_count(res.node_trainable[i])
-            if col == SHAPE:
-                return " × ".join(str(d) for d in node.output_shape[1:]) if node.output_shape else ""
-            if col == GROUP:
-                return self._group(i) or ""
-            if col == LR:
-                group = self._group_obj(i)
-                if group is None:
-                    return ""
-                return format_lr(group.lr) if state != FROZEN else f"({format_lr(group.lr)})"
-            if col == DRIFT:
-                value = self._drift[i] if self._drift is not None else None
-                return "" if value is None else ("0" if value == 0.0 else f"{value:.3g}")
-            return None
-        if role == Qt.ItemDataRole.CheckStateRole and col == NAME:
-            return _CHECK.get(state)
-        if role == Qt.ItemDataRole.ForegroundRole and state == FROZEN:
-            return QBrush(QApplication.palette().color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text))
-        if role == Qt.ItemDataRole.BackgroundRole and state == FROZEN:
-            return QBrush(QColor(128, 160, 200, 28))
-        if role == Qt.ItemDataRole.FontRole and state == FROZEN:
-            return self._italic
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in (PARAMS, TRAINABLE, LR, DRIFT):
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(i)
-        if role == PATH_ROLE:
-            return node.path
-        if role == STATE_ROLE:
-            return state
+        if role == _DISPLAY:
+            texts = self._texts[i]
+            if texts is None:
+                texts = self._texts[i] = self._row_texts(i)
+            return texts[index.column()]
+        if role == _CHECK_ROLE:
+            if index.column() != NAME or not self._tree.nodes[i].param_count:
+                return None
+            return _CHECK[self._resolution.node_state[i]]
+        if role in (_FOREGROUND, _BACKGROUND, _FONT):
+            if self._resolution.node_state[i] != FROZEN or not self._tree.nodes[i].param_count:
+                return None
+            return self._frozen_fg if role == _FOREGROUND else self._frozen_bg if role == _BACKGROUND else self._italic
+        if role == _ALIGN:
+            return _RIGHT if index.column() in _RIGHT_COLUMNS else None
+        if role == _TOOLTIP:
+            return self._tooltip(i, index.column())
+        if role == _PATH:
+            return self._tree.nodes[i].path
+        if role == _STATE:
+            return self._resolution.node_state[i] if self._tree.nodes[i].param_count else "stateless"
+        if role == _FULL_TYPE:
+            return self._tree.nodes[i].type_name
         return None
 
-    def _tooltip(self, i: int) -> str:
+    def _row_texts(self, i: int) -> tuple[str, ...]:
+        node, res = self._tree.nodes[i], self._resolution
+        state = res.node_state[i] if node.param_count else "stateless"
+        params = format_count(node.param_count) if node.param_count else "–"
+        if not node.param_count:
+            trainable = "–"
+        else:
+            trainable = "frozen" if state == FROZEN else format_count(res.node_trainable[i])
+        shape = " × ".join(str(d) for d in node.output_shape[1:]) if node.output_shape else ""
+        group_name = res.node_groups()[i]
+        group = self._group_obj(group_name)
+        lr = "" if group is None else (format_lr(group.lr) if state != FROZEN else f"({format_lr(group.lr)})")
+        value = self._drift[i] if self._drift is not None else None
+        drift = "" if value is None else ("0" if value == 0.0 else f"{value:.3g}")
+        return (node.name, self._types[i], params, trainable, shape, group_name or "", lr, drift)
+
+    def _tooltip(self, i: int, column: int) -> str:
         node = self._tree.nodes[i]
         res = self._resolution
         lines = [node.path or "(whole model)", f"{node.type_name}: {node.param_count:,} parameters, "
                  f"{res.node_trainable[i]:,} trainable ({res.node_state[i]})"]
+        source = self._source_names.get(node.path)
+        if source:
+            lines.append(f"node in the file: {source}")
         if node.is_batchnorm:
             lines.append("BatchNorm statistics frozen (eval mode)" if i in self._bn_eval else
                          "BatchNorm statistics update during training")
         return "\n".join(lines)
 
-    def _group(self, i: int) -> str | None:
-        if i not in self._group_cache:
-            self._group_cache[i] = self._resolution.node_group(i)
-        return self._group_cache[i]
-
-    def _group_obj(self, i: int) -> Any:
-        name = self._group(i)
+    def _group_obj(self, name: str | None) -> Any:
         if name is None:
             return None
         return next((g for g in self._resolution.groups if g.name == name), None)
+
+    def set_source_names(self, names: dict[str, str]) -> None:
+        """Module path -> the name its node has in the file it came from (an ONNX graph), for tooltips."""
+        self._source_names = dict(names)
 
     # -- drift -----------------------------------------------------------------------------
     def set_drift(self, drift: list[float | None] | None) -> None:
         """Per-node drift after a run (``workbench.drift.tree_drift``), or None to clear the column."""
         self._drift = drift
+        self._texts = [None] * len(self._tree.nodes)
         self._emit_rows_changed(range(len(self._tree.nodes)))
 
     @property
     def drift(self) -> list[float | None] | None:
         return self._drift
+
+    def shapes_changed(self) -> None:
+        """The tree's output shapes were recomputed (a new input size)."""
+        self._texts = [None] * len(self._tree.nodes)
+        self._emit_rows_changed(range(len(self._tree.nodes)))
 
     # -- edits -----------------------------------------------------------------------------
     def set_read_only(self, read_only: bool) -> None:
@@ -251,34 +293,22 @@ class QtLayerTreeModel(QAbstractItemModel):
         if resolution is self._resolution:
             return
         old, self._resolution = self._resolution, resolution
-        old_groups = [(g.name, g.lr) for g in old.groups]
-        new_groups = [(g.name, g.lr) for g in resolution.groups]
-        groups_changed = (old_groups != new_groups or old.param_claim != resolution.param_claim
-                          or old.bn_eval != resolution.bn_eval)
-        self._group_cache = {}
         self._bn_eval = set(resolution.bn_eval)
-        if groups_changed:
-            changed = range(len(self._tree.nodes))
-        else:
-            changed = [i for i, (a, b, c, d) in enumerate(zip(old.node_state, resolution.node_state,
-                                                           old.node_trainable, resolution.node_trainable))
-                       if a != b or c != d]
+        old_lrs, new_lrs = {g.name: g.lr for g in old.groups}, {g.name: g.lr for g in resolution.groups}
+        old_groups, new_groups = old.node_groups(), resolution.node_groups()
+        changed = [i for i, (a, b, c, d, e, f) in enumerate(zip(
+            old.node_state, resolution.node_state, old.node_trainable, resolution.node_trainable, old_groups,
+            new_groups)) if a != b or c != d or e != f or (f is not None and old_lrs.get(e) != new_lrs.get(f))]
+        for i in changed:
+            self._texts[i] = None
         self._emit_rows_changed(changed)
 
     def _emit_rows_changed(self, changed: Any) -> None:
-        by_parent: dict[int | None, tuple[int, int]] = {}
-        nodes = self._tree.nodes
+        # One signal per row, in tree order. Trap: QTreeView::dataChanged walks every *visible* row between
+        # top-left and bottom-right, descendants of expanded rows included, so a range over a parent's
+        # children costs as much as the whole subtree below them; over a fully expanded tree of 1,000+
+        # modules, ranges per parent made one tick quadratic (seconds). Rows in order keep its search short.
+        nodes, rows, create, emit = self._tree.nodes, self._row, self.createIndex, self.dataChanged.emit
         for i in changed:
-            parent = nodes[i].parent
-            row = self._row[i] if parent is not None else 0
-            lo, hi = by_parent.get(parent, (row, row))
-            by_parent[parent] = (min(lo, row), max(hi, row))
-        last = len(HEADERS) - 1
-        for parent, (lo, hi) in by_parent.items():
-            if parent is None:
-                top, bottom = self.createIndex(0, 0, 0), self.createIndex(0, last, 0)
-            else:
-                children = nodes[parent].children
-                top = self.createIndex(lo, 0, children[lo])
-                bottom = self.createIndex(hi, last, children[hi])
-            self.dataChanged.emit(top, bottom)
+            row = rows[i] if nodes[i].parent is not None else 0
+            emit(create(row, NAME, i), create(row, DRIFT, i))

@@ -19,6 +19,7 @@ from workbench.errors import WorkbenchError
 from workbench.plan import FinetunePlan
 
 if TYPE_CHECKING:
+    from workbench.preflight import DataFacts, Problem
     from workbench.resolve import Resolution
     from workbench.workspace import Workspace
 
@@ -30,6 +31,8 @@ class WorkbenchSession(QObject):
     projectPathChanged = Signal()
     weightsChanged = Signal()  # ``weights_label`` changed (trained, a run opened)
     planReplaced = Signal()  # undo/redo put back a whole plan: views re-read every setting
+    shapesChanged = Signal()  # the input size changed: the tree's output shapes and the spec are new
+    problemsChanged = Signal()  # ``problems`` is current (after a plan edit or a data scan)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -43,6 +46,10 @@ class WorkbenchSession(QObject):
         self.undo_stack = QUndoStack(self)
         # The plan shown before any model is loaded (data and training settings can be edited then).
         self._loose_plan = FinetunePlan()
+        # What the last data scan found, and the plan's problems before Start (workbench.preflight).
+        self.data_facts: DataFacts | None = None
+        self.problems: list[Problem] = []
+        self.resolutionChanged.connect(self._refresh_problems)  # connected first: views read current problems
 
     @property
     def plan(self) -> FinetunePlan:
@@ -87,19 +94,26 @@ class WorkbenchSession(QObject):
         rejects the edit (rolled back, nothing to undo)."""
         plan = self.plan
         before = plan.copy()
+        reshaped = False
         try:
             change(plan)
             if self.workspace is not None:
+                reshaped = self.workspace.sync_input_size()
                 self.resolution = self.workspace.resolve()
         except WorkbenchError as exc:
             for f in fields(plan):
                 setattr(plan, f.name, getattr(before, f.name))
             if self.workspace is not None:
+                reshaped = self.workspace.sync_input_size()
                 self.resolution = self.workspace.resolve()
+            if reshaped:
+                self.shapesChanged.emit()
             return str(exc)
         after = plan.copy()
         if _plan_state(after) != _plan_state(before):
             self.undo_stack.push(_PlanEdit(self, before, after, description))
+        if reshaped:
+            self.shapesChanged.emit()
         self.resolutionChanged.emit()
         self.set_dirty(True)
         return None
@@ -109,8 +123,12 @@ class WorkbenchSession(QObject):
         plan, fresh = self.plan, snapshot.copy()
         for f in fields(plan):
             setattr(plan, f.name, getattr(fresh, f.name))
+        reshaped = False
         if self.workspace is not None:
+            reshaped = self.workspace.sync_input_size()  # the snapshot's size ran before, so it runs again
             self.resolution = self.workspace.resolve()
+        if reshaped:
+            self.shapesChanged.emit()
         self.planReplaced.emit()
         self.resolutionChanged.emit()
         self.set_dirty(True)
@@ -127,6 +145,22 @@ class WorkbenchSession(QObject):
             raise WorkbenchError(error)
         assert self.resolution is not None
         return self.resolution
+
+    def set_data_facts(self, facts: DataFacts | None) -> None:
+        """What a data scan found (classes, training images); None when there is no usable data."""
+        if facts != self.data_facts:
+            self.data_facts = facts
+            self._refresh_problems()
+
+    def _refresh_problems(self) -> None:
+        from workbench.preflight import preflight
+
+        ws, res = self.workspace, self.resolution
+        problems = [] if ws is None or res is None else preflight(
+            ws.tree, ws.plan, res, ws.backbone.spec.num_classes, self.data_facts)
+        if problems != self.problems:
+            self.problems = problems
+            self.problemsChanged.emit()
 
     def set_weights_label(self, label: str) -> None:
         self.weights_label = label

@@ -49,7 +49,13 @@ class SummaryBar(QFrame):
         layout.addLayout(top)
         layout.addWidget(self.cost)
         layout.addWidget(self.warnings)
+        # Trap: a label that grows by a line re-lays out the whole window and repaints every widget in it
+        # (hundreds of ms on a big tree). Reserving the lines keeps a tick's repaint to the labels themselves.
+        line = self.fontMetrics().lineSpacing()
+        self.cost.setMinimumHeight(2 * line)
+        self.warnings.setMinimumHeight(SHOWN_WARNINGS * line + 2)
         session.resolutionChanged.connect(self.refresh)
+        session.problemsChanged.connect(self.show_problems)
         self.refresh()
 
     def refresh(self) -> None:
@@ -60,24 +66,27 @@ class SummaryBar(QFrame):
             self.groups.setText("")
             self.cost.setText("")
             self.warnings.setText("")
-            self.warnings.hide()
             return
         self.summary.setText(res.summary())
         self.share.setValue(int(1000 * res.trainable_params / res.total_params) if res.total_params else 0)
         self.cost.setText(self._cost_text(res))
         active = [g for g in res.groups if g.numel]
         self.groups.setText(f"{len(active)} of {len(res.groups)} optimizer groups train")
-        if res.warnings:
-            shown = [f"⚠ {w.message}" for w in res.warnings[:SHOWN_WARNINGS]]
-            hidden = len(res.warnings) - len(shown)
+        self.show_problems()
+
+    def show_problems(self) -> None:
+        """The plan's problems (``session.problems``: the resolver's warnings and the preflight checks), errors first."""
+        problems = self.session.problems if self.session.resolution is not None else []
+        if problems:
+            shown = [f"{'⛔' if p.is_error else '⚠'} {p.message}" for p in problems[:SHOWN_WARNINGS]]
+            hidden = len(problems) - len(shown)
             if hidden:
-                shown[-1] += f"   (+{hidden} more warning{'s' if hidden > 1 else ''}: hover to see all)"
+                shown[-1] += f"   (+{hidden} more: hover to see all, or the Training tab's list)"
             self.warnings.setText("\n".join(shown))
-            self.warnings.setToolTip("\n".join(str(w) for w in res.warnings))
-            self.warnings.show()
+            self.warnings.setToolTip("\n".join(f"{p.severity}: {p}" for p in problems))
         else:
-            self.warnings.setText("")
-            self.warnings.hide()
+            self.warnings.setText("✔ No warnings" if self.session.resolution is not None else "")
+            self.warnings.setToolTip("")
 
     def _cost_text(self, res) -> str:
         from workbench.cost import plan_cost, workspace_cost_model

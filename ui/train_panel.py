@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -25,7 +26,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ui.optimization_rows import OptimizationRows
 from ui.plots import TrainingPlots
+from ui.problems_view import ProblemsList
 from ui.session import WorkbenchSession
 from ui.workers import TrainingRun
 from workbench.plan import OPTIMIZERS, SCHEDULERS
@@ -60,6 +63,8 @@ class TrainPanel(QWidget):
         self.resumable_run: Path | None = None
         self._paused = False
         self._steps_total = 0
+        self._epoch_records: list[dict[str, Any]] = []  # this run's epochs, for the log's hints
+        self.hint = ""
 
         self.epochs = QSpinBox(minimum=1, maximum=10_000)
         self.batch_size = QSpinBox(minimum=1, maximum=65_536)
@@ -82,6 +87,8 @@ class TrainPanel(QWidget):
         form.addRow("LR schedule", self.scheduler)
         form.addRow("Device", self.device)
         form.addRow("Mixed precision", self.amp)
+        self.optimization = OptimizationRows(session, self)
+        self.optimization.add_to(form)
         form.addRow(self.augment)
 
         self.start_button = QPushButton("▶  Start training")
@@ -110,6 +117,8 @@ class TrainPanel(QWidget):
         stats.addRow("Time left", self.eta)
         progress_box = QGroupBox("Progress")
         progress_layout = QVBoxLayout(progress_box)
+        self.problems = ProblemsList(session)  # the plan's problems, right above Start
+        progress_layout.addWidget(self.problems)
         progress_layout.addLayout(controls)
         progress_layout.addWidget(self.progress)
         progress_layout.addLayout(stats)
@@ -198,6 +207,7 @@ class TrainPanel(QWidget):
         if not resume:
             self.plots.clear()
             self.log.clear()
+            self._epoch_records, self.hint = [], ""
         self.run_dir = run_dir
         self.last_state = ""
         self._paused = False
@@ -259,6 +269,23 @@ class TrainPanel(QWidget):
                if report.val_loss is not None and report.val_accuracy is not None else "")
         self._add_log(f"Epoch {report.epoch + 1}/{report.epochs}: train loss {report.train_loss:.4f}, "
                       f"accuracy {report.train_accuracy:.1%}{val} ({format_duration(report.seconds)})")
+        self._epoch_records.append({"train_accuracy": report.train_accuracy, "val_accuracy": report.val_accuracy})
+        self._show_hint()
+
+    def _show_hint(self) -> None:
+        """Once per run: a pattern in the epochs so far worth a word (workbench.hints), highlighted in the log."""
+        ws = self.session.workspace
+        if self.hint or ws is None:
+            return
+        from workbench.hints import hint_context, stuck_at_chance
+
+        hint = stuck_at_chance(self._epoch_records, ws.backbone.spec.num_classes, **hint_context(ws))
+        if hint:
+            self.hint = hint
+            self._add_log(f"Hint — {hint}")
+            item = self.log.item(self.log.count() - 1)
+            if item is not None:
+                item.setForeground(QColor("#9a6700"))
 
     def _on_state(self, report: Any) -> None:
         self.last_state = report.kind
@@ -306,6 +333,7 @@ class TrainPanel(QWidget):
         from workbench.run_catalog import read_metrics
 
         self.plots.clear()
+        self._epoch_records, self.hint = [], ""
         steps, losses, lrs = [], [], []
         for r in read_metrics(run_dir / "metrics.jsonl"):
             if r.get("type") == "step":
@@ -315,11 +343,13 @@ class TrainPanel(QWidget):
             elif r.get("type") == "epoch":
                 self.plots.add_epoch(r.get("epoch", 0), r.get("train_loss", float("nan")), r.get("val_loss"),
                                      r.get("train_accuracy", float("nan")), r.get("val_accuracy"))
+                self._epoch_records.append(r)
         self.plots.add_steps(steps, losses, lrs)
         self.plots.redraw()
         self.run_dir = run_dir
         self.resumable_run = run_dir if resumable else None
         self._add_log(f"Opened run {run_dir} ({len(steps):,} steps)")
+        self._show_hint()
         self._update_buttons()
 
     def _add_log(self, text: str) -> None:
@@ -337,3 +367,4 @@ class TrainPanel(QWidget):
         self.stop_button.setEnabled(running)
         for w in (self.epochs, self.batch_size, self.optimizer, self.scheduler, self.device, self.amp, self.augment):
             w.setEnabled(not running)
+        self.optimization.set_enabled(not running)

@@ -6,7 +6,8 @@ import html
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QModelIndex, QPoint, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QModelIndex, QPoint, Qt, Signal
+from PySide6.QtGui import QAccessible
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -17,49 +18,57 @@ from PySide6.QtWidgets import (
     QMenu,
     QPushButton,
     QSpinBox,
+    QStyle,
     QTreeView,
     QVBoxLayout,
     QWidget,
 )
 
-from ui.qt_layer_tree import NAME, PATH_ROLE, TYPE, QtLayerTreeModel
+from ui.qt_layer_tree import HEADERS, NAME, PARAMS, PATH_ROLE, TYPE, QtLayerTreeModel, short_type_name
+from ui.selector_bar import SelectorBar
 from ui.session import WorkbenchSession
 from workbench import freezing
 from workbench.groups import assign_to_group
+from workbench.layer_tree import LayerTree
 from workbench.plan import FinetunePlan
+from workbench.sources import describe_source_report
 
 BN_CHOICES = (("freeze", "BatchNorm: freeze statistics in frozen layers"),
               ("train", "BatchNorm: keep training everywhere"),
               ("eval", "BatchNorm: inference mode everywhere (statistics never move)"))
 
 
-class LayerFilterProxy(QSortFilterProxyModel):
-    """Matches the filter text against a row's module path and type; ancestors of matches stay visible."""
+def filter_visible(tree: LayerTree, needle: str) -> list[bool]:
+    """Which rows a filter shows: nodes whose path or type contains ``needle`` (case-insensitive), their
+    ancestors (to reach them) and their descendants (what they hold)."""
+    needle = needle.strip().lower()
+    if not needle:
+        return [True] * len(tree.nodes)
+    visible = [False] * len(tree.nodes)
+    for node in tree.nodes:
+        if needle in node.path.lower() or needle in node.type_name.lower():
+            for i in range(node.index, node.subtree_end):
+                visible[i] = True
+            parent = node.parent
+            while parent is not None and not visible[parent]:
+                visible[parent] = True
+                parent = tree.nodes[parent].parent
+    return visible
 
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setRecursiveFilteringEnabled(True)
-        self.setAutoAcceptChildRows(True)
-        self._needle = ""
 
-    def set_text(self, text: str) -> None:
-        if hasattr(self, "beginFilterChange"):  # Qt >= 6.10; invalidateRowsFilter is deprecated there
-            self.beginFilterChange()
-            self._needle = text.strip().lower()
-            self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+class LayerTreeView(QTreeView):
+    """The layer tree's view. Its rows all have one height and its structure never changes while a model
+    is loaded, so a changed row only needs a repaint."""
+
+    def dataChanged(self, top_left: QModelIndex, bottom_right: QModelIndex,  # type: ignore[override]  # noqa: N802
+                    roles: Any = ()) -> None:
+        # Trap: QTreeView::dataChanged re-asks the model, row by row, for each row's children and flags (three
+        # Python calls per row); a tick on a whole 1,000-module model sends a signal per row, and that
+        # bookkeeping cost more than the repaint. Screen readers still get the full treatment.
+        if QAccessible.isActive():
+            super().dataChanged(top_left, bottom_right, roles)
         else:
-            self._needle = text.strip().lower()
-            self.invalidateRowsFilter()
-
-    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:  # noqa: N802
-        needle = self._needle
-        if not needle:
-            return True
-        model = self.sourceModel()
-        index = model.index(source_row, NAME, source_parent)
-        path = str(model.data(index, PATH_ROLE) or "")
-        type_name = str(model.data(model.index(source_row, TYPE, source_parent)) or "")
-        return needle in path.lower() or needle in type_name.lower()
+            self.viewport().update()
 
 
 def describe_model(ws: Any) -> str:
@@ -70,11 +79,9 @@ def describe_model(ws: Any) -> str:
              f"{html.escape(backbone.weights)}) · "
              f"{ws.tree.total_params:,} parameters · {len(ws.tree.nodes):,} modules · input {c}×{h}×{w} · "
              f"{spec.num_classes} outputs · stages from {html.escape(ws.tree.stage_source or 'n/a')}"]
-    report = backbone.report or {}
-    if backbone.source == "onnx" and report:
-        facts = [f"{key.replace('_', ' ')} {report[key]}" for key in
-                 ("opset", "trainable_tensors", "trainable_params", "parity_max_abs_diff") if key in report]
-        parts.append("ONNX import: " + html.escape(", ".join(facts)))
+    described = describe_source_report(backbone.source, backbone.report)
+    if described is not None and described.facts:
+        parts.append(html.escape(f"{described.title}: {', '.join(described.facts)}"))
     parts += [f"<span style='color:#9a6700'>ℹ {html.escape(n)}</span>" for n in backbone.notices]
     return "<br>".join(parts)
 
@@ -87,6 +94,7 @@ class TreePanel(QWidget):
         self.session = session
         self.model: QtLayerTreeModel | None = None
         self._locked = False
+        self._hidden: list[bool] = []  # per node: hidden by the filter
 
         self.filter = QLineEdit(placeholderText="Filter layers by path or type (e.g. layer3, BatchNorm)")
         self.filter.setClearButtonEnabled(True)
@@ -117,9 +125,12 @@ class TreePanel(QWidget):
         presets.addStretch(1)
         presets.addWidget(self.batchnorm)
 
-        self.proxy = LayerFilterProxy(self)
-        self.view = QTreeView()
-        self.view.setModel(self.proxy)
+        self.selector_bar = SelectorBar(session)
+        self.selector_bar.problem.connect(self.problem)
+
+        # No QSortFilterProxyModel in between: it made every tick on a big tree take seconds. The filter
+        # hides rows in the view instead (filter_visible).
+        self.view = LayerTreeView()
         self.view.setUniformRowHeights(True)
         self.view.setAlternatingRowColors(True)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -139,6 +150,7 @@ class TreePanel(QWidget):
         layout.addWidget(self.info)
         layout.addWidget(self.filter)
         layout.addLayout(presets)
+        layout.addWidget(self.selector_bar)
         layout.addWidget(self.view, 1)
         layout.addWidget(self.empty, 1)
 
@@ -152,6 +164,7 @@ class TreePanel(QWidget):
         self.view.customContextMenuRequested.connect(self._context_menu)
         session.workspaceChanged.connect(self._workspace_changed)
         session.resolutionChanged.connect(self._resolution_changed)
+        session.shapesChanged.connect(self._shapes_changed)
         self._workspace_changed()
 
     def _workspace_changed(self) -> None:
@@ -159,20 +172,27 @@ class TreePanel(QWidget):
         loaded = ws is not None and self.session.resolution is not None
         for w in (self.filter, self.linear_probe, self.stages, self.freeze_stages, self.full_finetune, self.batchnorm):
             w.setEnabled(loaded)
+        self.selector_bar.set_locked(self._locked)
         self.view.setVisible(loaded)
         self.empty.setVisible(not loaded)
         self.info.setVisible(loaded)
         if not loaded:
-            self.proxy.setSourceModel(None)  # type: ignore[arg-type]
+            self.view.setModel(None)  # type: ignore[arg-type]
+            if self.model is not None:
+                self.model.deleteLater()
             self.model = None
             return
         assert ws is not None and self.session.resolution is not None
         old = self.model
         self.model = QtLayerTreeModel(ws.tree, self.session.resolution, self.session.set_frozen, self)
         self.model.editFailed.connect(self.problem)
-        self.proxy.setSourceModel(self.model)
+        self.model.set_source_names(dict((ws.backbone.report or {}).get("source_names") or {}))
+        self.view.setModel(self.model)
         if old is not None:
             old.deleteLater()
+        self._hidden = [False] * len(ws.tree.nodes)
+        if self.filter.text().strip():
+            self._filter_changed(self.filter.text())
         body = [name for name, _ in ws.tree.stages if name != "head"]
         self.stages.setMaximum(max(0, len(body) - 1))
         self.stages.setValue(min(max(1, self.stages.value()), self.stages.maximum()))
@@ -180,11 +200,24 @@ class TreePanel(QWidget):
         self.info.setText(describe_model(ws))
         self._sync_batchnorm()
         header = self.view.header()
-        header.setStretchLastSection(False)
-        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        header.setSectionResizeMode(NAME, QHeaderView.ResizeMode.Stretch)
+        header.setStretchLastSection(True)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)  # every column can be dragged wider
         self.view.expandToDepth(0)
-        for column in range(1, self.model.columnCount()):
+        self.fit_columns()
+
+    def fit_columns(self) -> None:
+        """Widths that fit the content of every row (expanded or not), the layer column capped at 45% of the view."""
+        if self.model is None:
+            return
+        tree, fm = self.model.tree, self.view.fontMetrics()
+        indent = self.view.indentation()
+        check = self.view.style().pixelMetric(QStyle.PixelMetric.PM_IndicatorWidth) + 8
+        names = max(indent * (n.depth + 1) + check + fm.horizontalAdvance(n.name) for n in tree.nodes) + 16
+        cap = max(220, int(0.45 * max(self.view.viewport().width(), 900)))
+        self.view.setColumnWidth(NAME, min(names, cap))
+        types = max(fm.horizontalAdvance(short_type_name(n.type_name)) for n in tree.nodes) + 24
+        self.view.setColumnWidth(TYPE, max(types, fm.horizontalAdvance(HEADERS[TYPE]) + 24))
+        for column in range(PARAMS, self.model.columnCount() - 1):
             self.view.resizeColumnToContents(column)
 
     def set_locked(self, locked: bool) -> None:
@@ -193,6 +226,7 @@ class TreePanel(QWidget):
         loaded = self.model is not None
         for w in (self.linear_probe, self.stages, self.freeze_stages, self.full_finetune, self.batchnorm):
             w.setEnabled(loaded and not locked)
+        self.selector_bar.set_locked(locked)
         if loaded:
             self.linear_probe.setEnabled(not locked and bool(self.session.workspace.tree.classifier_paths))
             self.model.set_read_only(locked)
@@ -202,6 +236,12 @@ class TreePanel(QWidget):
             self.model.set_resolution(self.session.resolution)
         self._sync_batchnorm()
 
+    def _shapes_changed(self) -> None:
+        ws = self.session.workspace
+        if self.model is not None and ws is not None:
+            self.model.shapes_changed()
+            self.info.setText(describe_model(ws))
+
     def _sync_batchnorm(self) -> None:
         index = self.batchnorm.findData(self.session.plan.freeze.batchnorm)
         if index >= 0 and index != self.batchnorm.currentIndex():
@@ -210,9 +250,21 @@ class TreePanel(QWidget):
             self.batchnorm.blockSignals(False)
 
     def _filter_changed(self, text: str) -> None:
-        self.proxy.set_text(text)
-        if text:
+        if self.model is None:
+            return
+        visible = filter_visible(self.model.tree, text)
+        nodes = self.model.tree.nodes
+        for node, shown in zip(nodes, visible):
+            if node.parent is not None and self._hidden[node.index] == shown:
+                self._hidden[node.index] = not shown
+                self.view.setRowHidden(self.model.index_of(node.index).row(),
+                                       self.model.index_of(node.parent), not shown)
+        if text.strip():
             self.view.expandAll()
+
+    def is_shown(self, path: str) -> bool:
+        """Whether the filter shows this module's row (its ancestors may still be collapsed)."""
+        return self.model is not None and not self._hidden[self.model.tree.node(path).index]
 
     def _batchnorm_changed(self) -> None:
         policy = self.batchnorm.currentData()
@@ -227,10 +279,10 @@ class TreePanel(QWidget):
         if error:
             self.problem.emit(error)
 
-    def path_at(self, proxy_index: QModelIndex) -> str | None:
-        if not proxy_index.isValid():
+    def path_at(self, index: QModelIndex) -> str | None:
+        if not index.isValid() or self.model is None:
             return None
-        return str(self.proxy.data(proxy_index.siblingAtColumn(NAME), PATH_ROLE))
+        return str(self.model.data(index.siblingAtColumn(NAME), PATH_ROLE))
 
     def build_context_menu(self, path: str) -> QMenu:
         ws = self.session.workspace

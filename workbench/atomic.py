@@ -131,8 +131,3 @@ def _first_file(folder: Path) -> Path:
             return candidate
     return folder
 
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

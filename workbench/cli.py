@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     _train_overrides(p)
     p.add_argument("--adapt-head", action="store_true", help="replace the head when num_classes disagrees with the data")
     p.add_argument("--overwrite", action="store_true", help="replace the run already in the --out folder")
+    p.add_argument("--force", action="store_true",
+                   help="train despite plan errors (e.g. an LR above 1, BatchNorm on one image per batch)")
     p.add_argument("--allow-data-change", action="store_true",
                    help="with --resume: continue although the images, split or preprocessing changed")
     p.set_defaults(run=_cmd_train)
@@ -78,10 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     _train_overrides(p)
     p.set_defaults(run=_cmd_demo)
 
-    from workbench import cli_predict, cli_runs
+    from workbench import cli_evaluate, cli_predict, cli_runs
 
     cli_runs.add_parser(sub)
     cli_predict.add_parser(sub)
+    cli_evaluate.add_parser(sub)
 
     p = sub.add_parser("open", help="open a project file in the window")
     p.add_argument("project", type=Path)
@@ -180,7 +183,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         check_run_dir(run_dir)
     _apply_overrides(plan, args)
     return _train_and_report(plan, run_dir, resume, adapt=args.adapt_head, overwrite=args.overwrite,
-                             allow_data_change=args.allow_data_change)
+                             allow_data_change=args.allow_data_change, force=args.force)
 
 
 def check_run_dir(run_dir: Path) -> None:
@@ -241,7 +244,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, overwrite: bool = False,
-                      allow_data_change: bool = False) -> int:
+                      allow_data_change: bool = False, force: bool = False) -> int:
     """Open data and model, train with a progress bar, print epochs; Ctrl-C stops after the batch (exit 130)."""
     import signal
 
@@ -254,7 +257,7 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, ove
     quiet = not is_main_process()  # under torchrun only rank 0 talks
     out = open(os.devnull, "w") if quiet else sys.stdout
     prepared = prepare_training(plan, run_dir, resume=resume, adapt=adapt, overwrite=overwrite,
-                                allow_data_change=allow_data_change)
+                                allow_data_change=allow_data_change, force=force)
     for problem in prepared.data_problems:
         print(f"data: {problem}", file=sys.stderr)
     for notice in prepared.notices:
@@ -273,6 +276,7 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, ove
     previous = signal.signal(signal.SIGINT, on_sigint)
     bar = None
     stopped = False
+    hints = _EpochHints(trainer)
     try:
         for report in trainer.run():
             if isinstance(report, StepReport):
@@ -292,6 +296,9 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, ove
                        if report.val_loss is not None else "no validation set")
                 print(f"epoch {report.epoch + 1}/{report.epochs}: train loss {report.train_loss:.4f}, "
                       f"train acc {report.train_accuracy:.1%}, {val} ({report.seconds:.1f}s)", file=out)
+                hint = hints.add(report)
+                if hint:
+                    print(f"hint: {hint}", file=sys.stderr if not quiet else out)
             elif isinstance(report, StateReport):
                 if bar is not None:  # a message mid-epoch goes on its own line, under the bar
                     bar.close()
@@ -304,6 +311,31 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, ove
         signal.signal(signal.SIGINT, previous)
     print(f"run folder: {trainer.run_dir}", file=out)
     return 130 if stopped else 0
+
+
+class _EpochHints:
+    """Epoch reports in, a training hint (workbench.hints) out — each kind once per run."""
+
+    def __init__(self, trainer) -> None:
+        from workbench.hints import hint_context
+
+        ws = trainer.ws
+        self.num_classes = ws.backbone.spec.num_classes
+        self.context = hint_context(ws)
+        self.epochs: list[dict] = []
+        self.shown = False
+
+    def add(self, report) -> str | None:
+        from dataclasses import asdict
+
+        from workbench.hints import stuck_at_chance
+
+        self.epochs.append(asdict(report))
+        if self.shown:
+            return None
+        hint = stuck_at_chance(self.epochs, self.num_classes, **self.context)
+        self.shown = hint is not None
+        return hint
 
 
 def _exporters() -> dict[str, str]:

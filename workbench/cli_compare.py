@@ -58,7 +58,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 val = f", val acc {r.val_accuracy:.1%}" if r.val_accuracy is not None else ""
                 print(f"{tag} epoch {r.epoch + 1}/{r.epochs}: train acc {r.train_accuracy:.1%}{val} "
                       f"({r.seconds:.1f}s)", flush=True)
-            elif event.kind == "done":
+            elif event.kind == "done" and event.result is not None:
                 print(f"{tag} done in {event.result.wall_s:.1f}s", flush=True)
             elif event.kind == "failed":
                 print(f"{tag} failed: {event.error}", file=sys.stderr, flush=True)

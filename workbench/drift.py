@@ -125,7 +125,7 @@ def compare_states(a: dict[str, "torch.Tensor"], b: dict[str, "torch.Tensor"], a
         raise DriftError(f"{a_label} and {b_label} are not the same architecture: "
                          f"{len(missing)} tensor(s) only in {a_label} ({', '.join(missing[:3])}), "
                          f"{len(extra)} only in {b_label} ({', '.join(extra[:3])})")
-    sums: dict[str, dict[str, list[float]]] = {}
+    sums: dict[str, dict[str, list[tuple[float, float]]]] = {}
     tensors: dict[str, float] = {}
     counts: dict[str, list[int]] = {}
     for key, ta in a.items():
@@ -142,7 +142,7 @@ def compare_states(a: dict[str, "torch.Tensor"], b: dict[str, "torch.Tensor"], a
             raise DriftError(f"{key}: {exc}: {a_label} and {b_label} are not the same architecture") from None
         tensors[key] = rel
         entry = sums.setdefault(module, {"params": [], "stats": []})
-        entry[kind].append((diff, base))  # type: ignore[arg-type]
+        entry[kind].append((diff, base))
         c = counts.setdefault(module, [0, 0, 0])
         c[0] += ta.numel()
         c[1] += 1
@@ -154,13 +154,13 @@ def compare_states(a: dict[str, "torch.Tensor"], b: dict[str, "torch.Tensor"], a
             if not pairs:
                 values[kind] = None
                 continue
-            diff = sum(d for d, _ in pairs)  # type: ignore[misc]
-            base = sum(s for _, s in pairs)  # type: ignore[misc]
+            diff = sum(d for d, _ in pairs)
+            base = sum(s for _, s in pairs)
             values[kind] = 0.0 if diff == 0 else (math.sqrt(diff / base) if base > 0 else math.sqrt(diff))
         c = counts[module]
         pairs = entry["params"]
         modules.append(ModuleDrift(module, module.count(".") + 1 if module else 0, values["params"], values["stats"],
-                                   c[0], c[1], c[2], sum(d for d, _ in pairs), sum(b for _, b in pairs)))  # type: ignore[misc]
+                                   c[0], c[1], c[2], sum(d for d, _ in pairs), sum(b for _, b in pairs)))
     return DriftReport(a_label, b_label, modules, tensors)
 
 

@@ -6,6 +6,8 @@ selector lists minimal (no mark that repeats what its parent already implies).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from workbench.errors import PlanError
 from workbench.layer_tree import LayerNode, LayerTree
 from workbench.plan import FinetunePlan
@@ -104,6 +106,62 @@ def freeze_matching(plan: FinetunePlan, tree: LayerTree, pattern: str, regex: bo
     if selector not in plan.freeze.frozen:
         plan.freeze.frozen.append(selector)
     return len(nodes) + len(params)
+
+
+@dataclass(frozen=True)
+class SelectorMatch:
+    """What a selector names: modules, parameter tensors, and the parameters they hold."""
+
+    selector: str
+    modules: int  # modules named directly (their submodules follow them)
+    tensors: int  # parameter tensors covered (under the modules, or named)
+    params: int  # elements in those tensors
+
+    def describe(self) -> str:
+        modules = f"{self.modules:,} module{'s' if self.modules != 1 else ''}"
+        return f"{modules}, {self.tensors:,} parameter tensor{'s' if self.tensors != 1 else ''} ({self.params:,} parameters)"
+
+
+def match_selector(tree: LayerTree, selector: str) -> SelectorMatch:
+    """Count what ``selector`` (a path, glob, ``re:`` regex or ``type:`` class) names in the tree.
+
+    Raises PlanError for an empty selector, a bad regular expression or an unknown exact path.
+    """
+    selector = selector.strip()
+    if not selector:
+        raise PlanError("type a selector: a module path, a glob (layer*.bn?), re:REGEX or type:CLASS")
+    if selector == "re:" or selector == "type:":
+        raise PlanError(f"{selector!r} needs something after the colon (e.g. re:^blocks\\.[0-2]$, type:BatchNorm2d)")
+    nodes, params = SelectorMatcher(tree).match(selector, "the selector")
+    covered = {p for n in nodes for p in tree.subtree_params(tree.nodes[n])} | set(params)
+    return SelectorMatch(selector, len(nodes), len(covered), sum(tree.params[p].numel for p in covered))
+
+
+def freeze_selector(plan: FinetunePlan, tree: LayerTree, selector: str, frozen: bool) -> SelectorMatch:
+    """Freeze (or unfreeze) everything a selector names, keeping the selector itself in the plan.
+
+    The selector lands in ``[freeze] frozen`` (or ``unfrozen``) as typed, so the project file says
+    what the user meant; a selector that matches nothing is refused.
+    """
+    match = match_selector(tree, selector)
+    if not match.modules and not match.tensors:
+        hint = _type_hint(tree, match.selector)
+        raise PlanError(f"{match.selector!r} matches no module or parameter{hint}")
+    add, other = (plan.freeze.frozen, plan.freeze.unfrozen) if frozen else (plan.freeze.unfrozen, plan.freeze.frozen)
+    other[:] = [s for s in other if s != match.selector]
+    if match.selector not in add:
+        add.append(match.selector)
+    return match
+
+
+def _type_hint(tree: LayerTree, selector: str) -> str:
+    import difflib
+
+    if not selector.startswith("type:"):
+        return ""
+    types = sorted({n.type_name for n in tree.nodes})
+    close = difflib.get_close_matches(selector[5:], types, n=3, cutoff=0.5)
+    return f" (types in this model include {', '.join('type:' + t for t in close)})" if close else ""
 
 
 def freeze_type(plan: FinetunePlan, tree: LayerTree, type_name: str) -> int:

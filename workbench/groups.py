@@ -136,7 +136,11 @@ def assign_to_group(plan: FinetunePlan, tree: LayerTree, path: str, group_name: 
     param = tree.find_param(path) if node is None else None
     if node is None and param is None:
         raise PlanError(f"unknown module path {path!r}")
-    moving = set(tree.subtree_params(node)) if node is not None else {param.index}
+    if node is not None:
+        moving = set(tree.subtree_params(node))
+    else:
+        assert param is not None
+        moving = {param.index}
     if not moving:
         raise PlanError(f"{path or 'the model'} has no parameters to put in a group")
     if not plan.groups:

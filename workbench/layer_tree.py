@@ -188,16 +188,39 @@ def build_layer_tree(
     return tree
 
 
+def record_output_shapes(module: "nn.Module", example_input: "torch.Tensor", tree: LayerTree) -> None:
+    """Run ``example_input`` through ``module`` again and store every node's output shape (a new input size).
+
+    On failure (the model cannot take that input) the tree keeps its previous shapes and the error propagates.
+    """
+    import time as _time
+
+    old = [n.output_shape for n in tree.nodes]
+    index_of_module: dict[int, int] = {}
+    for node, (_path, mod) in zip(tree.nodes, module.named_modules()):
+        index_of_module.setdefault(id(mod), node.index)
+        node.output_shape = None
+    start = _time.perf_counter()
+    try:
+        _record_output_shapes(module, example_input, tree, index_of_module)
+    except BaseException:
+        for node, shape in zip(tree.nodes, old):
+            node.output_shape = shape
+        raise
+    tree.forward_seconds = _time.perf_counter() - start
+
+
 def _bn_untrained(module: "nn.Module") -> bool:
     """True when the model has BatchNorm statistics and all of them are still 0 / 1."""
     import torch
 
     found = False
     for mod in module.modules():
-        if not _is_batchnorm(mod) or mod.running_mean is None or mod.running_var is None:
+        mean, var = getattr(mod, "running_mean", None), getattr(mod, "running_var", None)
+        if not _is_batchnorm(mod) or not isinstance(mean, torch.Tensor) or not isinstance(var, torch.Tensor):
             continue
         found = True
-        if torch.count_nonzero(mod.running_mean) or not bool(torch.all(mod.running_var == 1)):
+        if torch.count_nonzero(mean) or not bool(torch.all(var == 1)):
             return False
     return found
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar, cast, dataclass_transform
 
 import pydantic
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
@@ -70,7 +70,11 @@ Std = Annotated[tuple[Annotated[float, Field(gt=0.0, allow_inf_nan=False)], ...]
 Selectors = Annotated[list[str], BeforeValidator(_as_list)]
 
 
-def section(cls: type) -> type:
+_Section = TypeVar("_Section")
+
+
+@dataclass_transform(field_specifiers=(field, Field))
+def section(cls: type[_Section]) -> type[_Section]:
     """A validated project-file section: a pydantic dataclass whose bad values raise PlanError.
 
     Constructing one from Python (``TrainConfig(batch_size=0)``) is refused like the TOML file is.
@@ -87,7 +91,7 @@ def section(cls: type) -> type:
 
     validated.validating_init = init  # type: ignore[attr-defined]  # the raw one, for workbench.project
     validated.__init__ = __init__  # type: ignore[method-assign]
-    return validated
+    return cast("type[_Section]", validated)
 
 
 def describe_error(exc: pydantic.ValidationError, where: str) -> str:

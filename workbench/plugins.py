@@ -26,13 +26,26 @@ WEIGHTS = "workbench.weights"  # pretrained weights shipped inside an installed 
 
 @runtime_checkable
 class ModelSource(Protocol):
-    """A ``workbench.model_sources`` plugin. Optional: ``suffixes`` (files it opens), ``report``."""
+    """A ``workbench.model_sources`` plugin.
+
+    Optional: ``suffixes`` (files it opens) and ``describe_report(report) -> SourceReportText``, which words
+    the ``Backbone.report`` its ``load`` filled in for ``workbench inspect`` and the GUI.
+    """
 
     name: str
 
     def can_load(self, request: LoadRequest) -> bool: ...
 
     def load(self, request: LoadRequest) -> Backbone: ...
+
+
+@dataclass(frozen=True)
+class SourceReportText:
+    """How a model source words its import report: a titled block of lines, and a few facts for one line."""
+
+    title: str
+    lines: list[str]
+    facts: list[str]
 
 
 @runtime_checkable

@@ -56,7 +56,7 @@ def _rebase(plan: FinetunePlan, new_dir: Path) -> FinetunePlan:
 
     def move(value: str | None) -> str | None:
         old = plan.resolve_path(value)
-        if old is None or Path(value).is_absolute():
+        if old is None or value is None or Path(value).is_absolute():
             return value
         try:
             return os.path.relpath(old.resolve(), new_dir)
@@ -164,7 +164,7 @@ def plan_to_dict(plan: FinetunePlan) -> dict[str, Any]:
     return out
 
 
-def _build(cls: type, values: Any, where: str) -> Any:
+def _build(cls: Any, values: Any, where: str) -> Any:
     """Validate one section through its schema; the first problem becomes one ProjectError line."""
     import pydantic
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from workbench.resolve import Resolution, percent
+from workbench.sources import describe_source_report
 from workbench.workspace import Workspace
 
 
@@ -12,10 +13,11 @@ def inspect_dict(ws: Workspace, resolution: Resolution, depth: int | None = None
     """The JSON shape documented in the README (extra keys allowed)."""
     tree = resolution.tree
     nodes = []
+    node_groups = resolution.node_groups()
     for node in tree.nodes:
         if depth is not None and node.depth > depth:
             continue
-        group = resolution.node_group(node.index)
+        group = node_groups[node.index]
         group_index = next((i for i, g in enumerate(resolution.groups) if g.name == group), None)
         nodes.append({
             "path": node.path,
@@ -86,19 +88,9 @@ def inspect_text(data: dict[str, Any]) -> str:
                          f"{g['params']:>12,} trainable params  [{', '.join(g['modules'][:4])}{', …' if len(g['modules']) > 4 else ''}]")
     if data["unfreeze"]:
         lines += ["", "gradual unfreezing:"] + [f"  epoch {s['epoch']}: {', '.join(s['groups'])}" for s in data["unfreeze"]]
-    report = data.get("source_report") or {}
-    if data["source"] == "onnx" and report:
-        lines += ["", "ONNX import:"]
-        for key in ("ir_version", "opset", "input_layout", "batchnorm", "trainable_tensors", "trainable_params",
-                    "parity_max_abs_diff"):
-            if key in report:
-                lines.append(f"  {key}: {report[key]}")
-        if report.get("op_types"):
-            lines.append("  op_types: " + ", ".join(f"{k}×{v}" for k, v in sorted(report["op_types"].items())))
-        for p in report.get("passes", []):
-            lines.append(f"  pass {p.get('name')}: max abs diff {p.get('max_abs_diff')}")
-        for b in report.get("constant_buffers", []):
-            lines.append(f"  constant buffer: {b}")
+    described = describe_source_report(data["source"], data.get("source_report"))
+    if described is not None:
+        lines += ["", f"{described.title}:"] + [f"  {line}" for line in described.lines]
     if data["warnings"]:
         lines += ["", "warnings:"] + [f"  {w}" for w in data["warnings"]]
     return "\n".join(lines)

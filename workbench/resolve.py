@@ -55,6 +55,7 @@ class Resolution:
     bn_eval: list[int]  # BatchNorm nodes to keep in eval mode
     groups: list[ResolvedGroup]
     warnings: list[Warning_]
+    _node_groups: list[str | None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def total_params(self) -> int:
@@ -76,6 +77,19 @@ class Resolution:
             only = claims.pop()
             return None if only is None else self.groups[only].name
         return None
+
+    def node_groups(self) -> list[str | None]:
+        """``node_group`` of every node, computed in one pass (children before parents) and kept."""
+        if self._node_groups is None:
+            empty, mixed, unclaimed = -3, -2, -1
+            nodes = self.tree.nodes
+            claim = [empty] * len(nodes)
+            for node in reversed(nodes):
+                seen = {unclaimed if (c := self.param_claim[p]) is None else c for p in node.own_params}
+                seen.update(claim[c] for c in node.children if claim[c] != empty)
+                claim[node.index] = empty if not seen else (seen.pop() if len(seen) == 1 else mixed)
+            self._node_groups = [self.groups[c].name if c >= 0 else None for c in claim]
+        return self._node_groups
 
     def summary(self) -> str:
         total, trainable = self.total_params, self.trainable_params

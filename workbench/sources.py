@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from workbench.backbone import Backbone, LoadRequest
 from workbench.errors import ModelLoadError
-from workbench.plugins import MODEL_SOURCES, PluginRegistry, registry
+from workbench.plugins import MODEL_SOURCES, PluginRegistry, SourceReportText, registry
 
 # Order in which sources are asked when the request names none: files first
 # (their suffix decides), then timm names.
@@ -25,8 +27,17 @@ def load_backbone(request: LoadRequest, plugins: PluginRegistry | None = None) -
     if request.path.suffix:
         if not request.path.exists():
             raise ModelLoadError(f"file not found: {request.ref}")
-        raise ModelLoadError(
-            f"no model source can read {request.ref!r} "
-            "(supported: .onnx, .safetensors, .pth/.pt/.bin with --arch, or a timm model name)"
-        )
+        suffixes = ", ".join(sorted(reg.suffix_map()))
+        raise ModelLoadError(f"no model source can read {request.ref!r} (files it can open: {suffixes}; "
+                             "or a timm model name)")
     raise ModelLoadError(f"{request.ref!r} is neither a file nor a timm model name (see `timm.list_models()`)")
+
+
+def describe_source_report(source: str, report: dict[str, Any] | None,
+                           plugins: PluginRegistry | None = None) -> SourceReportText | None:
+    """How the model source that loaded a backbone words its import report; None when it has nothing to say."""
+    if not report:
+        return None
+    plugin = (plugins or registry()).plugins(MODEL_SOURCES).get(source)
+    describe = getattr(plugin, "describe_report", None)
+    return describe(report) if describe is not None else None

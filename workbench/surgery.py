@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
+    import torch.fx as fx
     import torch.nn as nn
 
     from workbench.backbone import Backbone
@@ -162,7 +163,7 @@ def _Pool(mode: str, channels_last: bool) -> "nn.Module":
 _POOL_CLS: Any = None
 
 
-def cut_at(model: "nn.Module", cut: str) -> "nn.Module":
+def cut_at(model: "nn.Module", cut: str) -> "fx.GraphModule":
     """A GraphModule computing ``model`` up to (and including) module ``cut``; the rest is dropped."""
     import torch.fx as fx
 

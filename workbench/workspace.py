@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,8 +43,43 @@ class Workspace:
         ws.project_path = project_path
         return ws
 
+    def __post_init__(self) -> None:
+        # The size the module was loaded at: what a plan without input_size means for this workspace.
+        self.loaded_input_size: tuple[int, int, int] = tuple(self.backbone.spec.input_size)  # type: ignore[assignment]
+        self._default_groups: list[GroupConfig] | None = None
+
     def default_groups(self) -> list[GroupConfig]:
-        return default_groups(self.tree)
+        # The tree never changes while a model is loaded, so neither do its default groups (copies: callers edit them).
+        if self._default_groups is None:
+            self._default_groups = default_groups(self.tree)
+        return copy.deepcopy(self._default_groups)
+
+    def sync_input_size(self) -> bool:
+        """Give the model the plan's input size: new output shapes in the tree, the spec updated.
+
+        Returns True when the size changed. Raises PlanError, keeping the old size and shapes,
+        when the model cannot run at the new size (wrong channels, a ViT built for one size, a
+        head that flattens a fixed feature map).
+        """
+        import torch
+
+        from workbench.errors import PlanError
+        from workbench.layer_tree import record_output_shapes
+
+        wanted = tuple(self.plan.model.input_size or self.loaded_input_size)
+        spec = self.backbone.spec
+        if wanted == tuple(spec.input_size):
+            return False
+        shown = "×".join(map(str, wanted))
+        try:
+            record_output_shapes(self.backbone.module, torch.randn(1, *wanted), self.tree)
+        except Exception as exc:  # any module's forward may refuse a size; the message says why
+            reason = " ".join(str(exc).split())[:240] or type(exc).__name__
+            raise PlanError(f"{spec.architecture} cannot take a {shown} input ({type(exc).__name__}: {reason}); "
+                            f"it was loaded at {'×'.join(map(str, spec.input_size))}") from None
+        spec.input_size = wanted  # type: ignore[assignment]
+        self.backbone._cost_model = None  # type: ignore[attr-defined]  # FLOPs depend on the input size
+        return True
 
     def resolve(self) -> Resolution:
         """Resolve the current plan (cheap: pure Python over the tree's lists)."""

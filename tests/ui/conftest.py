@@ -104,6 +104,7 @@ def window(qtbot, tmp_path, dialogs):
         win.train_panel.wait()
     for call in list(win.calls) + list(win.data_panel._calls):
         call.wait()
+    win.results_panel.wait()  # an evaluation started after a run must not outlive the test
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ def test_summary_bar_cost_updates_when_a_box_is_ticked(window, resnet18_workspac
 
     qtbot.mouseClick(window.tree_panel.full_finetune, Qt.MouseButton.LeftButton)
     view, model = window.tree_panel.view, window.tree_panel.model
-    rect = view.visualRect(window.tree_panel.proxy.mapFromSource(model.index_of_path("fc")))
+    rect = view.visualRect(model.index_of_path("fc"))
     x = rect.left() + view.style().pixelMetric(view.style().PixelMetric.PM_IndicatorWidth) // 2 + 4
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(x, rect.center().y()))
     assert window.session.plan.freeze.frozen == ["fc"]

@@ -59,8 +59,7 @@ def test_presets_change_plan_totals_and_boxes(loaded, qtbot):
 def test_clicking_a_checkbox_in_the_view_freezes(loaded, qtbot):
     view = loaded.tree_panel.view
     model = loaded.tree_panel.model
-    proxy_index = loaded.tree_panel.proxy.mapFromSource(model.index_of_path("fc"))
-    rect = view.visualRect(proxy_index)
+    rect = view.visualRect(model.index_of_path("fc"))
     option_x = rect.left() + view.style().pixelMetric(view.style().PixelMetric.PM_IndicatorWidth) // 2 + 4
     qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center().__class__(option_x, rect.center().y()))
     assert loaded.session.plan.freeze.frozen == ["fc"]
@@ -99,17 +98,22 @@ def test_context_menu_actions(loaded):
 
 def test_filter_keeps_matching_rows_and_their_ancestors(loaded):
     panel = loaded.tree_panel
+    model, view = panel.model, panel.view
+    root = model.index_of(0)
     panel.filter.setText("layer3.1.conv")
-    proxy = panel.proxy
-    root = proxy.index(0, 0)
-    visible_top = [proxy.index(r, 0, root).data() for r in range(proxy.rowCount(root))]
+    visible_top = [model.index(r, 0, root).data() for r in range(model.rowCount(root)) if not view.isRowHidden(r, root)]
     assert visible_top == ["layer3"]
-    layer3 = proxy.index(0, 0, root)
-    block = proxy.index(0, 0, layer3)
-    assert block.data() == "1"
-    assert sorted(proxy.index(r, 0, block).data() for r in range(proxy.rowCount(block))) == ["conv1", "conv2"]
+    block = model.index_of_path("layer3.1")
+    assert panel.is_shown("layer3.1") and not panel.is_shown("layer3.0") and not panel.is_shown("layer3.1.bn1")
+    shown = sorted(model.index(r, 0, block).data() for r in range(model.rowCount(block)) if not view.isRowHidden(r, block))
+    assert shown == ["conv1", "conv2"]
+    assert view.isExpanded(block)
+    panel.filter.setText("BatchNorm")  # a type; a match keeps what it holds, e.g. the downsample's children
+    assert panel.is_shown("layer2.0.downsample") and panel.is_shown("layer2.0.downsample.1")
+    assert not panel.is_shown("layer2.0.conv1") and not panel.is_shown("fc")
     panel.filter.setText("")
-    assert proxy.rowCount(root) == panel.model.rowCount(panel.model.index_of(0))
+    assert not any(view.isRowHidden(r, root) for r in range(model.rowCount(root)))
+    assert all(panel.is_shown(n.path) for n in model.tree.nodes)
 
 
 def test_edit_group_lr_updates_table_and_tree(loaded):

@@ -45,6 +45,12 @@ def test_third_party_source_opens_its_files_and_failures_reach_the_log(third_par
     ws = window.session.workspace
     assert ws is not None and ws.backbone.spec.architecture == "resnet18"
 
+    note = tmp_path / "model.timmnote"
+    note.write_text("resnet18\n")
+    window.open_path(str(note))
+    wait_idle(window)
+    assert "Alias file: resolved to resnet18" in window.tree_panel.info.text()
+
     unknown = tmp_path / "model.xyz"
     unknown.write_text("?")
     window.open_path(str(unknown))

@@ -147,7 +147,7 @@ def test_an_exact_model_name_typed_always_wins(window, qtbot, wait_idle):
     window.start_background_init()
     wait_idle(window)
     panel = window.model_panel
-    panel.input_size.setValue(64)
+    panel.input_size.set_size((3, 64, 64))
     for typed, other in (("efficientnet_b7", "tf_efficientnet_b7"), ("convnext_atto", "convnext_atto_rms")):
         panel.search.clear()
         qtbot.keyClicks(panel.search, typed)

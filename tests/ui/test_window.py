@@ -45,7 +45,7 @@ def test_load_timm_model_from_the_picker(window, qtbot, wait_idle):
     panel.search.setText("resnet1")
     assert panel.select_name("resnet18")
     assert "pretrained" in panel.availability.text()
-    panel.input_size.setValue(64)
+    panel.input_size.set_size((3, 64, 64))
     qtbot.mouseClick(panel.load_button, Qt.MouseButton.LeftButton)
     wait_idle(window)
     ws = window.session.workspace

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from workbench.plan import FinetunePlan
+    from workbench.preflight import Problem
     from workbench.training.trainer import Trainer
     from workbench.workspace import Workspace
 
@@ -33,7 +34,7 @@ def build_trainer(ws: "Workspace", run_dir: Path | None, *, resume: bool = False
 
 
 def prepare_training(plan: "FinetunePlan", run_dir: Path | None, *, resume: bool = False, adapt: bool = False,
-                     overwrite: bool = False, allow_data_change: bool = False) -> PreparedRun:
+                     overwrite: bool = False, allow_data_change: bool = False, force: bool = False) -> PreparedRun:
     """Check classes against the data (rebuilding the head when ``adapt``), load the model, open data, build the Trainer.
 
     Raises ``WorkbenchError`` with one clear message for a class-count mismatch, bad data or a busy run folder.
@@ -41,14 +42,27 @@ def prepare_training(plan: "FinetunePlan", run_dir: Path | None, *, resume: bool
     import torch
 
     from workbench.data import check_num_classes, open_images
+    from workbench.preflight import check
     from workbench.workspace import Workspace
 
     images = open_images(plan.data, plan.base_dir)
     plan.model.num_classes = check_num_classes(images.classes, plan.model.num_classes, adapt)
     torch.manual_seed(plan.train.seed)  # a random-init model is reproducible too
     ws = Workspace.from_plan(plan)
+    problems = plan_problems(ws, images)
+    if not force:
+        check(problems)  # before the run folder exists: a refused run leaves nothing behind
     trainer = build_trainer(ws, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
     data: Any = trainer.data
+    warnings = [f"{p} (--force: training anyway)" if p.is_error else str(p) for p in problems]
     # Preparing the data for the model can add notes (a table's standardization, feature scales).
-    problems = list(images.problems) + [p for p in data.problems if p not in images.problems]
-    return PreparedRun(trainer, problems, list(ws.backbone.notices), list(ws.resolve().warnings), data.summary())
+    data_problems = list(images.problems) + [p for p in data.problems if p not in images.problems]
+    return PreparedRun(trainer, data_problems, list(ws.backbone.notices), warnings, data.summary())
+
+
+def plan_problems(ws: "Workspace", images: Any) -> "list[Problem]":
+    """The preflight problems of ``ws``'s plan on these images (``workbench.data.open_images``)."""
+    from workbench.preflight import DataFacts, preflight
+
+    facts = DataFacts(len(images.classes), sum(train for train, _ in images.counts().values()))
+    return preflight(ws.tree, ws.plan, ws.resolve(), ws.backbone.spec.num_classes, facts)
