@@ -332,6 +332,10 @@ def test_standardization_travels_into_the_run_and_its_exports(tmp_path: Path, ca
     assert again.label_names == spec["label_names"]
     # resuming re-derives the same statistics: the data fingerprint matches, nothing to allow
     assert main(["train", "--resume", str(tmp_path / "run"), "--epochs", "2"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "run")]) == 2  # images only so far: said, not a crash
+    err = capsys.readouterr().err
+    assert "is a feature table: evaluation works on images only so far" in err and "Traceback" not in err
 
 
 def test_a_table_given_to_the_image_folder_dataset_points_to_the_table_dataset(tmp_path: Path) -> None:

@@ -231,6 +231,9 @@ def evaluate_plan_model(module: "nn.Module", spec: ModelSpec, plan: "FinetunePla
                              "is a feature table: its validation accuracy per epoch is in the run's metrics.jsonl")
     images = opened
     where = images.source or plan.data.dataset
+    if not isinstance(images, LabelledImages):
+        raise WorkbenchError(f"{where} is a feature table: evaluation works on images only so far; the run's "
+                             "validation accuracy per epoch is in its metrics.jsonl (`workbench runs`)")
     check_labels(spec.label_names, spec.num_classes, images.classes, where)
     evaluation = evaluate_items(module, spec, images.val, list(images.classes), batch_size=plan.train.batch_size,
                                 device=str(pick_device(device)), progress=progress, cancelled=cancelled)
