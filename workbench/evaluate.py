@@ -225,11 +225,7 @@ def evaluate_plan_model(module: "nn.Module", spec: ModelSpec, plan: "FinetunePla
     from workbench.data import LabelledImages, build_transform, fingerprint, open_images
     from workbench.training.devices import pick_device
 
-    opened = open_images(plan.data, plan.base_dir)
-    if not isinstance(opened, LabelledImages):
-        raise WorkbenchError(f"evaluation (confusion matrix, mistakes) works on image datasets; {plan.data.dataset!r} "
-                             "is a feature table: its validation accuracy per epoch is in the run's metrics.jsonl")
-    images = opened
+    images = open_images(plan.data, plan.base_dir)
     where = images.source or plan.data.dataset
     if not isinstance(images, LabelledImages):
         raise WorkbenchError(f"{where} is a feature table: evaluation works on images only so far; the run's "
