@@ -78,7 +78,7 @@ def write_subset(folder: Path, per_class: int) -> Path:
     """The first ``per_class`` digits of each class as 8×8 PNGs in class folders (the workbench reads them)."""
     from PIL import Image
 
-    from plugins.digits_dataset import digits_arrays
+    from workbench_plugins.digits_dataset import digits_arrays
 
     pixels, labels = digits_arrays()
     counts = [0] * 10

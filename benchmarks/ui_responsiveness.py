@@ -33,8 +33,8 @@ TICK_MS = 10
 def measure_training(seconds: float) -> dict[str, float]:
     from PySide6.QtCore import QSettings, QTimer
 
-    from ui.app import create_application
-    from ui.main_window import MainWindow
+    from workbench_ui.app import create_application
+    from workbench_ui.main_window import MainWindow
 
     app = create_application()
     scratch = Path(tempfile.mkdtemp(prefix="workbench-bench-"))
@@ -92,12 +92,12 @@ def measure_tree_tick(name: str) -> dict[str, float]:
     """Time QtLayerTreeModel.setData (plan edit + resolve + dataChanged) on a big model's tree."""
     from PySide6.QtCore import Qt
 
-    from ui.qt_layer_tree import QtLayerTreeModel
-    from ui.session import WorkbenchSession
     from workbench.backbone import LoadRequest
     from workbench.plan import FinetunePlan
     from workbench.sources import load_backbone
     from workbench.workspace import Workspace
+    from workbench_ui.qt_layer_tree import QtLayerTreeModel
+    from workbench_ui.session import WorkbenchSession
 
     ws = Workspace.from_backbone(load_backbone(LoadRequest(name, source="timm")), FinetunePlan())
     session = WorkbenchSession()
@@ -125,12 +125,12 @@ def measure_window_tick(name: str, profile: bool = False, rounds: int = 3) -> li
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QStyle, QStyleOptionViewItem
 
-    from ui.app import create_application
-    from ui.main_window import MainWindow
     from workbench.backbone import LoadRequest
     from workbench.plan import FinetunePlan, ModelConfig
     from workbench.sources import load_backbone
     from workbench.workspace import Workspace
+    from workbench_ui.app import create_application
+    from workbench_ui.main_window import MainWindow
 
     app = create_application()
     scratch = Path(tempfile.mkdtemp(prefix="workbench-bench-"))

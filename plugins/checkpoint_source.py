@@ -67,7 +67,7 @@ class CheckpointSource:
         if not arch:
             raise ModelLoadError(f"{path.name}: say which architecture the weights belong to "
                                  "(--arch NAME, or [model] arch = \"NAME\"); no config.json beside it names one")
-        from plugins.timm_source import is_timm_name, spec_from_timm
+        from workbench_plugins.timm_source import is_timm_name, spec_from_timm
 
         if not is_timm_name(arch):
             raise ModelLoadError(f"unknown timm architecture {arch!r} for checkpoint {path.name}")

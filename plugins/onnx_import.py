@@ -73,10 +73,10 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
     import numpy as np
     import torch
 
-    from plugins.onnx_coverage import convertible_opset, opset_of, unsupported_ops
-    from plugins.onnx_ort import max_abs_diff, try_run_onnxruntime, within_tolerance
-    from plugins.onnx_passes import rename_nodes
-    from plugins.onnx_sanity import check_constant_sizes, check_input_size, check_weights_finite
+    from workbench_plugins.onnx_coverage import convertible_opset, opset_of, unsupported_ops
+    from workbench_plugins.onnx_ort import max_abs_diff, try_run_onnxruntime, within_tolerance
+    from workbench_plugins.onnx_passes import rename_nodes
+    from workbench_plugins.onnx_sanity import check_constant_sizes, check_input_size, check_weights_finite
 
     original = read_onnx(path)
     name = path.name
@@ -160,7 +160,7 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
     op_types = {node.name: node.op_type for node in model.graph.node}
     module = _convert(model, name, runner.rejected)
 
-    from plugins.onnx_trainable import (
+    from workbench_plugins.onnx_trainable import (
         adapt_nhwc_input,
         find_classifier,
         promote_constants,
@@ -242,7 +242,7 @@ class _PassRunner:
     """Applies rewrite passes, keeping each only if onnxruntime gives the same output after it."""
 
     def __init__(self, model: "onnx.ModelProto", feed: "np.ndarray", input_name: str) -> None:
-        from plugins.onnx_ort import try_run_onnxruntime
+        from workbench_plugins.onnx_ort import try_run_onnxruntime
 
         self.model = model
         self.feed = feed
@@ -254,7 +254,7 @@ class _PassRunner:
 
     def apply(self, name: str, rewrite: Callable[["onnx.ModelProto"], "onnx.ModelProto | None"]) -> bool:
         """Run one pass; True when it changed the model and passed validation."""
-        from plugins.onnx_ort import max_abs_diff, try_run_onnxruntime, within_tolerance
+        from workbench_plugins.onnx_ort import max_abs_diff, try_run_onnxruntime, within_tolerance
 
         try:
             new = rewrite(self.model)
@@ -283,27 +283,27 @@ class _PassRunner:
 
 
 def _pass(name: str) -> Callable[["onnx.ModelProto"], "onnx.ModelProto | None"]:
-    import plugins.onnx_passes as passes
+    import workbench_plugins.onnx_passes as passes
 
     return getattr(passes, name)
 
 
 def _set_dims(model: "onnx.ModelProto", dims: list[int | None]) -> "onnx.ModelProto | None":
-    from plugins.onnx_passes import set_input_dims
+    from workbench_plugins.onnx_passes import set_input_dims
 
     return set_input_dims(model, dims)
 
 
 def _convert_opset(model: "onnx.ModelProto", target: int) -> "onnx.ModelProto | None":
-    from plugins.onnx_passes import convert_opset
+    from workbench_plugins.onnx_passes import convert_opset
 
     return convert_opset(model, target)
 
 
 def _never_convertible(model: "onnx.ModelProto") -> list[str]:
     """Labels of ops that no opset change or constant folding can make convertible."""
-    from plugins.onnx_coverage import ONNX_DOMAINS, _label, ever_convertible
-    from plugins.onnx_passes import DECOMPOSABLE_OPS
+    from workbench_plugins.onnx_coverage import ONNX_DOMAINS, _label, ever_convertible
+    from workbench_plugins.onnx_passes import DECOMPOSABLE_OPS
 
     constant = {init.name for init in model.graph.initializer}
     found: set[str] = set()
@@ -318,7 +318,7 @@ def _never_convertible(model: "onnx.ModelProto") -> list[str]:
 
 
 def _single_image_input(model: "onnx.ModelProto", name: str) -> "onnx.ValueInfoProto":
-    from plugins.onnx_passes import real_inputs
+    from workbench_plugins.onnx_passes import real_inputs
 
     inputs = real_inputs(model)
     if len(inputs) != 1:

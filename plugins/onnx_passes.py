@@ -266,7 +266,7 @@ def convert_opset(model: "onnx.ModelProto", target: int) -> "onnx.ModelProto | N
     """Move the model to another default-domain opset with onnx.version_converter."""
     from onnx import version_converter
 
-    from plugins.onnx_coverage import opset_of
+    from workbench_plugins.onnx_coverage import opset_of
 
     source = opset_of(model)
     if source == target:
@@ -372,7 +372,7 @@ def split_asymmetric_conv_pads(model: "onnx.ModelProto") -> "onnx.ModelProto | N
     import numpy as np
     from onnx import helper, numpy_helper
 
-    from plugins.onnx_coverage import opset_of
+    from workbench_plugins.onnx_coverage import opset_of
 
     def asymmetric(node: "onnx.NodeProto") -> bool:
         pads = _attr(node, "pads", None)

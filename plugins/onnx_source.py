@@ -33,7 +33,7 @@ class OnnxSource:
         return SourceReportText("ONNX import", lines, facts)
 
     def load(self, request: LoadRequest) -> Backbone:
-        from plugins.onnx_import import import_onnx
+        from workbench_plugins.onnx_import import import_onnx
 
         path = request.path
         result = import_onnx(path, input_size=request.input_size, num_classes=request.num_classes)

@@ -34,8 +34,8 @@ def main() -> int:
 
     from PySide6.QtCore import QSettings, QTimer
 
-    from ui.app import create_application
-    from ui.main_window import MainWindow
+    from workbench_ui.app import create_application
+    from workbench_ui.main_window import MainWindow
 
     app = create_application()
     window = MainWindow(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat),

@@ -14,7 +14,6 @@ import pytest
 import torch
 from PIL import Image
 
-from plugins import image_folder
 from workbench.data import (
     DataBundle,
     ImageDataset,
@@ -29,6 +28,7 @@ from workbench.data import (
 )
 from workbench.errors import WorkbenchError
 from workbench.plan import DataConfig
+from workbench_plugins import image_folder
 
 FORMATS = [("PNG", ".png"), ("JPEG", ".jpg"), ("WEBP", ".webp"), ("BMP", ".bmp"), ("JPEG", ".JPEG"), ("PNG", ".PNG")]
 BASE_COLOURS = {"cats": (200, 40, 40), "dogs": (40, 200, 40), "owls": (40, 40, 200)}
@@ -55,8 +55,8 @@ def make_folder(root: Path, classes: dict[str, tuple[int, int, int]] = BASE_COLO
 def spec():
     import timm
 
-    from plugins.timm_source import spec_from_timm
     from workbench.backbone import LoadRequest
+    from workbench_plugins.timm_source import spec_from_timm
 
     model = timm.create_model("resnet18", pretrained=False, num_classes=3)
     return spec_from_timm(model, LoadRequest("resnet18", input_size=(3, 32, 32)), False)
@@ -291,7 +291,7 @@ def test_digits_are_scikit_learns_without_importing_it():
 
     from sklearn.datasets import load_digits
 
-    from plugins.digits_dataset import digits_arrays
+    from workbench_plugins.digits_dataset import digits_arrays
 
     pixels, labels = digits_arrays()
     bunch = load_digits()

@@ -12,12 +12,12 @@ import pytest
 import torch
 import torch.nn as nn
 
-from plugins import exporters
-from plugins.timm_source import spec_from_timm
 from workbench.backbone import LoadRequest
 from workbench.errors import WorkbenchError
 from workbench.export import ExportResult, export_model
 from workbench.spec import ModelSpec
+from workbench_plugins import exporters
+from workbench_plugins.timm_source import spec_from_timm
 
 # (timm name, image size); ViT is the slow one, so it is the only 224 case.
 TIMM_CASES = [("resnet18", 64), ("mobilenetv3_small_050", 64), ("convnext_atto", 64), ("vit_tiny_patch16_224", 224)]
@@ -176,8 +176,8 @@ def test_onnx_matches_pytorch_at_batch_2_and_3(tmp_path: Path, name: str, size: 
 def test_onnx_import_reexports_with_dynamic_batch_and_metadata(tmp_path: Path) -> None:
     import onnxruntime as ort
 
-    from plugins.onnx_source import OnnxSource
     from tests.onnx_cases import export_torch, small_cnn
+    from workbench_plugins.onnx_source import OnnxSource
 
     source = export_torch(small_cnn(), tmp_path / "small.onnx", opset=17, size=16)
     backbone = OnnxSource().load(LoadRequest(str(source)))

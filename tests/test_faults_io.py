@@ -46,8 +46,8 @@ def small_fs(tmp_path: Path):
 def resnet_and_spec():
     import timm
 
-    from plugins.timm_source import spec_from_timm
     from workbench.backbone import LoadRequest
+    from workbench_plugins.timm_source import spec_from_timm
 
     model = timm.create_model("resnet18", pretrained=False, num_classes=2)
     return model, spec_from_timm(model, LoadRequest("resnet18", input_size=(3, 32, 32)), pretrained=False)

@@ -20,7 +20,7 @@ PARITY = 1e-4
 
 
 def load(path: Path, **kwargs) -> Backbone:
-    from plugins.onnx_source import OnnxSource
+    from workbench_plugins.onnx_source import OnnxSource
 
     return OnnxSource().load(LoadRequest(ref=str(path), **kwargs))
 
@@ -286,7 +286,7 @@ def test_hard_coded_batch_is_explained(tmp_path: Path) -> None:
 
 
 def test_rejected_pass_is_not_used() -> None:
-    from plugins.onnx_import import _PassRunner
+    from workbench_plugins.onnx_import import _PassRunner
 
     model = cases.constant_weights_model()
     feed = np.random.default_rng(0).standard_normal((1, 3, 12, 12)).astype(np.float32)

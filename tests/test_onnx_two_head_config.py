@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from plugins.timm_source import spec_from_timm
 from workbench.backbone import LoadRequest
 from workbench.export import export_model
+from workbench_plugins.timm_source import spec_from_timm
 
 NAME, SIZE = "deit_tiny_distilled_patch16_224", 32
 

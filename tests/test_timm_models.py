@@ -113,7 +113,7 @@ def test_unknown_timm_name_suggests_close_matches():
 
 
 def test_pretrained_unavailable_falls_back_with_one_notice(monkeypatch):
-    import plugins.timm_source as timm_source
+    import workbench_plugins.timm_source as timm_source
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(timm_source, "_cached_weights", lambda cfg: None)
@@ -129,7 +129,7 @@ def test_cached_pretrained_weights_load_without_network(tmp_path, monkeypatch):
     import timm
     from safetensors.torch import save_file
 
-    import plugins.timm_source as timm_source
+    import workbench_plugins.timm_source as timm_source
 
     torch.manual_seed(7)
     source = timm.create_model("resnet18", pretrained=False)

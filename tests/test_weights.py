@@ -51,8 +51,8 @@ def test_new_head_keeps_the_pretrained_trunk(lite0):
 def test_conversion_is_checked_tensor_by_tensor():
     import timm
 
-    from plugins.timm_source import pretrained_availability
-    from plugins.weights_efficientnet_lite import EfficientNetLite0Weights, convert_lukemelas
+    from workbench_plugins.timm_source import pretrained_availability
+    from workbench_plugins.weights_efficientnet_lite import EfficientNetLite0Weights, convert_lukemelas
 
     provider = EfficientNetLite0Weights()
     source = torch.load(provider.file(), map_location="cpu", weights_only=True)

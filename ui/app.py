@@ -38,7 +38,7 @@ def build_window(project: Path | None = None, demo: bool = False) -> "MainWindow
     """Show the window and queue the background work (heavy imports, then the project or demo)."""
     from PySide6.QtCore import QTimer
 
-    from ui.main_window import MainWindow
+    from workbench_ui.main_window import MainWindow
 
     window = MainWindow()
     window.show()

@@ -34,8 +34,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.session import WorkbenchSession
-from ui.workers import GeneratorThread
+from workbench_ui.session import WorkbenchSession
+from workbench_ui.workers import GeneratorThread
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf")

@@ -30,10 +30,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.session import WorkbenchSession
-from ui.widgets import InputSizeEdit
-from ui.workers import BackgroundCall
 from workbench.plan import DataConfig
+from workbench_ui.session import WorkbenchSession
+from workbench_ui.widgets import InputSizeEdit
+from workbench_ui.workers import BackgroundCall
 
 THUMBS_PER_CLASS = 6
 THUMB_SIZE = 56

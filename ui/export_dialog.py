@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.workers import BackgroundCall
+from workbench_ui.workers import BackgroundCall
 
 
 def export_formats() -> list[tuple[str, str, bool, str]]:
@@ -121,7 +121,7 @@ class ExportDialog(QDialog):
             self.outcome.setText("Choose where to write the export.")
             return
         if self._untrained_warning:
-            from ui.dialogs import ask_yes_no
+            from workbench_ui.dialogs import ask_yes_no
 
             if not ask_yes_no(self, "Export untrained weights?", self._untrained_warning):
                 self.outcome.setText("Not exported. Open a run on the Runs panel to export its weights.")

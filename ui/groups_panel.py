@@ -19,12 +19,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.group_picker import GroupPickerDelegate
-from ui.qt_layer_tree import format_count, format_lr
-from ui.session import WorkbenchSession
-from ui.widgets import ScientificDelegate, ScientificSpinBox, exact_text, parse_rate
 from workbench.groups import discriminative
 from workbench.plan import FinetunePlan, GroupConfig, UnfreezeStep
+from workbench_ui.group_picker import GroupPickerDelegate
+from workbench_ui.qt_layer_tree import format_count, format_lr
+from workbench_ui.session import WorkbenchSession
+from workbench_ui.widgets import ScientificDelegate, ScientificSpinBox, exact_text, parse_rate
 
 ModelIndex = QModelIndex | QPersistentModelIndex
 

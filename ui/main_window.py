@@ -21,21 +21,21 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.compare_panel import ComparePanel
-from ui.data_panel import DataPanel, DataScan
-from ui.dialogs import ask_save_discard_cancel, ask_yes_no, show_error
-from ui.groups_panel import GroupsPanel
-from ui.model_panel import ModelPanel
-from ui.results_panel import ResultsPanel
-from ui.runs_panel import RunsPanel
-from ui.session import WorkbenchSession
-from ui.summary_bar import SummaryBar
-from ui.train_panel import TrainPanel
-from ui.tree_panel import TreePanel
-from ui.workers import BackgroundCall
 from workbench.backbone import LoadRequest
 from workbench.errors import WorkbenchError
 from workbench.plan import FinetunePlan, ModelConfig
+from workbench_ui.compare_panel import ComparePanel
+from workbench_ui.data_panel import DataPanel, DataScan
+from workbench_ui.dialogs import ask_save_discard_cancel, ask_yes_no, show_error
+from workbench_ui.groups_panel import GroupsPanel
+from workbench_ui.model_panel import ModelPanel
+from workbench_ui.results_panel import ResultsPanel
+from workbench_ui.runs_panel import RunsPanel
+from workbench_ui.session import WorkbenchSession
+from workbench_ui.summary_bar import SummaryBar
+from workbench_ui.train_panel import TrainPanel
+from workbench_ui.tree_panel import TreePanel
+from workbench_ui.workers import BackgroundCall
 
 APP_NAME = "Model Surgery Workbench"
 MAX_RECENT = 10
@@ -597,9 +597,9 @@ class MainWindow(QMainWindow):
 
     def export_run(self, run_dir: Path) -> Any:
         """The export dialog for a run's weights (the workspace is not changed)."""
-        from ui.export_dialog import ExportDialog
         from workbench.run_catalog import read_run
         from workbench.runs import load_run
+        from workbench_ui.export_dialog import ExportDialog
 
         try:
             trained = load_run(run_dir)
@@ -613,7 +613,7 @@ class MainWindow(QMainWindow):
 
     # -- export ---------------------------------------------------------------------------
     def open_export(self) -> Any:
-        from ui.export_dialog import ExportDialog
+        from workbench_ui.export_dialog import ExportDialog
 
         ws = self.session.workspace
         if ws is None:
@@ -647,7 +647,7 @@ class MainWindow(QMainWindow):
     # -- window events ----------------------------------------------------------------------
     def _show_drift(self, drift: list) -> None:
         """The Compare tab's selected run: per-layer drift in the tree's Drift column."""
-        from ui.qt_layer_tree import DRIFT
+        from workbench_ui.qt_layer_tree import DRIFT
 
         if self.tree_panel.model is not None:
             self.tree_panel.model.set_drift(drift)

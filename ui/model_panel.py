@@ -22,8 +22,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.widgets import InputSizeEdit
 from workbench.backbone import LoadRequest
+from workbench_ui.widgets import InputSizeEdit
 
 ONNX_FILTER = "ONNX models (*.onnx)"
 CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pth *.pt *.bin *.ckpt)"

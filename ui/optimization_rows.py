@@ -7,9 +7,9 @@ from typing import Any
 from PySide6.QtCore import QObject
 from PySide6.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QWidget
 
-from ui.dialogs import show_error
-from ui.session import WorkbenchSession
-from ui.widgets import ScientificSpinBox
+from workbench_ui.dialogs import show_error
+from workbench_ui.session import WorkbenchSession
+from workbench_ui.widgets import ScientificSpinBox
 
 DEFAULT_CLIP = 1.0
 

@@ -6,7 +6,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QBrush, QColor
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QWidget
 
-from ui.session import WorkbenchSession
+from workbench_ui.session import WorkbenchSession
 
 ERROR_COLOR = QColor("#b00020")
 WARNING_COLOR = QColor("#9a6700")

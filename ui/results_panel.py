@@ -33,9 +33,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.confusion_view import ConfusionMatrixView
-from ui.workers import BackgroundCall
 from workbench.errors import WorkbenchError
+from workbench_ui.confusion_view import ConfusionMatrixView
+from workbench_ui.workers import BackgroundCall
 
 THUMB = 64
 PREVIEW = 112

@@ -22,10 +22,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.plots import _PALETTE, _plot
-from ui.session import WorkbenchSession
 from workbench.errors import WorkbenchError
 from workbench.run_catalog import RunInfo, is_run_dir, read_run, runs_folder
+from workbench_ui.plots import _PALETTE, _plot
+from workbench_ui.session import WorkbenchSession
 
 COLUMNS = ("Run", "Status", "Started", "Epochs", "Best val acc", "Last val acc", "Differs from the plan")
 _STATUS_COLOR = {"finished": "#1b7f3b", "running": "#1f5fbf", "stopped": "#8a6d00", "crashed": "#b00020",
@@ -227,6 +227,6 @@ class RunsPanel(QWidget):
             try:
                 self.add_run_folder(Path(path))
             except WorkbenchError as exc:
-                from ui.dialogs import show_error
+                from workbench_ui.dialogs import show_error
 
                 show_error(self, "Not a run folder", str(exc))

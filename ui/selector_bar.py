@@ -7,10 +7,10 @@ import html
 from PySide6.QtCore import QStringListModel, Qt, QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QCompleter, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
-from ui.session import WorkbenchSession
 from workbench.errors import WorkbenchError
 from workbench.freezing import freeze_selector, match_selector
 from workbench.resolve import resolve_plan
+from workbench_ui.session import WorkbenchSession
 
 PLACEHOLDER = "layer*.bn?  ·  re:^blocks\\.[0-3]$  ·  type:BatchNorm2d"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
 
-from ui.session import WorkbenchSession
+from workbench_ui.session import WorkbenchSession
 
 SHOWN_WARNINGS = 2
 

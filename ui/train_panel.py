@@ -26,12 +26,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.optimization_rows import OptimizationRows
-from ui.plots import TrainingPlots
-from ui.problems_view import ProblemsList
-from ui.session import WorkbenchSession
-from ui.workers import TrainingRun
 from workbench.plan import OPTIMIZERS, SCHEDULERS
+from workbench_ui.optimization_rows import OptimizationRows
+from workbench_ui.plots import TrainingPlots
+from workbench_ui.problems_view import ProblemsList
+from workbench_ui.session import WorkbenchSession
+from workbench_ui.workers import TrainingRun
 
 AMP_CHOICES = (("auto", "auto (bf16/fp16 on CUDA, off on CPU)"), ("bf16", "bf16"), ("fp16", "fp16 (CUDA)"),
                ("off", "off (float32)"))

@@ -23,14 +23,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.qt_layer_tree import HEADERS, NAME, PARAMS, PATH_ROLE, TYPE, QtLayerTreeModel, short_type_name
-from ui.selector_bar import SelectorBar
-from ui.session import WorkbenchSession
 from workbench import freezing
 from workbench.groups import assign_to_group
 from workbench.layer_tree import LayerTree
 from workbench.plan import FinetunePlan
 from workbench.sources import describe_source_report
+from workbench_ui.qt_layer_tree import HEADERS, NAME, PARAMS, PATH_ROLE, TYPE, QtLayerTreeModel, short_type_name
+from workbench_ui.selector_bar import SelectorBar
+from workbench_ui.session import WorkbenchSession
 
 BN_CHOICES = (("freeze", "BatchNorm: freeze statistics in frozen layers"),
               ("train", "BatchNorm: keep training everywhere"),
@@ -295,9 +295,9 @@ class TreePanel(QWidget):
         """Open the head dialog for ``path``; on OK rebuild the model from the plan with its new [head]."""
         from PySide6.QtWidgets import QMessageBox
 
-        from ui.head_dialog import HeadDialog
         from workbench.errors import WorkbenchError
         from workbench.workspace import Workspace
+        from workbench_ui.head_dialog import HeadDialog
 
         ws = self.session.workspace
         assert ws is not None

@@ -93,7 +93,7 @@ def dialogs(monkeypatch) -> DialogRecorder:
 def window(qtbot, tmp_path, dialogs):
     from PySide6.QtCore import QSettings
 
-    from ui.main_window import MainWindow
+    from workbench_ui.main_window import MainWindow
 
     win = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat), runs_root=tmp_path / "runs")
     qtbot.addWidget(win)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, Qt
 
 from tests.test_cli_train import write_image_folder
-from ui.qt_layer_tree import DRIFT
 from workbench.backbone import LoadRequest
 from workbench.plan import DataConfig, FinetunePlan, ModelConfig, TrainConfig
 from workbench.sources import load_backbone
 from workbench.workspace import Workspace
+from workbench_ui.qt_layer_tree import DRIFT
 
 
 def test_summary_bar_cost_updates_when_a_box_is_ticked(window, resnet18_workspace, qtbot):

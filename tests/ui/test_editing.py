@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from PySide6.QtCore import Qt
 
-from ui.qt_layer_tree import LR, NAME
+from workbench_ui.qt_layer_tree import LR, NAME
 
 CHECK = Qt.ItemDataRole.CheckStateRole
 

@@ -6,7 +6,7 @@ import timm
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
-from ui.head_dialog import HeadDialog
+from workbench_ui.head_dialog import HeadDialog
 
 
 def test_head_dialog_preview_follows_typing(qtbot):

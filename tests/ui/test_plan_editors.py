@@ -8,8 +8,8 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QAbstractItemView, QApplication, QLineEdit
 
 from tests.ui.test_typed_values import show_panel, type_into_box
-from ui.group_picker import GroupChecklist
-from ui.qt_layer_tree import SHAPE
+from workbench_ui.group_picker import GroupChecklist
+from workbench_ui.qt_layer_tree import SHAPE
 
 
 @pytest.fixture

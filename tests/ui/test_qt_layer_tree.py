@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from ui.qt_layer_tree import GROUP, LR, NAME, TRAINABLE, QtLayerTreeModel
-from ui.session import WorkbenchSession
+from workbench_ui.qt_layer_tree import GROUP, LR, NAME, TRAINABLE, QtLayerTreeModel
+from workbench_ui.session import WorkbenchSession
 
 CHECK = Qt.ItemDataRole.CheckStateRole
 

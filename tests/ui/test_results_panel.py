@@ -13,10 +13,10 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog
 
-from ui.results_panel import MAX_GALLERY
 from workbench.evaluate import classify_image, evaluate_run
 from workbench.project import load_project
 from workbench.training.prepare import prepare_training
+from workbench_ui.results_panel import MAX_GALLERY
 
 
 def train_one_epoch(root: Path, data: str) -> Path:
@@ -68,7 +68,7 @@ def open_results(window, run: Path, qtbot):
 
 
 def digit_png(path: Path, index: int) -> Path:
-    from plugins.digits_dataset import digits_arrays
+    from workbench_plugins.digits_dataset import digits_arrays
 
     pixels, _labels = digits_arrays()
     Image.fromarray(np.asarray(pixels[index])).resize((32, 32), Image.Resampling.NEAREST).save(path)

@@ -7,10 +7,10 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtWidgets import QHeaderView, QStyle, QStyleOptionViewItem
 
 from tests.ui.test_typed_values import _row
-from ui.qt_layer_tree import FULL_TYPE_ROLE, NAME, TRAINABLE, TYPE, short_type_name
 from workbench.backbone import LoadRequest
 from workbench.sources import load_backbone
 from workbench.workspace import Workspace
+from workbench_ui.qt_layer_tree import FULL_TYPE_ROLE, NAME, TRAINABLE, TYPE, short_type_name
 
 
 def click_box(qtbot, view, index) -> None:

@@ -6,7 +6,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QDockWidget
 
-from ui.widgets import ScientificSpinBox
+from workbench_ui.widgets import ScientificSpinBox
 
 
 @pytest.fixture

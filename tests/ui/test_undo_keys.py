@@ -6,7 +6,7 @@ import pytest
 from PySide6.QtCore import Qt
 
 from tests.ui.test_typed_values import show_panel, type_into_box, type_into_cell
-from ui.qt_layer_tree import NAME
+from workbench_ui.qt_layer_tree import NAME
 
 CHECK = Qt.ItemDataRole.CheckStateRole
 

@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
-from ui.plots import TrainingPlots
+from workbench_ui.plots import TrainingPlots
 
 
 def test_window_appears_before_torch_is_imported():
@@ -21,8 +21,8 @@ def test_window_appears_before_torch_is_imported():
         import os, sys, time
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
         start = time.perf_counter()
-        from ui.app import create_application
-        from ui.main_window import MainWindow
+        from workbench_ui.app import create_application
+        from workbench_ui.main_window import MainWindow
         app = create_application()
         window = MainWindow()
         window.show()
@@ -131,7 +131,7 @@ def test_settings_keep_recent_files_and_layout(window, tmp_path):
     window.close()
     from PySide6.QtCore import QSettings
 
-    from ui.main_window import MainWindow
+    from workbench_ui.main_window import MainWindow
 
     again = MainWindow(QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     again.show()

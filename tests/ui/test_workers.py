@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ui.workers import BackgroundCall, GeneratorThread, batched_steps
 from workbench.training.reports import StateReport, StepReport
+from workbench_ui.workers import BackgroundCall, GeneratorThread, batched_steps
 
 
 def _step(n: int) -> StepReport:
