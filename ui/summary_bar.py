@@ -3,11 +3,33 @@
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QVBoxLayout, QWidget
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
 from workbench_ui.session import WorkbenchSession
 
-SHOWN_WARNINGS = 2
+
+class ElidedLabel(QLabel):
+    """One line that never changes height: text too long for it ends in "…" (the tooltip has it all)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+
+    def set_full_text(self, text: str) -> None:
+        self._full = text
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, max(self.width(), 40)))
 
 
 class SummaryBar(QFrame):
@@ -33,10 +55,8 @@ class SummaryBar(QFrame):
         self.cost.setWordWrap(True)
         self.cost.setToolTip("Gradients + optimizer state the plan needs, and its step compute (forward for all, "
                              "backward only where gradients flow) relative to full fine-tuning")
-        self.warnings = QLabel("")
+        self.warnings = ElidedLabel()
         self.warnings.setObjectName("warnings")
-        self.warnings.setWordWrap(True)
-        self.warnings.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         top = QHBoxLayout()
         top.addWidget(self.summary, 3)
@@ -51,11 +71,10 @@ class SummaryBar(QFrame):
         layout.addWidget(self.warnings)
         # Trap: a label that grows by a line re-lays out the whole window and repaints every widget in it
         # (hundreds of ms on a big tree). Reserving the lines keeps a tick's repaint to the labels themselves.
-        # (The warnings line is shown only while there are warnings: that relayout happens when they come or go.)
+        # The problems line is always there (empty when there are none) and always one line high.
         line = self.fontMetrics().lineSpacing()
         self.summary.setMinimumHeight(2 * line)
         self.cost.setMinimumHeight(2 * line)
-        self.warnings.setMinimumHeight(SHOWN_WARNINGS * line + 2)
         session.resolutionChanged.connect(self.refresh)
         session.problemsChanged.connect(self.show_problems)
         self.refresh()
@@ -67,11 +86,14 @@ class SummaryBar(QFrame):
             self.share.setValue(0)
             self.groups.setText("")
             self.cost.setText("")
-            self.warnings.setText("")
-            self.warnings.hide()
+            self.warnings.set_full_text("")
             return
         self.summary.setText(res.summary())
+        # Trap: QProgressBar.setValue repaints at once, and that paints everything else waiting to be painted
+        # (the whole layer tree) before the other views have caught up: paint once, with the rest, instead.
+        self.share.setUpdatesEnabled(False)
         self.share.setValue(int(1000 * res.trainable_params / res.total_params) if res.total_params else 0)
+        self.share.setUpdatesEnabled(True)
         self.cost.setText(self._cost_text(res))
         active = [g for g in res.groups if g.numel]
         self.groups.setText(f"{len(active)} of {len(res.groups)} optimizer groups train")
@@ -80,17 +102,10 @@ class SummaryBar(QFrame):
     def show_problems(self) -> None:
         """The plan's problems (``session.problems``: the resolver's warnings and the preflight checks), errors first."""
         problems = self.session.problems if self.session.resolution is not None else []
-        if problems:
-            shown = [f"{'✖' if p.is_error else '⚠'} {p.message}" for p in problems[:SHOWN_WARNINGS]]
-            hidden = len(problems) - len(shown)
-            if hidden:
-                shown[-1] += f"   (+{hidden} more: hover to see all, or the Training tab's list)"
-            self.warnings.setText("\n".join(shown))
-            self.warnings.setToolTip("\n".join(f"{p.severity}: {p}" for p in problems))
-            self.warnings.show()
-        else:
-            self.warnings.setText("")
-            self.warnings.hide()
+        mark = "✖" if any(p.is_error for p in problems) else "⚠"
+        count = f"{len(problems)} problems: " if len(problems) > 1 else ""
+        self.warnings.set_full_text(f"{mark} {count}" + " · ".join(str(p) for p in problems) if problems else "")
+        self.warnings.setToolTip("\n".join(f"{p.severity}: {p}" for p in problems))
 
     def _cost_text(self, res) -> str:
         from workbench.cost import plan_cost, workspace_cost_model

@@ -98,3 +98,28 @@ def test_long_onnx_type_names_are_shortened_with_the_full_name_in_the_tooltip(wi
     assert view.columnWidth(TYPE) >= fm.horizontalAdvance(shown)
     window.tree_panel.filter.setText(pool.type_name)  # the filter matches the full class name
     assert window.tree_panel.is_shown(pool.path) and not window.tree_panel.is_shown("n3")
+
+
+def test_a_tick_that_changes_many_rows_relayouts_once_and_keeps_the_tree_open(window, resnet18_workspace, qtbot,
+                                                                               monkeypatch):
+    import ui.qt_layer_tree
+
+    monkeypatch.setattr(ui.qt_layer_tree, "BULK_ROWS", 10)  # resnet18 has 68 modules; big models pass 100
+    window.session.set_workspace(resnet18_workspace)
+    view, model, tree = window.tree_panel.view, window.tree_panel.model, resnet18_workspace.tree
+    view.expandAll()
+    view.scrollTo(model.index_of_path("layer3.1.bn2"))
+    scrolled = view.verticalScrollBar().value()
+    signals: list[str] = []
+    model.layoutChanged.connect(lambda *_: signals.append("layout"))
+    model.dataChanged.connect(lambda *_: signals.append("data"))
+    click_box(qtbot, view, model.index_of_path("layer3"))  # 15 rows change
+    assert signals == ["layout"]
+    assert all(view.isExpanded(model.index_of(n.index)) for n in tree.nodes if n.children)
+    assert all(model.index_of(n.index).data(Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Unchecked
+               for n in tree.subtree(tree.node("layer3")) if n.param_count)
+    assert model.index_of_path("layer3", TRAINABLE).data() == "frozen"
+    assert view.verticalScrollBar().value() == scrolled
+    signals.clear()
+    click_box(qtbot, view, model.index_of_path("layer3.1.bn2"))  # 1 row and its ancestors: signals per row
+    assert signals and set(signals) == {"data"}

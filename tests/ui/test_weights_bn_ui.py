@@ -12,7 +12,10 @@ def test_summary_bar_warns_about_frozen_untrained_batchnorm(window, resnet18_wor
 
     qtbot.mouseClick(panel.linear_probe, Qt.MouseButton.LeftButton)
     assert not bar.warnings.isHidden()
-    assert "untrained statistics" in bar.warnings.text() and "pretrained weights" in bar.warnings.text()
+    assert "[batchnorm-frozen-untrained]" in bar.warnings.text()  # named on the one line the bar shows
+    full = bar.warnings.full_text()  # all of it: in the tooltip, and in the Training tab's list
+    assert "untrained statistics" in full and "pretrained weights" in full
+    assert "pretrained weights" in bar.warnings.toolTip()
 
     panel.batchnorm.setCurrentIndex(panel.batchnorm.findData("train"))
     assert "untrained statistics" not in bar.warnings.text()
