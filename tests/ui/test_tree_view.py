@@ -102,9 +102,9 @@ def test_long_onnx_type_names_are_shortened_with_the_full_name_in_the_tooltip(wi
 
 def test_a_tick_that_changes_many_rows_relayouts_once_and_keeps_the_tree_open(window, resnet18_workspace, qtbot,
                                                                                monkeypatch):
-    import ui.qt_layer_tree
+    import workbench_ui.qt_layer_tree
 
-    monkeypatch.setattr(ui.qt_layer_tree, "BULK_ROWS", 10)  # resnet18 has 68 modules; big models pass 100
+    monkeypatch.setattr(workbench_ui.qt_layer_tree, "BULK_ROWS", 10)  # resnet18 has 68 modules; big models pass 100
     window.session.set_workspace(resnet18_workspace)
     view, model, tree = window.tree_panel.view, window.tree_panel.model, resnet18_workspace.tree
     view.expandAll()
