@@ -151,8 +151,10 @@ def expand(strategies: list[Strategy], stage_count: int) -> list[Strategy]:
             out += [Strategy(f"freeze:{n}", "freeze", n) for n in range(stage_count + 1)]
         else:
             out.append(s)
-    seen: set[str] = set()
-    return [s for s in out if not (s.name in seen or seen.add(s.name))]
+    unique: dict[str, Strategy] = {}
+    for s in out:
+        unique.setdefault(s.name, s)  # the first of each name, in order
+    return list(unique.values())
 
 
 def stage_count(tree: Any) -> int:
@@ -456,15 +458,16 @@ def write_chart(results: list[StrategyResult], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     scored = [r for r in results if r.val_top1_best is not None]
+    best = {r.name: float(r.val_top1_best or 0.0) for r in scored}
     front = sorted((r for r in scored if r.name in pareto_front(scored)), key=lambda r: r.wall_s)
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     for r in scored:
         on = r.name in {f.name for f in front}
-        ax.scatter(r.wall_s, 100 * r.val_top1_best, s=60 if on else 35, color="C3" if on else "C0",
+        ax.scatter(r.wall_s, 100 * best[r.name], s=60 if on else 35, color="C3" if on else "C0",
                    marker="*" if on else "o", zorder=3)
-        ax.annotate(r.name, (r.wall_s, 100 * r.val_top1_best), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        ax.annotate(r.name, (r.wall_s, 100 * best[r.name]), textcoords="offset points", xytext=(5, 5), fontsize=8)
     if front:
-        ax.step([r.wall_s for r in front], [100 * r.val_top1_best for r in front], where="post",  # type: ignore[operator]
+        ax.step([r.wall_s for r in front], [100 * best[r.name] for r in front], where="post",
                 color="C3", alpha=0.6, label="Pareto front")
         ax.legend(loc="lower right")
     ax.set_xlabel("wall time (s)")

@@ -16,7 +16,7 @@ import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -218,7 +218,7 @@ def build_transform(spec: ModelSpec, train: bool, augment: bool) -> Callable[[Im
     import timm.data
 
     return timm.data.create_transform(
-        input_size=tuple(spec.input_size),
+        input_size=cast(Any, tuple(spec.input_size)),
         is_training=train and augment,
         mean=tuple(spec.mean),
         std=tuple(spec.std),

@@ -229,8 +229,8 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
                 node = nodes[ni]
                 spec = node.depth * 2
                 for n in tree.subtree(node):
-                    for p in n.own_params:
-                        claims[p].append((spec, gi))
+                    for owned in n.own_params:
+                        claims[owned].append((spec, gi))
                         hit_any = True
             for pi in hit_params:
                 claims[pi].append((nodes[params[pi].owner].depth * 2 + 1, gi))
@@ -259,8 +259,8 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
     if ungrouped:
         auto = ResolvedGroup("ungrouped", plan.train.lr, plan.train.weight_decay, auto=True)
         groups.append(auto)
-        for p in ungrouped:
-            param_claim[p] = len(groups) - 1
+        for index in ungrouped:
+            param_claim[index] = len(groups) - 1
         if explicit_groups or configs:
             warnings.append(Warning_("param-in-no-group",
                                      f"{len(ungrouped)} trainable parameter(s) ({_few([params[p].name for p in ungrouped])}) "
@@ -268,14 +268,14 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
 
     param_group: list[int | None] = [None] * len(params)
     for p in params:
-        gi = param_claim[p.index]
-        if gi is None:
+        claim = param_claim[p.index]
+        if claim is None:
             continue
-        groups[gi].claimed.append(p.index)
+        groups[claim].claimed.append(p.index)
         if param_trainable[p.index]:
-            param_group[p.index] = gi
-            groups[gi].params.append(p.index)
-            groups[gi].numel += p.numel
+            param_group[p.index] = claim
+            groups[claim].params.append(p.index)
+            groups[claim].numel += p.numel
 
     scheduled = {name for step in plan.unfreeze for name in step.groups}
     for step in plan.unfreeze:

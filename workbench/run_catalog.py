@@ -100,7 +100,8 @@ def read_run(run_dir: Path, plan: Any = None, with_curves: bool = False) -> RunI
     recipe = _read_toml(run.project)
     status_file = _read_json(run.status)
     epochs, steps, curves = _read_metrics(run.metrics, with_curves)
-    vals = [(e.get("val_accuracy"), e.get("epoch", 0)) for e in epochs if e.get("val_accuracy") is not None]
+    vals = [(float(acc), e.get("epoch", 0)) for e in epochs
+            if isinstance(acc := e.get("val_accuracy"), (int, float)) and not isinstance(acc, bool)]
     best = max(vals, key=lambda v: v[0]) if vals else None
     total = recipe.get("train", {}).get("epochs") if isinstance(recipe.get("train"), dict) else None
     state = status_file.get("state") if isinstance(status_file, dict) else None
@@ -232,7 +233,8 @@ def format_table(runs: list[RunInfo]) -> str:
     rows = [("run", "status", "started", "epochs", "best val", "last val", "differs from plan")]
     for r in runs:
         epochs = f"{r.epochs_done}/{r.epochs_total}" if r.epochs_total else str(r.epochs_done)
-        best = f"{r.best_val_accuracy:.1%} (ep {r.best_epoch + 1})" if r.best_val_accuracy is not None else "—"
+        best = (f"{r.best_val_accuracy:.1%} (ep {r.best_epoch + 1})"
+                if r.best_val_accuracy is not None and r.best_epoch is not None else "—")
         last = f"{r.last_val_accuracy:.1%}" if r.last_val_accuracy is not None else "—"
         diff = "; ".join(r.differences) if r.differences else ("same" if r.differences == [] else "")
         rows.append((r.name, r.status, r.started.replace("T", " "), epochs, best, last, diff))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def available_devices() -> list[tuple[str, str]]:
@@ -21,7 +26,7 @@ def available_devices() -> list[tuple[str, str]]:
     return found
 
 
-def pick_device(name: str) -> "torch.device":  # noqa: F821
+def pick_device(name: str) -> "torch.device":
     """``auto`` → CUDA, then MPS, then CPU; anything else must exist here."""
     import torch
 
@@ -35,7 +40,7 @@ def pick_device(name: str) -> "torch.device":  # noqa: F821
     return torch.device(wanted)
 
 
-def pick_amp(setting: str, device: "torch.device") -> "torch.dtype | None":  # noqa: F821
+def pick_amp(setting: str, device: "torch.device") -> "torch.dtype | None":
     """Mixed-precision dtype, or None for float32. ``auto``: bf16 on CUDA when supported, else fp16; off on CPU/MPS."""
     import torch
 

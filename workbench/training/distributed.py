@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -29,7 +30,7 @@ class Distributed:
     def all_sum(self, values: list[float], device: torch.device) -> list[float]:
         return self._reduce(values, device, torch.distributed.ReduceOp.SUM)
 
-    def _reduce(self, values: list[float], device: torch.device, op: "torch.distributed.ReduceOp") -> list[float]:
+    def _reduce(self, values: list[float], device: torch.device, op: Any) -> list[float]:
         # NCCL reduces only GPU tensors; gloo only CPU ones.
         where = device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
         tensor = torch.tensor(values, dtype=torch.float64, device=where)

@@ -13,7 +13,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.fx as fx
@@ -319,7 +319,7 @@ def folded_trunk(split: TrunkSplit, channels_last: bool) -> tuple[nn.Module, int
         return None
     trunk = copy.deepcopy(split.trunk).eval()
     fused = fx_optimization.fuse(trunk, inplace=True, no_trace=True)
-    folded = before - batchnorms(fused)
+    folded = before - batchnorms(cast(fx.GraphModule, fused))
     if folded == 0:
         return None
     if channels_last:
