@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ui.qt_layer_tree import HEADERS, NAME, PARAMS, PATH_ROLE, TYPE, QtLayerTreeModel, short_type_name
+from ui.qt_layer_tree import GROUP, HEADERS, NAME, PARAMS, PATH_ROLE, TYPE, QtLayerTreeModel, short_type_name
 from ui.selector_bar import SelectorBar
 from ui.session import WorkbenchSession
 from workbench import freezing
@@ -204,6 +204,10 @@ class TreePanel(QWidget):
         self.view.setColumnWidth(TYPE, max(types, fm.horizontalAdvance(HEADERS[TYPE]) + 24))
         for column in range(PARAMS, self.model.columnCount() - 1):
             self.view.resizeColumnToContents(column)
+        # Rows below the first level are collapsed now; their group names must fit when they are opened.
+        groups = [g.name for g in self.model.resolution.groups] + [HEADERS[GROUP]]
+        self.view.setColumnWidth(GROUP, max(self.view.columnWidth(GROUP),
+                                            max(fm.horizontalAdvance(name) for name in groups) + 24))
 
     def set_locked(self, locked: bool) -> None:
         """While training: the tree stays browsable but no box, preset or menu edits the plan."""
