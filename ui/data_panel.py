@@ -101,6 +101,7 @@ class DataPanel(QWidget):
         self.input_size.setMaximumWidth(160)
         self.input_hint = QLabel("channels × height × width the images are resized to; the layer tree's shapes follow")
         self.input_hint.setObjectName("muted")
+        self.input_hint.setWordWrap(True)  # never sets the tab's minimum width
         size_row = QHBoxLayout()
         size_row.addWidget(self.input_size)
         size_row.addWidget(self.input_hint, 1)

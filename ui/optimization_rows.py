@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import QObject
-from PySide6.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QFormLayout, QHBoxLayout, QLabel, QWidget
 
 from workbench_ui.dialogs import show_error
 from workbench_ui.session import WorkbenchSession
@@ -49,8 +49,13 @@ class OptimizationRows(QObject):
 
     def add_to(self, form: QFormLayout) -> None:
         form.addRow("Gradient clipping", self.clip_row)
-        form.addRow("Warmup epochs", self.warmup)
-        form.addRow("Label smoothing", self.label_smoothing)
+        row = QHBoxLayout()  # two short numbers share a row: the Training tab's column is tight at 900 px
+        row.addWidget(self.warmup, 1)
+        smoothing = QLabel("Label smoothing")
+        smoothing.setBuddy(self.label_smoothing)
+        row.addWidget(smoothing)
+        row.addWidget(self.label_smoothing, 1)
+        form.addRow("Warmup epochs", row)
 
     def widgets(self) -> tuple[QWidget, ...]:
         return (self.clip_on, self.grad_clip, self.warmup, self.label_smoothing)

@@ -28,7 +28,7 @@ from workbench.groups import assign_to_group
 from workbench.layer_tree import LayerTree
 from workbench.plan import FinetunePlan
 from workbench.sources import describe_source_report
-from workbench_ui.qt_layer_tree import HEADERS, NAME, PARAMS, PATH_ROLE, TYPE, QtLayerTreeModel, short_type_name
+from workbench_ui.qt_layer_tree import GROUP, HEADERS, NAME, PARAMS, PATH_ROLE, TYPE, QtLayerTreeModel, short_type_name
 from workbench_ui.selector_bar import SelectorBar
 from workbench_ui.session import WorkbenchSession
 
@@ -203,6 +203,10 @@ class TreePanel(QWidget):
         self.view.setColumnWidth(TYPE, max(types, fm.horizontalAdvance(HEADERS[TYPE]) + 24))
         for column in range(PARAMS, self.model.columnCount() - 1):
             self.view.resizeColumnToContents(column)
+        # Rows below the first level are collapsed now; their group names must fit when they are opened.
+        groups = [g.name for g in self.model.resolution.groups] + [HEADERS[GROUP]]
+        self.view.setColumnWidth(GROUP, max(self.view.columnWidth(GROUP),
+                                            max(fm.horizontalAdvance(name) for name in groups) + 24))
 
     def set_locked(self, locked: bool) -> None:
         """While training: the tree stays browsable but no box, preset or menu edits the plan."""
