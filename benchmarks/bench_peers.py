@@ -366,7 +366,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.from_log:
         runs, header = runs_from_log(args.from_log)
-        strategies = [s for s in STRATEGIES if any(r.strategy == s for r in runs)]
+        strategies = [s for s in STRATEGIES if any(r.strategy == s and r.tool.startswith("workbench") for r in runs)]
         tools = [t for t in TOOLS + EXTRA_TOOLS if any(r.tool == t for r in runs)]
         markdown = "\n".join([f"Rebuilt with `python benchmarks/bench_peers.py --from-log {args.from_log.name}` from "
                               f"the per-run lines of: `{header[1].split(':')[0] if len(header) > 1 else '?'}`.", "",
