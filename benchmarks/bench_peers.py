@@ -361,16 +361,22 @@ def main() -> int:
     parser.add_argument("--reps", type=int, default=1, help="repetitions of every run (medians are reported)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     parser.add_argument("--keep", type=Path, default=None, help="keep run folders and logs here")
-    parser.add_argument("--from-log", type=Path, default=None,
-                        help="rebuild the table from the lines an earlier run printed (e.g. one cut short)")
+    parser.add_argument("--from-log", type=Path, nargs="+", default=None,
+                        help="rebuild the table from the lines earlier runs printed (e.g. one cut short)")
     args = parser.parse_args()
     if args.from_log:
-        runs, header = runs_from_log(args.from_log)
-        strategies = [s for s in STRATEGIES if any(r.strategy == s for r in runs)]
+        runs, commands, machines = [], [], []
+        for log in args.from_log:
+            found, header = runs_from_log(log)
+            runs += found
+            commands.append(f"`{header[1].split(':')[0]}`" if len(header) > 1 else f"`{log}`")
+            machines.append(header[0] if header else "?")
+        strategies = [s for s in STRATEGIES if any(r.strategy == s and r.tool.startswith("workbench") for r in runs)]
         tools = [t for t in TOOLS + EXTRA_TOOLS if any(r.tool == t for r in runs)]
-        markdown = "\n".join([f"Rebuilt with `python benchmarks/bench_peers.py --from-log {args.from_log.name}` from "
-                              f"the per-run lines of: `{header[1].split(':')[0] if len(header) > 1 else '?'}`.", "",
-                              f"Machine: {header[0] if header else '?'}.", "",
+        names = " ".join(log.name for log in args.from_log)
+        markdown = "\n".join([f"Rebuilt with `python benchmarks/bench_peers.py --from-log {names}` from the per-run "
+                              f"lines of: {'; '.join(commands)}.", "",
+                              f"Machine: {machines[0]}.", "",
                               table(summarise(runs), strategies, tools)])
         print(markdown)
         if not args.no_write:
