@@ -191,6 +191,8 @@ def test_results_after_training_in_the_window_and_a_changed_dataset(window, wait
     assert dialogs.messages("critical") == []
 
     shutil.move(tmp_path / "data" / "red", tmp_path / "data" / "crimson")
+    # The results arrive before the background call has finished; the button is enabled once it has.
+    qtbot.waitUntil(panel.refresh_button.isEnabled, timeout=60_000)
     qtbot.mouseClick(panel.refresh_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: bool(panel.error), timeout=120_000)
     assert "no longer matches the run's labels" in panel.summary.text() and "crimson" in panel.error
