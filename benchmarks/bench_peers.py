@@ -95,8 +95,8 @@ def export_data(plan: Any, out: Path) -> dict[str, Any]:
     import numpy as np
 
     from workbench.data import build_transform, open_images
+    from workbench.model_request import request_from_plan
     from workbench.sources import load_backbone
-    from workbench.workspace import request_from_plan
 
     images = open_images(plan.data, plan.base_dir)
     items = list(images.train) + list(images.val)

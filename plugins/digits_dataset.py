@@ -20,6 +20,8 @@ CLASSES = [str(d) for d in range(10)]
 
 class DigitsSource:
     name = "digits"
+    title = "Demo: handwritten digits (10 classes, 1,797 images; ship with scikit-learn)"
+    path_kind = "none"
 
     def open(self, config: DataConfig, base_dir: Path | None = None) -> LabelledImages:
         if config.val_path:

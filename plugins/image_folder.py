@@ -33,6 +33,8 @@ MAX_ASPECT = 50
 
 class ImageFolderSource:
     name = "folder"
+    title = "Image folder (one sub-folder per class)"
+    path_kind = "folder"
 
     def open(self, config: DataConfig, base_dir: Path | None = None) -> LabelledImages:
         if not config.path:

@@ -44,6 +44,9 @@ class RawTable:
 
 class TableSource:
     name = "table"
+    title = "Feature table (.npz arrays x, y or .csv with the label last)"
+    path_kind = "file"
+    file_filter = "Feature tables (*.npz *.csv *.tsv);;All files (*)"
 
     def open(self, config: DataConfig, base_dir: Path | None = None) -> LabelledTable:
         if not config.path:

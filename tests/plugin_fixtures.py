@@ -64,6 +64,23 @@ FAKE_MODULE = textwrap.dedent('''
 
             return SourceReportText("Alias file", [f"{report['alias_file']} names {report['resolved_to']}"],
                                     [f"resolved to {report['resolved_to']}"])
+
+
+    class BlobsDataset:
+        """Three Gaussian blobs in 4 features: a dataset that needs no file."""
+        name = "fakeblobs"
+        title = "Blobs (third-party test dataset)"
+        path_kind = "none"
+
+        def open(self, config, base_dir=None):
+            import numpy as np
+
+            from workbench.tables import LabelledTable
+
+            rng = np.random.default_rng(0)
+            y = np.repeat(np.arange(3), 20)
+            x = (rng.normal(size=(60, 4)) + y[:, None] * 3).astype(np.float32)
+            return LabelledTable(["a", "b", "c"], x[::2], y[::2], x[1::2], y[1::2], source="blobs")
 ''')
 
 ENTRY_POINTS = textwrap.dedent('''
@@ -76,6 +93,7 @@ ENTRY_POINTS = textwrap.dedent('''
 
     [workbench.datasets]
     broken = fake_wb_thirdparty_missing:Nothing
+    fakeblobs = fake_wb_thirdparty:BlobsDataset
 ''')
 
 

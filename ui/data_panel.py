@@ -1,4 +1,5 @@
-"""The Data tab: an image folder or the demo dataset; classes with counts, sample thumbnails, problems."""
+"""The Data tab: any installed dataset plugin (demo digits, image folder, feature table, …); classes with counts,
+sample thumbnails, problems."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
-    QButtonGroup,
+    QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
@@ -22,7 +23,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QPushButton,
-    QRadioButton,
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.plan import DataConfig
+from workbench.plugins import DatasetChoice, dataset_choices
 from workbench_ui.session import WorkbenchSession
 from workbench_ui.widgets import InputSizeEdit
 from workbench_ui.workers import BackgroundCall
@@ -49,10 +50,12 @@ class DataScan:
     problems: list[str]
     skipped: int
     thumbnails: list[tuple[str, int, int, bytes]] = field(default_factory=list)  # class, w, h, RGBA bytes
+    unit: str = "images"  # "rows" for a feature table
 
 
 def scan_data(config: DataConfig, base_dir: Path | None) -> DataScan:
     from workbench.data import open_images, thumbnails
+    from workbench.tables import LabelledTable
 
     images = open_images(config, base_dir)
     thumbs = []
@@ -60,7 +63,8 @@ def scan_data(config: DataConfig, base_dir: Path | None) -> DataScan:
         rgba = img.convert("RGBA")
         thumbs.append((name, rgba.width, rgba.height, rgba.tobytes()))
     return DataScan(images.source or config.dataset, list(images.classes), images.counts(),
-                    list(images.problems), images.skipped, thumbs)
+                    list(images.problems), images.skipped, thumbs,
+                    "rows" if isinstance(images, LabelledTable) else "images")
 
 
 class DataPanel(QWidget):
@@ -73,11 +77,11 @@ class DataPanel(QWidget):
         self.scan: DataScan | None = None
         self._calls: list[BackgroundCall] = []
 
-        self.use_demo = QRadioButton("Demo dataset: handwritten digits (10 classes, ships with scikit-learn)")
-        self.use_folder = QRadioButton("Image folder (one sub-folder per class)")
-        self._source = QButtonGroup(self)
-        self._source.addButton(self.use_demo)
-        self._source.addButton(self.use_folder)
+        # Every installed dataset plugin, as it describes itself: a third-party dataset appears here too.
+        self.choices: list[DatasetChoice] = dataset_choices()
+        self.dataset = QComboBox()
+        for choice in self.choices:
+            self.dataset.addItem(choice.title, choice.name)
         self.folder = QLineEdit(placeholderText="/path/to/images")
         self.browse = QPushButton("Browse…")
         self.val_split = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.9, singleStep=0.05)
@@ -87,11 +91,11 @@ class DataPanel(QWidget):
         folder_row = QHBoxLayout()
         folder_row.addWidget(self.folder, 1)
         folder_row.addWidget(self.browse)
-        source_box = QGroupBox("Images")
+        source_box = QGroupBox("Data")
         form = QFormLayout(source_box)
-        form.addRow(self.use_demo)
-        form.addRow(self.use_folder)
-        form.addRow("Folder", folder_row)
+        form.addRow("Dataset", self.dataset)
+        self.path_label = QLabel("Folder")
+        form.addRow(self.path_label, folder_row)
         split_row = QHBoxLayout()
         split_row.addWidget(self.val_split)
         split_row.addStretch(1)
@@ -107,7 +111,7 @@ class DataPanel(QWidget):
         size_row.addWidget(self.input_hint, 1)
         form.addRow("Model input", size_row)
 
-        self.status = QLabel("Choose an image folder or the demo dataset.")
+        self.status = QLabel("Choose a dataset.")
         self.status.setWordWrap(True)
         self.mismatch = QLabel("")  # the data's classes against the model's head, before Start
         self.mismatch.setWordWrap(True)
@@ -154,8 +158,7 @@ class DataPanel(QWidget):
         layout.addWidget(split, 1)
         layout.addWidget(problems_box)
 
-        self.use_demo.toggled.connect(lambda on: on and self._set_config(dataset="digits"))
-        self.use_folder.toggled.connect(lambda on: on and self._set_config(dataset="folder"))
+        self.dataset.activated.connect(lambda index: self._set_config(dataset=self.dataset.itemData(index)))
         self.folder.editingFinished.connect(lambda: self._set_config(path=self.folder.text().strip() or None))
         self.browse.clicked.connect(self._browse)
         self.val_split.valueChanged.connect(lambda v: self._set_config(val_split=round(float(v), 4)))
@@ -169,13 +172,16 @@ class DataPanel(QWidget):
 
     def sync_from_plan(self, scan: bool = True) -> None:
         config = self.session.plan.data
-        for w in (self.use_demo, self.use_folder, self.folder, self.val_split):
+        for w in (self.dataset, self.folder, self.val_split):
             w.blockSignals(True)
-        self.use_demo.setChecked(config.dataset == "digits")
-        self.use_folder.setChecked(config.dataset != "digits")
+        index = self.dataset.findData(config.dataset)
+        if index < 0:  # a project naming a dataset plugin that is not installed: show it, the scan says why
+            self.dataset.addItem(f"{config.dataset} (not installed)", config.dataset)
+            index = self.dataset.count() - 1
+        self.dataset.setCurrentIndex(index)
         self.folder.setText(config.path or "")
         self.val_split.setValue(config.val_split)
-        for w in (self.use_demo, self.use_folder, self.folder, self.val_split):
+        for w in (self.dataset, self.folder, self.val_split):
             w.blockSignals(False)
         self._sync_input_size()
         self._update_enabled()
@@ -215,10 +221,21 @@ class DataPanel(QWidget):
         self.mismatch.setText(f"✖ {found[0].message}" if found else "")
         self.mismatch.setVisible(bool(found))
 
+    def _choice(self) -> DatasetChoice:
+        name = self.session.plan.data.dataset
+        for choice in self.choices:
+            if choice.name == name:
+                return choice
+        return DatasetChoice(name, name, "folder")
+
     def _update_enabled(self) -> None:
-        folder = self.session.plan.data.dataset != "digits"
-        self.folder.setEnabled(folder)
-        self.browse.setEnabled(folder)
+        choice = self._choice()
+        needs_path = choice.path_kind != "none"
+        self.folder.setEnabled(needs_path)
+        self.browse.setEnabled(needs_path)
+        self.path_label.setText("File" if choice.path_kind == "file" else "Folder")
+        self.folder.setPlaceholderText({"file": "/path/to/table.npz or .csv", "none": "not needed"}
+                                       .get(choice.path_kind, "/path/to/images"))
 
     def _set_config(self, **values: Any) -> None:
         config = self.session.plan.data
@@ -236,21 +253,27 @@ class DataPanel(QWidget):
         self.start_scan()
 
     def _browse(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Choose an image folder", self.folder.text())
+        choice = self._choice()
+        if choice.path_kind == "file":
+            path, _ = QFileDialog.getOpenFileName(self, f"Choose a file for {choice.title}", self.folder.text(),
+                                                  choice.file_filter or "All files (*)")
+        else:
+            path = QFileDialog.getExistingDirectory(self, "Choose an image folder", self.folder.text())
         if path:
             self.folder.setText(path)
-            self._set_config(dataset="folder", path=path)
-            self.use_folder.setChecked(True)
+            self._set_config(path=path)
 
     def is_scanning(self) -> bool:
         return any(c.is_running() for c in self._calls)
 
     def start_scan(self) -> None:
         config = DataConfig(**vars(self.session.plan.data))
-        if config.dataset != "digits" and not config.path:
-            self._show(None, "Choose an image folder (one sub-folder per class), or use the demo dataset.")
+        choice = self._choice()
+        if choice.path_kind != "none" and not config.path:
+            what = "a file" if choice.path_kind == "file" else "a folder"
+            self._show(None, f"Choose {what} for {choice.title[:1].lower() + choice.title[1:]}.")
             return
-        self.status.setText("Scanning images…")
+        self.status.setText("Reading the data…")
         call = BackgroundCall(lambda: scan_data(config, self.session.plan.base_dir), "scan data", self)
         call.succeeded.connect(lambda result: self._show(result))
         call.failed.connect(lambda message, _detail: self._show(None, message, error=True))
@@ -272,7 +295,7 @@ class DataPanel(QWidget):
         n_train = sum(t for t, _ in scan.counts.values())
         n_val = sum(v for _, v in scan.counts.values())
         self.status.setText(f"<b>{scan.source}</b>: {len(scan.classes)} classes, {n_train:,} training and "
-                            f"{n_val:,} validation images" + (f"; {scan.skipped:,} files skipped" if scan.skipped else ""))
+                            f"{n_val:,} validation {scan.unit}" + (f"; {scan.skipped:,} files skipped" if scan.skipped else ""))
         self.classes.setRowCount(len(scan.classes))
         for row, name in enumerate(scan.classes):
             train, val = scan.counts.get(name, (0, 0))
@@ -286,10 +309,13 @@ class DataPanel(QWidget):
             item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), name)
             item.setToolTip(f"class {name}")
             self.thumbs.addItem(item)
+        if scan.unit != "images":
+            self.thumbs.addItem(QListWidgetItem(f"(no samples to show: the data are {scan.unit} of numbers)"))
         for text in scan.problems:
             self.problems.addItem(text)
         if not scan.problems:
-            none = QListWidgetItem("No problems: every file decoded and every class has images.")
+            none = QListWidgetItem("No problems: every file decoded and every class has images." if scan.unit == "images"
+                                   else f"No problems: every class has {scan.unit}.")
             none.setForeground(Qt.GlobalColor.darkGreen)
             self.problems.addItem(none)
         self.scanned.emit(scan)

@@ -23,7 +23,8 @@ from PySide6.QtWidgets import (
 
 from workbench.backbone import LoadRequest
 from workbench.errors import WorkbenchError
-from workbench.plan import FinetunePlan, ModelConfig
+from workbench.model_request import model_config_from_request
+from workbench.plan import FinetunePlan
 from workbench_ui.compare_panel import ComparePanel
 from workbench_ui.data_panel import DataPanel, DataScan
 from workbench_ui.dialogs import ask_save_discard_cancel, ask_yes_no, show_error
@@ -329,10 +330,8 @@ class MainWindow(QMainWindow):
         if self.train_panel.is_running() or not self.confirm_discard():
             return
         current = self.session.plan.copy()
-        plan = FinetunePlan(model=ModelConfig(source=request.source or "timm", name=request.ref, arch=request.arch,
-                                              pretrained=request.pretrained, num_classes=request.num_classes,
-                                              input_size=request.input_size),
-                            data=current.data, train=current.train, base_dir=current.base_dir)
+        plan = FinetunePlan(model=model_config_from_request(request), data=current.data, train=current.train,
+                            base_dir=current.base_dir)
 
         def load() -> Any:
             from workbench.sources import load_backbone

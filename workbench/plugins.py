@@ -50,11 +50,39 @@ class SourceReportText:
 
 @runtime_checkable
 class DatasetSource(Protocol):
-    """A ``workbench.datasets`` plugin."""
+    """A ``workbench.datasets`` plugin.
+
+    Optional attributes the Data tab reads (defaults in :func:`dataset_choices`): ``title`` (one line
+    shown in the dataset list), ``path_kind`` ("folder", "file" or "none": what ``[data] path`` names)
+    and ``file_filter`` (a file dialog filter such as ``"Tables (*.npz *.csv)"``).
+    """
 
     name: str
 
     def open(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+@dataclass(frozen=True)
+class DatasetChoice:
+    """How the Data tab offers one installed dataset plugin."""
+
+    name: str  # the ``[data] dataset`` value
+    title: str
+    path_kind: str  # "folder" | "file" | "none"
+    file_filter: str = ""
+
+
+def dataset_choices() -> list[DatasetChoice]:
+    """Every installed dataset plugin as the Data tab lists it, built-in ones first in a fixed order."""
+    order = {"digits": 0, "folder": 1, "table": 2}
+    out = []
+    for name, plugin in registry().plugins(DATASETS).items():
+        kind = str(getattr(plugin, "path_kind", "folder"))
+        if kind not in ("folder", "file", "none"):
+            kind = "folder"
+        out.append(DatasetChoice(name, str(getattr(plugin, "title", "") or name), kind,
+                                 str(getattr(plugin, "file_filter", "") or "")))
+    return sorted(out, key=lambda c: (order.get(c.name, len(order)), c.name))
 
 
 @runtime_checkable

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workbench.apply import AppliedPlan, apply_plan
-from workbench.backbone import Backbone, LoadRequest
+from workbench.backbone import Backbone
 from workbench.groups import compute_stages, default_groups
 from workbench.layer_tree import LayerTree, build_layer_tree
+from workbench.model_request import request_from_plan
 from workbench.plan import FinetunePlan, GroupConfig
 from workbench.resolve import Resolution, resolve_plan
 from workbench.sources import load_backbone
@@ -101,20 +102,6 @@ class Workspace:
         """
         self.backbone.module = trained.module
         self.backbone.spec = trained.spec
-
-
-def request_from_plan(plan: FinetunePlan) -> LoadRequest:
-    model = plan.model
-    ref = model.name
-    if model.source in ("onnx", "checkpoint"):
-        ref = str(plan.resolve_path(model.name))
-    num_classes = model.num_classes
-    if plan.head is not None and model.source == "onnx":
-        # The new head takes the class count; the file's own output (a detector's map, a classifier
-        # that is cut off) is left as it is, as rebuild_from_config converts it.
-        num_classes = None
-    return LoadRequest(ref=ref, source=model.source, arch=model.arch, pretrained=model.pretrained,
-                       num_classes=num_classes, input_size=model.input_size, mean=model.mean, std=model.std)
 
 
 def build_tree(backbone: Backbone) -> LayerTree:

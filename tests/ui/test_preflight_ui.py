@@ -6,6 +6,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
 
+from tests.ui.test_data_choice import choose_dataset
 from tests.ui.test_typed_values import _row, type_into_cell
 from workbench.backbone import LoadRequest
 from workbench.plan import FinetunePlan, ModelConfig
@@ -23,7 +24,7 @@ def on_digits(window, qtbot, wait_idle, backbone) -> None:
                                           input_size=tuple(backbone.spec.input_size)))
     window.session.set_workspace(Workspace.from_backbone(backbone, plan))
     window.tabs.setCurrentWidget(window.data_panel)
-    qtbot.mouseClick(window.data_panel.use_demo, Qt.MouseButton.LeftButton)
+    choose_dataset(qtbot, window.data_panel, "digits")
     wait_idle(window)
     qtbot.waitUntil(lambda: window.session.data_facts is not None, timeout=60_000)
 
