@@ -138,7 +138,7 @@ class DataPanel(QWidget):
 
         classes_box = QGroupBox("Classes")
         QVBoxLayout(classes_box).addWidget(self.classes)
-        thumbs_box = QGroupBox("Samples")
+        thumbs_box = self.thumbs_box = QGroupBox("Samples")
         QVBoxLayout(thumbs_box).addWidget(self.thumbs)
         split = QSplitter()
         split.addWidget(classes_box)
@@ -309,8 +309,8 @@ class DataPanel(QWidget):
             item = QListWidgetItem(QIcon(QPixmap.fromImage(image)), name)
             item.setToolTip(f"class {name}")
             self.thumbs.addItem(item)
-        if scan.unit != "images":
-            self.thumbs.addItem(QListWidgetItem(f"(no samples to show: the data are {scan.unit} of numbers)"))
+        self.thumbs_box.setTitle("Samples" if scan.unit == "images" else f"Samples: none, the data are {scan.unit} "
+                                 "of numbers")
         for text in scan.problems:
             self.problems.addItem(text)
         if not scan.problems:
