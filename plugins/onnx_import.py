@@ -375,11 +375,11 @@ def _resolve_input_size(
 
     file_size = (dims[3], dims[1], dims[2]) if nhwc else (dims[1], dims[2], dims[3])
     if requested is not None:
-        channels, height, width = (int(v) for v in requested)
-        clash = [f"{label}={fixed} (asked {asked})" for label, fixed, asked in zip("CHW", file_size, (channels, height, width))
-                 if fixed is not None and fixed != asked]
+        asked_size = tuple(int(v) for v in requested)
+        clash = [f"{label}={fixed} (asked {asked})" for label, fixed, asked in zip("CHW", file_size, asked_size) if fixed is not None and fixed != asked]
         if clash:
             raise ModelLoadError(f"{name}: the file fixes its input size to {', '.join(clash)}; drop --input-size or re-export the model")
+        channels, height, width = asked_size
         return (channels, height, width)
     file_channels, file_height, file_width = file_size
     if file_channels is not None and file_height is not None and file_width is not None:
