@@ -293,7 +293,6 @@ def _torch_onnx_export(model: "nn.Module", spec: ModelSpec, path: Path, opset: i
     import torch
 
     x = _random_batch(spec, 2, seed=0)
-    common = dict(input_names=["input"], output_names=["logits"], opset_version=opset)
     try:
         # Trap: the exporters print graph IR and diagnostics to stdout; the CLI must not show it.
         with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
@@ -305,11 +304,13 @@ def _torch_onnx_export(model: "nn.Module", spec: ModelSpec, path: Path, opset: i
                     return "not tried: onnxscript is not installed"
                 batch = torch.export.Dim("batch", min=1)
                 torch.onnx.export(model, (x,), str(path), dynamo=True, external_data=True, verbose=False,
-                                  dynamic_shapes=({0: batch},), **common)
+                                  dynamic_shapes=({0: batch},),
+                                  input_names=["input"], output_names=["logits"], opset_version=opset)
             else:
                 with _onnx2torch_compat():
                     torch.onnx.export(model, (x,), str(path), dynamo=False, do_constant_folding=True,
-                                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}}, **common)
+                                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
+                                      input_names=["input"], output_names=["logits"], opset_version=opset)
     except OSError:
         raise
     except Exception as exc:
@@ -372,7 +373,7 @@ def _onnx2torch_compat() -> Iterator[None]:
     except ImportError:
         yield
         return
-    helper.GLOBALS = GLOBALS  # type: ignore[attr-defined]
+    helper.GLOBALS = GLOBALS  # type: ignore[attr-defined]  # re-adds what this torch removed: not in its stubs
     try:
         yield
     finally:

@@ -18,6 +18,7 @@ from workbench.errors import ModelLoadError
 if TYPE_CHECKING:
     import numpy as np
     import onnx
+    import torch.fx as fx
     import torch.nn as nn
 
 _FLOAT = 1  # onnx.TensorProto.FLOAT
@@ -34,7 +35,7 @@ class OnnxImport:
     """The converted module and everything learnt about the file on the way."""
 
     module: "nn.Module"
-    input_size: tuple[int, int, int]
+    input_size: tuple[int, ...]  # (C, H, W) for an image input, (F,) for a feature input
     num_classes: int
     classifier: str | None
     metadata: dict[str, str]
@@ -68,14 +69,14 @@ def check_onnx(model: "onnx.ModelProto", path: Path) -> None:
         raise ModelLoadError(f"{path} is not a valid ONNX model (checker: {reason})") from exc
 
 
-def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_classes: int | None = None) -> OnnxImport:
+def import_onnx(path: Path, input_size: tuple[int, ...] | None = None, num_classes: int | None = None) -> OnnxImport:
     """Convert the ONNX file at ``path``; see the module docstring for the steps."""
     import numpy as np
     import torch
 
     from workbench_plugins.onnx_coverage import convertible_opset, opset_of, unsupported_ops
     from workbench_plugins.onnx_ort import max_abs_diff, try_run_onnxruntime, within_tolerance
-    from workbench_plugins.onnx_passes import rename_nodes
+    from workbench_plugins.onnx_passes import annotate_batchnorm_ranks, rename_nodes
     from workbench_plugins.onnx_sanity import check_constant_sizes, check_input_size, check_weights_finite
 
     original = read_onnx(path)
@@ -100,19 +101,22 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in graph_input.type.tensor_type.shape.dim]
     features = len(dims) == 2  # a feature vector per sample (tabular data), not an image
     nhwc = not features and _is_nhwc(original, graph_input.name, dims)
-    size = _feature_size(dims, input_size, name) if features else _resolve_input_size(dims, nhwc, input_size, metadata, name, graph_input.name)
-    if not features and input_size is None and any(d is None for d in dims[1:]) and "input_size" not in metadata:
-        shown = ", ".join(["N"] + ["?" if v is None else str(v) for v in dims[1:]])
-        notices.append(f"input {graph_input.name!r} has free dimensions [{shown}]; opened it at "
-                       f"{'x'.join(map(str, size))} (C x H x W): set --input-size C,H,W or "
-                       "input_size = [C, H, W] under [model] to use another size")
     batch = dims[0] or 1
+    size: tuple[int, ...]
     if features:
+        size = _feature_size(dims, input_size, name)
         file_dims: list[int | None] = [None, size[0]]
         feed_shape: tuple[int, ...] = (batch, size[0])
     else:
-        check_input_size(name, batch, size)  # type: ignore[arg-type]
-        channels, height, width = size
+        image_size = _resolve_input_size(dims, nhwc, input_size, metadata, name, graph_input.name)
+        size = image_size
+        if input_size is None and any(d is None for d in dims[1:]) and "input_size" not in metadata:
+            shown = ", ".join(["N"] + ["?" if v is None else str(v) for v in dims[1:]])
+            notices.append(f"input {graph_input.name!r} has free dimensions [{shown}]; opened it at "
+                           f"{'x'.join(map(str, size))} (C x H x W): set --input-size C,H,W or "
+                           "input_size = [C, H, W] under [model] to use another size")
+        check_input_size(name, batch, image_size)
+        channels, height, width = image_size
         file_dims = [None, height, width, channels] if nhwc else [None, channels, height, width]
         feed_shape = (batch, height, width, channels) if nhwc else (batch, channels, height, width)
     rng = np.random.default_rng(0)
@@ -150,7 +154,7 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
     runner.apply("split_asymmetric_conv_pads", _pass("split_asymmetric_conv_pads"))
     runner.apply("drop_noop_casts", _pass("drop_noop_casts"))
     runner.apply("matmul_add_to_gemm", _pass("matmul_add_to_gemm"))
-    runner.apply("annotate_batchnorm_ranks", lambda m: _pass("annotate_batchnorm_ranks")(m, runner.feed, runner.input_name))
+    runner.apply("annotate_batchnorm_ranks", lambda m: annotate_batchnorm_ranks(m, runner.feed, runner.input_name))
 
     missing = unsupported_ops(runner.model, opset_of(runner.model))
     if missing:
@@ -184,11 +188,13 @@ def import_onnx(path: Path, input_size: tuple[int, int, int] | None = None, num_
     with torch.no_grad():
         torch_out = module(torch.from_numpy(torch_input)).numpy()
     reference = try_run_onnxruntime(original, feed, graph_input.name)
-    parity = None if reference is None else max_abs_diff(reference, torch_out)
+    parity: float | None = None
     if reference is None:
         notices.append("onnxruntime could not run the original file; parity with it is unchecked")
-    elif not within_tolerance(reference, parity):
-        notices.append(f"converted module differs from onnxruntime by up to {parity:.3g}: check it before training")
+    else:
+        parity = max_abs_diff(reference, torch_out)
+        if not within_tolerance(reference, parity):
+            notices.append(f"converted module differs from onnxruntime by up to {parity:.3g}: check it before training")
 
     stripped = strip_final_softmax(module, op_types, torch.from_numpy(torch_input))
     if stripped:
@@ -361,7 +367,7 @@ def _is_nhwc(model: "onnx.ModelProto", input_name: str, dims: list[int | None]) 
 
 
 def _resolve_input_size(
-    dims: list[int | None], nhwc: bool, requested: tuple[int, int, int] | None,
+    dims: list[int | None], nhwc: bool, requested: tuple[int, ...] | None,
     metadata: dict[str, str], name: str, input_name: str,
 ) -> tuple[int, int, int]:
     """(C, H, W): the request's, else the file's fixed dims, else the file's metadata."""
@@ -369,21 +375,23 @@ def _resolve_input_size(
 
     file_size = (dims[3], dims[1], dims[2]) if nhwc else (dims[1], dims[2], dims[3])
     if requested is not None:
-        requested = tuple(int(v) for v in requested)  # type: ignore[assignment]
-        clash = [f"{label}={fixed} (asked {asked})" for label, fixed, asked in zip("CHW", file_size, requested) if fixed is not None and fixed != asked]
+        asked_size = tuple(int(v) for v in requested)
+        clash = [f"{label}={fixed} (asked {asked})" for label, fixed, asked in zip("CHW", file_size, asked_size) if fixed is not None and fixed != asked]
         if clash:
             raise ModelLoadError(f"{name}: the file fixes its input size to {', '.join(clash)}; drop --input-size or re-export the model")
-        return requested  # type: ignore[return-value]
-    if all(v is not None for v in file_size):
-        return file_size  # type: ignore[return-value]
+        channels, height, width = asked_size
+        return (channels, height, width)
+    file_channels, file_height, file_width = file_size
+    if file_channels is not None and file_height is not None and file_width is not None:
+        return (file_channels, file_height, file_width)
     if "input_size" in metadata:
         try:
             meta_size = tuple(int(v) for v in json.loads(metadata["input_size"]))
         except (ValueError, TypeError):
             meta_size = ()
         if len(meta_size) == 3:
-            return meta_size  # type: ignore[return-value]
-    return _default_size(file_size)  # type: ignore[arg-type]
+            return meta_size
+    return _default_size(file_size)
 
 
 DEFAULT_SIDE = 224
@@ -393,17 +401,19 @@ def _default_size(file_size: tuple[int | None, int | None, int | None]) -> tuple
     """Fill free dims: 3 channels; 224 for a free side, or the smallest multiple of the
     fixed side that reaches 224 when only one side is free (an OCR 3×48×W opens at 3×48×240)."""
     channels, height, width = file_size
-    if height is None and width is None:
-        height = width = DEFAULT_SIDE
-    elif height is None or width is None:
-        fixed = height if height is not None else width
-        assert fixed is not None
-        free = fixed * max(1, -(-DEFAULT_SIDE // fixed))
-        height, width = (free, width) if height is None else (height, free)
-    return (channels or 3, height, width)  # type: ignore[return-value]
+    return (channels or 3, _free_side(height, width), _free_side(width, height))
 
 
-def _convert(model: "onnx.ModelProto", name: str, rejected: list[dict[str, Any]]) -> "nn.Module":
+def _free_side(side: int | None, other: int | None) -> int:
+    """``side`` if fixed; else 224, or the smallest multiple of the fixed ``other`` side that reaches 224."""
+    if side is not None:
+        return side
+    if other is None:
+        return DEFAULT_SIDE
+    return other * max(1, -(-DEFAULT_SIDE // other))
+
+
+def _convert(model: "onnx.ModelProto", name: str, rejected: list[dict[str, Any]]) -> "fx.GraphModule":
     from onnx2torch import convert
 
     try:
@@ -414,19 +424,19 @@ def _convert(model: "onnx.ModelProto", name: str, rejected: list[dict[str, Any]]
         raise ModelLoadError(f"{name}: onnx2torch could not convert the graph ({type(exc).__name__}: {reason}){hint}") from exc
 
 
-def _keep_first_output(module: "nn.Module") -> bool:
-    graph = module.graph  # type: ignore[attr-defined]
+def _keep_first_output(module: "fx.GraphModule") -> bool:
+    graph = module.graph
     output = next(node for node in graph.nodes if node.op == "output")
     value = output.args[0]
     if isinstance(value, (tuple, list)):
         output.args = (value[0],)
         graph.eliminate_dead_code()
-        module.recompile()  # type: ignore[operator]
+        module.recompile()
         return True
     return False
 
 
-def _check_batch(module: "nn.Module", size: tuple[int, int, int], name: str) -> tuple[int, ...]:
+def _check_batch(module: "nn.Module", size: tuple[int, ...], name: str) -> tuple[int, ...]:
     """The module must map (N, C, H, W) to (N, ...) for N > 1, sample by sample; the output shape."""
     import torch
 
@@ -449,7 +459,7 @@ def _check_batch(module: "nn.Module", size: tuple[int, int, int], name: str) -> 
     return tuple(int(v) for v in both.shape)
 
 
-def _output_kind(module: "nn.Module", size: tuple[int, int, int], out_shape: tuple[int, ...]) -> str:
+def _output_kind(module: "nn.Module", size: tuple[int, ...], out_shape: tuple[int, ...]) -> str:
     """"logits", or why the output cannot be trained with cross-entropy as it is."""
     import torch
 
@@ -465,7 +475,7 @@ def _output_kind(module: "nn.Module", size: tuple[int, int, int], out_shape: tup
     return "logits"
 
 
-def _check_head(module: "nn.Module", size: tuple[int, int, int], num_classes: int, name: str) -> int:
+def _check_head(module: "nn.Module", size: tuple[int, ...], num_classes: int, name: str) -> int:
     import torch
 
     with torch.no_grad():

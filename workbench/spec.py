@@ -15,7 +15,7 @@ class ModelSpec:
 
     architecture: str
     num_classes: int
-    input_size: tuple[int, int, int] = (3, 224, 224)
+    input_size: tuple[int, ...] = (3, 224, 224)  # (C, H, W); (F,) for a feature-vector model
     mean: tuple[float, ...] = IMAGENET_MEAN
     std: tuple[float, ...] = IMAGENET_STD
     interpolation: str = "bicubic"

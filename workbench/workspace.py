@@ -82,7 +82,7 @@ class Workspace:
             reason = " ".join(str(exc).split())[:240] or type(exc).__name__
             raise PlanError(f"{spec.architecture} cannot take a {shown} input ({type(exc).__name__}: {reason}); "
                             f"it was loaded at {'×'.join(map(str, spec.input_size))}") from None
-        spec.input_size = wanted  # type: ignore[assignment]
+        spec.input_size = wanted
         self.backbone._cost_model = None  # type: ignore[attr-defined]  # FLOPs depend on the input size
         return True
 
