@@ -63,6 +63,17 @@ def test_weights_poisoned_mid_run_are_caught_before_the_checkpoint(tmp_path):
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
+def test_a_model_with_nan_in_a_frozen_layer_is_refused_before_training(tmp_path):
+    ws = workspace(epochs=1)
+    linear_probe(ws.plan, ws.tree)
+    with torch.no_grad():
+        ws.backbone.module.layer1[0].conv1.weight[0, 0, 0, 0] = math.nan  # frozen: training never writes it
+    with pytest.raises(TrainingError, match=r"holds NaN or inf before training, in 1 tensor\(s\) "
+                                            r"\(layer1.0.conv1.weight\)"):
+        list(Trainer(ws, tiny_data(), tmp_path / "run").run())
+    assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
 @pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "onnx"])
 def test_no_exporter_writes_nonfinite_weights(tmp_path, fmt):
     ws = workspace()

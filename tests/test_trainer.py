@@ -236,6 +236,20 @@ def test_feature_cache_follows_gradual_unfreezing(tmp_path):
     cuts = [m.split("trunk cut after ")[1].split(" ")[0] for m in cache if "trunk cut after" in m]
     assert cuts[0] == "'global_pool_flatten'" and cuts[1] == "'layer3_1_act2'"  # the cut moves down
     assert any("no frozen prefix" in m for m in cache)  # the stem is trainable at epoch 2: nothing to cache
+    # Each freeze state lasts one epoch here: nothing is stored, as no later epoch would read it.
+    assert sum("lasts one epoch" in m for m in cache) == 2 and not any(m.startswith("caching") for m in cache)
+
+
+def test_a_freeze_state_of_two_epochs_is_cached_and_one_of_one_epoch_is_not(tmp_path):
+    ws = workspace(epochs=3, augment=False, cache_features="auto")
+    ws.plan.groups = ws.default_groups()
+    linear_probe(ws.plan, ws.tree)
+    ws.plan.unfreeze = [UnfreezeStep(2, ["layer4"])]
+    reports = list(Trainer(ws, tiny_data(), tmp_path / "run").run())
+    cache = [(r.epoch, r.message) for r in reports if isinstance(r, StateReport) and r.kind == "cache"]
+    assert cache[0][1].startswith("caching the frozen trunk") and "global_pool_flatten" in cache[0][1]
+    assert any(m.startswith("cached the trunk's output") for _, m in cache)
+    assert cache[-1][0] == 2 and "feature cache not used for epoch 3: this freeze state lasts one epoch" in cache[-1][1]
 
 
 def test_out_of_memory_stops_cleanly_and_suggests_smaller_batch(tmp_path, monkeypatch):

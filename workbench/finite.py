@@ -8,9 +8,19 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
 
-def nonfinite_tensors(model: "nn.Module") -> list[str]:
-    """Names of the floating-point parameters and buffers holding NaN or inf."""
+def nonfinite_tensors(model: "nn.Module", changing_only: bool = False) -> list[str]:
+    """Names of the floating-point parameters and buffers holding NaN or inf.
+
+    ``changing_only``: only what training can change (parameters that get gradients, buffers of
+    modules in training mode); frozen tensors are never written, so checking them again is waste.
+    """
     import torch
 
-    return [name for name, t in model.state_dict(keep_vars=True).items()
-            if t.is_floating_point() and not bool(torch.isfinite(t.detach()).all())]
+    if not changing_only:
+        tensors = list(model.state_dict(keep_vars=True).items())
+    else:
+        tensors = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        for prefix, module in model.named_modules():
+            if module.training:
+                tensors += [(f"{prefix}.{n}" if prefix else n, b) for n, b in module.named_buffers(recurse=False)]
+    return [name for name, t in tensors if t.is_floating_point() and not bool(torch.isfinite(t.detach()).all())]

@@ -155,10 +155,16 @@ class FeatureCaching(Callback):
             trunk = folded[0]
             fold_note = (f"; BatchNorm folded into {folded[1]} convolution(s) of a {_human(folded[2])} "
                          "inference copy of the trunk")
-        if not self._use:
+        once = self._use and t.cfg.cache_features == "auto" and state_epochs(t) <= 1
+        if once:  # a store read by no later epoch only costs memory and copies
+            t.emit(StateReport("cache", f"feature cache not used for epoch {t.epoch + 1}: this freeze state lasts one "
+                               f"epoch, so the frozen trunk runs once per image either way; {split.describe()}"
+                               f"{fold_note}", t.epoch))
+        if not self._use or once:
             if folded is not None:
                 self.cache = TrunkCache(split, None, None, None, None, trunk, t.channels_last)
-                t.emit(StateReport("trunk", f"frozen trunk runs without autograd: {split.describe()}{fold_note}"))
+                if not once:
+                    t.emit(StateReport("trunk", f"frozen trunk runs without autograd: {split.describe()}{fold_note}"))
             return
         train_set, fill_loader, fill_dataset = t.data.train, None, None
         if augments(t):  # cache_features = true with augmentation on
@@ -222,6 +228,12 @@ def cache_mode(t: TrainState) -> tuple[bool, str | None]:
         return False, ("feature cache not used: augmentation is on, so the frozen trunk's output changes every "
                        "epoch (set [train] augment = false, or cache_features = true to cache without augmentation)")
     return True, None
+
+
+def state_epochs(t: TrainState) -> int:
+    """How many epochs, from this one, the current freeze state lasts (until the next unfreezing or the end)."""
+    later = [s.epoch for s in t.plan.unfreeze if s.epoch > t.epoch]
+    return min([*later, t.cfg.epochs]) - t.epoch
 
 
 def cached_batches(store: FeatureStore, sampler: EpochSampler, batch_size: int) -> Iterator[Batch]:

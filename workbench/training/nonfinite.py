@@ -33,6 +33,14 @@ class NonFiniteGuard(Callback):
             raise TrainingError(self._message(t, t.val_loss, t.global_step, "validation loss"))
         self._check_weights(t)
 
+    def before_fit(self, t: TrainState) -> None:
+        """Once, everything: later checks skip the tensors training never writes."""
+        bad = nonfinite_tensors(t.model)
+        if bad:
+            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+            raise TrainingError(f"the model holds NaN or inf before training, in {len(bad)} tensor(s) ({shown}); "
+                                "load other weights")
+
     def on_stop(self, t: TrainState) -> None:
         self._check_weights(t)
 
@@ -40,8 +48,9 @@ class NonFiniteGuard(Callback):
         self._check_weights(t, epoch=t.cfg.epochs, batch=0)
 
     def _check_weights(self, t: TrainState, epoch: int | None = None, batch: int | None = None) -> None:
-        """Every weight and buffer finite (the loss can stay finite meanwhile); agreed by every rank."""
-        bad = nonfinite_tensors(t.model)
+        """Every weight and buffer training can change is finite (the loss can stay finite meanwhile);
+        agreed by every rank."""
+        bad = nonfinite_tensors(t.model, changing_only=True)
         if t.dist is not None:
             bad_any = t.dist.all_max([float(bool(bad))], t.device)[0] > 0
             if bad_any and not bad:
