@@ -9,15 +9,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-STYLE = """
-QLabel#muted { color: palette(mid); }
-QLabel#summaryText { font-weight: 600; }
-QLabel#warnings { color: #9a6700; }
-QFrame#summaryBar { background: palette(alternate-base); border-radius: 4px; }
-QLabel#modelInfo { padding: 4px 2px; }
-QPushButton#primary { font-weight: 600; padding: 6px; }
-"""
-
 
 def create_application(argv: list[str] | None = None) -> "QApplication":  # noqa: F821
     from PySide6.QtGui import QIcon
@@ -30,7 +21,7 @@ def create_application(argv: list[str] | None = None) -> "QApplication":  # noqa
     icon = Path(__file__).resolve().parent.parent / "packaging" / "workbench.svg"
     if icon.is_file():
         app.setWindowIcon(QIcon(str(icon)))
-    app.setStyleSheet(STYLE)
+    # No application style sheet: it would slow every item view's painting (see workbench_ui.look).
     return app  # type: ignore[return-value]
 
 

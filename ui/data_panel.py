@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 
 from workbench.plan import DataConfig
 from workbench.plugins import DatasetChoice, dataset_choices
+from workbench_ui.look import muted
 from workbench_ui.session import WorkbenchSession
 from workbench_ui.widgets import InputSizeEdit
 from workbench_ui.workers import BackgroundCall
@@ -78,10 +79,11 @@ class DataPanel(QWidget):
         self._calls: list[BackgroundCall] = []
 
         # Every installed dataset plugin, as it describes itself: a third-party dataset appears here too.
-        self.choices: list[DatasetChoice] = dataset_choices()
+        # Listed once the plugins are loaded (refresh_choices): importing them imports torch, which the
+        # window must not wait for at start-up.
+        self.choices: list[DatasetChoice] = []
+        self._choices_loaded = False
         self.dataset = QComboBox()
-        for choice in self.choices:
-            self.dataset.addItem(choice.title, choice.name)
         self.folder = QLineEdit(placeholderText="/path/to/images")
         self.browse = QPushButton("Browse…")
         self.val_split = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.9, singleStep=0.05)
@@ -104,7 +106,7 @@ class DataPanel(QWidget):
         self.input_size = InputSizeEdit()
         self.input_size.setMaximumWidth(160)
         self.input_hint = QLabel("channels × height × width the images are resized to; the layer tree's shapes follow")
-        self.input_hint.setObjectName("muted")
+        muted(self.input_hint)
         self.input_hint.setWordWrap(True)  # never sets the tab's minimum width
         size_row = QHBoxLayout()
         size_row.addWidget(self.input_size)
@@ -176,7 +178,8 @@ class DataPanel(QWidget):
             w.blockSignals(True)
         index = self.dataset.findData(config.dataset)
         if index < 0:  # a project naming a dataset plugin that is not installed: show it, the scan says why
-            self.dataset.addItem(f"{config.dataset} (not installed)", config.dataset)
+            missing = " (not installed)" if self._choices_loaded else ""
+            self.dataset.addItem(f"{config.dataset}{missing}", config.dataset)
             index = self.dataset.count() - 1
         self.dataset.setCurrentIndex(index)
         self.folder.setText(config.path or "")
@@ -187,6 +190,22 @@ class DataPanel(QWidget):
         self._update_enabled()
         if scan:
             self.start_scan()
+
+    def refresh_choices(self) -> None:
+        """List the installed dataset plugins (loads them; the window calls this once torch is imported)."""
+        self.choices = dataset_choices()
+        self._choices_loaded = True
+        self.dataset.blockSignals(True)
+        self.dataset.clear()
+        for choice in self.choices:
+            self.dataset.addItem(choice.title, choice.name)
+        self.dataset.blockSignals(False)
+        self.sync_from_plan(scan=False)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 (Qt's name)
+        if not self._choices_loaded:  # shown before the background start-up finished
+            self.refresh_choices()
+        super().showEvent(event)
 
     def _sync_input_size(self) -> None:
         """Show the size the model runs at: the plan's, else the loaded model's default."""
@@ -267,6 +286,8 @@ class DataPanel(QWidget):
         return any(c.is_running() for c in self._calls)
 
     def start_scan(self) -> None:
+        if not self._choices_loaded:  # a scan needs the plugin anyway (and a model, so torch, is loaded)
+            self.refresh_choices()
         config = DataConfig(**vars(self.session.plan.data))
         choice = self._choice()
         if choice.path_kind != "none" and not config.path:

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workbench_ui.look import muted
 from workbench_ui.workers import BackgroundCall
 
 
@@ -66,7 +67,7 @@ class ExportDialog(QDialog):
         form.addRow("Format", self.format)
         form.addRow("Output", row)
         note = QLabel("Class names, input size and mean/std are written with every format.")
-        note.setObjectName("muted")
+        muted(note)
 
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)

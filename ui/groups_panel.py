@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from workbench.groups import discriminative
 from workbench.plan import FinetunePlan, GroupConfig, UnfreezeStep
 from workbench_ui.group_picker import GroupPickerDelegate
+from workbench_ui.look import muted
 from workbench_ui.qt_layer_tree import format_count, format_lr
 from workbench_ui.session import WorkbenchSession
 from workbench_ui.widgets import ScientificDelegate, ScientificSpinBox, exact_text, parse_rate
@@ -306,7 +307,7 @@ class GroupsPanel(QWidget):
         schedule_layout = QVBoxLayout(schedule_box)
         hint = QLabel("At the start of each epoch (0-based) the listed groups become trainable.")
         hint.setWordWrap(True)
-        hint.setObjectName("muted")
+        muted(hint)
         schedule_layout.addWidget(hint)
         schedule_layout.addWidget(self.schedule)
         schedule_layout.addLayout(buttons)

@@ -309,6 +309,7 @@ class MainWindow(QMainWindow):
                 self.train_panel._add_log(str(failure))
             if reg.failures:
                 self.statusBar().showMessage(f"{len(reg.failures)} plugin(s) failed to load; see the log", 15000)
+            self.data_panel.refresh_choices()
             timm_source = reg.plugins(MODEL_SOURCES).get("timm")
             self.model_panel.set_model_names(names, getattr(timm_source, "pretrained_availability", lambda _n: "none"))
             self.train_panel.set_devices(devices)

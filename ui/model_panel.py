@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.backbone import LoadRequest
+from workbench_ui.look import muted
 from workbench_ui.widgets import InputSizeEdit
 
 ONNX_FILTER = "ONNX models (*.onnx)"
@@ -55,12 +56,12 @@ class ModelPanel(QWidget):
         self.names_view.setUniformItemSizes(True)
         self.names_view.setEditTriggers(QListView.EditTrigger.NoEditTriggers)
         self.count_label = QLabel("Loading the timm model list…")
-        self.count_label.setObjectName("muted")
+        muted(self.count_label)
 
         self.pretrained = QCheckBox("Pretrained weights")
         self.availability = QLabel("")
         self.availability.setWordWrap(True)
-        self.availability.setObjectName("muted")
+        muted(self.availability)
         self.input_size = InputSizeEdit(allow_default=True)
         self.input_size.setToolTip("C×H×W the model is built and run at (e.g. 3×48×192 for an OCR line; empty = the "
                                    "model's default); a model built for one size (a ViT) is rebuilt for it")
@@ -91,7 +92,7 @@ class ModelPanel(QWidget):
         files.addWidget(self.open_checkpoint)
         hint = QLabel("…or drop a .onnx, .safetensors, .pth or project .toml file onto the window.")
         hint.setWordWrap(True)
-        hint.setObjectName("muted")
+        muted(hint)
 
         file_box = QGroupBox("From a file")
         file_layout = QVBoxLayout(file_box)

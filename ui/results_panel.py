@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 
 from workbench.errors import WorkbenchError
 from workbench_ui.confusion_view import ConfusionMatrixView
+from workbench_ui.look import muted, warning_text
 from workbench_ui.workers import BackgroundCall
 
 THUMB = 64
@@ -141,7 +142,7 @@ class ResultsPanel(QWidget):
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
         self.notes = QLabel("")
-        self.notes.setObjectName("warnings")
+        warning_text(self.notes)
         self.notes.setWordWrap(True)
         self.notes.hide()
 
@@ -152,7 +153,7 @@ class ResultsPanel(QWidget):
         matrix_layout.addWidget(self.matrix_view, 1)
         key = QLabel("<span style='color:#1f5fbf'>■</span> correct &nbsp;<span style='color:#c62828'>■</span> "
                      "confused &nbsp;· shade: share of the true class · click a cell for its images")
-        key.setObjectName("muted")
+        muted(key)
         key.setToolTip("Each row is one true class; a cell's shade is the share of that class's validation "
                        "images predicted as the column's class. Hover a cell for its numbers.")
         matrix_layout.addWidget(key)
@@ -179,7 +180,7 @@ class ResultsPanel(QWidget):
         self.gallery.setUniformItemSizes(True)
         self.gallery.setWordWrap(False)
         self.gallery_label = QLabel("")
-        self.gallery_label.setObjectName("muted")
+        muted(self.gallery_label)
         self.show_all_button = QPushButton("Show all")
         self.show_all_button.hide()
         gallery_head = QHBoxLayout()

@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from workbench.errors import WorkbenchError
 from workbench.run_catalog import RunInfo, is_run_dir, read_run, runs_folder
+from workbench_ui.look import muted
 from workbench_ui.plots import _PALETTE, _plot
 from workbench_ui.session import WorkbenchSession
 
@@ -71,7 +72,7 @@ class RunsPanel(QWidget):
         buttons.addWidget(self.add_button)
         buttons.addWidget(self.refresh_button)
         self.hint = QLabel("Select two or more runs to overlay their curves.")
-        self.hint.setObjectName("muted")
+        muted(self.hint)
         self.hint.setWordWrap(True)
 
         self.loss_plot = _plot("Training loss per step", "step", "loss")

@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QComboBox, QCompleter, QHBoxLayout, QLabel, QLineE
 from workbench.errors import WorkbenchError
 from workbench.freezing import freeze_selector, match_selector
 from workbench.resolve import resolve_plan
+from workbench_ui.look import muted
 from workbench_ui.session import WorkbenchSession
 
 PLACEHOLDER = "layer*.bn?  ·  re:^blocks\\.[0-3]$  ·  type:BatchNorm2d"
@@ -41,7 +42,7 @@ class SelectorBar(QWidget):
         self.apply = QPushButton("Apply")
         self.apply.setToolTip("Apply to the plan (one step: Ctrl+Z undoes it)")
         self.count = QLabel("")
-        self.count.setObjectName("muted")
+        muted(self.count)
         self.count.setWordWrap(True)
         self.count.setTextFormat(Qt.TextFormat.RichText)
 

@@ -6,6 +6,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QVBoxLayout, QWidget
 
+from workbench_ui.look import emphasised, muted, summary_frame, warning_text
 from workbench_ui.session import WorkbenchSession
 
 
@@ -36,10 +37,10 @@ class SummaryBar(QFrame):
     def __init__(self, session: WorkbenchSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
-        self.setObjectName("summaryBar")
+        summary_frame(self)
         self.setFrameShape(QFrame.Shape.StyledPanel)
         self.summary = QLabel("No model loaded")
-        self.summary.setObjectName("summaryText")
+        emphasised(self.summary)
         self.summary.setWordWrap(True)  # never let one long line set the window's minimum width
         self.share = QProgressBar()
         self.share.setRange(0, 1000)
@@ -48,7 +49,7 @@ class SummaryBar(QFrame):
         self.share.setFixedHeight(10)
         self.share.setToolTip("Share of parameters that train")
         self.groups = QLabel("")
-        self.groups.setObjectName("muted")
+        muted(self.groups)
         self.groups.setWordWrap(True)
         self.cost = QLabel("")
         self.cost.setObjectName("costText")
@@ -56,7 +57,7 @@ class SummaryBar(QFrame):
         self.cost.setToolTip("Gradients + optimizer state the plan needs, and its step compute (forward for all, "
                              "backward only where gradients flow) relative to full fine-tuning")
         self.warnings = ElidedLabel()
-        self.warnings.setObjectName("warnings")
+        warning_text(self.warnings)
 
         top = QHBoxLayout()
         top.addWidget(self.summary, 3)

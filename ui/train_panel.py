@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.plan import OPTIMIZERS, SCHEDULERS
+from workbench_ui.look import primary
 from workbench_ui.optimization_rows import OptimizationRows
 from workbench_ui.plots import TrainingPlots
 from workbench_ui.problems_view import ProblemsList
@@ -93,7 +94,7 @@ class TrainPanel(QWidget):
         form.addRow(self.augment)
 
         self.start_button = QPushButton("▶  Start training")
-        self.start_button.setObjectName("primary")
+        primary(self.start_button)
         self.continue_button = QPushButton("Continue stopped run")
         self.continue_button.setToolTip("Resume the last stopped run from its checkpoint")
         self.pause_button = QPushButton("Pause")

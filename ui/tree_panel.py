@@ -28,6 +28,7 @@ from workbench.groups import assign_to_group
 from workbench.layer_tree import LayerTree
 from workbench.plan import FinetunePlan
 from workbench.sources import describe_source_report
+from workbench_ui.look import muted
 from workbench_ui.qt_layer_tree import GROUP, HEADERS, NAME, PARAMS, PATH_ROLE, TYPE, QtLayerTreeModel, short_type_name
 from workbench_ui.selector_bar import SelectorBar
 from workbench_ui.session import WorkbenchSession
@@ -123,11 +124,12 @@ class TreePanel(QWidget):
                             "or drop one onto the window.")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setWordWrap(True)
-        self.empty.setObjectName("muted")
+        muted(self.empty)
 
         self.info = QLabel("")
         self.info.setWordWrap(True)
         self.info.setObjectName("modelInfo")
+        self.info.setContentsMargins(2, 4, 2, 4)
         self.info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
         layout = QVBoxLayout(self)

@@ -25,7 +25,9 @@ def scanned_text(window, qtbot) -> str:
     return panel.status.text()
 
 
-def test_dataset_box_lists_the_installed_plugins_with_their_titles(window):
+def test_dataset_box_lists_the_installed_plugins_with_their_titles(window, wait_idle):
+    window.start_background_init()  # loads the plugins off the start-up path
+    wait_idle(window)
     combo = window.data_panel.dataset
     names = [combo.itemData(i) for i in range(combo.count())]
     assert names[:3] == ["digits", "folder", "table"]
@@ -76,10 +78,10 @@ def test_demo_needs_no_path_and_typing_a_path_is_kept_for_the_folder_choice(wind
 
 def test_third_party_dataset_appears_and_scans_without_a_gui_edit(third_party_plugins, window, qtbot):  # noqa: F811
     panel = window.data_panel
+    window.tabs.setCurrentWidget(panel)  # shown before the background start-up: it lists the plugins itself
     titles = [panel.dataset.itemText(i) for i in range(panel.dataset.count())]
     assert "Blobs (third-party test dataset)" in titles
     assert "broken" not in [panel.dataset.itemData(i) for i in range(panel.dataset.count())]  # failed to load
-    window.tabs.setCurrentWidget(panel)
     choose_dataset(qtbot, panel, "fakeblobs")
     assert window.session.plan.data.dataset == "fakeblobs"
     assert not panel.browse.isEnabled()  # it declares that it needs no path
@@ -92,6 +94,7 @@ def test_a_project_naming_an_uninstalled_dataset_shows_it_and_says_why(window, q
         plan.data.dataset = "not-installed-ds"
 
     # The project file refuses unknown datasets on load; a plan edited in code may still name one.
+    window.tabs.setCurrentWidget(window.data_panel)
     window.session.edit(change)
     window.data_panel.sync_from_plan()
     combo = window.data_panel.dataset

@@ -100,8 +100,20 @@ def test_long_onnx_type_names_are_shortened_with_the_full_name_in_the_tooltip(wi
     assert window.tree_panel.is_shown(pool.path) and not window.tree_panel.is_shown("n3")
 
 
-def test_a_tick_that_changes_many_rows_relayouts_once_and_keeps_the_tree_open(window, resnet18_workspace, qtbot,
-                                                                               monkeypatch):
+def test_a_tick_that_changes_many_rows_repaints_them_at_once_and_keeps_the_tree_open(window, resnet18_workspace,
+                                                                                     qtbot, monkeypatch):
+    from PySide6.QtCore import QEvent, QObject
+
+    class PaintedRegions(QObject):
+        def __init__(self) -> None:
+            super().__init__()
+            self.regions: list = []
+
+        def eventFilter(self, obj, event):  # noqa: N802 (Qt's name)
+            if event.type() == QEvent.Type.Paint:
+                self.regions.append(event.region())
+            return False
+
     import workbench_ui.qt_layer_tree
 
     monkeypatch.setattr(workbench_ui.qt_layer_tree, "BULK_ROWS", 10)  # resnet18 has 68 modules; big models pass 100
@@ -113,8 +125,15 @@ def test_a_tick_that_changes_many_rows_relayouts_once_and_keeps_the_tree_open(wi
     signals: list[str] = []
     model.layoutChanged.connect(lambda *_: signals.append("layout"))
     model.dataChanged.connect(lambda *_: signals.append("data"))
+    painted = PaintedRegions()
+    view.viewport().installEventFilter(painted)
+    qtbot.wait(50)
+    painted.regions.clear()
     click_box(qtbot, view, model.index_of_path("layer3"))  # 15 rows change
-    assert signals == ["layout"]
+    assert signals == ["data", "data"]  # the root row, then the root's children: no relayout, no signal per row
+    qtbot.waitUntil(lambda: bool(painted.regions), timeout=5_000)
+    row = view.visualRect(model.index_of_path("layer3.1.bn2"))  # a changed row deep in the tree, on screen
+    assert row.isValid() and any(region.contains(row) for region in painted.regions)
     assert all(view.isExpanded(model.index_of(n.index)) for n in tree.nodes if n.children)
     assert all(model.index_of(n.index).data(Qt.ItemDataRole.CheckStateRole) == Qt.CheckState.Unchecked
                for n in tree.subtree(tree.node("layer3")) if n.param_count)
