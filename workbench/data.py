@@ -10,7 +10,6 @@ Importing this module never imports timm or scikit-learn.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from workbench.digest import PartsDigest
 from workbench.errors import WorkbenchError
 from workbench.plan import DataConfig
 from workbench.spec import ModelSpec
@@ -343,14 +343,8 @@ def open_data(config: DataConfig, base_dir: Path | None, spec: ModelSpec, augmen
 
 def fingerprint(images: LabelledImages, spec: ModelSpec, train_tf: Any, eval_tf: Any, augment: bool) -> str:
     """A stable hash of the items, their split, the class names and the transforms."""
-    h = hashlib.sha256()
-
-    def put(part: str | bytes) -> None:
-        data = part.encode() if isinstance(part, str) else part
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-
-    put(_FINGERPRINT_VERSION)
+    digest = PartsDigest(_FINGERPRINT_VERSION)
+    put = digest.put
     put("\n".join(images.classes))
     for split, items in (("train", images.train), ("val", images.val)):
         put(f"{split}:{len(items)}")
@@ -361,7 +355,7 @@ def fingerprint(images: LabelledImages, spec: ModelSpec, train_tf: Any, eval_tf:
     put(repr(eval_tf))
     put(repr((augment, tuple(spec.input_size), tuple(spec.mean), tuple(spec.std), spec.interpolation,
               spec.crop_pct, spec.crop_mode)))
-    return h.hexdigest()
+    return digest.hexdigest()
 
 
 def thumbnails(images: "LabelledImages | LabelledTable", per_class: int, size: int) -> list[tuple[str, Image.Image]]:

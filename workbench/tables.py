@@ -12,13 +12,13 @@ makes the training rows' per-feature mean and std the model's preprocessing (``s
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from workbench.digest import PartsDigest
 from workbench.errors import DataError
 from workbench.plan import DataConfig
 from workbench.spec import ModelSpec
@@ -169,21 +169,15 @@ def training_statistics(x: np.ndarray) -> tuple[tuple[float, ...], tuple[float, 
 
 def table_fingerprint(table: LabelledTable, mean: tuple[float, ...], std: tuple[float, ...]) -> str:
     """A stable hash of the rows, their split, the class names and the preprocessing."""
-    h = hashlib.sha256()
-
-    def put(part: str | bytes) -> None:
-        data = part.encode() if isinstance(part, str) else part
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
-
-    put(_FINGERPRINT_VERSION)
+    digest = PartsDigest(_FINGERPRINT_VERSION)
+    put = digest.put
     put("\n".join(table.classes))
     for split, x, y in (("train", table.x_train, table.y_train), ("val", table.x_val, table.y_val)):
         put(f"{split}:{x.shape}")
         put(np.ascontiguousarray(x, np.float32).tobytes())
         put(np.ascontiguousarray(y, np.int64).tobytes())
     put(repr((tuple(mean), tuple(std))))
-    return h.hexdigest()
+    return digest.hexdigest()
 
 
 def _per_feature(spec: ModelSpec, width: int, allow_any: bool = False
