@@ -73,8 +73,7 @@ class DatasetChoice:
 
 
 def dataset_choices() -> list[DatasetChoice]:
-    """Every installed dataset plugin as the Data tab lists it, built-in ones first in a fixed order."""
-    order = {"digits": 0, "folder": 1, "table": 2}
+    """Every installed dataset plugin as the Data tab lists it, by name."""
     out = []
     for name, plugin in registry().plugins(DATASETS).items():
         kind = str(getattr(plugin, "path_kind", "folder"))
@@ -82,7 +81,7 @@ def dataset_choices() -> list[DatasetChoice]:
             kind = "folder"
         out.append(DatasetChoice(name, str(getattr(plugin, "title", "") or name), kind,
                                  str(getattr(plugin, "file_filter", "") or "")))
-    return sorted(out, key=lambda c: (order.get(c.name, len(order)), c.name))
+    return sorted(out, key=lambda c: c.name)
 
 
 @runtime_checkable

@@ -37,9 +37,7 @@ class NonFiniteGuard(Callback):
         """Once, everything: later checks skip the tensors training never writes."""
         bad = nonfinite_tensors(t.model)
         if bad:
-            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-            raise TrainingError(f"the model holds NaN or inf before training, in {len(bad)} tensor(s) ({shown}); "
-                                "load other weights")
+            raise TrainingError(f"the model holds NaN or inf before training, in {_named(bad)}; load other weights")
 
     def on_stop(self, t: TrainState) -> None:
         self._check_weights(t)
@@ -56,8 +54,7 @@ class NonFiniteGuard(Callback):
             if bad_any and not bad:
                 bad = ["(on another process)"]
         if bad:
-            shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
-            raise TrainingError(self._message(t, f"non-finite in {len(bad)} tensor(s) ({shown})", t.global_step,
+            raise TrainingError(self._message(t, f"non-finite in {_named(bad)}", t.global_step,
                                               "the weights", epoch, batch))
 
     def _message(self, t: TrainState, value: float | str, step: int, what: str, epoch: int | None = None,
@@ -69,3 +66,9 @@ class NonFiniteGuard(Callback):
         batch = t.batch if batch is None else batch
         return (f"{what} became {value} at epoch {epoch}, batch {batch} (step {step}); training stopped and {kept}. "
                 "Lower the learning rate or set [train] grad_clip")
+
+
+def _named(bad: list[str]) -> str:
+    """"2 tensor(s) (a.weight, b.bias)", naming at most three."""
+    shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    return f"{len(bad)} tensor(s) ({shown})"
