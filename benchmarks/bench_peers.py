@@ -51,9 +51,11 @@ STRATEGIES = {  # bench name -> (workbench compare strategy, label)
     "discriminative": ("discriminative", "discriminative LRs"),
     "gradual": ("gradual", "gradual unfreezing"),
 }
-TOOLS = ("workbench", "plain", "plain-nchw", "lightning", "fastai")
+TOOLS = ("workbench", "workbench-fp32", "plain", "plain-nchw", "plain-bf16", "lightning", "fastai")
 EXTRA_TOOLS = ("workbench-api", "workbench-compile")  # the Trainer API in-process; `[train] compile = true`
-PEERS = ("plain", "plain-nchw", "lightning", "fastai")
+PEERS = ("plain", "plain-nchw", "plain-bf16", "lightning", "fastai")
+# The CLI on a copy of the project file with one [train] setting changed (the file's suffix).
+WORKBENCH_VARIANTS = {"workbench": None, "workbench-compile": ("compile", True), "workbench-fp32": ("amp", "off")}
 RESULTS = HERE / "RESULTS.md"
 BEGIN, END = "<!-- bench_peers:begin -->", "<!-- bench_peers:end -->"
 
@@ -122,7 +124,7 @@ def export_data(plan: Any, out: Path) -> dict[str, Any]:
 
 
 def write_project(plan: Any, strategy: str, path: Path) -> None:
-    """The strategy's project file (as `workbench compare` builds it), and a copy with compile = true."""
+    """The strategy's project file (as `workbench compare` builds it), and its variants' copies."""
     from dataclasses import replace
 
     from workbench.compare import Strategy, _builtin, strategy_plan
@@ -133,8 +135,15 @@ def write_project(plan: Any, strategy: str, path: Path) -> None:
     spec: Strategy = _builtin(STRATEGIES[strategy][0])
     planned = strategy_plan(ws.plan, ws.tree, spec)
     save_project(planned, path)
-    planned.train = replace(planned.train, compile=True)
-    save_project(planned, path.with_name(path.stem + "-compile.toml"))
+    for tool, change in WORKBENCH_VARIANTS.items():
+        if change is not None:
+            variant = planned.copy()
+            variant.train = replace(planned.train, **{change[0]: change[1]})
+            save_project(variant, _variant_path(path, tool))
+
+
+def _variant_path(project: Path, tool: str) -> Path:
+    return project if tool == "workbench" else project.with_name(f"{project.stem}-{tool.split('-', 1)[1]}.toml")
 
 
 # --- running one tool -------------------------------------------------------------------------
@@ -217,7 +226,7 @@ def _event(tool: str, line: str) -> tuple[str, float] | None:
     if line.startswith("@@ "):
         _, name, payload = line.split(" ", 2)
         return name, float(json.loads(payload).get("val_acc", float("nan")))
-    if tool not in ("workbench", "workbench-compile"):
+    if tool not in WORKBENCH_VARIANTS:
         return None
     if line.startswith("training resnet18 on"):
         return "ready", float("nan")
@@ -231,21 +240,28 @@ def _event(tool: str, line: str) -> tuple[str, float] | None:
 
 def command(tool: str, strategy: str, data: dict[str, Any], project: Path, out: Path, epochs: int,
             pythons: dict[str, Path]) -> list[str]:
-    if tool in ("workbench", "workbench-compile"):
+    if tool in WORKBENCH_VARIANTS:
         exe = Path(sys.executable).with_name("workbench")
         cli = [str(exe)] if exe.exists() else [sys.executable, "-m", "workbench.cli"]
-        if tool == "workbench-compile":
-            project = project.with_name(project.stem + "-compile.toml")
-        return cli + ["train", str(project), "--out", str(out)]
+        return cli + ["train", str(_variant_path(project, tool)), "--out", str(out)]
     if tool == "workbench-api":
         return [sys.executable, str(HERE / "peers" / "workbench_api.py"),
                 json.dumps({"project": str(project), "out": str(out)})]
     cfg = {**data, "strategy": strategy, "epochs": epochs, "seed": 0, "batch_size": 32, "lr": 1e-3,
-           "weight_decay": 0.01, "channels_last": tool != "plain-nchw"}
-    script = {"plain": "plain_loop.py", "plain-nchw": "plain_loop.py", "lightning": "lightning_run.py",
+           "weight_decay": 0.01, "channels_last": tool != "plain-nchw", "bf16": tool == "plain-bf16"}
+    script = {"plain": "plain_loop.py", "plain-nchw": "plain_loop.py", "plain-bf16": "plain_loop.py",
+              "lightning": "lightning_run.py",
               "fastai": "fastai_run.py"}[tool]
     python = pythons.get(tool, Path(sys.executable))
     return [str(python), str(HERE / "peers" / script), json.dumps(cfg)]
+
+
+def amp_note() -> str:
+    """What ``amp = "auto"`` means on this machine's CPU."""
+    from workbench.training.devices import cpu_native_bf16
+
+    native = cpu_native_bf16()
+    return f"bfloat16 here: this CPU has {native}" if native else "float32 here: this CPU has no native bfloat16"
 
 
 # --- report -------------------------------------------------------------------------------------
@@ -437,11 +453,13 @@ def main() -> int:
         "",
         f"Task: resnet18 (timm, random init, seed 0), digits {data['train']} train / {data['val']} val at "
         f"{data['size']}×{data['size']}, {epochs} epochs, batch 32, AdamW (LR 1e-3, wd 0.01, constant), no "
-        "augmentation, frozen BatchNorm in eval mode. Times in seconds; CPU = user + system of the process and "
+        "augmentation, frozen BatchNorm in eval mode. `workbench` runs its default `amp = \"auto\"` "
+        f"({amp_note()}); `workbench-fp32` the same project with `amp = \"off\"`; `plain-bf16` is the "
+        "competent loop under `torch.autocast(\"cpu\", torch.bfloat16)`. Times in seconds; CPU = user + system of the process and "
         "its loader workers; epochs include validation; medians over "
         f"{args.reps} repetition(s). Ratios: total CPU time over the competent plain loop's (`plain`, "
         "channels_last) and, for the workbench, over the best peer's (lowest total CPU among plain, "
-        "plain-nchw, Lightning, fastai).",
+        "plain-nchw, plain-bf16, Lightning, fastai).",
         "",
         table(summary, strategies, tools),
     ])

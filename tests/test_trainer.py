@@ -311,8 +311,8 @@ def test_feature_cache_on_disk_is_reused_by_key_and_invalidated_by_change(tmp_pa
     monkeypatch.setattr(fc, "MEMORY_LIMIT_BYTES", 1024)  # force the memory-mapped on-disk cache
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
 
-    def run(name, stages=3):
-        ws = workspace(epochs=2, augment=False, cache_features=True)
+    def run(name, stages=3, amp="off"):
+        ws = workspace(epochs=2, augment=False, cache_features=True, amp=amp)
         freeze_first_stages(ws.plan, ws.tree, stages)
         reports = list(Trainer(ws, tiny_data(), tmp_path / name).run())
         return ([r.message for r in reports if isinstance(r, StateReport) and r.kind == "cache"],
@@ -328,6 +328,8 @@ def test_feature_cache_on_disk_is_reused_by_key_and_invalidated_by_change(tmp_pa
     assert [f.stat().st_mtime_ns for f in sorted((tmp_path / "cache" / "features").glob("*.f32"))] == stamps  # reused
     run("c", stages=2)  # another frozen set: another key, new files
     assert len(list((tmp_path / "cache" / "features").glob("*.f32"))) == 4
+    run("d", amp="bf16")  # features computed in bf16 are not float32 ones: new files
+    assert len(list((tmp_path / "cache" / "features").glob("*.f32"))) == 6
     assert not list((tmp_path / "cache" / "features").glob("*.partial"))
 
 

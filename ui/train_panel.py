@@ -34,7 +34,7 @@ from workbench_ui.problems_view import ProblemsList
 from workbench_ui.session import WorkbenchSession
 from workbench_ui.workers import TrainingRun
 
-AMP_CHOICES = (("auto", "auto (bf16/fp16 on CUDA, off on CPU)"), ("bf16", "bf16"), ("fp16", "fp16 (CUDA)"),
+AMP_CHOICES = (("auto", "auto (bf16 where native, else off)"), ("bf16", "bf16"), ("fp16", "fp16 (CUDA)"),
                ("off", "off (float32)"))
 
 
@@ -80,6 +80,8 @@ class TrainPanel(QWidget):
         self.amp = QComboBox()
         for key, label in AMP_CHOICES:
             self.amp.addItem(label, key)
+        self.amp.setToolTip("[train] amp. auto: bf16 (fp16 where bf16 is missing) on CUDA, bf16 on a CPU with AMX "
+                            "or AVX512-BF16, float32 elsewhere; the run's first line says which it chose")
         self.augment = QCheckBox("Random augmentation")
         settings = QGroupBox("Settings")
         form = QFormLayout(settings)

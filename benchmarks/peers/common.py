@@ -92,13 +92,15 @@ def set_frozen_bn_eval(net: nn.Module) -> None:
 
 
 @torch.inference_mode()
-def evaluate(net: nn.Module, loader: Any, channels_last: bool) -> float:
+def evaluate(net: nn.Module, loader: Any, channels_last: bool, bf16: bool = False) -> float:
     net.eval()
     correct = seen = 0
     for x, y in loader:
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        correct += int((net(x).argmax(1) == y).sum())
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits = net(x)
+        correct += int((logits.argmax(1) == y).sum())
         seen += len(y)
     return correct / max(seen, 1)
 

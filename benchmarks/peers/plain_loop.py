@@ -1,5 +1,6 @@
 """A competent plain PyTorch loop: frozen parameters excluded from the optimizer, frozen BatchNorm in
-eval mode, images preloaded as tensors, validation under inference_mode, optional channels_last."""
+eval mode, images preloaded as tensors, validation under inference_mode, optional channels_last and
+bfloat16 autocast."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from torch.utils.data import DataLoader  # noqa: E402
 def main() -> None:
     cfg = c.config()
     strategy, epochs, cl = cfg["strategy"], cfg["epochs"], cfg["channels_last"]
+    bf16 = bool(cfg.get("bf16"))
     train_set, val_set = c.load_data(cfg)
     net = c.model(cfg)
     if cl:
@@ -46,14 +48,16 @@ def main() -> None:
         for x, y in train:
             if cl:
                 x = x.contiguous(memory_format=torch.channels_last)
-            loss = F.cross_entropy(net(x), y)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits = net(x)
+            loss = F.cross_entropy(logits.float(), y)
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             if step == 1:
                 c.mark("step1")
-        c.mark("epoch", epoch=epoch, val_acc=c.evaluate(net, val, cl))
+        c.mark("epoch", epoch=epoch, val_acc=c.evaluate(net, val, cl, bf16))
 
 
 if __name__ == "__main__":

@@ -40,8 +40,28 @@ def pick_device(name: str) -> "torch.device":
     return torch.device(wanted)
 
 
+def cpu_native_bf16() -> str:
+    """The CPU feature that computes bfloat16 natively ("AMX" or "AVX512-BF16"), or "" when there is none.
+
+    oneDNN also runs bfloat16 on CPUs without these, emulated and 2-3x slower than float32
+    (measured in benchmarks/RESULTS.md §2), so only these two count.
+    """
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    if getattr(cpu, "_is_amx_tile_supported", lambda: False)():
+        return "AMX"
+    if getattr(cpu, "_is_avx512_bf16_supported", lambda: False)():
+        return "AVX512-BF16"
+    return ""
+
+
 def pick_amp(setting: str, device: "torch.device") -> "torch.dtype | None":
-    """Mixed-precision dtype, or None for float32. ``auto``: bf16 on CUDA when supported, else fp16; off on CPU/MPS."""
+    """Mixed-precision dtype, or None for float32.
+
+    ``auto``: bf16 on CUDA when supported, else fp16; bf16 on a CPU that computes it natively
+    (``cpu_native_bf16``); float32 on other CPUs and on MPS.
+    """
     import torch
 
     setting = (setting or "auto").lower()
@@ -51,7 +71,7 @@ def pick_amp(setting: str, device: "torch.device") -> "torch.dtype | None":
         raise WorkbenchError(f"[train] amp must be auto, bf16, fp16 or off, not {setting!r}")
     if device.type != "cuda":
         if setting == "auto":
-            return None
+            return torch.bfloat16 if device.type == "cpu" and cpu_native_bf16() else None
         if setting == "bf16" and device.type == "cpu":
             return torch.bfloat16
         raise WorkbenchError(f"mixed precision {setting} needs a CUDA device (training on {device.type})")
@@ -60,3 +80,18 @@ def pick_amp(setting: str, device: "torch.device") -> "torch.dtype | None":
     if setting == "bf16" or torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float16
+
+
+def describe_precision(setting: str, device: "torch.device", dtype: "torch.dtype | None") -> str:
+    """What the run computes in and why, for the run's first line: the user sees what ``auto`` chose."""
+    setting = (setting or "auto").lower()
+    if dtype is None:
+        return "float32 (amp = auto: this CPU has no native bfloat16)" if setting == "auto" and \
+            device.type == "cpu" else "float32"
+    name = str(dtype).split(".")[-1]
+    if setting != "auto":
+        return f"{name} mixed precision"
+    if device.type != "cpu":
+        return f"{name} mixed precision (amp = auto)"
+    return (f"{name} mixed precision (amp = auto: this CPU computes bfloat16 natively with {cpu_native_bf16()}; "
+            'amp = "off" for float32)')

@@ -51,6 +51,8 @@ class CacheUnavailable(WorkbenchError):
 
 def split_frozen_trunk(model: nn.Module, set_train_mode: Any) -> TrunkSplit:
     """Split ``model`` at the end of its frozen, deterministic prefix. Raises CacheUnavailable."""
+    if all(p.requires_grad for p in model.parameters()):  # (tracing twice costs ~0.1 s for resnet18)
+        raise CacheUnavailable("no frozen prefix to cache (every parameter trains)")
     was_training = model.training
     try:
         set_train_mode(model)

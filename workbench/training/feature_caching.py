@@ -177,7 +177,8 @@ class FeatureCaching(Callback):
             t.emit(StateReport("notice", "cache_features = true: the cached training images use the deterministic "
                                "eval transform (no augmentation)"))
         t.applied.set_train_mode(t.model)
-        fingerprint = str(getattr(t.data, "fingerprint", ""))
+        # Features computed in bf16 differ from float32 ones: a cache on disk is reused only at the same precision.
+        fingerprint = f"{getattr(t.data, 'fingerprint', '')}|{t.amp_dtype or 'float32'}"
         if t.dist is not None:  # ranks must not write the same cache file at once
             fingerprint += f"|rank{t.dist.rank}"
         shape = fc.feature_shape(split, train_set[0][0][None].to(t.device))

@@ -23,7 +23,7 @@ from workbench.plan import FinetunePlan
 from workbench.resolve import resolve_plan
 from workbench.spec import ModelSpec
 from workbench.training.checkpoint import load_checkpoint, restore_rng_state
-from workbench.training.devices import pick_amp, pick_device
+from workbench.training.devices import describe_precision, pick_amp, pick_device
 from workbench.training.optimizer import build_optimizer, groups_from_layout, with_base
 from workbench.training.reports import StateReport
 from workbench.training.run_folder import RunDir
@@ -111,10 +111,10 @@ def start_run(trainer: Trainer) -> TrainState:
         epoch=state["epoch"] if state else 0, batch=state["batch"] if state else 0,
         global_step=state["global_step"] if state else 0, schedule_done=state["schedule_done"] if state else -1)
     processes = f" × {dist.world_size} processes" if dist is not None else ""
-    precision = "amp " + str(amp_dtype).split(".")[-1] if amp_dtype else "float32"
+    precision = describe_precision(cfg.amp, device, amp_dtype)
     t.emit(StateReport("started" if state is None else "resumed",
                        f"{'resuming' if state else 'training'} {spec.architecture} on {device}{processes} "
-                       f"({precision}): {applied.resolution.summary()}; {len(data.train):,} training images",
+                       f"in {precision}: {applied.resolution.summary()}; {len(data.train):,} training images",
                        t.epoch, {"run_dir": str(run_dir), "device": str(device)}))
     if sampler.drops_lone_last:
         t.emit(StateReport("notice", f"{len(data.train):,} training images at batch size {cfg.batch_size} leave a "

@@ -1,0 +1,97 @@
+"""Mixed precision: what ``amp = "auto"`` picks, that the run says so, and that bf16 keeps every guarantee."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.test_trainer import tiny_data, workspace
+from workbench.errors import WorkbenchError
+from workbench.freezing import freeze_first_stages, linear_probe
+from workbench.training import devices
+from workbench.training.reports import EpochReport, StateReport
+from workbench.training.trainer import Trainer
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def native_bf16(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_native_bf16", lambda: "AVX512-BF16")
+
+
+@pytest.fixture
+def no_native_bf16(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_native_bf16", lambda: "")
+
+
+def test_auto_is_bf16_only_on_a_cpu_that_computes_it_natively(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_native_bf16", lambda: "AMX")
+    assert devices.pick_amp("auto", CPU) is torch.bfloat16
+    monkeypatch.setattr(devices, "cpu_native_bf16", lambda: "")
+    assert devices.pick_amp("auto", CPU) is None
+    assert devices.pick_amp("bf16", CPU) is torch.bfloat16  # typed by the user: honoured either way
+    for off in ("off", "fp32", "none", "false"):
+        assert devices.pick_amp(off, CPU) is None
+    assert devices.pick_amp("auto", torch.device("mps")) is None
+    with pytest.raises(WorkbenchError, match="fp16 needs a CUDA device"):
+        devices.pick_amp("fp16", CPU)
+
+
+def test_native_bf16_detection_names_a_real_cpu_feature():
+    assert devices.cpu_native_bf16() in ("", "AMX", "AVX512-BF16")
+
+
+def _started(reports) -> str:
+    return next(r.message for r in reports if isinstance(r, StateReport) and r.kind == "started")
+
+
+def test_the_run_says_what_auto_chose_and_how_to_change_it(tmp_path, native_bf16):
+    ws = workspace(epochs=1)
+    linear_probe(ws.plan, ws.tree)
+    line = _started(Trainer(ws, tiny_data(), tmp_path / "run").run())
+    assert "in bfloat16 mixed precision (amp = auto: this CPU computes bfloat16 natively with AVX512-BF16; " \
+           'amp = "off" for float32)' in line
+
+
+def test_the_run_says_float32_and_why_without_native_bf16(tmp_path, no_native_bf16):
+    ws = workspace(epochs=1)
+    linear_probe(ws.plan, ws.tree)
+    line = _started(Trainer(ws, tiny_data(), tmp_path / "run").run())
+    assert "in float32 (amp = auto: this CPU has no native bfloat16)" in line
+
+
+def test_amp_off_is_plain_float32_even_on_a_bf16_cpu(tmp_path, native_bf16):
+    ws = workspace(epochs=1, amp="off")
+    linear_probe(ws.plan, ws.tree)
+    assert " in float32: " in _started(Trainer(ws, tiny_data(), tmp_path / "run").run())
+
+
+def test_bf16_training_keeps_frozen_weights_bit_identical_and_writes_float32(tmp_path):
+    ws = workspace(epochs=2, amp="bf16")
+    freeze_first_stages(ws.plan, ws.tree, 3)  # stem + layer1..3 frozen, their BatchNorm too
+    before = {k: v.clone() for k, v in ws.backbone.module.state_dict().items()}
+    trainer = Trainer(ws, tiny_data(), tmp_path / "run")
+    reports = list(trainer.run())
+    assert "bfloat16 mixed precision" in _started(reports)
+    after = trainer.trained.module.state_dict()
+    for key, value in before.items():
+        if key.split(".")[0] in ("conv1", "bn1", "layer1", "layer2", "layer3"):
+            assert torch.equal(value, after[key]), f"{key} changed"
+    assert not torch.equal(before["layer4.0.conv1.weight"], after["layer4.0.conv1.weight"])
+    # The optimizer keeps float32 weights; autocast only computes in bf16. The weights file is float32.
+    saved = load_file(str(tmp_path / "run" / "model.safetensors"))
+    floats = [v for v in saved.values() if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float32 and bool(torch.isfinite(v).all()) for v in floats)
+
+
+def test_bf16_linear_probe_uses_the_feature_cache(tmp_path):
+    ws = workspace(epochs=3, amp="bf16", augment=False, cache_features="auto")
+    linear_probe(ws.plan, ws.tree)
+    reports = list(Trainer(ws, tiny_data(), tmp_path / "run").run())
+    cache = [r.message for r in reports if isinstance(r, StateReport) and r.kind == "cache"]
+    assert any(m.startswith("cached the trunk's output for 48 training images") for m in cache), cache
+    epochs = [r for r in reports if isinstance(r, EpochReport)]
+    assert len(epochs) == 3 and all(e.val_loss == e.val_loss for e in epochs)  # finite validation each epoch
+    assert epochs[-1].train_loss < epochs[0].train_loss  # the head learns from the cached bf16-computed features
