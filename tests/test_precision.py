@@ -95,3 +95,23 @@ def test_bf16_linear_probe_uses_the_feature_cache(tmp_path):
     epochs = [r for r in reports if isinstance(r, EpochReport)]
     assert len(epochs) == 3 and all(e.val_loss == e.val_loss for e in epochs)  # finite validation each epoch
     assert epochs[-1].train_loss < epochs[0].train_loss  # the head learns from the cached bf16-computed features
+
+
+def test_bf16_folded_trunk_is_half_the_memory_and_computes_what_autocast_does():
+    from workbench.training import feature_cache as fc
+
+    ws = workspace(epochs=1)
+    freeze_first_stages(ws.plan, ws.tree, 3)
+    applied = ws.apply()
+    model = ws.backbone.module
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    split = fc.split_frozen_trunk(model, applied.set_train_mode)
+    folded32, count32, bytes32 = fc.folded_trunk(split, channels_last=True)
+    folded16, count16, bytes16 = fc.folded_trunk(split, channels_last=True, dtype=torch.bfloat16)
+    assert count16 == count32 and bytes16 * 2 == bytes32
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        cast_each_call = folded32(x)
+        stored_in_bf16 = folded16(x)
+    assert stored_in_bf16.dtype == torch.bfloat16 and torch.equal(stored_in_bf16, cast_each_call)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # the model's own weights untouched

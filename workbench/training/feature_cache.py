@@ -300,12 +300,26 @@ def _prod(shape: tuple[int, ...]) -> int:
     return out
 
 
-def folded_trunk(split: TrunkSplit, channels_last: bool) -> tuple[nn.Module, int, int] | None:
+class InputsCast(nn.Module):
+    """``module`` (a low-precision copy of the trunk) on inputs cast to ``dtype``."""
+
+    def __init__(self, module: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.module, self.dtype = module, dtype
+
+    def forward(self, x: torch.Tensor) -> Any:
+        return self.module(x.to(self.dtype))
+
+
+def folded_trunk(split: TrunkSplit, channels_last: bool, dtype: torch.dtype | None = None
+                 ) -> tuple[nn.Module, int, int] | None:
     """A copy of the trunk for inference: BatchNorm folded into the convolutions before it.
 
     Returns (module, folded BatchNorm count, extra bytes), or None when there is nothing to
     fold (then the copy would cost memory and gain nothing measurable). The model's own
-    frozen weights are untouched: only this copy changes.
+    frozen weights are untouched: only this copy changes. ``dtype`` (the run's autocast
+    dtype): the copy is stored in it, so autocast does not cast its weights on every call
+    (the same values, half the memory; measured ~5% faster for resnet18 in bf16 on CPU).
     """
     import copy
 
@@ -326,5 +340,7 @@ def folded_trunk(split: TrunkSplit, channels_last: bool) -> tuple[nn.Module, int
         return None
     if channels_last:
         fused = fused.to(memory_format=torch.channels_last)
+    if dtype is not None:
+        fused = InputsCast(fused.to(dtype), dtype)
     extra = sum(p.numel() * p.element_size() for p in fused.parameters())
     return fused, folded, extra

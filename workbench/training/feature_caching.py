@@ -148,7 +148,7 @@ class FeatureCaching(Callback):
             if self._use:
                 t.emit(StateReport("cache", f"feature cache not used: {exc}"))
             return
-        folded = fc.folded_trunk(split, t.channels_last)
+        folded = fc.folded_trunk(split, t.channels_last, t.amp_dtype)
         trunk: torch.nn.Module = split.trunk
         fold_note = ""
         if folded is not None:
