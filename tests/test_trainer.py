@@ -133,7 +133,15 @@ def test_gradual_unfreezing_joins_optimizer_and_survives_resume(tmp_path):
     assert trainer2.model.layer4[0].conv1.weight.requires_grad
 
 
-def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path):
+def every_epoch_checkpointed(monkeypatch):
+    """resnet18's full checkpoint (132 MB) would otherwise wait for ~6 s of training (the 5% write share)."""
+    from workbench.training.checkpoint_writer import CheckpointWriter
+
+    monkeypatch.setattr(CheckpointWriter, "MAX_WRITE_SHARE", float("inf"))
+
+
+def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    every_epoch_checkpointed(monkeypatch)
     ws = workspace(epochs=3)
     data = tiny_data()
     trainer = Trainer(ws, data, tmp_path / "run")
@@ -253,6 +261,7 @@ def test_a_freeze_state_of_two_epochs_is_cached_and_one_of_one_epoch_is_not(tmp_
 
 
 def test_out_of_memory_stops_cleanly_and_suggests_smaller_batch(tmp_path, monkeypatch):
+    every_epoch_checkpointed(monkeypatch)
     ws = workspace(epochs=2)
     trainer = Trainer(ws, tiny_data(), tmp_path / "run")
     model = trainer.model  # what trains: a copy of the workspace's model
@@ -386,6 +395,55 @@ def test_epoch_reports_name_a_checkpoint_only_when_one_was_taken(tmp_path, monke
     saved = [r.checkpoint is not None for r in epochs]
     assert saved == [True, False, False, True]
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 4
+
+
+def mlp_workspace(epochs):
+    from workbench.backbone import Backbone
+    from workbench.spec import ModelSpec
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    backbone = Backbone(model, ModelSpec("mlp", 2, input_size=(1, 1, 8), classifier="2"), "test", "mlp")
+    data = SimpleNamespace(train=TensorDataset(torch.randn(16, 8), torch.arange(16) % 2),
+                           val=None, classes=["a", "b"], fingerprint="mlp")
+    return Workspace.from_backbone(backbone, FinetunePlan(train=TrainConfig(epochs=epochs, batch_size=8,
+                                                                             num_workers=0))), data
+
+
+def test_epoch_checkpoints_take_at_most_a_small_share_of_training(tmp_path, monkeypatch):
+    """A checkpoint far costlier than the epochs: only the last is written, and a stop still writes one."""
+    from workbench.training.checkpoint_writer import CheckpointWriter
+
+    monkeypatch.setattr(Trainer, "CHECKPOINT_INTERVAL_S", 0.0)
+    monkeypatch.setattr(CheckpointWriter, "ESTIMATED_BYTES_PER_S", 1e-3)  # an estimate of hours per write
+    ws, data = mlp_workspace(epochs=4)
+    epochs = [r for r in Trainer(ws, data, tmp_path / "run").run() if isinstance(r, EpochReport)]
+    assert [r.checkpoint is not None for r in epochs] == [False, False, False, True]
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 4
+    ws, data = mlp_workspace(epochs=4)
+    trainer = Trainer(ws, data, tmp_path / "stopped")
+    for r in trainer.run():
+        if isinstance(r, EpochReport) and r.epoch == 1:
+            trainer.request_stop()
+    assert load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")["epoch"] == 2  # a stop is never skipped
+
+
+def test_a_measured_write_time_sets_the_next_checkpoint(tmp_path, monkeypatch):
+    """After the first checkpoint (small: estimated cheap), its measured time decides when the next one comes."""
+    from workbench.training.checkpoint_writer import CheckpointWriter
+
+    monkeypatch.setattr(Trainer, "CHECKPOINT_INTERVAL_S", 0.0)
+    real_write = CheckpointWriter._write
+
+    def slow_disk(self, state, weights, started):
+        real_write(self, state, weights, started)
+        assert self._cost is not None and 0 <= self._cost < 60  # measured: snapshot to disk
+        self._cost = 1000.0  # as if the write had taken 1,000 s
+
+    monkeypatch.setattr(CheckpointWriter, "_write", slow_disk)
+    ws, data = mlp_workspace(epochs=4)
+    epochs = [r for r in Trainer(ws, data, tmp_path / "run").run() if isinstance(r, EpochReport)]
+    assert [r.checkpoint is not None for r in epochs] == [True, False, False, True]
 
 
 def test_prepare_training_checks_classes_rebuilds_the_head_and_builds_a_ready_trainer(tmp_path):

@@ -1,4 +1,5 @@
-"""The ``Checkpointing`` callback: a checkpoint after each epoch (at most every few seconds), on stop and at the end."""
+"""The ``Checkpointing`` callback: a checkpoint after each epoch (at most every few seconds, and at most 5% of the
+training time), on stop and at the end."""
 
 from __future__ import annotations
 
@@ -15,6 +16,9 @@ class Checkpointing(Callback):
 
     def __init__(self, writer: CheckpointWriter) -> None:
         self.writer = writer
+
+    def before_fit(self, t: TrainState) -> None:
+        self.writer.begin()
 
     def after_validate(self, t: TrainState) -> None:
         last = t.epoch + 1 == t.cfg.epochs  # the last epoch's checkpoint (and weights file) is never skipped

@@ -39,7 +39,7 @@ class EpochReport:
     val_accuracy: float | None
     val_top5: float | None  # only when there are more than 5 classes
     seconds: float
-    checkpoint: str | None = None  # set when this epoch's checkpoint was taken (at most every 2 s)
+    checkpoint: str | None = None  # set when this epoch's checkpoint was taken (see CheckpointWriter.save)
 
 
 @dataclass(frozen=True)
