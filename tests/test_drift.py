@@ -110,3 +110,24 @@ def test_compare_states_is_exact_for_identical_and_relative_otherwise():
     b = {"m.weight": torch.ones(4) * 1.5, "m.running_mean": torch.zeros(2)}
     m = compare_states(a, b).by_path()["m"]
     assert m.params == pytest.approx(0.5) and m.stats == 0.0
+
+
+def test_run_start_records_tied_weights_and_the_values_before_training(tmp_path):
+    """The start record is written from the live tensors (no copy); weights shared by two modules still save."""
+    from workbench.backbone import Backbone
+    from workbench.spec import ModelSpec
+
+    torch.manual_seed(0)
+    first, second = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+    second.weight = first.weight  # tied, as in a language model's embedding and output layers
+    model = torch.nn.Sequential(first, torch.nn.ReLU(), second, torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    backbone = Backbone(model, ModelSpec("tied", 2, input_size=(1, 1, 8), classifier="4"), "test", "tied")
+    ws = Workspace.from_backbone(backbone, FinetunePlan(train=TrainConfig(epochs=1, batch_size=8, num_workers=0)))
+    data = SimpleNamespace(train=TensorDataset(torch.randn(16, 8), torch.arange(16) % 2), val=None,
+                           classes=["a", "b"], fingerprint="tied")
+    list(Trainer(ws, data, tmp_path / "run", copy_model=False).run())
+    recorded = load_file(str(tmp_path / "run" / START_WEIGHTS))
+    assert {"0.weight", "2.weight"} <= set(recorded)
+    assert all(torch.equal(recorded[k], start[k]) for k in recorded)  # the values before the first step
+    assert not torch.equal(model[0].weight, start["0.weight"])  # while the model itself trained

@@ -463,6 +463,7 @@ def test_prepare_training_checks_classes_rebuilds_the_head_and_builds_a_ready_tr
     trainer = prepared.trainer
     assert trainer.ws.backbone.spec.num_classes == 3 and list(trainer.data.classes) == ["blue", "green", "red"]
     assert "3 classes, 18 train / 6 val images" in prepared.summary
+    assert trainer.model is trainer.ws.backbone.module  # the run's own workspace: its weights are not held twice
     epochs = [r for r in trainer.run() if isinstance(r, EpochReport)]
     assert len(epochs) == 1 and epochs[0].val_loss is not None
     assert (tmp_path / "run" / "model.safetensors").exists()

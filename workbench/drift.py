@@ -295,7 +295,14 @@ def save_run_start(run_dir: Path, model: "nn.Module", tree: "LayerTree", plan: "
 
     changing = changing_tensors(model, tree, plan, resolution)
     state = model.state_dict()
-    saved = {k: v.detach().cpu().clone().contiguous() for k, v in state.items() if k in changing}
+    saved: dict[str, torch.Tensor] = {}
+    storages: set[int] = set()
+    for key, value in state.items():
+        if key in changing:  # written before training starts: the live tensors need no copy
+            tensor = value.detach().cpu().contiguous()
+            storage = tensor.untyped_storage().data_ptr()
+            saved[key] = tensor.clone() if storage in storages else tensor  # safetensors refuses shared memory
+            storages.add(storage)
     prints = {k: fingerprint(v) for k, v in state.items() if k not in changing and v.is_floating_point()}
     run = RunDir(run_dir)
     with atomic_path(run.start_weights) as tmp:

@@ -26,16 +26,19 @@ class PreparedRun:
 
 
 def build_trainer(ws: "Workspace", run_dir: Path | None, *, resume: bool = False, overwrite: bool = False,
-                  allow_data_change: bool = False, images: "LabelledImages | LabelledTable | None" = None) -> "Trainer":
+                  allow_data_change: bool = False, images: "LabelledImages | LabelledTable | None" = None,
+                  copy_model: bool = True) -> "Trainer":
     """Open the plan's data for ``ws``'s model and build the Trainer (the run folder is checked here).
 
     ``images``: the plan's images, when the caller opened them already (a folder is listed only once).
+    ``copy_model``: see ``Trainer``.
     """
     from workbench.data import open_data
     from workbench.training.trainer import Trainer
 
     data = open_data(ws.plan.data, ws.plan.base_dir, ws.backbone.spec, augment=ws.plan.train.augment, images=images)
-    return Trainer(ws, data, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change)
+    return Trainer(ws, data, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change,
+                   copy_model=copy_model)
 
 
 def prepare_training(plan: "FinetunePlan", run_dir: Path | None, *, resume: bool = False, adapt: bool = False,
@@ -57,8 +60,9 @@ def prepare_training(plan: "FinetunePlan", run_dir: Path | None, *, resume: bool
     problems = plan_problems(ws, images)
     if not force:
         check(problems)  # before the run folder exists: a refused run leaves nothing behind
+    # The workspace is this run's alone: the Trainer trains its model without copying it.
     trainer = build_trainer(ws, run_dir, resume=resume, overwrite=overwrite, allow_data_change=allow_data_change,
-                            images=images)
+                            images=images, copy_model=False)
     data: Any = trainer.data
     warnings = [f"{p} (--force: training anyway)" if p.is_error else str(p) for p in problems]
     # Preparing the data for the model can add notes (a table's standardization, feature scales).

@@ -57,11 +57,13 @@ class Trainer:
 
     def __init__(self, workspace: Workspace, data: Any, run_dir: Path | None = None, resume: bool = False,
                  overwrite: bool = False, allow_data_change: bool = False,
-                 callbacks: Sequence[Callback] = ()) -> None:
+                 callbacks: Sequence[Callback] = (), copy_model: bool = True) -> None:
+        """``copy_model=False``: train the workspace's model itself, not a copy (for a caller that made the
+        workspace only for this run, like ``workbench train``: a copy would hold every weight twice)."""
         self.ws = workspace
         self.data = data
         self.plan: FinetunePlan = workspace.plan.copy()
-        self.model: nn.Module = copy.deepcopy(workspace.backbone.module)
+        self.model: nn.Module = copy.deepcopy(workspace.backbone.module) if copy_model else workspace.backbone.module
         self.spec = copy.deepcopy(workspace.backbone.spec)  # gets the data's class names
         self._plan_now = self.plan  # the freeze state reached (gradual unfreezing), after a run
         self.run_dir = Path(run_dir) if run_dir else default_run_dir(self.plan)
