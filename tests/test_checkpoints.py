@@ -111,3 +111,27 @@ def test_cli_inspect_checkpoint_and_error_exit(tmp_path, resnet, capsys):
     assert main(["inspect", str(path), "--arch", "resnet34"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: weights.safetensors does not fit architecture 'resnet34'") and err.count("\n") == 1
+
+
+def test_weights_file_is_written_tensor_by_tensor_and_read_back_exactly_by_safetensors(tmp_path):
+    """channels_last, bf16, bool, a scalar, an empty tensor and two names sharing memory."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from workbench.training.checkpoint_writer import write_safetensors
+
+    conv = torch.randn(8, 3, 3, 3).contiguous(memory_format=torch.channels_last)
+    shared = torch.randn(4, 4)
+    tensors = {"conv.weight": conv, "half": torch.randn(5, 7).to(torch.bfloat16), "mask": torch.rand(6) > 0.5,
+               "steps": torch.tensor(17), "empty": torch.empty(0, 3), "tied.a": shared, "tied.b": shared,
+               "counts": torch.arange(10, dtype=torch.int64), "sliced": torch.randn(6, 6)[:, ::2]}
+    path = tmp_path / "model.safetensors"
+    write_safetensors(tensors, path)
+    loaded = load_file(str(path))
+    assert set(loaded) == set(tensors)
+    for name, tensor in tensors.items():
+        assert loaded[name].dtype == tensor.dtype and loaded[name].shape == tensor.shape, name
+        assert torch.equal(loaded[name], tensor), name
+    with safe_open(str(path), "pt") as fh:  # the library's own reader accepts the header and the layout
+        assert sorted(fh.keys()) == sorted(tensors)
+    assert conv.is_contiguous(memory_format=torch.channels_last)  # the caller's tensors are left as they were

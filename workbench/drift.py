@@ -291,20 +291,15 @@ def changing_tensors(model: "nn.Module", tree: "LayerTree", plan: "FinetunePlan"
 def save_run_start(run_dir: Path, model: "nn.Module", tree: "LayerTree", plan: "FinetunePlan",
                    resolution: "Resolution") -> None:
     """Record the run's start: changing tensors' values, every other tensor's fingerprint. Atomic writes."""
-    from safetensors.torch import save_file
+    from workbench.training.checkpoint_writer import write_safetensors
 
     changing = changing_tensors(model, tree, plan, resolution)
     state = model.state_dict()
-    saved: dict[str, torch.Tensor] = {}
-    storages: set[int] = set()
-    for key, value in state.items():
-        if key in changing:  # written before training starts: the live tensors need no copy
-            tensor = value.detach().cpu().contiguous()
-            storage = tensor.untyped_storage().data_ptr()
-            saved[key] = tensor.clone() if storage in storages else tensor  # safetensors refuses shared memory
-            storages.add(storage)
+    # Written before training starts, from the live tensors: no copy (a channels_last weight is made
+    # contiguous only while it is written).
+    saved = {k: v.detach() for k, v in state.items() if k in changing}
     prints = {k: fingerprint(v) for k, v in state.items() if k not in changing and v.is_floating_point()}
     run = RunDir(run_dir)
     with atomic_path(run.start_weights) as tmp:
-        save_file(saved, str(tmp))
+        write_safetensors(saved, tmp)
     atomic_write_text(run.start_fingerprints, json.dumps({"sha256": prints}, indent=0))
