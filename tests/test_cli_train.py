@@ -167,3 +167,39 @@ def test_onnx_model_project_trains_and_exports_back_to_onnx(tmp_path, capsys):
     exported = onnx.load(str(tmp_path / "out.onnx"))
     meta = {p.key: p.value for p in exported.metadata_props}
     assert json.loads(meta["label_names"]) == sorted(CLASSES) and json.loads(meta["mean"]) == [0.5, 0.5, 0.5]
+
+
+def test_console_script_returns_mains_code_and_skips_the_final_collection(monkeypatch):
+    """`workbench` (the installed script) runs `main`, then freezes the heap so exit skips a ~1 s collection."""
+    import gc
+
+    from workbench import cli
+
+    monkeypatch.setattr(cli, "main", lambda argv=None: 3)
+    assert gc.get_freeze_count() == 0
+    try:
+        assert cli.run() == 3
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_installed_console_script_points_at_run():
+    import tomllib
+    from pathlib import Path
+
+    scripts = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["workbench"] == "workbench.cli:run"
+
+
+def test_console_script_leaves_the_window_to_its_own_teardown(monkeypatch):
+    import gc
+
+    from workbench import cli
+
+    def gui_main(argv=None):
+        monkeypatch.setattr(cli, "_gui_launched", True)
+        return 0
+
+    monkeypatch.setattr(cli, "main", gui_main)
+    assert cli.run() == 0 and gc.get_freeze_count() == 0
