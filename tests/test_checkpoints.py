@@ -118,7 +118,7 @@ def test_weights_file_is_written_tensor_by_tensor_and_read_back_exactly_by_safet
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from workbench.training.checkpoint_writer import write_safetensors
+    from workbench.safetensors_file import write_safetensors
 
     conv = torch.randn(8, 3, 3, 3).contiguous(memory_format=torch.channels_last)
     shared = torch.randn(4, 4)

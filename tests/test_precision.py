@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.test_trainer import tiny_data, workspace
+from tests.test_trainer import split_after_three_stages, tiny_data, workspace
 from workbench.errors import WorkbenchError
 from workbench.freezing import freeze_first_stages, linear_probe
 from workbench.training import devices
@@ -100,12 +100,8 @@ def test_bf16_linear_probe_uses_the_feature_cache(tmp_path):
 def test_bf16_folded_trunk_is_half_the_memory_and_computes_what_autocast_does():
     from workbench.training import feature_cache as fc
 
-    ws = workspace(epochs=1)
-    freeze_first_stages(ws.plan, ws.tree, 3)
-    applied = ws.apply()
+    ws, _, before, split = split_after_three_stages()
     model = ws.backbone.module
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    split = fc.split_frozen_trunk(model, applied.set_train_mode)
     folded32, count32, bytes32 = fc.folded_trunk(split, channels_last=True)
     folded16, count16, bytes16 = fc.folded_trunk(split, channels_last=True, dtype=torch.bfloat16)
     assert count16 == count32 and bytes16 * 2 == bytes32

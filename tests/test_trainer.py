@@ -342,15 +342,23 @@ def test_feature_cache_on_disk_is_reused_by_key_and_invalidated_by_change(tmp_pa
     assert not list((tmp_path / "cache" / "features").glob("*.partial"))
 
 
-def test_folded_trunk_matches_and_is_used_only_where_it_folds(tmp_path):
+def split_after_three_stages(**train):
+    """resnet18 with stem + layer1..3 frozen, split at its frozen trunk; with its state before and its applied plan."""
     from workbench.training import feature_cache as fc
 
-    ws = workspace(epochs=1, augment=True)
+    ws = workspace(epochs=1, **train)
     freeze_first_stages(ws.plan, ws.tree, 3)
     applied = ws.apply()
     model = ws.backbone.module
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    split = fc.split_frozen_trunk(model, applied.set_train_mode)
+    return ws, applied, before, fc.split_frozen_trunk(model, applied.set_train_mode)
+
+
+def test_folded_trunk_matches_and_is_used_only_where_it_folds(tmp_path):
+    from workbench.training import feature_cache as fc
+
+    ws, applied, before, split = split_after_three_stages(augment=True)
+    model = ws.backbone.module
     folded, count, extra = fc.folded_trunk(split, channels_last=True)
     assert count == 1 + 4 + 5 + 5 and extra > 0  # every BatchNorm of the stem and layer1-3
     x = torch.randn(4, *SIZE)

@@ -291,7 +291,7 @@ def changing_tensors(model: "nn.Module", tree: "LayerTree", plan: "FinetunePlan"
 def save_run_start(run_dir: Path, model: "nn.Module", tree: "LayerTree", plan: "FinetunePlan",
                    resolution: "Resolution") -> None:
     """Record the run's start: changing tensors' values, every other tensor's fingerprint. Atomic writes."""
-    from workbench.training.checkpoint_writer import write_safetensors
+    from workbench.safetensors_file import write_safetensors
 
     changing = changing_tensors(model, tree, plan, resolution)
     state = model.state_dict()

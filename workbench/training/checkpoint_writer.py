@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -16,6 +15,7 @@ import torch.nn as nn
 
 from workbench.atomic import atomic_path
 from workbench.errors import TrainingError
+from workbench.safetensors_file import write_safetensors
 from workbench.training.checkpoint import rng_state, save_checkpoint
 from workbench.training.optimizer import optimizer_layout
 from workbench.training.run_folder import RunDir
@@ -70,7 +70,7 @@ class CheckpointWriter:
         self._last = now
         self.join()
         data = t.data
-        live = wait or final or copy_bytes(t.model, t.optimizer) > self.COPY_LIMIT_BYTES
+        live = wait or final or state_bytes(t.model, t.optimizer, frozen=False) > self.COPY_LIMIT_BYTES
         state = {
             "model": snapshot_model(t.model, copy=not live),
             "optimizer": t.optimizer.state_dict() if live else clone_tensors(t.optimizer.state_dict()),
@@ -92,7 +92,7 @@ class CheckpointWriter:
     def _write_cost(self, t: TrainState) -> float:
         if self._cost is not None:
             return self._cost
-        return _state_bytes(t.model, t.optimizer) / self.ESTIMATED_BYTES_PER_S
+        return state_bytes(t.model, t.optimizer) / self.ESTIMATED_BYTES_PER_S
 
     def _write(self, state: dict[str, Any], weights: bool, started: float) -> None:
         try:
@@ -132,19 +132,14 @@ def snapshot_model(model: nn.Module, copy: bool = True) -> dict[str, torch.Tenso
     return out
 
 
-def _state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Bytes a checkpoint holds: every weight and buffer, and the optimizer state."""
-    total = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    for per_param in optimizer.state.values():
-        total += sum(v.numel() * v.element_size() for v in per_param.values() if isinstance(v, torch.Tensor))
-    return total
+def state_bytes(model: nn.Module, optimizer: torch.optim.Optimizer, frozen: bool = True) -> int:
+    """Bytes of the model's weights and buffers (without frozen parameters unless ``frozen``) and the optimizer state.
 
-
-def copy_bytes(model: nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """Bytes a background snapshot copies: what can change in the model, and the optimizer state."""
-    frozen = {id(p) for p in model.parameters() if not p.requires_grad}
-    total = sum(t.numel() * t.element_size() for t in model.state_dict(keep_vars=True).values()
-                if id(t) not in frozen)
+    With ``frozen``: what a checkpoint holds. Without: what a background snapshot copies (frozen
+    parameters never change, so the live tensors serve).
+    """
+    skip = set() if frozen else {id(p) for p in model.parameters() if not p.requires_grad}
+    total = sum(t.numel() * t.element_size() for t in model.state_dict(keep_vars=True).values() if id(t) not in skip)
     for per_param in optimizer.state.values():
         total += sum(v.numel() * v.element_size() for v in per_param.values() if isinstance(v, torch.Tensor))
     return total
@@ -160,54 +155,3 @@ def clone_tensors(value: Any) -> Any:
     if isinstance(value, tuple):
         return tuple(clone_tensors(v) for v in value)
     return value
-
-
-SAFETENSORS_DTYPES = {torch.float64: "F64", torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16",
-                      torch.int64: "I64", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
-                      torch.uint8: "U8", torch.bool: "BOOL"}
-
-
-def write_safetensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
-    """A safetensors file written one tensor at a time (read back by the safetensors library).
-
-    safetensors' ``save_file`` needs every tensor contiguous at once; a channels_last model's
-    weights then exist twice while the file is written (+44 MB at the end of a resnet18 run).
-    Here each tensor is made contiguous only while it is written. Tensors that share memory are
-    written once per name, as ``save_file`` does after ``untied``.
-    """
-    import json
-    import struct
-    import sys
-
-    from safetensors.torch import save_file
-
-    if sys.byteorder != "little" or any(t.dtype not in SAFETENSORS_DTYPES for t in tensors.values()):
-        # (a big-endian machine; complex, float8…): the library's way
-        save_file({k: v.contiguous() for k, v in untied(tensors).items()}, str(path))
-        return
-    header: dict[str, Any] = {}
-    offset = 0
-    for name, tensor in tensors.items():
-        size = tensor.numel() * tensor.element_size()
-        header[name] = {"dtype": SAFETENSORS_DTYPES[tensor.dtype], "shape": list(tensor.shape),
-                        "data_offsets": [offset, offset + size]}
-        offset += size
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)  # the data starts 8-byte aligned, as the library writes it
-    with open(path, "wb") as fh:
-        fh.write(struct.pack("<Q", len(raw)))
-        fh.write(raw)
-        for tensor in tensors.values():
-            if tensor.numel():
-                fh.write(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().data)
-
-
-def untied(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """safetensors refuses tensors that share memory; clone the later ones."""
-    seen: set[int] = set()
-    out = {}
-    for k, v in state.items():
-        ptr = v.untyped_storage().data_ptr() if v.numel() else id(v)
-        out[k] = v.clone() if ptr in seen else v
-        seen.add(ptr)
-    return out
