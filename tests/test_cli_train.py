@@ -169,19 +169,36 @@ def test_onnx_model_project_trains_and_exports_back_to_onnx(tmp_path, capsys):
     assert json.loads(meta["label_names"]) == sorted(CLASSES) and json.loads(meta["mean"]) == [0.5, 0.5, 0.5]
 
 
-def test_console_script_returns_mains_code_and_skips_the_final_collection(monkeypatch):
-    """`workbench` (the installed script) runs `main`, then freezes the heap so exit skips a ~1 s collection."""
-    import gc
+def test_console_script_ends_the_process_after_flushing_threads_and_atexit_but_without_teardown(tmp_path):
+    """`workbench` (the installed script) exits with main's code right after the work: buffered output,
+    other threads and atexit handlers finish; interpreter teardown (finalizers of live objects) is skipped."""
+    script = textwrap.dedent(f"""
+        import atexit, sys, threading, time
+        from pathlib import Path
+        from workbench import cli
 
-    from workbench import cli
+        out = Path({str(tmp_path)!r})
 
-    monkeypatch.setattr(cli, "main", lambda argv=None: 3)
-    assert gc.get_freeze_count() == 0
-    try:
-        assert cli.run() == 3
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
+        class Teardown:
+            def __del__(self):
+                (out / "teardown").write_text("ran")
+
+        kept = Teardown()
+
+        def fake_main(argv=None):
+            atexit.register(lambda: (out / "atexit").write_text("ran"))
+            threading.Thread(target=lambda: (time.sleep(0.3), (out / "thread").write_text("done"))).start()
+            sys.stdout.write("x" * 100_000)  # a pipe: block-buffered until flushed
+            return 3
+
+        cli.main = fake_main
+        sys.exit(cli.run())
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == "x" * 100_000
+    assert (tmp_path / "atexit").read_text() == "ran" and (tmp_path / "thread").read_text() == "done"
+    assert not (tmp_path / "teardown").exists()
 
 
 def test_installed_console_script_points_at_run():
@@ -193,13 +210,13 @@ def test_installed_console_script_points_at_run():
 
 
 def test_console_script_leaves_the_window_to_its_own_teardown(monkeypatch):
-    import gc
-
     from workbench import cli
 
     def gui_main(argv=None):
         monkeypatch.setattr(cli, "_gui_launched", True)
         return 0
 
+    ended = []
     monkeypatch.setattr(cli, "main", gui_main)
-    assert cli.run() == 0 and gc.get_freeze_count() == 0
+    monkeypatch.setattr(cli, "_end_process", ended.append)
+    assert cli.run() == 0 and ended == []

@@ -161,15 +161,16 @@ def test_resume_after_a_kill_cleans_up_and_keeps_one_record_per_step(tmp_path):
     project = write_project(tmp_path, epochs=1)
     run = tmp_path / "run"
     assert main(["train", str(project), "--out", str(run)]) == 0
-    # What kill -9 during the final weights write leaves: a temp file, no weights file,
-    # metrics past the checkpoint (replayed on resume) and a torn last line.
-    (run / "model.safetensors").unlink()
-    (run / ".model.safetensors.x1y2.tmp").write_bytes(b"\0" * 1000)
-    (run / "checkpoints" / ".last.pt.a1b2.tmp").write_bytes(b"\0" * 1000)
+    # What kill -9 during the final weights write leaves: a temp file, no weights file, the previous
+    # checkpoint (which holds its weights), metrics past it (replayed on resume) and a torn last line.
     from workbench.training.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     state.pop("format")
+    assert state.pop("model_file") == "../model.safetensors"  # the final one names the weights file
+    (run / "model.safetensors").unlink()
+    (run / ".model.safetensors.x1y2.tmp").write_bytes(b"\0" * 1000)
+    (run / "checkpoints" / ".last.pt.a1b2.tmp").write_bytes(b"\0" * 1000)
     state.update(epoch=0, batch=2, global_step=2)  # the checkpoint is older than the metrics
     save_checkpoint(run / "checkpoints" / "last.pt", state)
     with open(run / "metrics.jsonl", "a") as fh:

@@ -16,6 +16,7 @@ from workbench.freezing import freeze_first_stages, linear_probe
 from workbench.groups import discriminative
 from workbench.plan import FinetunePlan, TrainConfig, UnfreezeStep
 from workbench.sources import load_backbone
+from workbench.training import feature_caching
 from workbench.training.checkpoint import load_checkpoint
 from workbench.training.reports import EpochReport, StateReport, StepReport
 from workbench.training.trainer import Trainer, TrainingError
@@ -201,8 +202,11 @@ def test_sgd_onecycle_label_smoothing_clip_run(tmp_path):
 
 
 @pytest.mark.parametrize("preset", ["linear_probe", "first_stages"])
-def test_feature_cache_trains_exactly_like_the_full_forward(tmp_path, preset):
+def test_feature_cache_trains_exactly_like_the_full_forward(tmp_path, preset, monkeypatch):
     """Cached trunk outputs give the same losses, accuracies and weights as running the trunk every step."""
+    # The uncached run uses the same BatchNorm-folded trunk however few images it has (the cache stores
+    # that trunk's outputs; the unfolded model differs from it in float rounding).
+    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", 0)
     data = tiny_data()
     results = {}
     for cache in (False, True):
@@ -234,7 +238,8 @@ def test_feature_cache_auto_explains_why_not_with_augmentation(tmp_path):
     assert len(messages) == 1 and "augmentation is on" in messages[0]
 
 
-def test_feature_cache_follows_gradual_unfreezing(tmp_path):
+def test_feature_cache_follows_gradual_unfreezing(tmp_path, monkeypatch):
+    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", 0)  # split every state, however few images
     ws = workspace(epochs=3, augment=False, cache_features="auto")
     ws.plan.groups = ws.default_groups()
     linear_probe(ws.plan, ws.tree)
@@ -258,6 +263,26 @@ def test_a_freeze_state_of_two_epochs_is_cached_and_one_of_one_epoch_is_not(tmp_
     assert cache[0][1].startswith("caching the frozen trunk") and "global_pool_flatten" in cache[0][1]
     assert any(m.startswith("cached the trunk's output") for _, m in cache)
     assert cache[-1][0] == 2 and "feature cache not used for epoch 3: this freeze state lasts one epoch" in cache[-1][1]
+
+
+def test_a_short_uncached_freeze_state_runs_the_model_as_is_unless_enough_pixels_pay_for_folding(tmp_path, monkeypatch):
+    """A freeze state of one epoch stores nothing; its trunk is split off and BatchNorm-folded only when enough
+    image pixels go through it to pay for that (FOLD_MIN_PIXELS); otherwise the model runs as it is."""
+    def cache_notes(name):
+        ws = workspace(epochs=2, augment=False, cache_features="auto")
+        ws.plan.groups = ws.default_groups()
+        linear_probe(ws.plan, ws.tree)
+        ws.plan.unfreeze = [UnfreezeStep(1, ["layer4"])]
+        reports = list(Trainer(ws, tiny_data(), tmp_path / name).run())
+        return [r.message for r in reports if isinstance(r, StateReport) and r.kind == "cache"]
+
+    pixels = (48 + 16) * 32 * 32  # one epoch of tiny_data's training and validation images
+    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", pixels + 1)
+    small = cache_notes("small")
+    assert len(small) == 2 and all("runs as part of the model" in m and "has 0.1 M" in m for m in small), small
+    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", pixels)
+    large = cache_notes("large")
+    assert len(large) == 2 and all("trunk cut after" in m and "BatchNorm folded" in m for m in large), large
 
 
 def test_out_of_memory_stops_cleanly_and_suggests_smaller_batch(tmp_path, monkeypatch):
@@ -354,9 +379,10 @@ def split_after_three_stages(**train):
     return ws, applied, before, fc.split_frozen_trunk(model, applied.set_train_mode)
 
 
-def test_folded_trunk_matches_and_is_used_only_where_it_folds(tmp_path):
+def test_folded_trunk_matches_and_is_used_only_where_it_folds(tmp_path, monkeypatch):
     from workbench.training import feature_cache as fc
 
+    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", 0)  # fold however few images go through
     ws, applied, before, split = split_after_three_stages(augment=True)
     model = ws.backbone.module
     folded, count, extra = fc.folded_trunk(split, channels_last=True)

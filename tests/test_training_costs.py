@@ -126,3 +126,28 @@ def test_cached_linear_probe_epochs_run_on_one_thread_and_the_setting_is_restore
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_final_checkpoint_names_the_weights_file_instead_of_holding_every_weight_twice(folder, tmp_path):
+    from safetensors.torch import load_file
+
+    from workbench.errors import WorkbenchError
+    from workbench.training.checkpoint import load_checkpoint
+
+    ws = workspace(folder, epochs=1)
+    linear_probe(ws.plan, ws.tree)
+    bundle = open_data(ws.plan.data, None, ws.backbone.spec, augment=False)
+    run = tmp_path / "run"
+    train(ws, bundle, run)
+    raw = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert "model" not in raw and raw["model_file"] == "../model.safetensors" and raw["optimizer"]["state"]
+    weights = load_file(run / "model.safetensors")
+    loaded = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    assert loaded.keys() == weights.keys() and all(torch.equal(loaded[k], weights[k]) for k in weights)
+    # Without its weights file the checkpoint says where they should be; a damaged one says what is wrong.
+    (run / "model.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(WorkbenchError, match=r"cannot read .*model\.safetensors \(the weights of checkpoint"):
+        load_checkpoint(run / "checkpoints" / "last.pt")
+    (run / "model.safetensors").unlink()
+    with pytest.raises(WorkbenchError, match=r"keeps its weights in .*model\.safetensors, which is missing"):
+        load_checkpoint(run / "checkpoints" / "last.pt")

@@ -364,20 +364,39 @@ def _launch_gui(args: argparse.Namespace, project: Path | None = None, demo: boo
 
 
 def run() -> int:
-    """The ``workbench`` console script: ``main``, then no final garbage collection at interpreter exit.
+    """The ``workbench`` console script: ``main``, then the process ends without interpreter teardown.
 
-    With torch and timm loaded, CPython's last full collection costs ~1.1 CPU-s (and as much wall
-    time) after the work is done; ``gc.freeze()`` lets it skip every object alive at that point.
-    atexit handlers and module teardown still run; files are closed explicitly before this. Not
-    after the window (Qt objects are left to their own teardown order), and not in ``main``
-    (tests call it in-process, where frozen objects would never be collected).
+    With torch and timm loaded, CPython's teardown (its last garbage collection, module
+    clearing, torch's C++ static destructors, which page in code no command ran) costs
+    ~0.2-1 CPU-s and raises the process's peak memory by 30-100 MiB after the work is done
+    (measured with ``wait4``, ``benchmarks/RESULTS.md`` §3). Every file the command writes is
+    closed by then; ``_end_process`` joins other threads, runs the ``atexit`` handlers (log
+    flushing, lock release, loader worker shutdown) and flushes the output first. Not after
+    the window (Qt objects are left to their own teardown order), and not in ``main`` (tests
+    call it in-process).
     """
-    import gc
-
     code = main()
     if not _gui_launched:
-        gc.freeze()
+        _end_process(code)
     return code
+
+
+def _end_process(code: int) -> None:
+    """Exit now with ``code``: other threads joined, ``atexit`` handlers run, output flushed; no teardown."""
+    import atexit
+    import threading
+
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more can be said
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,9 @@
-"""Training checkpoints: plain dicts of tensors and primitives, loadable with ``weights_only=True``."""
+"""Training checkpoints: plain dicts of tensors and primitives, loadable with ``weights_only=True``.
+
+A checkpoint written together with the run's weights file (at the end, on stop) holds no weights
+itself but names that file (``model_file``, relative to the checkpoint); ``load_checkpoint``
+reads them from it.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +37,22 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise WorkbenchError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise WorkbenchError(f"{path} is not a workbench training checkpoint")
+    if "model" not in state and "model_file" in state:  # written with the weights file: the weights are there
+        state["model"] = _weights(path.parent / str(state["model_file"]), path)
     return state
+
+
+def _weights(weights: Path, checkpoint: Path) -> dict[str, Any]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not weights.is_file():
+        raise WorkbenchError(f"checkpoint {checkpoint} keeps its weights in {weights.resolve()}, which is missing")
+    try:
+        return load_file(str(weights))
+    except (SafetensorError, OSError) as exc:
+        raise WorkbenchError(f"cannot read {weights.resolve()} (the weights of checkpoint {checkpoint}): "
+                             f"{str(exc).splitlines()[0]}") from None
 
 
 def rng_state() -> dict[str, Any]:

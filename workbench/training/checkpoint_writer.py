@@ -6,6 +6,7 @@ are a valid snapshot. A write error is raised on the training thread at the next
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -96,9 +97,11 @@ class CheckpointWriter:
 
     def _write(self, state: dict[str, Any], weights: bool, started: float) -> None:
         try:
-            save_checkpoint(self.run_dir.checkpoint, state)
-            if weights:
+            if weights:  # the weights file first: the checkpoint then names it instead of holding every weight twice
                 self.write_weights(state["model"])
+                state = {key: value for key, value in state.items() if key != "model"}
+                state["model_file"] = os.path.relpath(self.run_dir.weights, self.run_dir.checkpoint.parent)
+            save_checkpoint(self.run_dir.checkpoint, state)
             self._since = time.monotonic()
             self._cost = self._since - started
         except BaseException as exc:  # reported on the training thread by join()

@@ -3,9 +3,10 @@
 For each freeze state the model is split where its frozen, deterministic prefix ends
 (``workbench.training.feature_cache``). With caching on, the first epoch fills a store with
 the trunk's output for every image as it trains, and later epochs train the head on the
-stored features. With caching off, the split is still used when a BatchNorm-folded copy of
-the trunk can run under inference mode (measured: resnet18 with its first 3 stages frozen
-steps ~1.3x faster); otherwise the whole model runs as usual.
+stored features. With caching off (or a freeze state of one epoch, whose store no epoch would
+read), the split is still used when a BatchNorm-folded copy of the trunk can run under inference
+mode and enough image pixels go through it to pay for the split and the fold
+(``FOLD_MIN_PIXELS``); otherwise the whole model runs as usual.
 """
 
 from __future__ import annotations
@@ -142,6 +143,19 @@ class FeatureCaching(Callback):
         if self.cache is not None:
             self.cache.discard_incomplete()
         self._key, self.cache = key, None
+        once = self._use and t.cfg.cache_features == "auto" and state_epochs(t) <= 1
+        # Decided on the whole freeze state, not on the epochs left: a run resumed in a cached state's
+        # last epoch must compute its trunk outputs the way the stored ones were computed (exact resume).
+        cached_state = self._use and (t.cfg.cache_features != "auto" or state_span(t) > 1)
+        if not cached_state and trunk_pixels(t) < FOLD_MIN_PIXELS:
+            # Nothing stored: the split would only serve a BatchNorm-folded copy, which does not pay here.
+            if once:
+                t.emit(StateReport("cache", f"feature cache not used for epoch {t.epoch + 1}: this freeze state "
+                                   "lasts one epoch, so the frozen trunk runs once per image either way; it runs "
+                                   "as part of the model (a BatchNorm-folded copy of it pays for its set-up only "
+                                   f"above ~{FOLD_MIN_PIXELS / 1e6:.0f} M image pixels, this state has "
+                                   f"{trunk_pixels(t) / 1e6:.1f} M)", t.epoch))
+            return
         try:
             split = fc.split_frozen_trunk(t.model, t.applied.set_train_mode)
         except fc.CacheUnavailable as exc:
@@ -155,7 +169,6 @@ class FeatureCaching(Callback):
             trunk = folded[0]
             fold_note = (f"; BatchNorm folded into {folded[1]} convolution(s) of a {_human(folded[2])} "
                          "inference copy of the trunk")
-        once = self._use and t.cfg.cache_features == "auto" and state_epochs(t) <= 1
         if once:  # a store read by no later epoch only costs memory and copies
             t.emit(StateReport("cache", f"feature cache not used for epoch {t.epoch + 1}: this freeze state lasts one "
                                f"epoch, so the frozen trunk runs once per image either way; {split.describe()}"
@@ -231,10 +244,31 @@ def cache_mode(t: TrainState) -> tuple[bool, str | None]:
     return True, None
 
 
+# Splitting the model (fx tracing) and folding BatchNorm into a copy of its frozen trunk cost resnet18
+# 0.07-0.15 CPU-s and save 0.04-0.3 ms per 64×64 image, 0.9-2 ms per 160×160 one: break-even at 1.5-9 M
+# image pixels (`python benchmarks/bench_fold.py`). Below this, a trunk that is not cached runs as is.
+FOLD_MIN_PIXELS = 4_000_000
+
+
+def trunk_pixels(t: TrainState) -> int:
+    """Image pixels the frozen trunk sees in the current freeze state when nothing is cached (train + val, every epoch)."""
+    images = len(t.data.train) + (len(t.data.val) if t.data.val is not None else 0)
+    pixels = 1
+    for side in t.spec.input_size[1:]:
+        pixels *= int(side)
+    return images * pixels * state_span(t)
+
+
 def state_epochs(t: TrainState) -> int:
     """How many epochs, from this one, the current freeze state lasts (until the next unfreezing or the end)."""
     later = [s.epoch for s in t.plan.unfreeze if s.epoch > t.epoch]
     return min([*later, t.cfg.epochs]) - t.epoch
+
+
+def state_span(t: TrainState) -> int:
+    """How many epochs the current freeze state lasts in all, from the epoch it began."""
+    began = max([s.epoch for s in t.plan.unfreeze if s.epoch <= t.epoch], default=0)
+    return state_epochs(t) + t.epoch - began
 
 
 def cached_batches(store: FeatureStore, sampler: EpochSampler, batch_size: int) -> Iterator[Batch]:
