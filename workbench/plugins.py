@@ -8,6 +8,7 @@ it never takes the application down.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -194,7 +195,19 @@ def _check_shape(group: str, plugin: Any) -> None:
 
 
 def _entry_points(group: str) -> list[EntryPoint]:
-    return sorted(entry_points(group=group), key=lambda ep: ep.name)
+    return sorted(_all_entry_points().select(group=group), key=lambda ep: ep.name)
+
+
+_scanned: tuple[tuple[str, ...], Any] | None = None  # (sys.path, EntryPoints; SelectableGroups before 3.12)
+
+
+def _all_entry_points() -> Any:
+    """Every installed entry point, read once per ``sys.path`` (each scan reads every distribution's metadata)."""
+    global _scanned
+    key = tuple(sys.path)
+    if _scanned is None or _scanned[0] != key:
+        _scanned = (key, entry_points())
+    return _scanned[1]
 
 
 _registry: PluginRegistry | None = None
