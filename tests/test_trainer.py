@@ -247,10 +247,12 @@ def test_feature_cache_follows_gradual_unfreezing(tmp_path, monkeypatch):
     reports = list(Trainer(ws, tiny_data(), tmp_path / "run").run())
     cache = [r.message for r in reports if isinstance(r, StateReport) and r.kind == "cache"]
     cuts = [m.split("trunk cut after ")[1].split(" ")[0] for m in cache if "trunk cut after" in m]
-    assert cuts[0] == "'global_pool_flatten'" and cuts[1] == "'layer3_1_act2'"  # the cut moves down
-    assert any("no frozen prefix" in m for m in cache)  # the stem is trainable at epoch 2: nothing to cache
-    # Each freeze state lasts one epoch here: nothing is stored, as no later epoch would read it.
-    assert sum("lasts one epoch" in m for m in cache) == 2 and not any(m.startswith("caching") for m in cache)
+    # Epoch 1 (the head alone, one epoch) stores the output of layer3, where epoch 2's trunk ends; epoch 2
+    # trains layer4 + head from it; at epoch 3 the stem trains: nothing frozen to cache.
+    assert cuts == ["'layer3_1_act2'", "'layer3_1_act2'"]
+    assert cache[0].startswith("caching the frozen trunk where the next freeze state's trunk ends")
+    assert any(m.startswith("epoch 2 trains from the trunk outputs cached during epoch 1") for m in cache)
+    assert any("no frozen prefix" in m for m in cache)
 
 
 def test_a_freeze_state_of_two_epochs_is_cached_and_one_of_one_epoch_is_not(tmp_path):
@@ -266,23 +268,76 @@ def test_a_freeze_state_of_two_epochs_is_cached_and_one_of_one_epoch_is_not(tmp_
 
 
 def test_a_short_uncached_freeze_state_runs_the_model_as_is_unless_enough_pixels_pay_for_folding(tmp_path, monkeypatch):
-    """A freeze state of one epoch stores nothing; its trunk is split off and BatchNorm-folded only when enough
-    image pixels go through it to pay for that (FOLD_MIN_PIXELS); otherwise the model runs as it is."""
-    def cache_notes(name):
+    """A freeze state of one epoch whose trunk nothing later reads (the next state trains the stem) stores
+    nothing; its trunk is split off and BatchNorm-folded only when enough image pixels go through it to pay
+    for that (FOLD_MIN_PIXELS); otherwise the model runs as it is."""
+    def first_epoch_notes(name):
         ws = workspace(epochs=2, augment=False, cache_features="auto")
         ws.plan.groups = ws.default_groups()
         linear_probe(ws.plan, ws.tree)
-        ws.plan.unfreeze = [UnfreezeStep(1, ["layer4"])]
+        ws.plan.unfreeze = [UnfreezeStep(1, ["stem"])]
         reports = list(Trainer(ws, tiny_data(), tmp_path / name).run())
-        return [r.message for r in reports if isinstance(r, StateReport) and r.kind == "cache"]
+        return [r.message for r in reports if isinstance(r, StateReport) and r.kind == "cache"
+                and r.message.startswith("feature cache not used for epoch 1:")]
 
     pixels = (48 + 16) * 32 * 32  # one epoch of tiny_data's training and validation images
     monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", pixels + 1)
-    small = cache_notes("small")
-    assert len(small) == 2 and all("runs as part of the model" in m and "has 0.1 M" in m for m in small), small
+    small = first_epoch_notes("small")
+    assert len(small) == 1 and "runs as part of the model" in small[0] and "has 0.1 M" in small[0], small
     monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", pixels)
-    large = cache_notes("large")
-    assert len(large) == 2 and all("trunk cut after" in m and "BatchNorm folded" in m for m in large), large
+    large = first_epoch_notes("large")
+    assert len(large) == 1 and "trunk cut after" in large[0] and "BatchNorm folded" in large[0], large
+
+
+def gradual_one_group_per_epoch(**train):
+    """resnet18: the head in epoch 1, layer4 joins in epoch 2 (each freeze state lasts one epoch)."""
+    ws = workspace(epochs=2, augment=False, **train)
+    ws.plan.groups = ws.default_groups()
+    linear_probe(ws.plan, ws.tree)
+    ws.plan.unfreeze = [UnfreezeStep(1, ["layer4"])]
+    return ws
+
+
+@pytest.mark.parametrize("amp", ["off", "bf16"])
+def test_a_one_epoch_freeze_state_caches_where_the_next_state_trunk_ends(tmp_path, amp):
+    """Epoch 1 trains the head and stores layer3's output; epoch 2 trains layer4 + head from it, exactly as
+    running every image through the model does, and the frozen layers never change."""
+    results = {}
+    for cache in ("auto", False):
+        ws = gradual_one_group_per_epoch(cache_features=cache, amp=amp)
+        before = {k: v.clone() for k, v in ws.backbone.module.state_dict().items()}
+        trainer = Trainer(ws, tiny_data(), tmp_path / f"run-{cache}")
+        reports = list(trainer.run())
+        notes = [(r.epoch, r.message) for r in reports if isinstance(r, StateReport) and r.kind == "cache"]
+        losses = [r.loss for r in reports if isinstance(r, StepReport)]
+        vals = [(r.val_loss, r.val_accuracy) for r in reports if isinstance(r, EpochReport)]
+        results[cache] = (losses, vals, trainer.model.state_dict(), notes, before)
+    losses, vals, state, notes, before = results["auto"]
+    assert notes[0][0] == 0 and notes[0][1].startswith("caching the frozen trunk where the next freeze state's "
+                                                       "trunk ends") and "'layer3_1_act2'" in notes[0][1], notes
+    assert any(e == 1 and "epoch 2 trains from the trunk outputs cached during epoch 1" in m for e, m in notes)
+    plain_losses, plain_vals, plain_state, _, _ = results[False]
+    assert losses == plain_losses and vals == plain_vals
+    for key, value in plain_state.items():
+        assert torch.equal(value, state[key]), key
+        if key.split(".")[0] in ("conv1", "bn1", "layer1", "layer2", "layer3"):
+            assert torch.equal(value, before[key]), key
+
+
+def test_resume_inside_a_state_trained_from_the_previous_states_cache_is_exact(tmp_path):
+    ws_a = gradual_one_group_per_epoch(cache_features="auto", amp="off")
+    uninterrupted = [r.loss for r in Trainer(ws_a, tiny_data(), tmp_path / "a").run() if isinstance(r, StepReport)]
+    trainer = Trainer(gradual_one_group_per_epoch(cache_features="auto", amp="off"), tiny_data(), tmp_path / "b")
+    losses = []
+    for r in trainer.run():
+        if isinstance(r, StepReport):
+            losses.append(r.loss)
+            if len(losses) == 4:  # the first step of epoch 2, which reads epoch 1's stores
+                trainer.request_stop()
+    resumed = Trainer(gradual_one_group_per_epoch(cache_features="auto", amp="off"), tiny_data(), tmp_path / "b",
+                      resume=True)
+    losses += [r.loss for r in resumed.run() if isinstance(r, StepReport)]
+    assert losses == uninterrupted
 
 
 def test_out_of_memory_stops_cleanly_and_suggests_smaller_batch(tmp_path, monkeypatch):

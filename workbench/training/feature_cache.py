@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,20 +45,30 @@ class TrunkSplit:
     def describe(self) -> str:
         return f"trunk cut after '{self.cut}' ({self.trunk_ops} of {self.total_ops} operations cached)"
 
+    def same_trunk(self, other: "TrunkSplit") -> bool:
+        """The same cut of the same graph over the same tensors: either trunk's outputs serve the other."""
+        mine, theirs = self.trunk.state_dict(keep_vars=True), other.trunk.state_dict(keep_vars=True)
+        return (self.cut == other.cut and str(self.trunk.graph) == str(other.trunk.graph)
+                and mine.keys() == theirs.keys() and all(mine[k] is theirs[k] for k in mine))
+
 
 class CacheUnavailable(WorkbenchError):
     """Why the trunk cannot be cached (shown to the user as-is)."""
 
 
-def split_frozen_trunk(model: nn.Module, set_train_mode: Any) -> TrunkSplit:
-    """Split ``model`` at the end of its frozen, deterministic prefix. Raises CacheUnavailable."""
+def split_frozen_trunk(model: nn.Module, set_train_mode: Any, will_train: Collection[nn.Parameter] = ()) -> TrunkSplit:
+    """Split ``model`` at the end of its frozen, deterministic prefix. Raises CacheUnavailable.
+
+    ``will_train``: frozen parameters to count as trainable (those the next freeze state unfreezes),
+    so the cut is where that state's trunk will end.
+    """
     if all(p.requires_grad for p in model.parameters()):  # (tracing twice costs ~0.1 s for resnet18)
         raise CacheUnavailable("no frozen prefix to cache (every parameter trains)")
     was_training = model.training
     try:
         set_train_mode(model)
         train_graph = _trace(model)
-        cut_index, cut_name, total = _find_cut(model, train_graph)
+        cut_index, cut_name, total = _find_cut(model, train_graph, {id(p) for p in will_train})
         model.eval()
         eval_graph = _trace(model)
     finally:
@@ -100,8 +111,8 @@ def _trace(model: nn.Module) -> fx.GraphModule:
     return fx.GraphModule(tracer.root, graph)
 
 
-def _frozen_module(module: nn.Module) -> bool:
-    if any(p.requires_grad for p in module.parameters()):
+def _frozen_module(module: nn.Module, will_train: set[int]) -> bool:
+    if any(p.requires_grad or id(p) in will_train for p in module.parameters()):
         return False
     for m in module.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training:
@@ -113,7 +124,7 @@ def _frozen_module(module: nn.Module) -> bool:
     return True
 
 
-def _find_cut(model: nn.Module, gm: fx.GraphModule) -> tuple[int, str, int]:
+def _find_cut(model: nn.Module, gm: fx.GraphModule, will_train: set[int]) -> tuple[int, str, int]:
     nodes = [n for n in gm.graph.nodes if n.op != "output"]
     order = {n: i for i, n in enumerate(nodes)}
     last_use = {n: max((order.get(u, len(nodes)) for u in n.users), default=-1) for n in nodes}
@@ -121,7 +132,7 @@ def _find_cut(model: nn.Module, gm: fx.GraphModule) -> tuple[int, str, int]:
     best: tuple[int, str] | None = None
     blocker = ""
     for i, node in enumerate(nodes):
-        ok, why = _node_frozen(gm, node)
+        ok, why = _node_frozen(gm, node, will_train)
         if not ok:
             blocker = why
             break
@@ -143,17 +154,17 @@ def _find_cut(model: nn.Module, gm: fx.GraphModule) -> tuple[int, str, int]:
     return compute_ops, best[1], total
 
 
-def _node_frozen(gm: fx.GraphModule, node: fx.Node) -> tuple[bool, str]:
+def _node_frozen(gm: fx.GraphModule, node: fx.Node, will_train: set[int]) -> tuple[bool, str]:
     if node.op == "placeholder":
         return True, ""
     if node.op == "get_attr":
         value = _get_attr(gm, str(node.target))
-        if isinstance(value, nn.Parameter) and value.requires_grad:
+        if isinstance(value, nn.Parameter) and (value.requires_grad or id(value) in will_train):
             return False, f"trainable parameter {node.target}"
         return True, ""
     if node.op == "call_module":
         module = gm.get_submodule(str(node.target))
-        return (True, "") if _frozen_module(module) else (False, f"module {node.target}")
+        return (True, "") if _frozen_module(module, will_train) else (False, f"module {node.target}")
     if node.op == "call_function" and node.target in _RANDOM_FUNCTIONS:
         if node.target in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout):
             p = node.kwargs.get("p", node.args[1] if len(node.args) > 1 else 0.5)

@@ -3,10 +3,13 @@
 For each freeze state the model is split where its frozen, deterministic prefix ends
 (``workbench.training.feature_cache``). With caching on, the first epoch fills a store with
 the trunk's output for every image as it trains, and later epochs train the head on the
-stored features. With caching off (or a freeze state of one epoch, whose store no epoch would
-read), the split is still used when a BatchNorm-folded copy of the trunk can run under inference
-mode and enough image pixels go through it to pay for the split and the fold
-(``FOLD_MIN_PIXELS``); otherwise the whole model runs as usual.
+stored features. A freeze state of one epoch followed by another (gradual unfreezing) stores the
+output at the cut where the *next* state's trunk ends, and that state trains from it. With
+caching off (or a last state of one epoch, whose store no epoch would read), the split is still
+used when a BatchNorm-folded copy of the trunk can run under inference mode and enough image
+pixels go through it to pay for the split and the fold (``FOLD_MIN_PIXELS``); otherwise the
+whole model runs as usual. A state that may train from the previous state's stores never folds,
+so a run resumed there without them computes the same trunk outputs (exact resume).
 """
 
 from __future__ import annotations
@@ -36,11 +39,16 @@ class TrunkCache:
     fill_dataset: Any
     trunk: torch.nn.Module  # what computes trunk outputs: the split trunk or its BatchNorm-folded copy
     channels_last: bool
+    for_next_state: bool = False  # cut where the next freeze state's trunk ends: that state reads the stores
 
     def discard_incomplete(self) -> None:
         for store in (self.train, self.val):
             if store is not None:
                 store.discard()
+
+    @property
+    def complete(self) -> bool:
+        return self.train is not None and self.train.complete and (self.val is None or self.val.complete)
 
 
 TINY_HEAD_PARAMS = 1_000_000  # cached epochs of heads up to this size run on one intra-op thread
@@ -97,8 +105,10 @@ class FeatureCaching(Callback):
         if self._filling and cache.train is not None:  # rows this epoch did not see (other ranks', pre-resume)
             self._fill_missing(t, cache, cache.train, cache.fill_dataset or t.data.train)
             cache.train.finish()
+            later = ("the next freeze state trains" if cache.for_next_state
+                     else "later epochs train")
             t.emit(StateReport("cache", f"cached the trunk's output for {cache.train.count:,} training images "
-                               "during this epoch; later epochs train only the layers above the cut", t.epoch))
+                               f"during this epoch; {later} only the layers above the cut", t.epoch))
         # Cached features → head; images → trunk (filling the store when caching) → head.
         t.val_module = cache.split.head_eval
         self._val_fill = None
@@ -140,9 +150,17 @@ class FeatureCaching(Callback):
         key = (tuple(freeze.frozen), tuple(freeze.unfrozen), freeze.batchnorm)
         if self._key == key:
             return
-        if self.cache is not None:
-            self.cache.discard_incomplete()
-        self._key, self.cache = key, None
+        previous, self._key, self.cache = self.cache, key, None
+        carried = previous if previous is not None and previous.for_next_state and previous.complete else None
+        if previous is not None and carried is None:
+            previous.discard_incomplete()
+        if carried is not None and self._reuse(t, carried):
+            return
+        if self._use and state_epochs(t) == 1:  # its epoch reads images: cache where the next state's trunk ends
+            ahead = self._next_state_split(t)
+            if ahead is not None:
+                self._open_stores(t, ahead, ahead.trunk, "", for_next_state=True)
+                return
         once = self._use and t.cfg.cache_features == "auto" and state_epochs(t) <= 1
         # Decided on the whole freeze state, not on the epochs left: a run resumed in a cached state's
         # last epoch must compute its trunk outputs the way the stored ones were computed (exact resume).
@@ -162,7 +180,10 @@ class FeatureCaching(Callback):
             if self._use:
                 t.emit(StateReport("cache", f"feature cache not used: {exc}"))
             return
-        folded = fc.folded_trunk(split, t.channels_last, t.amp_dtype)
+        # After a one-epoch state the trunk's outputs may come from that state's stores, computed unfolded;
+        # a run resumed here without them must compute the same values (exact resume): no folding.
+        folded = None if self._use and previous_state_span(t) == 1 else fc.folded_trunk(split, t.channels_last,
+                                                                                         t.amp_dtype)
         trunk: torch.nn.Module = split.trunk
         fold_note = ""
         if folded is not None:
@@ -179,6 +200,48 @@ class FeatureCaching(Callback):
                 if not once:
                     t.emit(StateReport("trunk", f"frozen trunk runs without autograd: {split.describe()}{fold_note}"))
             return
+        self._open_stores(t, split, trunk, fold_note)
+
+    def _reuse(self, t: TrainState, carried: TrunkCache) -> bool:
+        """Train this state from the stores the previous (one-epoch) state filled, if its trunk ends at their cut."""
+        from workbench.training import feature_cache as fc
+
+        try:
+            split = fc.split_frozen_trunk(t.model, t.applied.set_train_mode)
+        except fc.CacheUnavailable:
+            split = None
+        if split is None or not split.same_trunk(carried.split):
+            carried.discard_incomplete()
+            return False
+        self.cache = TrunkCache(split, carried.train, carried.val, None, None, split.trunk, t.channels_last)
+        t.emit(StateReport("cache", f"epoch {t.epoch + 1} trains from the trunk outputs cached during epoch "
+                           f"{t.epoch}: {split.describe()}", t.epoch, details={"cut": split.cut}))
+        return True
+
+    def _next_state_split(self, t: TrainState) -> Any:
+        """The split at the cut where the next freeze state's trunk ends, if that state begins next epoch."""
+        from workbench.freezing import plan_at_epoch
+        from workbench.resolve import resolve_plan
+        from workbench.training import feature_cache as fc
+
+        following = t.epoch + 1
+        if following >= t.cfg.epochs or not any(s.epoch == following for s in t.plan.unfreeze):
+            return None
+        resolution = resolve_plan(t.tree, plan_at_epoch(t.plan, t.tree, following))
+        names = {t.tree.params[i].name for i, trains in enumerate(resolution.param_trainable) if trains}
+        will_train = [p for name, p in t.model.named_parameters() if name in names and not p.requires_grad]
+        if not will_train:
+            return None
+        try:
+            return fc.split_frozen_trunk(t.model, t.applied.set_train_mode, will_train=will_train)
+        except fc.CacheUnavailable:
+            return None
+
+    def _open_stores(self, t: TrainState, split: Any, trunk: torch.nn.Module, fold_note: str,
+                     for_next_state: bool = False) -> None:
+        """Open the stores this epoch fills with ``split``'s trunk outputs (or finds complete on disk)."""
+        from workbench.training import feature_cache as fc
+
         train_set, fill_loader, fill_dataset = t.data.train, None, None
         if augments(t):  # cache_features = true with augmentation on
             from workbench.data import ImageDataset, build_transform
@@ -199,14 +262,17 @@ class FeatureCaching(Callback):
         val_store = None
         if t.data.val is not None and len(t.data.val):
             val_store = fc.open_store(split, len(t.data.val), shape, fingerprint, "val")
-        self.cache = TrunkCache(split, train_store, val_store, fill_loader, fill_dataset, trunk, t.channels_last)
+        self.cache = TrunkCache(split, train_store, val_store, fill_loader, fill_dataset, trunk, t.channels_last,
+                                for_next_state)
         total = train_store.nbytes + (val_store.nbytes if val_store else 0)
         where = "on disk (memory-mapped)" if train_store.disk_path is not None else "in memory"
         if train_store.complete and train_store.disk_path is not None:
             plan = f"reusing the complete cache in {train_store.disk_path.parent}"
         else:
             plan = "filled during this epoch, as the trunk runs once per image"
-        t.emit(StateReport("cache", f"caching the frozen trunk: {split.describe()}; {len(train_set):,} train + "
+        what = ("caching the frozen trunk where the next freeze state's trunk ends (this one lasts one epoch; the "
+                "layers between run frozen above the cut)" if for_next_state else "caching the frozen trunk")
+        t.emit(StateReport("cache", f"{what}: {split.describe()}; {len(train_set):,} train + "
                            f"{len(t.data.val) if val_store else 0:,} val images × "
                            f"{'×'.join(map(str, train_store.shape))} floats = {_human(total)} {where}; {plan}"
                            f"{fold_note}",
@@ -263,6 +329,14 @@ def state_epochs(t: TrainState) -> int:
     """How many epochs, from this one, the current freeze state lasts (until the next unfreezing or the end)."""
     later = [s.epoch for s in t.plan.unfreeze if s.epoch > t.epoch]
     return min([*later, t.cfg.epochs]) - t.epoch
+
+
+def previous_state_span(t: TrainState) -> int:
+    """How many epochs the freeze state before the current one lasted (0 when this is the first)."""
+    began = max([s.epoch for s in t.plan.unfreeze if s.epoch <= t.epoch], default=0)
+    if began == 0:
+        return 0
+    return began - max([s.epoch for s in t.plan.unfreeze if s.epoch < began], default=0)
 
 
 def state_span(t: TrainState) -> int:
