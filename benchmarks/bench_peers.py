@@ -58,6 +58,11 @@ PEERS = ("plain", "plain-nchw", "plain-bf16", "lightning", "fastai")
 WORKBENCH_VARIANTS = {"workbench": None, "workbench-compile": ("compile", True), "workbench-fp32": ("amp", "off")}
 RESULTS = HERE / "RESULTS.md"
 BEGIN, END = "<!-- bench_peers:begin -->", "<!-- bench_peers:end -->"
+RATIOS_NOTE = ("Ratios: total CPU time over the competent plain loop's (`plain`, channels_last) and, for the "
+               "workbench, over the best peer's (lowest median total CPU among plain, plain-nchw, plain-bf16, "
+               "Lightning, fastai). Paired: in each repetition the tools run back to back, so the workbench's "
+               "total CPU over each peer's in the same repetition cancels most of the host's drift; shown for "
+               "the peer closest to the workbench: the median over repetitions (lowest–highest).")
 
 
 # --- the task -------------------------------------------------------------------------------
@@ -290,10 +295,25 @@ def summarise(runs: list[Run]) -> dict[tuple[str, str], dict[str, float]]:
     return out
 
 
-def table(summary: dict[tuple[str, str], dict[str, float]], strategies: list[str], tools: list[str]) -> str:
+def paired(runs: list[Run], strategy: str, tool: str) -> tuple[float, str, float, float] | None:
+    """Total CPU over the closest peer's, paired by repetition (tools of one repetition run back to back, so a
+    drift of the host's speed hits both): (median of the per-repetition ratios, that peer, lowest, highest).
+    The closest peer is the one with the highest median ratio."""
+    totals = {(r.tool, r.rep): r.total[1] for r in runs if r.strategy == strategy and not r.error}
+    found = []
+    for peer in PEERS:
+        ratios = [totals[(tool, rep)] / totals[(peer, rep)] for (name, rep) in totals
+                  if name == tool and (peer, rep) in totals]
+        if ratios:
+            found.append((statistics.median(ratios), peer, min(ratios), max(ratios)))
+    return max(found) if found else None
+
+
+def table(summary: dict[tuple[str, str], dict[str, float]], strategies: list[str], tools: list[str],
+          runs: list[Run]) -> str:
     head = ("| strategy | tool | start-up s wall / CPU | first step s | epoch 1 s wall / CPU | later epochs s "
             "wall / CPU | total s wall / CPU | peak RSS MiB | val acc | later-epoch CPU ÷ competent loop | "
-            "total CPU ÷ competent loop | total CPU ÷ best peer |")
+            "total CPU ÷ competent loop | total CPU ÷ best peer | paired: total CPU ÷ closest peer (range) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for strategy in strategies:
         plain = summary.get((strategy, "plain"))
@@ -302,8 +322,10 @@ def table(summary: dict[tuple[str, str], dict[str, float]], strategies: list[str
         for tool in tools:
             s = summary.get((strategy, tool))
             if s is None:
-                lines.append(f"| {STRATEGIES[strategy][1]} | {tool} | no result |" + " |" * 9)
+                lines.append(f"| {STRATEGIES[strategy][1]} | {tool} | no result |" + " |" * 10)
                 continue
+            pair = paired(runs, strategy, tool) if tool.startswith("workbench") else None
+            pair_text = f"{pair[0]:.2f} {pair[1]} ({pair[2]:.2f}–{pair[3]:.2f})" if pair else "–"
             ratio = s["total_cpu"] / plain["total_cpu"] if plain else float("nan")
             per_epoch = s["later_cpu"] / plain["later_cpu"] if plain else float("nan")
             vs_best = s["total_cpu"] / best if tool.startswith("workbench") else float("nan")
@@ -313,7 +335,7 @@ def table(summary: dict[tuple[str, str], dict[str, float]], strategies: list[str
                 f"{s['first_step']:.1f} | {s['e1_wall']:.1f} / {s['e1_cpu']:.1f} | "
                 f"{s['later_wall']:.2f} / {s['later_cpu']:.2f} | {s['total_wall']:.1f} / {s['total_cpu']:.1f} | "
                 f"{s['rss']:,.0f} | {s['acc']:.1%} | {per_epoch:.2f} | {ratio:.2f} | "
-                + (f"{vs_best:.2f} |" if vs_best == vs_best else "– |"))
+                + (f"{vs_best:.2f} |" if vs_best == vs_best else "– |") + f" {pair_text} |")
     return "\n".join(lines)
 
 
@@ -333,7 +355,8 @@ def runs_from_log(path: Path) -> tuple[list[Run], list[str]]:
         strategy, tool = m.group(1), m.group(2)
         epochs = [tuple(float(v) for v in e.rstrip("s").split("/")) for e in m.group(6).split()]
         acc = float(m.group(10)) / 100
-        run = Run(tool, strategy, 0, (float(m.group(3)), float(m.group(4))), float(m.group(5)),
+        rep = sum(1 for r in runs if (r.strategy, r.tool) == (strategy, tool))  # runs are printed in repetition order
+        run = Run(tool, strategy, rep, (float(m.group(3)), float(m.group(4))), float(m.group(5)),
                   [(w, c, acc) for w, c in epochs], (float(m.group(7)), float(m.group(8))),
                   float(m.group(9).replace(",", "")))
         runs.append(run)
@@ -390,10 +413,12 @@ def main() -> int:
         strategies = [s for s in STRATEGIES if any(r.strategy == s and r.tool.startswith("workbench") for r in runs)]
         tools = [t for t in TOOLS + EXTRA_TOOLS if any(r.tool == t for r in runs)]
         names = " ".join(log.name for log in args.from_log)
+        task = header[1].split(": ", 1)[1] if len(header) > 1 and ": " in header[1] else "?"
         markdown = "\n".join([f"Rebuilt with `python benchmarks/bench_peers.py --from-log {names}` from the per-run "
                               f"lines of: {'; '.join(commands)}.", "",
                               f"Machine: {machines[0]}.", "",
-                              table(summarise(runs), strategies, tools)])
+                              f"Task: {task}. Medians over repetitions. {RATIOS_NOTE}", "",
+                              table(summarise(runs), strategies, tools, runs)])
         print(markdown)
         if not args.no_write:
             write_results(markdown)
@@ -439,7 +464,7 @@ def main() -> int:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 run = run_tool(tool, strategy, rep, cmd, env, root / "runs" / f"{strategy}-{tool}-{rep}.log")
                 runs.append(run)
-                epochs_txt = " ".join(f"{w:.1f}/{c:.1f}s" for w, c, _ in run.epochs)
+                epochs_txt = " ".join(f"{w:.2f}/{c:.2f}s" for w, c, _ in run.epochs)
                 print(f"{strategy:<15} {tool:<11} start-up {run.startup[0]:5.1f}/{run.startup[1]:5.1f}s  "
                       f"first step {run.first_step:5.1f}s  epochs (wall/CPU) {epochs_txt}  total "
                       f"{run.total[0]:6.1f}/{run.total[1]:6.1f}s  RSS {run.peak_rss_mib:,.0f} MiB  "
@@ -457,11 +482,9 @@ def main() -> int:
         f"({amp_note()}); `workbench-fp32` the same project with `amp = \"off\"`; `plain-bf16` is the "
         "competent loop under `torch.autocast(\"cpu\", torch.bfloat16)`. Times in seconds; CPU = user + system of the process and "
         "its loader workers; epochs include validation; medians over "
-        f"{args.reps} repetition(s). Ratios: total CPU time over the competent plain loop's (`plain`, "
-        "channels_last) and, for the workbench, over the best peer's (lowest total CPU among plain, "
-        "plain-nchw, plain-bf16, Lightning, fastai).",
+        f"{args.reps} repetition(s). {RATIOS_NOTE}",
         "",
-        table(summary, strategies, tools),
+        table(summary, strategies, tools, runs),
     ])
     print()
     print(markdown)
