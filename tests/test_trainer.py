@@ -289,6 +289,24 @@ def test_a_short_uncached_freeze_state_runs_the_model_as_is_unless_enough_pixels
     assert len(large) == 1 and "trunk cut after" in large[0] and "BatchNorm folded" in large[0], large
 
 
+def test_a_cached_state_folds_only_when_its_one_pass_over_the_images_pays_for_it(tmp_path, monkeypatch):
+    """A cached state runs its trunk over the images once, in the epoch that fills the stores: the fold is
+    judged on that one pass, not on every epoch of the state."""
+    def caching_note(name):
+        ws = workspace(epochs=2, augment=False, cache_features="auto")
+        linear_probe(ws.plan, ws.tree)
+        reports = list(Trainer(ws, tiny_data(), tmp_path / name).run())
+        return next(r.message for r in reports if isinstance(r, StateReport) and r.kind == "cache")
+
+    one_pass = (48 + 16) * 32 * 32  # tiny_data's training and validation images, once
+    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", one_pass + 1)  # two epochs' pixels would exceed it
+    note = caching_note("small")
+    assert note.startswith("caching the frozen trunk") and "BatchNorm folded" not in note, note
+    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", one_pass)
+    note = caching_note("large")
+    assert note.startswith("caching the frozen trunk") and "BatchNorm folded into" in note, note
+
+
 def gradual_one_group_per_epoch(**train):
     """resnet18: the head in epoch 1, layer4 joins in epoch 2 (each freeze state lasts one epoch)."""
     ws = workspace(epochs=2, augment=False, **train)

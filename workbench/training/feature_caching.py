@@ -2,8 +2,9 @@
 
 For each freeze state the model is split where its frozen, deterministic prefix ends
 (``workbench.training.feature_cache``). With caching on, the first epoch fills a store with
-the trunk's output for every image as it trains, and later epochs train the head on the
-stored features. A freeze state of one epoch followed by another (gradual unfreezing) stores the
+the trunk's output for every image as it trains (through a BatchNorm-folded copy of the trunk
+when that one pass sends enough image pixels through it, ``FOLD_MIN_PIXELS``), and later epochs
+train the head on the stored features. A freeze state of one epoch followed by another (gradual unfreezing) stores the
 output at the cut where the *next* state's trunk ends, and that state trains from it. With
 caching off (or a last state of one epoch, whose store no epoch would read), the split is still
 used when a BatchNorm-folded copy of the trunk can run under inference mode and enough image
@@ -182,8 +183,11 @@ class FeatureCaching(Callback):
             return
         # After a one-epoch state the trunk's outputs may come from that state's stores, computed unfolded;
         # a run resumed here without them must compute the same values (exact resume): no folding.
-        folded = None if self._use and previous_state_span(t) == 1 else fc.folded_trunk(split, t.channels_last,
-                                                                                         t.amp_dtype)
+        # A cached state runs its trunk over the images once (the epoch that fills the stores): the fold must
+        # pay for itself in that one pass.
+        runs = 1 if cached_state else state_span(t)
+        fold = trunk_pixels(t, runs) >= FOLD_MIN_PIXELS and not (self._use and previous_state_span(t) == 1)
+        folded = fc.folded_trunk(split, t.channels_last, t.amp_dtype) if fold else None
         trunk: torch.nn.Module = split.trunk
         fold_note = ""
         if folded is not None:
@@ -316,13 +320,13 @@ def cache_mode(t: TrainState) -> tuple[bool, str | None]:
 FOLD_MIN_PIXELS = 4_000_000
 
 
-def trunk_pixels(t: TrainState) -> int:
-    """Image pixels the frozen trunk sees in the current freeze state when nothing is cached (train + val, every epoch)."""
+def trunk_pixels(t: TrainState, epochs: int | None = None) -> int:
+    """Image pixels (train + val) the frozen trunk sees in ``epochs`` epochs (default: every epoch of this state)."""
     images = len(t.data.train) + (len(t.data.val) if t.data.val is not None else 0)
     pixels = 1
     for side in t.spec.input_size[1:]:
         pixels *= int(side)
-    return images * pixels * state_span(t)
+    return images * pixels * (state_span(t) if epochs is None else epochs)
 
 
 def state_epochs(t: TrainState) -> int:
