@@ -358,6 +358,31 @@ def test_resume_inside_a_state_trained_from_the_previous_states_cache_is_exact(t
     assert losses == uninterrupted
 
 
+def test_resume_in_the_last_epoch_of_a_cached_state_before_an_unfreezing_is_exact(tmp_path, monkeypatch):
+    """The probe caches its (folded) trunk for epochs 1-2, layer4 unfreezes at epoch 3. Resumed in epoch 2, the
+    state has one epoch left, but it must compute as the original did, not cache for the next state instead."""
+    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", 0)  # fold, so another computation would show
+
+    def ws():
+        w = workspace(epochs=3, augment=False, cache_features="auto", amp="off")
+        w.plan.groups = w.default_groups()
+        linear_probe(w.plan, w.tree)
+        w.plan.unfreeze = [UnfreezeStep(2, ["layer4"])]
+        return w
+
+    uninterrupted = [r.loss for r in Trainer(ws(), tiny_data(), tmp_path / "a").run() if isinstance(r, StepReport)]
+    trainer = Trainer(ws(), tiny_data(), tmp_path / "b")
+    losses = []
+    for r in trainer.run():
+        if isinstance(r, StepReport):
+            losses.append(r.loss)
+            if len(losses) == 4:  # the first step of epoch 2, the probe's last
+                trainer.request_stop()
+    resumed = Trainer(ws(), tiny_data(), tmp_path / "b", resume=True)
+    losses += [r.loss for r in resumed.run() if isinstance(r, StepReport)]
+    assert losses == uninterrupted
+
+
 def test_out_of_memory_stops_cleanly_and_suggests_smaller_batch(tmp_path, monkeypatch):
     every_epoch_checkpointed(monkeypatch)
     ws = workspace(epochs=2)

@@ -389,7 +389,7 @@ def _end_process(code: int) -> None:
     for thread in threading.enumerate():
         if thread is not threading.main_thread() and not thread.daemon:
             thread.join()
-    atexit._run_exitfuncs()
+    atexit._run_exitfuncs()  # what CPython's own exit runs, in order (registered handlers, last first)
     for stream in (sys.stdout, sys.stderr):
         try:
             if stream is not None:

@@ -157,7 +157,9 @@ class FeatureCaching(Callback):
             previous.discard_incomplete()
         if carried is not None and self._reuse(t, carried):
             return
-        if self._use and state_epochs(t) == 1:  # its epoch reads images: cache where the next state's trunk ends
+        # A state of one epoch reads images: cache where the next state's trunk ends. (Its whole span, not the
+        # epochs left: a run resumed in the last epoch of a longer state must not change how it computes.)
+        if self._use and state_span(t) == 1:
             ahead = self._next_state_split(t)
             if ahead is not None:
                 self._open_stores(t, ahead, ahead.trunk, "", for_next_state=True)
@@ -315,8 +317,9 @@ def cache_mode(t: TrainState) -> tuple[bool, str | None]:
 
 
 # Splitting the model (fx tracing) and folding BatchNorm into a copy of its frozen trunk cost resnet18
-# 0.07-0.15 CPU-s and save 0.04-0.3 ms per 64×64 image, 0.9-2 ms per 160×160 one: break-even at 1.5-9 M
-# image pixels (`python benchmarks/bench_fold.py`). Below this, a trunk that is not cached runs as is.
+# 0.05-0.11 CPU-s and save 0.03-0.08 ms per 64×64 image, 0.7-1.4 ms per 160×160 one: break-even at 1.5-7.3 M
+# image pixels (`python benchmarks/bench_fold.py`). Below this, a trunk that is not cached runs as part of
+# the model, and a cached one fills its stores unfolded.
 FOLD_MIN_PIXELS = 4_000_000
 
 
@@ -335,18 +338,21 @@ def state_epochs(t: TrainState) -> int:
     return min([*later, t.cfg.epochs]) - t.epoch
 
 
+def state_began(t: TrainState, epoch: int | None = None) -> int:
+    """The epoch the freeze state in force at ``epoch`` (default: this one) began."""
+    at = t.epoch if epoch is None else epoch
+    return max([s.epoch for s in t.plan.unfreeze if s.epoch <= at], default=0)
+
+
 def previous_state_span(t: TrainState) -> int:
     """How many epochs the freeze state before the current one lasted (0 when this is the first)."""
-    began = max([s.epoch for s in t.plan.unfreeze if s.epoch <= t.epoch], default=0)
-    if began == 0:
-        return 0
-    return began - max([s.epoch for s in t.plan.unfreeze if s.epoch < began], default=0)
+    began = state_began(t)
+    return began - state_began(t, began - 1) if began > 0 else 0
 
 
 def state_span(t: TrainState) -> int:
     """How many epochs the current freeze state lasts in all, from the epoch it began."""
-    began = max([s.epoch for s in t.plan.unfreeze if s.epoch <= t.epoch], default=0)
-    return state_epochs(t) + t.epoch - began
+    return state_epochs(t) + t.epoch - state_began(t)
 
 
 def cached_batches(store: FeatureStore, sampler: EpochSampler, batch_size: int) -> Iterator[Batch]:
