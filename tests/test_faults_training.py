@@ -244,3 +244,22 @@ def test_resume_is_bit_exact_with_augmentation_and_loader_workers(tmp_path, work
     assert losses_c == losses_a[4:]  # exact, step for step
     after_a, after_c = straight.model.state_dict(), second.model.state_dict()
     assert all(torch.equal(after_a[k], after_c[k]) for k in after_a)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nonfinite_tensors_names_exactly_the_broken_tensors(bad):
+    """NaN, +inf and -inf are found in a channels_last weight and a bfloat16 buffer; empty and
+    integer tensors are fine; a finite model has none."""
+    from workbench.finite import nonfinite_tensors
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.Linear(0, 4))
+    net[1].running_var = net[1].running_var.bfloat16()
+    net = net.to(memory_format=torch.channels_last)
+    assert net[0].weight.is_contiguous(memory_format=torch.channels_last)
+    assert nonfinite_tensors(net) == []
+    with torch.no_grad():
+        net[0].weight[5, 1, 2, 0] = bad
+        net[1].running_var[3] = bad
+    assert nonfinite_tensors(net) == ["0.weight", "1.running_var"]
+    net[0].weight.requires_grad_(False)  # frozen: not what training changes; BN in train mode is
+    assert nonfinite_tensors(net, changing_only=True) == ["1.running_var"]

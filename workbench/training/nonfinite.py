@@ -19,6 +19,7 @@ from workbench.training.state import TrainState
 class NonFiniteGuard(Callback):
     def __init__(self, writer: CheckpointWriter) -> None:
         self.writer = writer  # to wait for a checkpoint on its way to disk before naming the last good one
+        self._checked_step: int | None = None  # the training step the weights were last found finite at
 
     def after_loss(self, t: TrainState) -> None:
         bad = not math.isfinite(t.loss_value)
@@ -43,7 +44,8 @@ class NonFiniteGuard(Callback):
         self._check_weights(t)
 
     def after_fit(self, t: TrainState) -> None:
-        self._check_weights(t, epoch=t.cfg.epochs, batch=0)
+        if self._checked_step != t.global_step:  # (the last epoch's check covers the end unless a resume skipped it)
+            self._check_weights(t, epoch=t.cfg.epochs, batch=0)
 
     def _check_weights(self, t: TrainState, epoch: int | None = None, batch: int | None = None) -> None:
         """Every weight and buffer training can change is finite (the loss can stay finite meanwhile);
@@ -56,6 +58,7 @@ class NonFiniteGuard(Callback):
         if bad:
             raise TrainingError(self._message(t, f"non-finite in {_named(bad)}", t.global_step,
                                               "the weights", epoch, batch))
+        self._checked_step = t.global_step
 
     def _message(self, t: TrainState, value: float | str, step: int, what: str, epoch: int | None = None,
                  batch: int | None = None) -> str:
