@@ -8,11 +8,15 @@ data/
 
 Images are found recursively inside each class folder; hidden files and folders are
 ignored. Every image is decoded once when the folder is opened, so unreadable files
-are skipped and reported before training starts, not in the middle of an epoch.
+are skipped and reported before training starts, not in the middle of an epoch. The
+results are kept per folder in the workbench's cache folder (``image-checks/``): a file
+whose size and modification time are unchanged is not decoded again by a later run.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -201,6 +205,11 @@ def _check_all(root: Path, files: dict[str, list[Path]], where: str,
                problems: list[str]) -> dict[str, tuple[list[tuple[Path, _Checked]], int]]:
     """class → (readable files with their stat, number skipped); appends skip messages."""
     flat = [p for c in sorted(files) for p in files[c]]
+    recorded = _load_record(root)
+    for path in flat:
+        known = recorded.get(_rel(path, root))
+        if known is not None:
+            _checked_cache.setdefault((str(path), known.size, known.mtime_ns), known)
     if len(flat) > 16:
         # Pillow releases the GIL while decoding, so threads give real parallelism here.
         with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -208,6 +217,9 @@ def _check_all(root: Path, files: dict[str, list[Path]], where: str,
     else:
         results = [check_image(p) for p in flat]
     checked = dict(zip(flat, results))
+    current = {_rel(p, root): r for p, r in checked.items() if r.size or r.mtime_ns}  # (not a failed stat)
+    if current != recorded:
+        _save_record(root, current)
     out: dict[str, tuple[list[tuple[Path, _Checked]], int]] = {}
     for c in sorted(files):
         good: list[tuple[Path, _Checked]] = []
@@ -221,6 +233,44 @@ def _check_all(root: Path, files: dict[str, list[Path]], where: str,
                 problems.append(f"skipped {_rel(path, root)}{where}: {result.error}")
         out[c] = (good, bad)
     return out
+
+
+def _record_path(root: Path) -> Path:
+    from workbench.cache_dir import cache_root
+
+    return cache_root() / "image-checks" / f"{hashlib.sha256(str(root).encode()).hexdigest()[:32]}.json"
+
+
+def _check_rules() -> str:
+    """What a recorded result depends on besides the file: a new Pillow or new limits check again."""
+    import PIL
+
+    return f"workbench-image-checks-1|Pillow {PIL.__version__}|{MAX_PIXELS}|{MAX_ASPECT}"
+
+
+def _load_record(root: Path) -> dict[str, _Checked]:
+    """The recorded checks of ``root``'s files (relative path → result); empty if none or unreadable."""
+    try:
+        data = json.loads(_record_path(root).read_text(encoding="utf-8"))
+        if data.get("rules") != _check_rules() or data.get("root") != str(root):
+            return {}
+        return {rel: _Checked(int(size), int(mtime_ns), None if error is None else str(error))
+                for rel, (size, mtime_ns, error) in data["files"].items()}
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return {}  # no record yet, or a damaged one: every file is checked (and the record rewritten)
+
+
+def _save_record(root: Path, checked: dict[str, _Checked]) -> None:
+    """Record ``root``'s checks (atomically); a cache folder that cannot be written only costs the next run time."""
+    from workbench.atomic import atomic_write_text
+    from workbench.errors import WorkbenchError
+
+    files = {rel: [c.size, c.mtime_ns, c.error] for rel, c in checked.items()}
+    text = json.dumps({"rules": _check_rules(), "root": str(root), "files": files}, separators=(",", ":"))
+    try:
+        atomic_write_text(_record_path(root), text)
+    except (OSError, WorkbenchError):
+        pass
 
 
 def check_image(path: Path) -> _Checked:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -443,3 +444,65 @@ def test_importing_data_module_is_light():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_a_reopened_folder_decodes_only_new_or_changed_files(folder: Path, tmp_path: Path, monkeypatch):
+    """Checks are recorded per folder in the cache folder: a later process decodes only files whose
+    size or modification time changed, and reports the same skipped files with the same reasons."""
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    (folder / "cats" / "notes.png").write_text("not an image, just text renamed to .png")
+    first = open_images(folder_config(folder))
+    assert list((tmp_path / "cache" / "image-checks").glob("*.json"))
+
+    opened: list[str] = []
+    real_open = Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        opened.append(Path(fp).name)
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    monkeypatch.setattr(image_folder, "_checked_cache", {})  # as in a new process
+    again = open_images(folder_config(folder))
+    assert opened == []  # nothing decoded
+    assert names(again.train) == names(first.train) and names(again.val) == names(first.val)
+    assert again.problems == first.problems and "cats/notes.png: cannot decode" in "\n".join(again.problems)
+
+    # A file rewritten in place (new size and time) is decoded again, and now found broken.
+    changed = folder / "dogs" / "img01.jpg"
+    changed.write_bytes(changed.read_bytes()[:40])
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
+    monkeypatch.setattr(image_folder, "_checked_cache", {})
+    third = open_images(folder_config(folder))
+    assert set(opened) == {"img01.jpg"}
+    assert any(p.startswith("skipped dogs/img01.jpg: cannot decode") for p in third.problems)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "other_rules", "unwritable"])
+def test_a_damaged_or_unwritable_check_record_only_costs_time(folder: Path, tmp_path: Path, monkeypatch, damage):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(cache))
+    expected = open_images(folder_config(folder))
+    record = next((cache / "image-checks").glob("*.json"))
+    if damage == "garbage":
+        record.write_text('{"rules": ')
+    elif damage == "other_rules":  # e.g. written under another Pillow: every file is decoded again
+        record.write_text(record.read_text().replace("workbench-image-checks-1", "workbench-image-checks-0"))
+    else:
+        record.unlink()
+        (cache / "image-checks").rmdir()
+        (cache / "image-checks").write_text("a file where the folder should be")
+    monkeypatch.setattr(image_folder, "_checked_cache", {})
+    opened: list[str] = []
+    real_open = Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        opened.append(str(fp))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    images = open_images(folder_config(folder))
+    assert names(images.train) == names(expected.train) and images.problems == expected.problems
+    assert len(set(opened)) == 18  # every file decoded again
+    if damage != "unwritable":
+        assert json.loads(record.read_text())["rules"].startswith("workbench-image-checks-1")

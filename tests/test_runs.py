@@ -23,7 +23,8 @@ def test_runs_lists_finished_stopped_and_killed_runs(tmp_path, capsys):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     killed = runs / "b-killed"
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "train", str(project), "--out", str(killed),
-                             "--epochs", "50"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+                             # Enough epochs that it is still running when killed: cached epochs take milliseconds.
+                             "--epochs", "5000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     deadline = time.time() + 240
     while (not (killed / "checkpoints" / "last.pt").exists()
            or (killed / "metrics.jsonl").read_text().count('"type": "epoch"') < 2):
@@ -45,7 +46,7 @@ def test_runs_lists_finished_stopped_and_killed_runs(tmp_path, capsys):
     assert 0 <= a["best_val_accuracy"] <= 1 and a["last_val_accuracy"] is not None
     assert "train.lr: 0.003 → 0.001" in a["differences"]
     assert a["weights"].startswith("run a-finished, epoch 2 of 2")
-    assert b["status"] == "crashed" and b["resumable"] and b["epochs_total"] == 50
+    assert b["status"] == "crashed" and b["resumable"] and b["epochs_total"] == 5000
     # The killed run continues, and the listing follows.
     assert main(["train", "--resume", str(killed), "--epochs", str(b["epochs_done"] + 1)]) == 0
     assert read_run(killed).status == "finished"

@@ -295,9 +295,9 @@ def feature_shape(split: TrunkSplit, example: torch.Tensor) -> tuple[int, ...]:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("WORKBENCH_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "workbench")
-    return Path(root) / "features"
+    from workbench.cache_dir import cache_root
+
+    return cache_root() / "features"
 
 
 def _labels_path(path: Path) -> Path:
