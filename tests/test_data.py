@@ -446,6 +446,19 @@ def test_importing_data_module_is_light():
     assert out.stdout.strip() == "[]"
 
 
+def count_image_opens(monkeypatch) -> list[Path]:
+    """Every file PIL opens from now on (the folder check decodes through ``Image.open``)."""
+    opened: list[Path] = []
+    real_open = Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        opened.append(Path(fp))
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    return opened
+
+
 def test_a_reopened_folder_decodes_only_new_or_changed_files(folder: Path, tmp_path: Path, monkeypatch):
     """Checks are recorded per folder in the cache folder: a later process decodes only files whose
     size or modification time changed, and reports the same skipped files with the same reasons."""
@@ -454,14 +467,7 @@ def test_a_reopened_folder_decodes_only_new_or_changed_files(folder: Path, tmp_p
     first = open_images(folder_config(folder))
     assert list((tmp_path / "cache" / "image-checks").glob("*.json"))
 
-    opened: list[str] = []
-    real_open = Image.open
-
-    def counting_open(fp, *args, **kwargs):
-        opened.append(Path(fp).name)
-        return real_open(fp, *args, **kwargs)
-
-    monkeypatch.setattr(Image, "open", counting_open)
+    opened = count_image_opens(monkeypatch)
     monkeypatch.setattr(image_folder, "_checked_cache", {})  # as in a new process
     again = open_images(folder_config(folder))
     assert opened == []  # nothing decoded
@@ -474,7 +480,7 @@ def test_a_reopened_folder_decodes_only_new_or_changed_files(folder: Path, tmp_p
     os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))
     monkeypatch.setattr(image_folder, "_checked_cache", {})
     third = open_images(folder_config(folder))
-    assert set(opened) == {"img01.jpg"}
+    assert set(opened) == {changed}
     assert any(p.startswith("skipped dogs/img01.jpg: cannot decode") for p in third.problems)
 
 
@@ -493,14 +499,7 @@ def test_a_damaged_or_unwritable_check_record_only_costs_time(folder: Path, tmp_
         (cache / "image-checks").rmdir()
         (cache / "image-checks").write_text("a file where the folder should be")
     monkeypatch.setattr(image_folder, "_checked_cache", {})
-    opened: list[str] = []
-    real_open = Image.open
-
-    def counting_open(fp, *args, **kwargs):
-        opened.append(str(fp))
-        return real_open(fp, *args, **kwargs)
-
-    monkeypatch.setattr(Image, "open", counting_open)
+    opened = count_image_opens(monkeypatch)
     images = open_images(folder_config(folder))
     assert names(images.train) == names(expected.train) and images.problems == expected.problems
     assert len(set(opened)) == 18  # every file decoded again
