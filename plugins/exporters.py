@@ -15,14 +15,12 @@ import copy
 import io
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.atomic import atomic_path, atomic_write_text
+from workbench.atomic import atomic_path, atomic_write_text, check_file_target, check_folder_target, scratch_folder
 from workbench.errors import WorkbenchError
 from workbench.export import ExportResult
 from workbench.spec import ModelSpec
@@ -53,8 +51,7 @@ class SafetensorsExporter:
         from safetensors.torch import save_file
 
         out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise WorkbenchError(f"cannot write {out}: it is a file, not a folder")
+        check_folder_target(out, "--out")
         model = _prepared(module)
         tensors = _unshared_state_dict(model)
         weights, config = out / "model.safetensors", out / "config.json"
@@ -150,7 +147,7 @@ class OnnxExporter:
         problems: list[str] = []
         for exporter in ("TorchScript-based", "dynamo"):
             try:
-                with _scratch_dir(out) as scratch:
+                with scratch_folder(out) as scratch:
                     raw = scratch / "raw.onnx"
                     reason = _torch_onnx_export(model, spec, raw, self.opset, dynamo=exporter == "dynamo")
                     if reason is not None:
@@ -197,6 +194,8 @@ class OnnxExporter:
         onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
                         location=data.name, size_threshold=0)
         diff = _ort_parity(staged, spec, checks, tolerance, exporter)
+        check_file_target(data)
+        check_file_target(out)
         os.replace(scratch / data.name, data)
         os.replace(staged, out)
         return [out, data], diff
@@ -378,21 +377,6 @@ def _onnx2torch_compat() -> Iterator[None]:
         yield
     finally:
         del helper.GLOBALS  # type: ignore[attr-defined]
-
-
-@contextlib.contextmanager
-def _scratch_dir(out: Path) -> Iterator[Path]:
-    """A temp folder beside ``out`` (same file system, so the final rename is atomic), removed afterwards."""
-    folder = out.parent if str(out.parent) else Path(".")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder))
-    except OSError as exc:
-        raise WorkbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
-    try:
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _prepared(module: "nn.Module") -> "nn.Module":

@@ -1,7 +1,9 @@
 """Atomic file writes: a temp file in the same folder, fsync, then rename over the target.
 
 An interrupted write (crash, full disk, Ctrl-C) never leaves a half file under the final name,
-and a failed write leaves no temp file behind.
+and a failed write leaves no temp file behind. Only a regular file (or nothing) is ever
+replaced: a device, FIFO, socket or folder under the target name is refused before any temp
+file is made beside it (``check_file_target``; ``check_folder_target`` for folder outputs).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 import errno
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +20,7 @@ from pathlib import Path
 from workbench.errors import WorkbenchError
 
 # How writers that do not raise OSError report a full disk (torch's zip writer, safetensors' Rust writer).
+_FILE, _FOLDER = "a regular file", "a folder"
 _DISK_FULL_TEXT = ("no space left", "code: 28", "enospc", "file write failed", "inline_container")
 
 
@@ -25,13 +29,12 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     """Yield a temp path beside ``target``; on success it replaces ``target``, on failure it is removed."""
     target = Path(target)
     folder = target.parent if str(target.parent) else Path(".")
-    if target.is_dir():
-        raise WorkbenchError(f"cannot write {target}: it is a folder")
+    check_file_target(target)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except (FileExistsError, NotADirectoryError):
-        raise WorkbenchError(f"cannot write {target}: {_first_file(folder)} is a file, not a folder") from None
+        raise WorkbenchError(f"cannot write {target}: {_blocker(folder)}") from None
     except OSError as exc:
         raise WorkbenchError(_describe(target, exc)) from None
     os.close(fd)
@@ -44,6 +47,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
         os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        check_file_target(target)  # again: something else may have appeared under the name meanwhile
         os.replace(tmp, target)
     except OSError as exc:
         message = _describe(target, exc)  # free space as the write saw it, before the temp file goes
@@ -59,6 +63,103 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def scratch_folder(target: str | Path) -> Iterator[Path]:
+    """A temp folder beside ``target`` (same file system, so a final rename is atomic), removed afterwards.
+
+    ``target`` is checked first like ``atomic_path`` checks it: nothing is made beside a device or FIFO.
+    """
+    target = Path(target)
+    check_file_target(target)
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder))
+    except (FileExistsError, NotADirectoryError):
+        raise WorkbenchError(f"cannot write {target}: {_blocker(folder)}") from None
+    except OSError as exc:
+        raise WorkbenchError(_describe(target, exc)) from None
+    try:
+        yield scratch
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def check_file_target(target: str | Path) -> None:
+    """Refuse a file target that exists as something other than a regular file, or that no file system can name."""
+    target = Path(target)
+    kind = _existing_kind(target)
+    if kind not in (None, _FILE):
+        raise WorkbenchError(f"cannot write {_short(target)}: it is {kind}, not a regular file "
+                             "(only a regular file is ever replaced)")
+
+
+def check_folder_target(target: str | Path, flag: str = "") -> None:
+    """Refuse a folder target that exists as something other than a folder, or lies under a non-folder."""
+    target = Path(target)
+    shown = f"{flag} {_short(target)}" if flag else _short(target)
+    kind = _existing_kind(target)
+    if kind not in (None, _FOLDER):
+        raise WorkbenchError(f"{shown} is {_noun(kind)}, not a folder")
+    for parent in target.parents:
+        kind = _existing_kind(parent)
+        if kind == _FOLDER:
+            return
+        if kind is not None:
+            raise WorkbenchError(f"{shown}: {_short(parent)} is {_noun(kind)}, not a folder")
+
+
+def _existing_kind(path: Path) -> str | None:
+    """What ``path`` is ("a regular file", "a folder", "a FIFO (named pipe)", ...), None when nothing is there. Raises WorkbenchError
+    for a path too long to name."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return None
+    except NotADirectoryError:
+        return None  # a parent is a file: the mkdir that follows says which
+    except OSError as exc:
+        if exc.errno == errno.ENAMETOOLONG:
+            raise WorkbenchError(_too_long(path)) from None
+        return None
+    if stat.S_ISREG(mode):
+        return _FILE
+    if stat.S_ISDIR(mode):
+        return _FOLDER
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _noun(kind: str) -> str:
+    return "a file" if kind == _FILE else kind
+
+
+def _too_long(path: Path) -> str:
+    longest = max((len(os.fsencode(part)) for part in path.parts), default=0)
+    limit = _name_max(path)
+    why = (f"one name in it has {longest} bytes, the file system allows {limit}" if longest > limit
+           else f"{len(os.fsencode(str(path)))} bytes in all, more than the system allows")
+    return f"cannot write {_short(path)}: the path is too long ({why})"
+
+
+def _name_max(path: Path) -> int:
+    for candidate in (path, *path.parents):
+        try:
+            return os.pathconf(candidate, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            continue
+    return 255
+
+
+def _short(path: Path, limit: int = 120) -> str:
+    """``path`` for a message: long paths keep their start and end."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:50]}…{text[-60:]} ({len(text)} characters)"
 
 
 def _umask() -> int:
@@ -98,8 +199,10 @@ def _describe(target: Path, exc: OSError) -> str:
     if exc.errno == errno.EROFS:
         return f"cannot write {target}: the file system is read-only"
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return f"cannot write {target}: permission denied"
-    return f"cannot write {target}: {exc.strerror or exc}"
+        return f"cannot write {_short(target)}: permission denied"
+    if exc.errno == errno.ENAMETOOLONG:
+        return _too_long(target)
+    return f"cannot write {_short(target)}: {exc.strerror or exc}"
 
 
 def _no_space(target: Path) -> str:
@@ -124,10 +227,11 @@ def _size(n: int) -> str:
     return f"{n} bytes"
 
 
-def _first_file(folder: Path) -> Path:
-    """The nearest ancestor of ``folder`` that exists as a file (what blocks creating it)."""
+def _blocker(folder: Path) -> str:
+    """Why ``folder`` cannot be made: the nearest ancestor that exists as something other than a folder."""
     for candidate in (folder, *folder.parents):
-        if candidate.exists():
-            return candidate
-    return folder
+        kind = _existing_kind(candidate)
+        if kind is not None:
+            return f"{_short(candidate)} is {_noun(kind)}, not a folder"
+    return f"{_short(folder)} cannot be made"
 

@@ -188,12 +188,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def check_run_dir(run_dir: Path) -> None:
-    """Fail before any work if the run folder cannot be a writable folder."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise WorkbenchError(f"--out {run_dir} is a file, not a folder")
+    """Fail before any work if the run folder cannot be a writable folder (a file, a device, read-only)."""
+    from workbench.atomic import check_folder_target
+
+    check_folder_target(run_dir, "--out")
     existing = next((p for p in (run_dir, *run_dir.parents) if p.exists()), Path("."))
-    if not existing.is_dir():
-        raise WorkbenchError(f"--out {run_dir}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         try:
             read_only = bool(os.statvfs(existing).f_flag & os.ST_RDONLY)
@@ -245,11 +244,11 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, overwrite: bool = False,
                       allow_data_change: bool = False, force: bool = False) -> int:
-    """Open data and model, train with a progress bar, print epochs; Ctrl-C stops after the batch (exit 130)."""
-    import signal
-
+    """Open data and model, train with a progress bar, print epochs; Ctrl-C, SIGTERM or SIGHUP stops after the
+    batch (exit 130, 143, 129: ``workbench.stop_signals``)."""
     from tqdm import tqdm
 
+    from workbench.stop_signals import StopOnSignals
     from workbench.training.distributed import is_main_process
     from workbench.training.prepare import prepare_training
     from workbench.training.reports import EpochReport, StateReport, StepReport
@@ -266,51 +265,43 @@ def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, ove
         print(f"warning: {warning}", file=sys.stderr)
     print(prepared.summary, file=out)
     trainer = prepared.trainer
-
-    def on_sigint(_sig, _frame):
-        if trainer.stop_requested:
-            raise KeyboardInterrupt
-        print("\nstopping after this batch (Ctrl-C again to abort without a checkpoint)…", file=sys.stderr)
-        trainer.request_stop()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
     bar = None
     stopped = False
     hints = _EpochHints(trainer)
-    try:
-        for report in trainer.run():
-            if isinstance(report, StepReport):
-                if bar is None:
-                    bar = tqdm(total=report.batches, initial=report.batch - 1, desc=f"epoch {report.epoch + 1}",
-                               unit="batch", dynamic_ncols=True, file=out, disable=quiet)
-                lr = max(report.lrs.values()) if report.lrs else 0.0
-                bar.set_postfix(loss=f"{report.loss:.4f}", acc=f"{report.accuracy:.2f}", lr=f"{lr:.2e}",
-                                img_s=f"{report.images_per_s:.0f}", refresh=False)
-                bar.update(1)
-            elif isinstance(report, EpochReport):
-                if bar is not None:
-                    bar.close()
-                    bar = None
-                val = (f"val loss {report.val_loss:.4f}, val acc {report.val_accuracy:.1%}"
-                       + (f", top-5 {report.val_top5:.1%}" if report.val_top5 is not None else "")
-                       if report.val_loss is not None else "no validation set")
-                print(f"epoch {report.epoch + 1}/{report.epochs}: train loss {report.train_loss:.4f}, "
-                      f"train acc {report.train_accuracy:.1%}, {val} ({report.seconds:.1f}s)", file=out)
-                hint = hints.add(report)
-                if hint:
-                    print(f"hint: {hint}", file=sys.stderr if not quiet else out)
-            elif isinstance(report, StateReport):
-                if bar is not None:  # a message mid-epoch goes on its own line, under the bar
-                    bar.close()
-                    bar = None
-                print(report.message, file=out)
-                stopped = stopped or report.kind == "stopped"
-    finally:
-        if bar is not None:
-            bar.close()
-        signal.signal(signal.SIGINT, previous)
+    with StopOnSignals(trainer.request_stop) as stop_signals:
+        try:
+            for report in trainer.run():
+                if isinstance(report, StepReport):
+                    if bar is None:
+                        bar = tqdm(total=report.batches, initial=report.batch - 1, desc=f"epoch {report.epoch + 1}",
+                                   unit="batch", dynamic_ncols=True, file=out, disable=quiet)
+                    lr = max(report.lrs.values()) if report.lrs else 0.0
+                    bar.set_postfix(loss=f"{report.loss:.4f}", acc=f"{report.accuracy:.2f}", lr=f"{lr:.2e}",
+                                    img_s=f"{report.images_per_s:.0f}", refresh=False)
+                    bar.update(1)
+                elif isinstance(report, EpochReport):
+                    if bar is not None:
+                        bar.close()
+                        bar = None
+                    val = (f"val loss {report.val_loss:.4f}, val acc {report.val_accuracy:.1%}"
+                           + (f", top-5 {report.val_top5:.1%}" if report.val_top5 is not None else "")
+                           if report.val_loss is not None else "no validation set")
+                    print(f"epoch {report.epoch + 1}/{report.epochs}: train loss {report.train_loss:.4f}, "
+                          f"train acc {report.train_accuracy:.1%}, {val} ({report.seconds:.1f}s)", file=out)
+                    hint = hints.add(report)
+                    if hint:
+                        print(f"hint: {hint}", file=sys.stderr if not quiet else out)
+                elif isinstance(report, StateReport):
+                    if bar is not None:  # a message mid-epoch goes on its own line, under the bar
+                        bar.close()
+                        bar = None
+                    print(report.message, file=out)
+                    stopped = stopped or report.kind == "stopped"
+        finally:
+            if bar is not None:
+                bar.close()
     print(f"run folder: {trainer.run_dir}", file=out)
-    return 130 if stopped else 0
+    return stop_signals.exit_code if stopped else 0
 
 
 class _EpochHints:

@@ -13,16 +13,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", default="",
                    help="comma list: probe, freeze:N, full, full-lowlr, discriminative[:FACTOR], gradual, sweep, "
                         "plan, or a [[compare]] table's name (default: the project's [[compare]] tables)")
-    p.add_argument("--epochs", type=int, help="epochs per strategy (default: the project's)")
+    p.add_argument("--epochs", type=_whole_number, help="epochs per strategy (default: the project's)")
     p.add_argument("--out", type=Path, help="a new folder for the runs (default: runs/compare-<timestamp> beside the project)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results here (Markdown and PNG beside it)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(run=_cmd_compare)
 
 
-def _cmd_compare(args: argparse.Namespace) -> int:
-    import signal
+def _whole_number(text: str) -> int:
+    """An integer (its range is the schema's, checked when it is applied)."""
+    if not text.strip().lstrip("+-").isascii() or not text.strip().lstrip("+-").isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}")
+    return int(text)
 
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from workbench.atomic import check_file_target, check_folder_target
     from workbench.compare import (
         Comparison,
         compare_tables,
@@ -32,23 +38,20 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         write_outputs,
     )
     from workbench.project import load_project
+    from workbench.stop_signals import StopOnSignals
     from workbench.training.reports import EpochReport
 
     plan = load_project(args.project)
     if args.device:
         plan.train.device = args.device
+    if args.json is not None:  # checked now: a comparison's hours are not lost to a bad output path at the end
+        check_folder_target(args.json.parent, "--json")
+        for target in (args.json, args.json.with_suffix(".md"), args.json.with_suffix(".png")):
+            check_file_target(target)
     strategies = parse_strategies(args.strategies, compare_tables(args.project))
     comparison = Comparison(plan, strategies, args.out or default_out_dir(args.project), str(args.project),
                             epochs=args.epochs)
-
-    def on_sigint(_sig, _frame):
-        if comparison.stopped:
-            raise KeyboardInterrupt
-        print("\nstopping after this batch (Ctrl-C again to abort)…", file=sys.stderr)
-        comparison.request_stop()
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
+    with StopOnSignals(comparison.request_stop) as stop_signals:
         for event in comparison.run():
             tag = f"[{event.index + 1}/{event.count} {event.strategy}]"
             if event.kind == "start":
@@ -62,8 +65,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 print(f"{tag} done in {event.result.wall_s:.1f}s", flush=True)
             elif event.kind == "failed":
                 print(f"{tag} failed: {event.error}", file=sys.stderr, flush=True)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     print()
     print(text_table(comparison.results))
     for path in write_outputs(comparison, args.json):
@@ -72,5 +73,5 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"{len(comparison.failed)} strategy(ies) failed: "
               + "; ".join(f"{f['name']}: {f['error']}" for f in comparison.failed), file=sys.stderr)
     if comparison.stopped:
-        return 130
+        return stop_signals.exit_code
     return 1 if comparison.failed else 0

@@ -26,7 +26,7 @@ from typing import Any
 
 from workbench.atomic import atomic_path, atomic_write_text
 from workbench.errors import WorkbenchError
-from workbench.plan import BN_POLICIES, OPTIMIZERS, FinetunePlan, GroupConfig, UnfreezeStep
+from workbench.plan import FinetunePlan, GroupConfig, UnfreezeStep
 
 BUILTINS = ("probe", "freeze:N", "full", "full-lowlr", "discriminative", "gradual", "sweep", "plan")
 DEFAULT_FACTOR = 1 / 2.6
@@ -43,6 +43,11 @@ class Strategy:
     kind: str  # a built-in name, or "table" for a [[compare]] table
     arg: float | int | None = None
     table: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, Any]:
+        """What the strategy trains: ``freeze:1`` and ``freeze:01`` have one key (a table: its name)."""
+        return ("table", self.name) if self.kind == "table" else (self.kind, self.arg)
 
 
 @dataclass
@@ -99,6 +104,10 @@ def parse_strategies(text: str, tables: list[dict[str, Any]] | None = None) -> l
         unknown = sorted(set(table) - OVERRIDES)
         if unknown:
             raise CompareError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(OVERRIDES))})")
+        if table["name"] in by_name:
+            first = next(j for j, t in enumerate(tables or []) if t.get("name") == table["name"]) + 1
+            raise CompareError(f"{where}: name {table['name']!r} is also the name of [[compare]] #{first}; "
+                               "each table needs its own name")
         by_name[table["name"]] = table
     out: list[Strategy] = []
     items = [t.strip() for t in text.split(",") if t.strip()] if text else list(by_name)
@@ -109,10 +118,12 @@ def parse_strategies(text: str, tables: list[dict[str, Any]] | None = None) -> l
             out.append(Strategy(item, "table", table=by_name[item]))
             continue
         out.append(_builtin(item))
-    names = [s.name for s in out]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise CompareError(f"strategy listed twice: {', '.join(dupes)}")
+    seen: dict[Any, str] = {}
+    for s in out:
+        if s.key in seen:
+            same = f" ({seen[s.key]} and {s.name} are the same strategy)" if seen[s.key] != s.name else ""
+            raise CompareError(f"strategy listed twice: {s.name}{same}")
+        seen[s.key] = s.name
     return out
 
 
@@ -121,25 +132,27 @@ def _builtin(item: str) -> Strategy:
     if kind in ("probe", "full", "full-lowlr", "gradual", "sweep", "plan") and not arg:
         return Strategy(item, kind)
     if kind == "freeze":
-        if not arg.isdigit():
+        if not re.fullmatch(r"[0-9]+", arg):  # str.isdigit() also takes "²" and "٣"
             raise CompareError(f"freeze:N needs a whole number of stages, not {item!r}")
         return Strategy(item, kind, int(arg))
     if kind == "discriminative":
         try:
             factor = float(eval_fraction(arg)) if arg else DEFAULT_FACTOR
-        except ValueError:
+        except (ValueError, ZeroDivisionError):
             raise CompareError(f"discriminative:FACTOR needs a number such as 0.385 or 1/2.6, not {arg!r}") from None
-        if not 0 < factor <= 1:
+        if not 0 < factor <= 1:  # (also refuses nan)
             raise CompareError(f"discriminative factor must be in (0, 1], not {factor:g}")
         return Strategy(item, kind, factor)
     raise CompareError(f"unknown strategy {item!r} (built-in: {', '.join(BUILTINS)}, or a [[compare]] table's name)")
 
 
 def eval_fraction(text: str) -> float:
-    """``0.385`` or ``1/2.6``."""
-    if re.fullmatch(r"\s*[\d.]+\s*/\s*[\d.]+\s*", text):
+    """``0.385`` or ``1/2.6`` (ASCII digits only). Raises ValueError or ZeroDivisionError."""
+    if re.fullmatch(r"\s*[0-9.]+\s*/\s*[0-9.]+\s*", text):
         num, den = text.split("/")
         return float(num) / float(den)
+    if not re.fullmatch(r"\s*[0-9.eE+-]+\s*", text):
+        raise ValueError(text)
     return float(text)
 
 
@@ -151,9 +164,9 @@ def expand(strategies: list[Strategy], stage_count: int) -> list[Strategy]:
             out += [Strategy(f"freeze:{n}", "freeze", n) for n in range(stage_count + 1)]
         else:
             out.append(s)
-    unique: dict[str, Strategy] = {}
+    unique: dict[Any, Strategy] = {}
     for s in out:
-        unique.setdefault(s.name, s)  # the first of each name, in order
+        unique.setdefault(s.key, s)  # the first of each strategy, in order
     return list(unique.values())
 
 
@@ -207,31 +220,22 @@ def strategy_plan(base: FinetunePlan, tree: Any, strategy: Strategy) -> Finetune
 
 
 def _override(plan: FinetunePlan, table: dict[str, Any]) -> FinetunePlan:
+    """A table's overrides, each assigned through the schema (its types and limits, e.g. epochs <= 100,000)."""
     name = table["name"]
-    for key in ("frozen", "unfrozen"):
-        if key in table:
-            value = table[key]
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise CompareError(f"[[compare]] {name!r}: {key} must be a list of module paths")
-            setattr(plan.freeze, key, list(value))
+    for key, section in _OVERRIDE_SECTIONS.items():
+        if key not in table:
+            continue
+        try:
+            setattr(getattr(plan, section), key, table[key])
+        except WorkbenchError as exc:
+            raise CompareError(f"[[compare]] {name!r}: {exc}") from None
+        if key in ("frozen", "unfrozen"):
             plan.unfreeze = []
-    if "batchnorm" in table:
-        if table["batchnorm"] not in BN_POLICIES:
-            raise CompareError(f"[[compare]] {name!r}: batchnorm must be one of {', '.join(BN_POLICIES)}")
-        plan.freeze.batchnorm = table["batchnorm"]
-    if "lr" in table:
-        if isinstance(table["lr"], bool) or not isinstance(table["lr"], (int, float)) or table["lr"] <= 0:
-            raise CompareError(f"[[compare]] {name!r}: lr must be a number > 0")
-        plan.train.lr = float(table["lr"])
-    if "epochs" in table:
-        if isinstance(table["epochs"], bool) or not isinstance(table["epochs"], int) or table["epochs"] < 1:
-            raise CompareError(f"[[compare]] {name!r}: epochs must be a whole number >= 1")
-        plan.train.epochs = table["epochs"]
-    if "optimizer" in table:
-        if table["optimizer"] not in OPTIMIZERS:
-            raise CompareError(f"[[compare]] {name!r}: optimizer must be one of {', '.join(OPTIMIZERS)}")
-        plan.train.optimizer = table["optimizer"]
     return plan
+
+
+_OVERRIDE_SECTIONS = {"frozen": "freeze", "unfrozen": "freeze", "batchnorm": "freeze", "lr": "train",
+                      "epochs": "train", "optimizer": "train"}
 
 
 def compare_tables(project: Path) -> list[dict[str, Any]]:
@@ -272,9 +276,10 @@ class Comparison:
                  project: str = "", epochs: int | None = None) -> None:
         self.base = base.copy()
         if epochs is not None:
-            if epochs < 1:
-                raise CompareError("--epochs must be >= 1")
-            self.base.train.epochs = epochs
+            try:
+                self.base.train.epochs = epochs  # through the schema: the same limits as train --epochs
+            except WorkbenchError as exc:
+                raise CompareError(f"--epochs: {exc}") from None
         self.strategies = strategies
         self.out_dir = Path(out_dir)
         self.project = project
@@ -295,17 +300,49 @@ class Comparison:
         return self._stop
 
     def prepare(self) -> list[Strategy]:
-        """Check the output folder and expand ``sweep`` (needs the model's stages). Raises CompareError."""
+        """Before anything trains: check the output folder, load the model and the data once, expand ``sweep``,
+        and check every strategy's plan as ``workbench train`` would (paths, LRs, device). Raises CompareError."""
+        from workbench.atomic import check_folder_target
+        from workbench.preflight import errors
+        from workbench.training.devices import pick_device
+        from workbench.training.prepare import plan_problems
         from workbench.workspace import Workspace
 
+        check_folder_target(self.out_dir, "--out")
         if self.out_dir.exists() and any(self.out_dir.iterdir()):
             raise CompareError(f"{self.out_dir} already exists and is not empty: choose a new --out folder "
                                "(a comparison never overwrites earlier runs)")
-        ws = Workspace.from_plan(self.base.copy())
-        self.strategies = expand(self.strategies, stage_count(ws.tree))
-        for s in self.strategies:  # every plan is checked before anything trains
-            strategy_plan(self.base, ws.tree, s)
+        shared, images = self._shared_start()
+        self.strategies = expand(self.strategies, stage_count(shared.tree))
+        for s in self.strategies:
+            plan = strategy_plan(shared.plan, shared.tree, s)
+            try:
+                pick_device(plan.train.device)
+                found = errors(plan_problems(Workspace(shared.backbone, shared.tree, plan), images))
+            except WorkbenchError as exc:
+                raise CompareError(f"strategy {s.name!r}: {exc}") from None
+            if found:
+                raise CompareError(f"strategy {s.name!r} would spoil its run: " + "; ".join(str(p) for p in found))
         return self.strategies
+
+    def _shared_start(self) -> tuple[Any, Any]:
+        """The model and data every strategy starts from (each run trains a copy), and the listed images."""
+        import torch
+
+        from workbench.data import check_num_classes, open_data, open_images
+        from workbench.workspace import Workspace
+
+        plan = self.base.copy()
+        images = open_images(plan.data, plan.base_dir)
+        plan.model.num_classes = check_num_classes(images.classes, plan.model.num_classes, False)
+        torch.manual_seed(plan.train.seed)  # the same model init as `workbench train` gives this plan
+        shared = Workspace.from_plan(plan)
+        data = open_data(plan.data, plan.base_dir, shared.backbone.spec, augment=plan.train.augment, images=images)
+        self._shared = (shared, data)
+        self.data_info = {"classes": len(data.classes), "train_images": len(data.train),
+                          "val_images": len(data.val) if data.val is not None else 0,
+                          "dataset": plan.data.dataset, "path": plan.data.path}
+        return shared, images
 
     def run(self) -> Iterator[CompareEvent]:
         strategies = self.prepare()
@@ -338,24 +375,15 @@ class Comparison:
         import torch
 
         from workbench.cost import plan_cost, workspace_cost_model
-        from workbench.data import check_num_classes, open_data, open_images
         from workbench.freezing import plan_at_epoch
         from workbench.resolve import resolve_plan
         from workbench.training.reports import EpochReport, StateReport
         from workbench.training.trainer import Trainer
         from workbench.workspace import Workspace
 
-        if self._shared is None:  # one model and one data set for every strategy: each run trains a copy
-            plan = self.base.copy()
-            images = open_images(plan.data, plan.base_dir)
-            plan.model.num_classes = check_num_classes(images.classes, plan.model.num_classes, False)
-            torch.manual_seed(plan.train.seed)  # the same model init as `workbench train` gives this plan
-            shared = Workspace.from_plan(plan)
-            data = open_data(plan.data, plan.base_dir, shared.backbone.spec, augment=plan.train.augment)
-            self._shared = (shared, data)
-            self.data_info = {"classes": len(data.classes), "train_images": len(data.train),
-                              "val_images": len(data.val) if data.val is not None else 0,
-                              "dataset": plan.data.dataset, "path": plan.data.path}
+        if self._shared is None:
+            self._shared_start()
+        assert self._shared is not None
         shared, data = self._shared
         start = time.perf_counter()  # (loading the model and opening the data, once for all, is not counted)
         plan = strategy_plan(shared.plan, shared.tree, strategy)

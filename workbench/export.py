@@ -49,4 +49,17 @@ def export_model(
                              "are broken (a diverged run?). Export an earlier checkpoint or retrain with a lower LR")
     exporter = registry().get(EXPORTERS, fmt)
     kwargs = {} if tolerance is None else {"tolerance": tolerance}
-    return exporter.export(module, spec, Path(out).expanduser(), recipe_toml, **kwargs)
+    target = Path(out).expanduser()
+    _check_target(target, getattr(exporter, "output_kind", "file"))
+    return exporter.export(module, spec, target, recipe_toml, **kwargs)
+
+
+def _check_target(out: Path, kind: str) -> None:
+    """Before any work: refuse an output that is a device, FIFO, socket or the wrong kind (file vs folder)."""
+    from workbench.atomic import check_file_target, check_folder_target
+
+    if kind == "folder":
+        check_folder_target(out, "--out")
+    else:
+        check_file_target(out)
+        check_folder_target(out.parent, "--out")

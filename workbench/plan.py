@@ -45,7 +45,8 @@ MAX_SEED = 2**32 - 1  # numpy and DataLoader workers take 32-bit seeds
 # The schema is the single source of truth: types, ranges and defaults of every project-file key
 # live in these annotations; workbench.project validates TOML through them and `workbench schema`
 # publishes them as JSON Schema. Strict: "10" is not an integer, 1 is not true.
-_CONFIG = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+# validate_assignment: ``plan.train.lr = float("nan")`` after construction is refused like the file is.
+_CONFIG = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, validate_assignment=True)
 
 
 def _as_tuple(value: Any) -> Any:
@@ -77,20 +78,29 @@ _Section = TypeVar("_Section")
 def section(cls: type[_Section]) -> type[_Section]:
     """A validated project-file section: a pydantic dataclass whose bad values raise PlanError.
 
-    Constructing one from Python (``TrainConfig(batch_size=0)``) is refused like the TOML file is.
+    Constructing one from Python (``TrainConfig(batch_size=0)``) or assigning to it afterwards
+    (``plan.train.batch_size = 0``) is refused like the TOML file is.
     """
     validated = pydantic.dataclasses.dataclass(cls, config=_CONFIG)
-    init = validated.__init__
+    init, assign = validated.__init__, validated.__setattr__
+    where = f"[{SECTION_NAMES.get(cls.__name__, cls.__name__)}]"
 
     @functools.wraps(init)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         try:
             init(self, *args, **kwargs)
         except pydantic.ValidationError as exc:
-            raise PlanError(describe_error(exc, f"[{SECTION_NAMES.get(cls.__name__, cls.__name__)}]")) from None
+            raise PlanError(describe_error(exc, where)) from None
+
+    def __setattr__(self: Any, name: str, value: Any) -> None:
+        try:
+            assign(self, name, value)
+        except pydantic.ValidationError as exc:
+            raise PlanError(describe_error(exc, where)) from None
 
     validated.validating_init = init  # type: ignore[attr-defined]  # the raw one, for workbench.project
     validated.__init__ = __init__  # type: ignore[method-assign]
+    validated.__setattr__ = __setattr__  # type: ignore[method-assign]
     return cast("type[_Section]", validated)
 
 

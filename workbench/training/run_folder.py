@@ -126,12 +126,10 @@ class RunDir:
     # --- writing -----------------------------------------------------------------------
     def check_writable(self) -> None:
         """A clear error when the folder cannot be a run folder (a file, under a file, read-only)."""
+        from workbench.atomic import check_folder_target
+
         run_dir = self.path
-        for parent in [run_dir, *run_dir.parents]:
-            if parent.exists():
-                if not parent.is_dir():
-                    raise WorkbenchError(f"cannot use {run_dir} as a run folder: {parent} is a file")
-                break
+        check_folder_target(run_dir, "run folder")
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
