@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from workbench.errors import WorkbenchError
+from workbench.errors import DiskFullError, WorkbenchError
 
 # How writers that do not raise OSError report a full disk (torch's zip writer, safetensors' Rust writer).
 _FILE, _FOLDER = "a regular file", "a folder"
@@ -36,7 +36,7 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except (FileExistsError, NotADirectoryError):
         raise WorkbenchError(f"cannot write {target}: {_blocker(folder)}") from None
     except OSError as exc:
-        raise WorkbenchError(_describe(target, exc)) from None
+        raise (DiskFullError if _is_enospc(exc) else WorkbenchError)(_describe(target, exc)) from None
     os.close(fd)
     tmp = Path(tmp_name)
     with contextlib.suppress(OSError):  # mkstemp makes 0600; a normal file honours the umask (0644 under 022)
@@ -52,13 +52,13 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
     except OSError as exc:
         message = _describe(target, exc)  # free space as the write saw it, before the temp file goes
         tmp.unlink(missing_ok=True)
-        raise WorkbenchError(message) from None
+        raise (DiskFullError if _is_enospc(exc) else WorkbenchError)(message) from None
     except Exception as exc:
         full = disk_full(exc, folder)
         message = _no_space(target) if full else ""
         tmp.unlink(missing_ok=True)
         if full:
-            raise WorkbenchError(message) from None
+            raise DiskFullError(message) from None
         raise
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -185,9 +185,13 @@ def atomic_write_text(target: str | Path, text: str) -> None:
     atomic_write_bytes(target, text.encode("utf-8"))
 
 
+def _is_enospc(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def disk_full(exc: BaseException, folder: Path) -> bool:
     """Whether ``exc`` means the disk under ``folder`` is full, however the writer library words it."""
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if _is_enospc(exc) or isinstance(exc, DiskFullError):
         return True
     text = str(exc).lower()
     return any(t in text for t in _DISK_FULL_TEXT) and _free_bytes(folder) < 64 * 2**20
@@ -208,6 +212,15 @@ def _describe(target: Path, exc: OSError) -> str:
 def _no_space(target: Path) -> str:
     free = _free_bytes(target.parent if str(target.parent) else Path("."))
     return f"cannot write {target}: no space left on device ({_size(free)} free there)"
+
+
+def disk_full_message(folder: Path, needed: int) -> str:
+    """"the file system at MOUNT (holding FOLDER) is full: N free, about M needed"."""
+    mount = folder.resolve()
+    while not os.path.ismount(mount) and mount != mount.parent:
+        mount = mount.parent
+    where = f"the file system at {mount}" + (f" (holding {_short(folder)})" if mount != folder.resolve() else "")
+    return f"{where} is full: {_size(_free_bytes(folder))} free, about {_size(needed)} needed"
 
 
 def _free_bytes(folder: Path) -> int:

@@ -26,3 +26,7 @@ class DataError(WorkbenchError):
 
 class TrainingError(WorkbenchError):
     """Training stopped because of its input or numbers (NaN loss, out of memory, mismatched data)."""
+
+
+class DiskFullError(WorkbenchError):
+    """A write failed because the file system is full (or over quota); the message names the path and free space."""

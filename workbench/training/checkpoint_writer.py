@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 from workbench.atomic import atomic_path
-from workbench.errors import TrainingError
+from workbench.errors import DiskFullError, TrainingError
 from workbench.safetensors_file import write_safetensors
 from workbench.training.checkpoint import rng_state, save_checkpoint
 from workbench.training.optimizer import optimizer_layout
@@ -44,6 +44,7 @@ class CheckpointWriter:
         self._last = float("-inf")
         self._since = time.monotonic()  # the last checkpoint, or the start of training
         self._cost: float | None = None  # seconds the last checkpoint took, snapshot to disk
+        self.written: tuple[int, int] | None = None  # (epoch, batch) of the last checkpoint on disk, this session
 
     def begin(self) -> None:
         """Training starts now (the first epoch checkpoint's share is counted from here)."""
@@ -102,6 +103,7 @@ class CheckpointWriter:
                 state = {key: value for key, value in state.items() if key != "model"}
                 state["model_file"] = os.path.relpath(self.run_dir.weights, self.run_dir.checkpoint.parent)
             save_checkpoint(self.run_dir.checkpoint, state)
+            self.written = (state["epoch"], state["batch"])
             self._since = time.monotonic()
             self._cost = self._since - started
         except BaseException as exc:  # reported on the training thread by join()
@@ -119,6 +121,8 @@ class CheckpointWriter:
             self._thread = None
         error, self._error = self._error, None
         if error is not None and raise_errors:
+            if isinstance(error, DiskFullError):
+                raise DiskFullError(str(error)) from None  # the Trainer turns it into a clean stop
             raise TrainingError(f"cannot write the checkpoint in {self.run_dir}: {error}") from None
 
 

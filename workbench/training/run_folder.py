@@ -163,10 +163,29 @@ class RunDir:
     def write_status(self, state: str, message: str = "") -> None:
         """``status.json``: running / finished / stopped / failed (a kill leaves "running" with no lock: crashed)."""
         from workbench.atomic import atomic_write_text
+        from workbench.errors import DiskFullError
 
         status: dict[str, Any] = {"state": state} if state == "running" else {"state": state, "message": message}
-        atomic_write_text(self.status, json.dumps({**status, "time": datetime.now().isoformat(timespec="seconds")})
-                          + "\n")
+        text = json.dumps({**status, "time": datetime.now().isoformat(timespec="seconds")}) + "\n"
+        try:
+            atomic_write_text(self.status, text)
+        except DiskFullError:
+            self._rewrite_in_place(self.status, text.encode("utf-8"))
+
+    @staticmethod
+    def _rewrite_in_place(path: Path, data: bytes) -> None:
+        """On a full disk: overwrite the existing small file in its own blocks (no new space for a temp file).
+
+        Not atomic, but the status is one short line in one block; without it a run that failed on a
+        full disk would read "running" forever.
+        """
+        from workbench.errors import DiskFullError
+
+        if not path.is_file() or len(data) > 4096:
+            raise DiskFullError(f"cannot write {path}: no space left on device")
+        with open(path, "r+b") as fh:
+            fh.write(data)
+            fh.truncate(len(data))
 
     def claim(self, resume: bool = False, overwrite: bool = False) -> "RunLock":
         """Lock the folder for one training; refuse to mix a new run into an old one; sweep a killed run's debris."""

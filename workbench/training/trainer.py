@@ -23,11 +23,12 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from workbench.errors import TrainingError
+from workbench.atomic import disk_full, disk_full_message
+from workbench.errors import DiskFullError, TrainingError
 from workbench.plan import FinetunePlan
 from workbench.runs import TrainedModel
 from workbench.training.callbacks import Callback
-from workbench.training.checkpoint_writer import CheckpointWriter
+from workbench.training.checkpoint_writer import CheckpointWriter, state_bytes
 from workbench.training.checkpointing import Checkpointing
 from workbench.training.distributed import Distributed, from_environment
 from workbench.training.feature_caching import FeatureCaching
@@ -72,7 +73,7 @@ class Trainer:
         self.overwrite = overwrite
         self.allow_data_change = allow_data_change
         self.dist: Distributed | None = None
-        writer = CheckpointWriter(self.run_folder, self.CHECKPOINT_INTERVAL_S)
+        self._writer = writer = CheckpointWriter(self.run_folder, self.CHECKPOINT_INTERVAL_S)
         self.callbacks: list[Callback] = [GradualUnfreezing(), FeatureCaching(), NonFiniteGuard(writer),
                                           Checkpointing(writer), MetricsWriter(), *callbacks]
         self._compiled_modules: dict[int, Any] = {}
@@ -160,6 +161,10 @@ class Trainer:
                 yield report
             except (torch.cuda.OutOfMemoryError, MemoryError) as exc:
                 raise self._out_of_memory(t, exc) from None
+            except (OSError, DiskFullError) as exc:
+                if not disk_full(exc, self.run_dir):
+                    raise
+                raise self._disk_full(t) from None
             finally:
                 self._teardown(t)
 
@@ -272,6 +277,21 @@ class Trainer:
         return TrainingError(f"out of {memory} memory at batch size {size} during {t.phase} (epoch {t.epoch}{batch}); "
                              f"the last good checkpoint is kept. Try --batch-size {max(1, size // 2)}"
                              + (" or [train] amp = \"bf16\"" if memory == "GPU" else ""))
+
+    def _disk_full(self, t: TrainState) -> TrainingError:
+        """A full disk is a clean stop: where, how much is needed, what is kept, how to go on."""
+        needed = state_bytes(t.model, t.optimizer)  # what one checkpoint holds
+        batch = f", batch {t.batch}" if t.phase == "training" else ""
+        self._writer.join(raise_errors=False)  # a write in flight decides what is kept
+        kept = self._writer.written
+        if kept is not None or t.run_dir.checkpoint.is_file():
+            at = f" (it resumes at epoch {kept[0]}, batch {kept[1]})" if kept is not None else ""
+            then = (f"the last good checkpoint is kept in {t.run_dir.checkpoint}{at}; free some space, then continue "
+                    f"with: workbench train --resume {shlex.quote(str(self.run_dir))}")
+        else:
+            then = "no checkpoint had been written yet; free some space and train again"
+        return TrainingError(f"{disk_full_message(self.run_dir, needed)} (one checkpoint): training stopped during "
+                             f"{t.phase} of epoch {t.epoch}{batch}; {then}")
 
     def _teardown(self, t: TrainState) -> None:
         self._plan_now = t.plan
