@@ -149,15 +149,11 @@ def _load_pickle(path: Path) -> Any:
     try:
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        detail = str(exc).strip().splitlines()
-        what = next((line.strip() for line in detail if "GLOBAL" in line or "Unsupported" in line), detail[0] if detail else "")
+        from workbench.pickle_refusal import describe_load_error
+
         if not zipfile.is_zipfile(path) and not _pickle_stream_parses(path):
-            raise ModelLoadError(f"{path.name}: a damaged PyTorch checkpoint (the pickle stream is corrupt: "
-                                 f"{what})") from None
-        raise ModelLoadError(
-            f"refusing to load {path.name}: it is a pickle that needs more than tensors ({what}); "
-            "unpickling it could run arbitrary code. Re-save just the state_dict "
-            "(torch.save(model.state_dict(), ...)) or, better, as .safetensors") from None
+            raise ModelLoadError(f"{path.name}: a damaged PyTorch checkpoint (the pickle stream is corrupt)") from None
+        raise ModelLoadError(f"refusing to load {path.name}: {describe_load_error(exc)}") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise ModelLoadError(f"{path.name}: not a readable PyTorch checkpoint ({str(exc).splitlines()[0]})") from None
     except (KeyError, IndexError, TypeError, AttributeError, MemoryError, OverflowError) as exc:

@@ -29,6 +29,21 @@ class LoadRequest:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
 
+    def __post_init__(self) -> None:
+        from numbers import Integral
+
+        from workbench.errors import ModelLoadError
+        from workbench.plan import MAX_CHANNELS, MAX_CLASSES, MAX_SIDE
+
+        n = self.num_classes
+        if n is not None and (isinstance(n, bool) or not isinstance(n, Integral) or not 1 <= n <= MAX_CLASSES):
+            raise ModelLoadError(f"num_classes must be a whole number from 1 to {MAX_CLASSES:,}, not {n!r}")
+        size = self.input_size
+        if size is not None and (len(size) != 3 or not all(isinstance(v, Integral) and v >= 1 for v in size)
+                                 or size[0] > MAX_CHANNELS or max(size[1:]) > MAX_SIDE):
+            raise ModelLoadError(f"input_size must be (channels, height, width) with 1-{MAX_CHANNELS} channels "
+                                 f"and sides 1-{MAX_SIDE}, not {size!r}")
+
     @property
     def path(self) -> Path:
         return Path(self.ref).expanduser()

@@ -208,7 +208,9 @@ def load_state(source: str | Path) -> dict[str, "torch.Tensor"]:
         try:
             data = torch.load(str(path), map_location="cpu", weights_only=True)
         except Exception as exc:
-            raise DriftError(f"{path} is not a readable PyTorch checkpoint ({str(exc).splitlines()[0][:200]})") from None
+            from workbench.pickle_refusal import describe_load_error
+
+            raise DriftError(f"{path} is not a readable PyTorch checkpoint: {describe_load_error(exc)}") from None
         for key in ("model", "state_dict"):
             if isinstance(data, dict) and isinstance(data.get(key), dict):
                 data = data[key]

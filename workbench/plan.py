@@ -41,6 +41,7 @@ AMP_SETTINGS = ("auto", "bf16", "fp16", "off", "none", "false", "fp32")
 MAX_CHANNELS = 64
 MAX_SIDE = 8192  # larger inputs need tens of GB for one activation map
 MAX_SEED = 2**32 - 1  # numpy and DataLoader workers take 32-bit seeds
+MAX_CLASSES = 1_000_000
 
 # The schema is the single source of truth: types, ranges and defaults of every project-file key
 # live in these annotations; workbench.project validates TOML through them and `workbench schema`
@@ -162,7 +163,7 @@ class ModelConfig:
     name: Annotated[str, Field(min_length=1)] = "resnet18"
     arch: str | None = None
     pretrained: bool = False
-    num_classes: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    num_classes: Annotated[int, Field(ge=1, le=MAX_CLASSES)] | None = None
     input_size: InputSize | None = None
     mean: Mean | None = None
     std: Std | None = None

@@ -9,6 +9,8 @@ Original module paths are kept, so freezing, groups and the resolver work unchan
 from __future__ import annotations
 
 import difflib
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -94,10 +96,51 @@ def default_cut(model: "nn.Module", classifier: str | None) -> str:
     raise SurgeryError("[head] cut: this model has no known classifier; name a module to cut at")
 
 
+def _check_not_classifier(cut: str, classifier: str | None, model: "nn.Module") -> None:
+    """A cut at (or around) the classifier would stack the new head on the old one's outputs: refused."""
+    if not classifier or not (cut == classifier or classifier.startswith(cut + ".") or cut.startswith(classifier + ".")):
+        return
+    try:
+        instead = f"leave cut out (or cut = {default_cut(model, classifier)!r}) to replace the classifier"
+    except SurgeryError:
+        instead = "name the module before the classifier to replace it"
+    raise SurgeryError(f"[head] cut = {cut!r} keeps the classifier {classifier!r}: the new head would be stacked "
+                       f"on the old classifier's outputs; {instead}")
+
+
+def head_parameter_count(spec: HeadSpec, feature_shape: tuple[int, ...], num_classes: int) -> int:
+    """Parameters of the head ``make_head`` would build (computed without allocating it)."""
+    if spec.pool in ("flatten", "none") or len(feature_shape) == 1:
+        width = math.prod(feature_shape)
+    else:
+        width = (feature_shape[-1] if len(feature_shape) == 2 else feature_shape[0]) * (2 if spec.pool == "avgmax" else 1)
+    total = 0
+    for size in [*spec.hidden, num_classes]:
+        total += width * size + size
+        width = size
+    return total
+
+
+def _check_head_fits(spec: HeadSpec, feature_shape: tuple[int, ...], num_classes: int) -> None:
+    """Refuse a head whose training state (weights, gradients, two AdamW moments: 16 bytes a parameter) exceeds
+    this machine's memory, before anything is allocated."""
+    params = head_parameter_count(spec, feature_shape, num_classes)
+    need = 16 * params
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > memory:
+        raise SurgeryError(f"[head] the new head would have {params:,} parameters ({need / 2**30:,.1f} GiB to train in "
+                           f"float32 with AdamW), more than this machine's {memory / 2**30:,.1f} GiB of memory; "
+                           f"use smaller hidden sizes (now {spec.hidden}) or pool the features")
+
+
 def make_head(spec: HeadSpec, feature_shape: tuple[int, ...], num_classes: int) -> "nn.Module":
     """Pool (over spatial or token dims) + MLP ending in ``num_classes`` outputs."""
     import torch.nn as nn
 
+    _check_head_fits(spec, feature_shape, num_classes)
     layers: list[nn.Module] = []
     if spec.pool == "none":
         if len(feature_shape) != 1:
@@ -226,6 +269,7 @@ def attach_head(model: "nn.Module", spec: HeadSpec, num_classes: int, input_size
                 classifier: str | None = None) -> "nn.Module":
     """Cut ``model`` at ``spec.cut`` and append a ``head`` submodule; original paths are kept."""
     cut = spec.cut or default_cut(model, classifier)
+    _check_not_classifier(cut, classifier, model)
     trunk = cut_at(model, cut)
     feats = feature_shape(trunk, input_size)
     head = make_head(spec, feats, num_classes)

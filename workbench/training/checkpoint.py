@@ -34,7 +34,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError) as exc:
-        raise WorkbenchError(f"cannot read checkpoint {path}: {str(exc).splitlines()[0]}") from None
+        from workbench.pickle_refusal import describe_load_error
+
+        raise WorkbenchError(f"cannot read checkpoint {path}: {describe_load_error(exc)}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise WorkbenchError(f"{path} is not a workbench training checkpoint")
     if "model" not in state and "model_file" in state:  # written with the weights file: the weights are there
