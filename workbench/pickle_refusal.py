@@ -19,7 +19,7 @@ def describe_load_error(exc: BaseException) -> str:
 
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
     if isinstance(exc, pickle.UnpicklingError) and "weights only load failed" in text.lower():
-        found = re.search(r"Unsupported (?:global|operand)[^.]*?(?=\s+was not an allowed|\.|$)", text)
+        found = re.search(r"Unsupported (?:global|operand)[^.\n]*?(?=\s+was not an allowed|\.|\n|$)", text)
         what = f" ({found.group(0).strip()})" if found else ""
         return f"it contains code, not only tensors{what}: loading it could run that code, so it is refused; {CONVERT}"
     lines = [line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line]
