@@ -230,18 +230,18 @@ def diff_sources(a: str | Path, b: str | Path | None = None) -> DriftReport:
 
 def diff_run_from_start(run_dir: Path) -> DriftReport:
     """The run's final weights against the start it recorded (saved tensors + fingerprints of the rest)."""
-    from safetensors.torch import load_file
-
     run_dir = Path(run_dir).expanduser()
     start_file, prints_file = RunDir(run_dir).start_weights, RunDir(run_dir).start_fingerprints
     if not start_file.is_file() or not prints_file.is_file():
         raise DriftError(f"{run_dir} has no record of its start ({START_WEIGHTS}, {START_FINGERPRINTS}); "
                          "give two weight files to compare instead")
     final = load_state(run_dir)
-    start = dict(load_file(str(start_file)))
+    start = dict(load_state(start_file))  # (a truncated or damaged record is one clear error there)
     try:
         prints: dict[str, str] = json.loads(prints_file.read_text())["sha256"]
-    except (ValueError, KeyError) as exc:
+        if not isinstance(prints, dict):
+            raise TypeError("sha256 is not a table")
+    except (ValueError, KeyError, TypeError, OSError) as exc:
         raise DriftError(f"{prints_file} is unreadable ({exc})") from None
     problems = []
     tampered: set[str] = set()

@@ -72,10 +72,15 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
     else:
         raise WorkbenchError(f"{run.path} has no weights yet ({RunDir.WEIGHTS} and {RunDir.CHECKPOINT} are missing)")
     ws = Workspace.from_plan(plan)
-    missing, unexpected = ws.backbone.module.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise WorkbenchError(f"{run.weights} does not fit the run's model: "
-                             f"{len(missing)} missing, {len(unexpected)} unexpected tensors")
+    from workbench.state_fit import state_mismatch
+
+    mismatch = state_mismatch(ws.backbone.module, state)
+    if mismatch:
+        weights = run.weights if saved is None else run.checkpoint
+        raise WorkbenchError(f"the weights in {weights} do not fit the recipe in {run.project}: {mismatch}. The "
+                             "recipe was edited after training: restore it, or train the edited recipe anew "
+                             f"(workbench train {run.project} --out {run.path} --overwrite)")
+    ws.backbone.module.load_state_dict(state)
     spec = ws.backbone.spec
     if isinstance(spec_data, dict):
         spec.label_names = spec_data.get("label_names") or spec.label_names

@@ -279,18 +279,40 @@ class RunClaim:
         self.run_dir, self.resume, self.overwrite, self.writes = run_dir, resume, overwrite, writes
         self._lock: RunLock | None = None
         self._outcome = ("failed", "ended without a final report")
+        self._before: str | None = None  # status.json before a resume, put back if the resume is refused
+        self._started = False
 
     def __enter__(self) -> "RunClaim":
         if self.writes:
             self._lock = self.run_dir.claim(self.resume, self.overwrite)
+            if self.resume and self.run_dir.status.is_file():
+                try:
+                    self._before = self.run_dir.status.read_text(encoding="utf-8")
+                except (OSError, UnicodeDecodeError):
+                    self._before = None
         self._write("running")
         return self
+
+    def started(self) -> None:
+        """The run's checks passed and training begins: from here a failure is the run's."""
+        self._started = True
 
     def ended(self, state: str, message: str) -> None:
         self._outcome = (state, message)
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         state, message = self._outcome
+        if exc is not None and not self._started and self._before is not None:
+            # A refused resume (changed recipe or data) leaves the run as it was: finished stays finished.
+            from workbench.atomic import atomic_write_text
+
+            try:
+                atomic_write_text(self.run_dir.status, self._before)
+            except WorkbenchError:
+                pass
+            if self._lock is not None:
+                self._lock.release()
+            return
         if exc_type is GeneratorExit:
             state, message = "stopped", "the consumer stopped reading reports"
         elif exc is not None:

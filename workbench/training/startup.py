@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from workbench.apply import apply_plan
 from workbench.atomic import atomic_write_text
-from workbench.errors import TrainingError
+from workbench.errors import TrainingError, WorkbenchError
 from workbench.groups import default_groups
 from workbench.plan import FinetunePlan
 from workbench.resolve import resolve_plan
@@ -96,6 +96,7 @@ def start_run(trainer: Trainer) -> TrainState:
         dist.broadcast_module(model, device)  # frozen weights too: DDP only syncs what it wraps
     applied = apply_plan(model, resolution)
     if state is not None:
+        _check_fits(model, state["model"], run_dir)
         model.load_state_dict(state["model"])
         optimizer = build_optimizer(cfg, groups_from_layout(model, state["optimizer_layout"]))
         optimizer.load_state_dict(state["optimizer"])
@@ -206,3 +207,14 @@ def loader_workers(setting: int | None, dataset: Any) -> int:
     if getattr(dataset, "keep_decoded", False):
         return 0
     return min(4, max(0, (os.cpu_count() or 1) - 1))
+
+
+def _check_fits(model: nn.Module, weights: dict[str, Any], run_dir: RunDir) -> None:
+    """A resumed checkpoint must fit the model its recipe builds; say which tensors differ, and what to do."""
+    from workbench.state_fit import state_mismatch
+
+    mismatch = state_mismatch(model, weights)
+    if mismatch:
+        raise WorkbenchError(f"cannot resume: the checkpoint {run_dir.checkpoint} does not fit the recipe in "
+                             f"{run_dir.project}: {mismatch}. The recipe was edited after the run was made: restore "
+                             f"it, or train the edited recipe as a new run (--out another folder, or --overwrite)")

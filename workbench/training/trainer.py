@@ -123,6 +123,7 @@ class Trainer:
         with RunClaim(self.run_folder, resume=self.resume, overwrite=self.overwrite,
                       writes=self.writes_files) as claim:
             t = start_run(self)
+            claim.started()
             try:
                 yield from self._fire("before_fit", t)
                 for epoch in range(t.epoch, t.cfg.epochs):
