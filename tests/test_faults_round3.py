@@ -188,3 +188,165 @@ def test_a_disk_that_fills_mid_run_is_a_clean_stop(tmp_path, capsys, monkeypatch
     assert main(["train", "--resume", str(run)]) == 0
     steps = [json.loads(x)["global_step"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
     assert steps == list(range(1, len(steps) + 1)) and len(steps) == 3 * 3
+
+
+# --- 4. compare checks every strategy like train before the first starts ----------------------------------
+
+def _compare_project(tmp_path: Path, tables: str = "") -> Path:
+    from tests.test_compare import write_project as write_compare_project
+
+    return write_compare_project(tmp_path, extra=tables)
+
+
+COMPARE_CASES = [
+    (["--strategies", "probe", "--epochs", "1000000"], "", "epochs must be <= 100000, not 1000000"),
+    (["--strategies", "big"], '[[compare]]\nname = "big"\nepochs = 10000000000000\n', "epochs must be <= 100000"),
+    ([], '[[compare]]\nname = "a"\n[[compare]]\nname = "a"\nlr = 0.1\n',
+     "[[compare]] #2: name 'a' is also the name of [[compare]] #1"),
+    (["--strategies", "freeze:1,freeze:01"], "", "strategy listed twice: freeze:01 (freeze:1 and freeze:01 are the same"),
+    (["--strategies", "discriminative:0.5,discriminative:1/2"], "", "strategy listed twice"),
+    (["--strategies", "probe", "--device", "tpu"], "", "device 'tpu' is not available"),
+    (["--strategies", "x"], '[[compare]]\nname = "x"\nlr = nan\n', "lr must be a finite number"),
+    (["--strategies", "x"], '[[compare]]\nname = "x"\nlr = inf\n', "lr must be a finite number"),
+    (["--strategies", "x"], '[[compare]]\nname = "x"\nfrozen = ["layer9"]\n', "unknown module path 'layer9'"),
+    (["--strategies", "x"], '[[compare]]\nname = "x"\nlr = 5.0\n', "lr-too-high"),
+    (["--strategies", "discriminative:1/0"], "", "discriminative:FACTOR needs a number"),
+    (["--strategies", "discriminative:0/0"], "", "discriminative:FACTOR needs a number"),
+    (["--strategies", "freeze:\u00b2"], "", "freeze:N needs a whole number"),
+    (["--strategies", "freeze:\u0663"], "", "freeze:N needs a whole number"),
+    (["--strategies", "discriminative:\u0663"], "", "discriminative:FACTOR needs a number"),
+]
+
+
+@pytest.mark.parametrize(("args", "tables", "message"), COMPARE_CASES)
+def test_compare_refuses_before_anything_trains(tmp_path, capsys, args, tables, message):
+    project = _compare_project(tmp_path, tables)
+    out = tmp_path / "cmp"
+    assert main(["compare", str(project), "--out", str(out), *args]) == 2
+    err = error_line(capsys)
+    assert message in err, err
+    assert not out.exists()  # nothing ran, nothing written
+
+
+def test_compare_out_that_is_a_file(tmp_path, capsys):
+    project = _compare_project(tmp_path)
+    (tmp_path / "afile").write_text("mine")
+    assert main(["compare", str(project), "--strategies", "probe", "--out", str(tmp_path / "afile")]) == 2
+    assert "--out" in error_line(capsys) and (tmp_path / "afile").read_text() == "mine"
+
+
+# --- 5. [head] cut at the classifier; a head too big to allocate ------------------------------------------
+
+@pytest.mark.parametrize(("head", "message"), [
+    ('cut = "fc"', "[head] cut = 'fc' keeps the classifier 'fc': the new head would be stacked"),
+    ("hidden = [1000000000]", "the new head would have 516,000,000,003 parameters"),
+])
+def test_head_that_would_stack_or_not_fit_is_refused(tmp_path, capsys, head, message):
+    project = write_project(tmp_path, epochs=1)
+    project.write_text(project.read_text() + f"\n[head]\n{head}\n")
+    for argv in (["inspect", str(project)], ["train", str(project), "--out", str(tmp_path / "run")]):
+        assert main(argv) == 2, argv
+        assert message in error_line(capsys), argv
+    assert not (tmp_path / "run").exists()
+
+
+# --- 6. the Python API validates what is assigned ---------------------------------------------------------
+
+@pytest.mark.parametrize(("key", "value", "message"), [
+    ("batch_size", 0, "[train] batch_size must be >= 1, not 0"),
+    ("lr", float("nan"), "[train] lr must be a finite number, not nan"),
+    ("epochs", 0, "[train] epochs must be >= 1, not 0"),
+    ("epochs", 10**13, "[train] epochs must be <= 100000"),
+    ("optimizer", "adam", "[train] optimizer must be one of adamw, sgd, not 'adam'"),
+])
+def test_assigning_a_bad_value_to_a_plan_is_refused_at_once(key, value, message):
+    from workbench.errors import PlanError
+    from workbench.plan import FinetunePlan
+
+    plan = FinetunePlan()
+    before = getattr(plan.train, key)
+    with pytest.raises(PlanError) as caught:
+        setattr(plan.train, key, value)
+    assert str(caught.value).startswith(message)
+    assert getattr(plan.train, key) == before  # the plan is unchanged
+
+
+def test_assignment_is_checked_in_every_section():
+    from workbench.errors import PlanError
+    from workbench.plan import FinetunePlan
+
+    plan = FinetunePlan()
+    for section, key, value in (("model", "num_classes", -2), ("freeze", "batchnorm", "sometimes"),
+                                ("data", "val_split", 1.5), ("model", "input_size", (3, 0, 0))):
+        with pytest.raises(PlanError, match=rf"\[{section}\] {key}"):
+            setattr(getattr(plan, section), key, value)
+    plan.train.lr = 1  # an integer is a fine number
+    assert plan.train.lr == 1.0 and isinstance(plan.train.lr, float)
+
+
+def test_load_request_refuses_a_negative_class_count():
+    from workbench.backbone import LoadRequest
+    from workbench.errors import ModelLoadError
+
+    for n in (-2, 0, True, 2.5):
+        with pytest.raises(ModelLoadError, match="num_classes must be a whole number from 1 to 1,000,000"):
+            LoadRequest("resnet18", num_classes=n)
+    assert LoadRequest("resnet18", num_classes=3).num_classes == 3
+
+
+# --- tracebacks that became one-line errors ----------------------------------------------------------------
+
+def _copy_run(run: Path, tmp_path: Path) -> Path:
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    return copy
+
+
+def test_resume_with_a_recipe_edited_to_another_architecture(finished_run, tmp_path, capsys):
+    run = _copy_run(finished_run, tmp_path)
+    status = (run / "status.json").read_text()
+    project = run / "project.toml"
+    project.write_text(project.read_text().replace('name = "resnet18"', 'name = "resnet34"'))
+    assert main(["train", "--resume", str(run), "--epochs", "2"]) == 2
+    err = error_line(capsys)
+    assert "does not fit the recipe" in err and "layer1.2.conv1.weight" in err and "restore it" in err, err
+    assert (run / "status.json").read_text() == status  # the finished run is still recorded as finished
+
+
+def test_evaluate_with_a_recipe_edited_to_four_classes(finished_run, tmp_path, capsys):
+    run = _copy_run(finished_run, tmp_path)
+    project = run / "project.toml"
+    text = project.read_text().replace("num_classes = 3", "num_classes = 4")
+    project.write_text(text.replace("label_names = [\n", 'label_names = [\n    "extra",\n'))
+    for argv in (["evaluate", str(run)], ["export", str(run), "--format", "safetensors", "--out", str(tmp_path / "e")]):
+        assert main(argv) == 2, argv
+        err = error_line(capsys)
+        assert "fc.bias [3] saved vs [4] now" in err and "--overwrite" in err, err
+
+
+def test_diff_with_a_truncated_start_record(finished_run, tmp_path, capsys):
+    run = _copy_run(finished_run, tmp_path)
+    os.truncate(run / "initial_trainable.safetensors", 100)
+    assert main(["diff", str(run)]) == 2
+    assert "initial_trainable.safetensors is not a readable .safetensors file" in error_line(capsys)
+
+
+def test_a_refused_pickle_never_suggests_turning_the_check_off(finished_run, tmp_path, capsys):
+    import torch
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    run = _copy_run(finished_run, tmp_path)
+    torch.save({"format": 1, "x": Payload()}, run / "checkpoints" / "last.pt")
+    evil = tmp_path / "evil.pth"
+    torch.save({"fc.weight": Payload()}, evil)
+    for argv in (["train", "--resume", str(run)], ["inspect", str(evil), "--arch", "resnet18"],
+                 ["diff", str(evil), str(run / "model.safetensors")]):
+        assert main(argv) == 2, argv
+        err = error_line(capsys)
+        assert "contains code" in err and "state_dict" in err, (argv, err)
+        assert "weights_only" not in err and "add_safe_globals" not in err and "pwned" not in err, (argv, err)
