@@ -350,3 +350,57 @@ def test_a_refused_pickle_never_suggests_turning_the_check_off(finished_run, tmp
         err = error_line(capsys)
         assert "contains code" in err and "state_dict" in err, (argv, err)
         assert "weights_only" not in err and "add_safe_globals" not in err and "pwned" not in err, (argv, err)
+
+
+# --- documented behaviour: [head] on timm ViTs that torch.fx cannot trace -----------------------------------
+
+def _vit_project(tmp_path: Path, head: str) -> Path:
+    project = write_project(tmp_path, epochs=1)
+    text = project.read_text().replace('name = "resnet18"', 'name = "test_vit"')
+    text = text.replace('frozen = ["conv1", "bn1", "layer1", "layer2"]', 'frozen = ["patch_embed"]')
+    project.write_text(text + f"\n[head]\n{head}\n")
+    return project
+
+
+@pytest.mark.parametrize(("head", "features"), [
+    ('pool = "max"', 64), ('pool = "flatten"', 64), ('pool = "none"', 64),  # the pooled classifier input
+    ('cut = "patch_embed"\npool = "flatten"', 4 * 64),  # 2x2 patch tokens
+    ('cut = "blocks.1"\npool = "flatten"', 4 * 64),  # patch tokens after block 1 (timm drops the class token)
+    ('cut = "norm"\npool = "flatten"', 5 * 64),  # the final norm's tokens, class token included
+])
+def test_head_on_a_vit_with_a_dynamic_image_size(tmp_path, capsys, head, features):
+    """timm's test_vit (dynamic_img_size) cannot be traced by fx: it is cut through forward_intermediates."""
+    project = _vit_project(tmp_path, head)
+    assert main(["inspect", str(project), "--json"]) == 0
+    nodes = {n["path"]: n for n in json.loads(capsys.readouterr().out)["nodes"]}
+    assert nodes["head"]["output_shape"] == [1, 3]
+    assert nodes["head"]["params"] == features * 3 + 3  # one Linear from the cut's features to 3 classes
+
+
+def test_a_cut_vit_trains_exports_and_rebuilds(tmp_path, capsys):
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    from workbench.surgery import rebuild_from_config
+
+    project = _vit_project(tmp_path, 'cut = "blocks.1"\npool = "avgmax"\nhidden = [8]')
+    run = tmp_path / "run"
+    assert main(["train", str(project), "--out", str(run)]) == 0
+    assert main(["export", str(run), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 0
+    assert main(["export", str(run), "--format", "safetensors", "--out", str(tmp_path / "st")]) == 0
+    model = rebuild_from_config(tmp_path / "st").eval()
+    assert [n for n, _ in model.named_children() if n == "blocks"] and len(model.blocks) == 2  # blocks 2-5 pruned
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x).numpy()
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    assert np.abs(got - expected).max() < 1e-4
+
+
+def test_a_vit_cut_outside_timms_cut_points_lists_them(tmp_path, capsys):
+    project = _vit_project(tmp_path, 'cut = "pos_drop"')
+    assert main(["inspect", str(project)]) == 2
+    err = error_line(capsys)
+    assert "timm's own cut points: patch_embed, blocks.0" in err and "head_drop" in err, err

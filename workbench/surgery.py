@@ -32,6 +32,10 @@ class SurgeryError(WorkbenchError):
     """A [head] table or cut that cannot be applied, with a specific message."""
 
 
+class _Untraceable(SurgeryError):
+    """torch.fx cannot trace the model (control flow on tensor values or shapes)."""
+
+
 @dataclass
 class HeadSpec:
     """Where to cut and what head to attach; ``cut=None`` means the classifier's input."""
@@ -224,7 +228,7 @@ def cut_at(model: "nn.Module", cut: str) -> "fx.GraphModule":
         try:
             graph = _Leaf().trace(model)
         except Exception as exc:  # fx cannot trace data-dependent control flow
-            raise SurgeryError(f"[head] cut: this model cannot be traced to cut at {cut!r} ({type(exc).__name__}: {exc})") from None
+            raise _Untraceable(f"[head] cut: this model cannot be traced to cut at {cut!r} ({type(exc).__name__}: {exc})") from None
         root = model
     hits = [n for n in graph.nodes if n.op == "call_module" and n.target == cut]
     if not hits:
@@ -270,7 +274,14 @@ def attach_head(model: "nn.Module", spec: HeadSpec, num_classes: int, input_size
     """Cut ``model`` at ``spec.cut`` and append a ``head`` submodule; original paths are kept."""
     cut = spec.cut or default_cut(model, classifier)
     _check_not_classifier(cut, classifier, model)
-    trunk = cut_at(model, cut)
+    try:
+        trunk = cut_at(model, cut)
+    except _Untraceable:
+        from workbench.vit_cut import attach_vit_head, is_timm_vit
+
+        if not is_timm_vit(model):
+            raise
+        return attach_vit_head(model, cut, spec, num_classes, input_size)
     feats = feature_shape(trunk, input_size)
     head = make_head(spec, feats, num_classes)
     trunk.add_submodule("head", head)
@@ -291,7 +302,7 @@ def preview(model: "nn.Module", spec: HeadSpec, num_classes: int, input_size: tu
 
     built = attach_head(copy.deepcopy(model), spec, num_classes, input_size, classifier)
     head = built.get_submodule("head")
-    feats = feature_shape(_without_head(built), input_size)
+    feats = _head_input_shape(built, head, input_size)
     return {
         "cut": spec.cut or default_cut(model, classifier),
         "feature_shape": list(feats),
@@ -301,17 +312,15 @@ def preview(model: "nn.Module", spec: HeadSpec, num_classes: int, input_size: tu
     }
 
 
-def _without_head(gm: Any) -> Any:
-    import torch.fx as fx
-
-    graph = _copy_graph(gm.graph)
-    output = next(n for n in graph.nodes if n.op == "output")
-    head_node = output.args[0]
-    output.args = (head_node.args[0],)
-    out = fx.GraphModule(gm, graph)
-    out.graph.eliminate_dead_code()
-    out.recompile()
-    return out
+def _head_input_shape(built: "nn.Module", head: "nn.Module", input_size: tuple[int, ...]) -> tuple[int, ...]:
+    """Per-sample shape of what ``head`` receives in ``built``, for one input of ``input_size``."""
+    seen: list[tuple[int, ...]] = []
+    hook = head.register_forward_pre_hook(lambda _m, args: seen.append(tuple(args[0].shape[1:])))
+    try:
+        feature_shape(built, input_size)
+    finally:
+        hook.remove()
+    return seen[0]
 
 
 def apply_to_backbone(backbone: "Backbone", spec: HeadSpec, num_classes: int | None = None) -> "Backbone":
