@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import FrameType, TracebackType
 
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
-_NAMES = {signal.SIGINT: "Ctrl-C"}
+_NAMES: dict[int, str] = {int(signal.SIGINT): "Ctrl-C"}
 
 
 class StopOnSignals:

@@ -38,10 +38,12 @@ def cut_points(model: Any) -> list[str]:
     return ["patch_embed", *(f"blocks.{i}" for i in range(len(model.blocks))), "norm", *_PRE_LOGITS]
 
 
-def attach_vit_head(model: "nn.Module", cut: str, spec: "HeadSpec", num_classes: int,
+def attach_vit_head(vit: "nn.Module", cut: str, spec: "HeadSpec", num_classes: int,
                     input_size: tuple[int, ...]) -> "nn.Module":
-    """``model`` cut at ``cut`` with a new ``head`` (changed in place and returned). Raises SurgeryError."""
+    """``vit`` cut at ``cut`` with a new ``head`` (changed in place and returned). Raises SurgeryError."""
     import torch.nn as nn
+
+    model: Any = vit  # timm's ViT methods and attributes, beyond nn.Module's
 
     from workbench.surgery import SurgeryError, make_head
 
