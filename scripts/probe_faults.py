@@ -17,6 +17,7 @@ import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -182,10 +183,13 @@ def writers(probe: Probe, run: Path) -> None:
         probe.cli(f"export --format {fmt} --out FIFO",
                   with_fifo(lambda f, fmt=fmt: ["export", str(run), "--format", fmt, "--out", str(f / "pipe")]),
                   untouched=_fifo_kept())
-    if os.path.exists("/dev/full"):
-        probe.cli("export --format torchscript --out /dev/full",
-                  lambda f: ["export", str(run), "--format", "torchscript", "--out", "/dev/full"],
-                  untouched=lambda f: "/dev/full replaced" if Path("/dev/full").is_file() else None)
+    def with_device(folder: Path) -> list[str]:  # a device node in the temp folder, never the real /dev
+        os.mknod(folder / "full", 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+        return ["export", str(run), "--format", "torchscript", "--out", str(folder / "full")]
+
+    if os.geteuid() == 0:
+        probe.cli("export --format torchscript --out DEVICE (like /dev/full)", with_device,
+                  untouched=lambda f: None if stat.S_ISCHR(os.stat(f / "full").st_mode) else "the device was replaced")
     probe.cli("export --format onnx --out FOLDER", lambda f: ["export", str(run), "--format", "onnx", "--out", str(f / "data")])
     probe.cli("export --format safetensors --out FILE",
               lambda f: ["export", str(run), "--format", "safetensors", "--out", str(f / "project.toml")])

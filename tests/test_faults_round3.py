@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -65,15 +66,17 @@ def test_export_refuses_a_fifo_and_creates_nothing_beside_it(finished_run, tmp_p
     assert (os.stat(target).st_mode & 0o170000) == 0o010000  # still a FIFO
 
 
-def test_export_refuses_a_character_device(finished_run, capsys):
-    if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full here")
-    before = set(os.listdir("/dev"))
+def test_export_refuses_a_character_device(finished_run, tmp_path, capsys):
+    """A device node in a temp folder (made like /dev/null): never the real /dev, which a regression would clobber."""
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except (PermissionError, OSError):
+        pytest.skip("making a device node needs root")
     capsys.readouterr()
-    assert main(["export", str(finished_run), "--format", "torchscript", "--out", "/dev/full"]) == 2
+    assert main(["export", str(finished_run), "--format", "torchscript", "--out", str(device)]) == 2
     assert "character device" in one_error_line(capsys)
-    assert set(os.listdir("/dev")) == before
-    assert not Path("/dev/full").is_file()
+    assert stat.S_ISCHR(os.stat(device).st_mode) and names(tmp_path) == ["null"]
 
 
 def test_file_exporters_refuse_a_folder_and_the_folder_exporter_refuses_a_file(finished_run, tmp_path, capsys):
