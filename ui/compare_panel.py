@@ -245,7 +245,7 @@ class ComparePanel(QWidget):
             return
         self._reset()
         comparison = Comparison(plan, strategies, self.out_dir(), str(self.session.project_path or ""),
-                                epochs=self.epochs.value())
+                                epochs=self.epochs.value(), start_weights=self.session.start_weights())
         self.run = CompareRun(comparison, self)
         self.run.event.connect(self._on_event)
         self.run.failed.connect(self._on_failed)

@@ -113,6 +113,7 @@ class MainWindow(QMainWindow):
         self.model_panel.openFileRequested.connect(self.open_path)
         for panel in (self.tree_panel, self.groups_panel, self.data_panel):
             panel.problem.connect(lambda message: show_error(self, "That change was not applied", message))
+        self.tree_panel.notice.connect(self._notice)
         self.train_panel.startRequested.connect(self.start_training)
         self.train_panel.failed.connect(lambda m, d: show_error(self, "Training failed", m, d))
         self.train_panel.runningChanged.connect(self._training_changed)
@@ -479,11 +480,12 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.train_panel)
         self.train_panel.start(prepare, run_dir, resume)
 
-    def _new_run_dir(self) -> Path | None:
-        if self.session.plan.base_dir is not None:
-            return None  # the Trainer's default: runs/<time> beside the project file
+    def _new_run_dir(self) -> Path:
+        """runs/<time> beside the project file, or in this window's runs folder: where the Runs tab looks."""
         from workbench.training.run_folder import RunDir
 
+        if self.session.project_path is not None:
+            return RunDir.timestamped(Path(self.session.project_path).resolve().parent / "runs").path
         root = self.runs_root or Path(QStandardPaths.writableLocation(
             QStandardPaths.StandardLocation.AppDataLocation) or Path.home() / ".workbench") / "runs"
         return RunDir.timestamped(root).path
@@ -491,11 +493,15 @@ class MainWindow(QMainWindow):
     def _rebuild_head_then_train(self, classes: int) -> None:
         self.session.plan.model.num_classes = classes
         plan, project = self.session.plan, self.session.project_path
+        start = self.session.start_weights()
 
         def load() -> Any:
             from workbench.workspace import Workspace
 
-            return Workspace.from_plan(plan, project)
+            ws = Workspace.from_plan(plan, project)
+            if start is not None:  # an opened run's weights, not the plan's initial ones (the new head's shape differs)
+                ws.take_weights(start)
+            return ws
 
         def done(ws: Any) -> None:
             self.session.set_workspace(ws, project)
@@ -566,9 +572,10 @@ class MainWindow(QMainWindow):
 
         def load() -> Any:
             from workbench.run_catalog import read_run
-            from workbench.runs import load_run_workspace
+            from workbench.runs import load_run_workspace, plan_for_project
 
             ws, _recipe = load_run_workspace(run_dir)
+            ws.plan = plan_for_project(ws.plan, project)  # a new run lands in the project's runs, not in this one
             return ws, read_run(run_dir)
 
         def done(result: Any) -> None:
@@ -635,6 +642,11 @@ class MainWindow(QMainWindow):
                                           weights_label=self.session.weights_label, untrained_warning=warning)
         self.export_dialog.open()
         return self.export_dialog
+
+    def _notice(self, message: str) -> None:
+        """An edit did more than was clicked: said in the status bar and kept in the run log."""
+        self.statusBar().showMessage(message, 20000)
+        self.train_panel._add_log(message)
 
     def show_control(self, where: str) -> None:
         """Bring forward the control a problem is about ("data", "groups", "train", "layers")."""

@@ -73,12 +73,14 @@ def describe_model(ws: Any) -> str:
 
 class TreePanel(QWidget):
     problem = Signal(str)  # the core rejected an edit: the window shows the message
+    notice = Signal(str)  # an edit changed more than was clicked (a cut rewrote the plan): the window says what
 
     def __init__(self, session: WorkbenchSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.model: QtLayerTreeModel | None = None
         self._locked = False
+        self.cut_notices: list[str] = []  # what the last cut rewrote or dropped in the plan
         self._hidden: list[bool] = []  # per node: hidden by the filter
 
         self.filter = QLineEdit(placeholderText="Filter layers by path or type (e.g. layer3, BatchNorm)")
@@ -298,9 +300,15 @@ class TreePanel(QWidget):
         return menu
 
     def cut_here(self, path: str) -> None:
-        """Open the head dialog for ``path``; on OK rebuild the model from the plan with its new [head]."""
+        """Open the head dialog for ``path``; on OK rebuild the model from the plan with its new [head].
+
+        The rebuilt model starts from the weights shown (an opened run's, not the plan's initial ones);
+        the plan's references to the modules cut off are rewritten or dropped (the log says which);
+        Ctrl+Z brings back the model before the cut.
+        """
         from PySide6.QtWidgets import QMessageBox
 
+        from workbench.cut_plan import rewrite_for_cut
         from workbench.errors import WorkbenchError
         from workbench.workspace import Workspace
         from workbench_ui.head_dialog import HeadDialog
@@ -313,13 +321,18 @@ class TreePanel(QWidget):
             return
         plan = ws.plan.copy()
         plan.head = self.head_dialog.spec
+        start = self.session.start_weights()
         try:
             new = Workspace.from_plan(plan, ws.project_path)
-            self.session.set_workspace(new, ws.project_path)
+            if start is not None:
+                new.take_weights(start, keep_new="head")
+            self.cut_notices = rewrite_for_cut(new.plan, new.tree, spec.classifier)
+            self.session.swap_workspace(new, f"Cut at {path} and add a new head")
         except WorkbenchError as exc:
             QMessageBox.warning(self, "Cannot cut here", str(exc))
             return
-        self.session.set_dirty(True)
+        if self.cut_notices:
+            self.notice.emit(f"Cut at {path}: " + "; ".join(self.cut_notices))
 
     def assign(self, path: str, group: str) -> None:
         ws = self.session.workspace
