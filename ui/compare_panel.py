@@ -222,11 +222,15 @@ class ComparePanel(QWidget):
         return ",".join(names)
 
     def out_dir(self) -> Path:
-        root = self.runs_root
-        if root is None:
-            base = self.session.project_path.parent if self.session.project_path else Path.cwd()
-            root = base / "runs"
-        return root / f"compare-{datetime.now():%Y%m%d-%H%M%S-%f}"
+        """runs/compare-<time> beside the project file (where the Runs tab and `workbench runs` look), else in
+        the window's runs folder."""
+        from workbench.run_catalog import COMPARE_PREFIX
+
+        if self.session.project_path is not None:
+            root = Path(self.session.project_path).resolve().parent / "runs"
+        else:
+            root = self.runs_root or Path.cwd() / "runs"
+        return root / f"{COMPARE_PREFIX}{datetime.now():%Y%m%d-%H%M%S-%f}"
 
     # -- running ----------------------------------------------------------------------------
     def start(self) -> None:

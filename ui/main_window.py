@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.backbone import LoadRequest
+from workbench.demo import DEMO_MODEL
 from workbench.errors import WorkbenchError
 from workbench.model_request import model_config_from_request
 from workbench.plan import FinetunePlan
@@ -166,7 +167,8 @@ class MainWindow(QMainWindow):
         self.open_model_action = self._action("Open &model file…", self.choose_model_file, "Ctrl+Shift+O",
                                               "Open an ONNX model or a checkpoint")
         self.demo_action = self._action("Open &demo", self.open_demo, None,
-                                        "resnet18 on handwritten digits with a gradual-unfreezing recipe")
+                                        f"{DEMO_MODEL} (pretrained) on handwritten digits with a "
+                                        "gradual-unfreezing recipe")
         self.save_action = self._action("&Save", self.save, QKeySequence.StandardKey.Save, "Save the project")
         self.save_as_action = self._action("Save &as…", self.save_as, QKeySequence.StandardKey.SaveAs)
         self.export_action = self._action("&Export model…", self.open_export, "Ctrl+E",
@@ -348,7 +350,7 @@ class MainWindow(QMainWindow):
     def _show_workspace(self, ws: Any, project: Path | None, recent: str | None) -> None:
         self.session.set_workspace(ws, project)
         if ws.plan.model.source == "timm":
-            self.model_panel.show_loaded(ws.plan.model.name)
+            self.model_panel.show_loaded(ws.plan.model.name, bool(ws.backbone.spec.pretrained))
         if recent and (project is not None or Path(recent).suffix):
             self.add_recent(recent)
         self.tabs.setCurrentWidget(self.tree_panel)
@@ -550,6 +552,7 @@ class MainWindow(QMainWindow):
             from workbench.run_catalog import read_run
 
             ws.adopt(trained)
+            self.session.model_replaced()  # trained BatchNorm statistics: the plan's warnings change
             info = read_run(run_dir)
             info.status = state  # what the run reported, whatever its files say a moment before it exits
             self.session.set_weights_label(info.weights_label())

@@ -98,6 +98,12 @@ class WorkbenchSession(QObject):
         self.resolutionChanged.emit()
         self.set_dirty(True)
 
+    def model_replaced(self) -> None:
+        """The workspace's module was replaced (a run's trained model adopted): re-resolve, warnings included."""
+        if self.workspace is not None:
+            self.resolution = self.workspace.resolve()
+            self.resolutionChanged.emit()
+
     def set_project_path(self, path: Path | None) -> None:
         self.project_path = path
         if self.workspace is not None:
