@@ -34,6 +34,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workbench.plan import TrainConfig
+from workbench.schema_limits import field_limits
+from workbench_ui.number_boxes import SchemaIntBox
 from workbench_ui.session import WorkbenchSession
 from workbench_ui.workers import GeneratorThread
 
@@ -118,8 +121,7 @@ class ComparePanel(QWidget):
         self.factor.setRange(0.01, 1.0)
         self.factor.setSingleStep(0.05)
         self.factor.setValue(round(1 / 2.6, 3))
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 1000)
+        self.epochs = SchemaIntBox(field_limits(TrainConfig, "epochs"))  # the schema's limits, as on the Training tab
         self.epochs.setValue(3)
         self.start_button = QPushButton("Run comparison")
         self.stop_button = QPushButton("Stop")
@@ -134,6 +136,7 @@ class ComparePanel(QWidget):
         form.addRow("freeze:N — N", self.freeze_n)
         form.addRow("discriminative factor", self.factor)
         form.addRow("epochs per strategy", self.epochs)
+        form.addRow("", self.epochs.problem)
         buttons = QHBoxLayout()
         for b in (self.start_button, self.stop_button, self.use_button):
             buttons.addWidget(b)
@@ -238,6 +241,9 @@ class ComparePanel(QWidget):
         from workbench.errors import WorkbenchError
 
         if self.session.workspace is None or self.run is not None:
+            return
+        if not self.epochs.commit():  # a refused number stays in red with its reason; nothing starts
+            self.status.setText(f"not started: epochs per strategy {self.epochs.problem.text()}")
             return
         plan = self.session.plan.copy()
         if plan.base_dir is None:

@@ -455,6 +455,12 @@ class MainWindow(QMainWindow):
         ws = self.session.workspace
         if ws is None or self.train_panel.is_running():
             return
+        wrong = self.train_panel.wrong_settings()
+        if wrong and not resume:
+            show_error(self, "A setting was not stored", "Fix the value marked in red on the Training tab first:\n"
+                       + "\n".join(wrong))
+            self.tabs.setCurrentWidget(self.train_panel)
+            return
         scan: DataScan | None = self.data_panel.scan
         if scan is None:
             show_error(self, "No training data", "Choose the training images on the Data tab first "

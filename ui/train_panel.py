@@ -20,14 +20,15 @@ from PySide6.QtWidgets import (
     QListWidget,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from workbench.plan import OPTIMIZERS, SCHEDULERS
+from workbench.plan import OPTIMIZERS, SCHEDULERS, TrainConfig
+from workbench.schema_limits import field_limits
 from workbench_ui.look import primary
+from workbench_ui.number_boxes import SchemaIntBox
 from workbench_ui.optimization_rows import OptimizationRows
 from workbench_ui.plots import TrainingPlots
 from workbench_ui.problems_view import ProblemsList
@@ -68,8 +69,9 @@ class TrainPanel(QWidget):
         self._epoch_records: list[dict[str, Any]] = []  # this run's epochs, for the log's hints
         self.hint = ""
 
-        self.epochs = QSpinBox(minimum=1, maximum=10_000)
-        self.batch_size = QSpinBox(minimum=1, maximum=65_536)
+        # Limits from the schema; a number outside them stays typed, marked wrong with the reason, and is not stored.
+        self.epochs = SchemaIntBox(field_limits(TrainConfig, "epochs"))
+        self.batch_size = SchemaIntBox(field_limits(TrainConfig, "batch_size"))
         self.optimizer = QComboBox()
         self.optimizer.addItems(list(OPTIMIZERS))
         self.scheduler = QComboBox()
@@ -86,7 +88,9 @@ class TrainPanel(QWidget):
         settings = QGroupBox("Settings")
         form = QFormLayout(settings)
         form.addRow("Epochs", self.epochs)
+        form.addRow("", self.epochs.problem)
         form.addRow("Batch size", self.batch_size)
+        form.addRow("", self.batch_size.problem)
         form.addRow("Optimizer", self.optimizer)
         form.addRow("LR schedule", self.scheduler)
         form.addRow("Device", self.device)
@@ -199,6 +203,11 @@ class TrainPanel(QWidget):
     def _set_train(self, key: str, value: Any) -> None:
         if getattr(self.session.plan.train, key) != value:
             self.session.edit(lambda plan: setattr(plan.train, key, value))
+
+    def wrong_settings(self) -> list[str]:
+        """The settings typed but refused (shown in red with the reason): Start waits until they are fixed."""
+        return [f"{name}: {box.problem.text()}" for name, box in (("Epochs", self.epochs),
+                                                                    ("Batch size", self.batch_size)) if box.is_wrong()]
 
     # -- running ---------------------------------------------------------------------------
     def is_running(self) -> bool:

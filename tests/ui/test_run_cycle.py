@@ -261,8 +261,10 @@ def test_the_whole_cycle_of_a_demo_project(qtbot, tmp_path, dialogs, monkeypatch
         while dialog.fmt()[0] != fmt:
             qtbot.keyClick(dialog.format, Qt.Key.Key_Down)
         target = out / (f"{fmt}-export" if dialog.fmt()[1] else f"model{dialog.fmt()[2]}")
-        type_into(qtbot, dialog.path, str(target))
+        qtbot.keyClick(dialog.path, Qt.Key.Key_A, CTRL)
+        qtbot.keyClicks(dialog.path, str(target))
         click(qtbot, dialog.export_button)
+
         qtbot.waitUntil(lambda d=dialog: not d.is_busy() and (d.result is not None or d.error), timeout=180_000)
         assert dialog.error is None and "Exported" in dialog.outcome.text(), dialog.outcome.text()
         outputs[fmt] = target
