@@ -67,6 +67,7 @@ class TrainPanel(QWidget):
         self._paused = False
         self._steps_total = 0
         self._epoch_records: list[dict[str, Any]] = []  # this run's epochs, for the log's hints
+        self._epoch_seconds: dict[int, float] = {}  # how long each finished epoch took (the time-left estimate)
         self.hint = ""
 
         # Limits from the schema; a number outside them stays typed, marked wrong with the reason, and is not stored.
@@ -217,6 +218,7 @@ class TrainPanel(QWidget):
         """``prepare()`` runs in the worker thread and returns a Trainer."""
         if self.run is not None:
             return
+        self._epoch_seconds = {}
         if not resume:
             self.plots.clear()
             self.log.clear()
@@ -273,9 +275,23 @@ class TrainPanel(QWidget):
         self.position.setText(f"epoch {last.epoch + 1}/{epochs} · batch {last.batch}/{last.batches} · "
                               f"loss {last.loss:.4f}")
         self.speed.setText(f"{last.images_per_s:,.0f} images/s")
-        self.eta.setText(format_duration(last.eta_s))
+        self.eta.setText(self._time_left(last))
+
+    def _time_left(self, step: Any) -> str:
+        """Phase-aware (workbench.time_left): "estimating…" until every kind of epoch still to come was measured."""
+        from workbench.time_left import time_left
+
+        plan = self.session.plan
+        recent = step.images_per_s
+        step_s = step.eta_s / max(1, step.batches * plan.train.epochs - step.global_step) if step.eta_s else 0.0
+        if not step_s and recent:
+            step_s = plan.train.batch_size / recent
+        left = time_left(plan.train.epochs, [u.epoch for u in plan.unfreeze], step.epoch, step.batch, step.batches,
+                         step_s, self._epoch_seconds)
+        return "estimating…" if left is None else format_duration(left)
 
     def _on_epoch(self, report: Any) -> None:
+        self._epoch_seconds[report.epoch] = report.seconds
         self.plots.add_epoch(report.epoch, report.train_loss, report.val_loss, report.train_accuracy,
                              report.val_accuracy)
         val = (f", val loss {report.val_loss:.4f}, val accuracy {report.val_accuracy:.1%}"

@@ -143,6 +143,7 @@ def test_the_whole_cycle_of_a_demo_project(qtbot, tmp_path, dialogs, monkeypatch
     press(qtbot, win, Qt.Key.Key_S)
     click(qtbot, win.train_panel.start_button)
     qtbot.waitUntil(lambda: win.train_panel.plots.curves["step_loss"].series.size >= 3, timeout=120_000)
+    assert win.train_panel.eta.text() == "estimating…"  # epoch 1 fills the feature cache: later epochs cost otherwise
     click(qtbot, win.train_panel.stop_button)
     assert train_until_done(qtbot, win) == "stopped"
     first = win.train_panel.run_dir
