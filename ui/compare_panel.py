@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
 from workbench.plan import TrainConfig
 from workbench.schema_limits import field_limits
 from workbench_ui.number_boxes import SchemaIntBox
+from workbench_ui.plots import IntegerAxis
 from workbench_ui.session import WorkbenchSession
 from workbench_ui.workers import GeneratorThread
 
@@ -156,7 +157,7 @@ class ComparePanel(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.itemSelectionChanged.connect(self._selection_changed)
 
-        self.curves = pg.PlotWidget()
+        self.curves = pg.PlotWidget(axisItems={"bottom": IntegerAxis("bottom")})  # epochs: no 1.5
         self.curves.getPlotItem().setTitle("val top-1 by epoch", size="10pt")
         self.curves.setLabel("bottom", "epoch")
         self.curves.setLabel("left", "val top-1 %")

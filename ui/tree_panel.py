@@ -113,7 +113,6 @@ class TreePanel(QWidget):
         presets.addWidget(self.batchnorm)
 
         self.selector_bar = SelectorBar(session)
-        self.selector_bar.problem.connect(self.problem)
 
         # No QSortFilterProxyModel in between: it made every tick on a big tree take seconds. The filter
         # hides rows in the view instead (filter_visible).

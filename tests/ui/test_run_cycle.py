@@ -54,6 +54,20 @@ def press(qtbot, win, key: Qt.Key, modifiers: Qt.KeyboardModifier = CTRL) -> Non
     qtbot.keyClick(win.tree_panel.view, key, modifiers)
 
 
+def snap(win, name: str) -> None:
+    """With WORKBENCH_SCREENSHOTS=DIR (run under xvfb-run at 1440×900), each step's window as DIR/NAME.png."""
+    import os
+
+    folder = os.environ.get("WORKBENCH_SCREENSHOTS")
+    if folder:
+        from PySide6.QtWidgets import QApplication
+
+        for _ in range(3):
+            QApplication.processEvents()
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        win.grab().save(str(Path(folder) / f"{name}.png"))
+
+
 def idle(qtbot, win, timeout: int = 120_000) -> None:
     qtbot.waitUntil(lambda: not win.is_busy() and not win.data_panel.is_scanning(), timeout=timeout)
 
@@ -136,6 +150,7 @@ def test_the_whole_cycle_of_a_demo_project(qtbot, tmp_path, dialogs, monkeypatch
     assert win.session.workspace is not None and win.model_panel.pretrained.isChecked()
     press(qtbot, win, Qt.Key.Key_S)  # Save: the (patched) file dialog answers demo.toml
     assert project.is_file() and not win.session.dirty
+    snap(win, "01-demo-opened")
     click_tab(qtbot, win, win.train_panel)
     win.train_panel.amp.setFocus()
     qtbot.keyClick(win.train_panel.amp, Qt.Key.Key_End)  # the last choice: off (float32)
@@ -144,6 +159,7 @@ def test_the_whole_cycle_of_a_demo_project(qtbot, tmp_path, dialogs, monkeypatch
     click(qtbot, win.train_panel.start_button)
     qtbot.waitUntil(lambda: win.train_panel.plots.curves["step_loss"].series.size >= 3, timeout=120_000)
     assert win.train_panel.eta.text() == "estimating…"  # epoch 1 fills the feature cache: later epochs cost otherwise
+    snap(win, "02-training")
     click(qtbot, win.train_panel.stop_button)
     assert train_until_done(qtbot, win) == "stopped"
     first = win.train_panel.run_dir
@@ -160,6 +176,7 @@ def test_the_whole_cycle_of_a_demo_project(qtbot, tmp_path, dialogs, monkeypatch
     table = win.runs_panel.table
     assert column(table, "Run") == [first.name] and column(table, "Status") == ["stopped"]
     click_row(qtbot, table, first.name)
+    snap(win, "03-runs-stopped")
     click(qtbot, win.runs_panel.continue_button)
     qtbot.waitUntil(lambda: win.train_panel.run is not None, timeout=120_000)
     assert train_until_done(qtbot, win) == "finished"
@@ -175,6 +192,11 @@ def test_the_whole_cycle_of_a_demo_project(qtbot, tmp_path, dialogs, monkeypatch
     evaluation = win.results_panel.evaluation
     assert evaluation.correct == round(continued.last_val_accuracy * evaluation.total)
     assert f"{continued.last_val_accuracy:.1%}" in win.results_panel.summary.text()
+    snap(win, "04-results")
+    click_tab(qtbot, win, win.runs_panel)
+    click_row(qtbot, win.runs_panel.table, first.name)
+    assert column(win.runs_panel.table, "Status") == ["finished"]
+    snap(win, "05-runs-after-continue")
 
     # -- Compare three strategies for one epoch, from the run's weights --------------------------------
     compare = win.compare_panel
@@ -202,6 +224,8 @@ def test_the_whole_cycle_of_a_demo_project(qtbot, tmp_path, dialogs, monkeypatch
         shown = [float(v) for v in column(compare.table, "Val top-1 %")]
         assert shown in (sorted(shown), sorted(shown, reverse=True))
     assert compare.table.isSortingEnabled() and header.sortIndicatorSection() == val_col
+    click_row(qtbot, compare.table, "gradual")
+    snap(win, "06-compare-three-strategies")
     click_row(qtbot, compare.table, "probe")
     click(qtbot, compare.use_button)
     assert compare.status.text() == "the project now uses the probe plan"
@@ -240,6 +264,7 @@ def test_the_whole_cycle_of_a_demo_project(qtbot, tmp_path, dialogs, monkeypatch
     assert win.session.workspace is before and before.plan.head is None
     press(qtbot, win, Qt.Key.Key_Z, CTRL | Qt.KeyboardModifier.ShiftModifier)
     assert win.session.workspace is after
+    snap(win, "07-cut")
 
     # -- train the cut model for one epoch ---------------------------------------------------------------
     click_tab(qtbot, win, win.train_panel)
@@ -268,6 +293,7 @@ def test_the_whole_cycle_of_a_demo_project(qtbot, tmp_path, dialogs, monkeypatch
 
         qtbot.waitUntil(lambda d=dialog: not d.is_busy() and (d.result is not None or d.error), timeout=180_000)
         assert dialog.error is None and "Exported" in dialog.outcome.text(), dialog.outcome.text()
+        snap(dialog, f"08-export-{fmt}")
         outputs[fmt] = target
         dialog.close()
     import onnxruntime as ort
@@ -288,6 +314,7 @@ def test_the_whole_cycle_of_a_demo_project(qtbot, tmp_path, dialogs, monkeypatch
     # -- every run made on the way: the Runs tab and `workbench runs` ----------------------------------
     click_tab(qtbot, win, win.runs_panel)
     listed = set(column(win.runs_panel.table, "Run"))
+    snap(win, "09-runs-at-the-end")
     made = {first.name, cut_run.name}
     made |= {f"{c.name}/{s.name}" for c in runs.glob("compare-*") for s in c.iterdir() if s.is_dir()}
     assert len(made) >= 2 + 3 + 1 and made <= listed, (made, listed)
