@@ -164,7 +164,9 @@ class ComparePanel(QWidget):
         self.curves.showGrid(x=True, y=True, alpha=0.25)
         self.legend = self.curves.addLegend(offset=(-5, 5))
         self.scatter_plot = pg.PlotWidget()
-        self.scatter_plot.getPlotItem().setTitle("accuracy vs wall time (★ Pareto front)", size="10pt")
+        self.scatter_plot.getPlotItem().setTitle("accuracy vs time (★ Pareto)", size="10pt")
+        self.scatter_plot.setToolTip("Best validation top-1 against wall time; ★ marks the Pareto front "
+                                     "(no other strategy is both faster and more accurate)")
         self.scatter_plot.setLabel("bottom", "wall s")
         self.scatter_plot.setLabel("left", "best val top-1 %")
         self.scatter_plot.showGrid(x=True, y=True, alpha=0.25)

@@ -33,9 +33,12 @@ from workbench_ui.qt_layer_tree import GROUP, HEADERS, NAME, PARAMS, PATH_ROLE, 
 from workbench_ui.selector_bar import SelectorBar
 from workbench_ui.session import WorkbenchSession
 
-BN_CHOICES = (("freeze", "BatchNorm: freeze statistics in frozen layers"),
-              ("train", "BatchNorm: keep training everywhere"),
-              ("eval", "BatchNorm: inference mode everywhere (statistics never move)"))
+BN_CHOICES = (("freeze", "BatchNorm: freeze stats of frozen layers",
+               "BatchNorm in frozen layers keeps its statistics; in trainable layers they keep training"),
+              ("train", "BatchNorm: train stats everywhere",
+               "Every BatchNorm layer updates its running statistics, frozen layers included"),
+              ("eval", "BatchNorm: inference mode everywhere",
+               "Every BatchNorm layer normalises with its stored statistics, which never move"))
 
 
 def filter_visible(tree: LayerTree, needle: str) -> list[bool]:
@@ -95,11 +98,11 @@ class TreePanel(QWidget):
         self.full_finetune = QPushButton("Full fine-tune")
         self.full_finetune.setToolTip("Unfreeze everything")
         self.batchnorm = QComboBox()
-        # The full labels are long; let the combo shrink with the window (they stay in the popup).
-        self.batchnorm.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.batchnorm.setMinimumContentsLength(16)
-        for key, label in BN_CHOICES:
+        # Short labels, shown whole (the stretch before the combo gives way first); the details are tooltips.
+        self.batchnorm.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        for key, label, detail in BN_CHOICES:
             self.batchnorm.addItem(label, key)
+            self.batchnorm.setItemData(self.batchnorm.count() - 1, detail, Qt.ItemDataRole.ToolTipRole)
         self.batchnorm.setToolTip("Frozen BatchNorm layers keep updating their running statistics unless they are "
                                   "put in eval mode; choose what frozen layers do")
 
