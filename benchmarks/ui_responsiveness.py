@@ -1,7 +1,7 @@
 """UI responsiveness: ticks on a big model's layer tree, and the UI thread while the worker trains.
 
     xvfb-run -s "-screen 0 1440x900x24" python benchmarks/ui_responsiveness.py --window-tick efficientnet_b7
-    QT_QPA_PLATFORM=offscreen python benchmarks/ui_responsiveness.py [--seconds 40] [--tree-model vit_base_patch16_224]
+    xvfb-run -s "-screen 0 1440x900x24" python benchmarks/ui_responsiveness.py --tree-model '' [--profile]
 
 ``--window-tick NAME`` opens NAME in the real window at 1440×900, expands the whole layer
 tree, and clicks check boxes with the mouse (a block, a stage, the whole model; each
@@ -9,10 +9,13 @@ unticked, then ticked again): the time from the click to the window having proce
 every event it caused — the tree, the totals, the groups table repainted — per click.
 Add ``--profile`` for a cProfile of those clicks.
 
-Without it: opens the demo in the real window, starts training (linear probe, then stages
-unfreeze), and records every tick of a 10 ms QTimer from the first training step on. A tick
-that arrives late means the UI thread was blocked (slot work, plot redraws, the GIL held by
-the trainer). Also times one checkbox tick on a large model's layer tree (the model alone).
+Without it: opens the demo in the real window at 1440×900, presses Start and records every
+tick of a 10 ms QTimer for the whole run — preparing, the feature-cache epoch, the unfrozen
+epochs, the end (the trained model adopted, the Results tab's evaluation) and one second after.
+A tick that arrives late means the UI thread was blocked (slot work, plot redraws, the GIL held
+by the trainer); the distribution of the gaps is printed, and the longest with where the run was.
+``--stop-after --seconds N`` measures N seconds from the first step instead. ``--profile``: a
+cProfile of the UI thread. Also times one checkbox tick on a large model's layer tree.
 Prints figures; asserts nothing (timings depend on the machine).
 """
 
@@ -25,12 +28,22 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 TICK_MS = 10
 
 
-def measure_training(seconds: float) -> dict[str, float]:
+def measure_training(seconds: float, whole_run: bool = True, profile: bool = False) -> dict[str, Any]:
+    """Ticks of a 10 ms QTimer while the demo trains in the real window.
+
+    ``whole_run``: from the click on Start (preparing the data and model included) until the run has
+    ended, its model was adopted and the Results tab evaluated it, plus a second; else ``seconds``
+    from the first step, then Stop. Each gap is labelled with where the run was when it ended.
+    """
+    import cProfile
+    import pstats
+
     from PySide6.QtCore import QSettings, QTimer
 
     from workbench_ui.app import create_application
@@ -39,29 +52,45 @@ def measure_training(seconds: float) -> dict[str, float]:
     app = create_application()
     scratch = Path(tempfile.mkdtemp(prefix="workbench-bench-"))
     window = MainWindow(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat), runs_root=scratch / "runs")
+    window.resize(1440, 900)
     window.show()
     window.open_demo()
-    ticks: list[float] = []
-    state = {"phase": "loading", "first_step": 0.0}
+    ticks: list[tuple[float, str]] = []
+    state = {"phase": "loading", "t0": 0.0, "end": 0.0}
+    profiler = cProfile.Profile() if profile else None
+
+    def where() -> str:
+        panel = window.train_panel
+        if panel.run is None:
+            return "after the run" if state["phase"] != "loading" else "loading"
+        return panel.position.text().split(" · loss")[0][:40]
 
     def on_tick() -> None:
         now = time.perf_counter()
-        if state["phase"] == "measuring":
-            ticks.append(now)
-            if now - state["first_step"] > seconds:
+        if state["phase"] in ("measuring", "stopping", "draining"):
+            ticks.append((now, where()))
+            if not whole_run and state["phase"] == "measuring" and now - state["t0"] > seconds:
                 window.train_panel.stop()
                 state["phase"] = "stopping"
 
     def poll() -> None:
         if state["phase"] == "loading":
             if not window.is_busy() and window.data_panel.scan is not None and not window.data_panel.is_scanning():
+                if profiler is not None:
+                    profiler.enable()
+                state["phase"], state["t0"] = "measuring", time.perf_counter()
                 window.start_training()
-                state["phase"] = "starting"
+                if not whole_run:
+                    state["phase"] = "starting"
         elif state["phase"] == "starting":
             if window.train_panel.plots.curves["step_loss"].series.size > 0:
-                state["phase"] = "measuring"
-                state["first_step"] = time.perf_counter()
-        elif window.train_panel.run is None:
+                state["phase"], state["t0"] = "measuring", time.perf_counter()
+        elif state["phase"] in ("measuring", "stopping") and window.train_panel.run is None \
+                and not window.results_panel.is_busy():
+            state["phase"], state["end"] = "draining", time.perf_counter()
+        elif state["phase"] == "draining" and time.perf_counter() - state["end"] > 1.0:
+            if profiler is not None:
+                profiler.disable()
             app.quit()
             return
         QTimer.singleShot(50, poll)
@@ -72,18 +101,31 @@ def measure_training(seconds: float) -> dict[str, float]:
     timer.start()
     QTimer.singleShot(0, poll)
     app.exec()
-    gaps = [(b - a) * 1000 for a, b in zip(ticks, ticks[1:])]
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
+    gaps = [((b - a) * 1000, label) for (a, _), (b, label) in zip(ticks, ticks[1:])]
+    values = sorted(g for g, _ in gaps)
     steps = window.train_panel.plots.curves["step_loss"].series.size
     window.session.set_dirty(False)
     window.close()
+
+    def q(p: float) -> float:
+        return values[min(len(values) - 1, int(p * len(values)))] if values else float("nan")
+
+    edges = (20, 50, 100, 200, 500, float("inf"))
+    histogram, low = {}, 0.0
+    for high in edges:
+        histogram[f"{low:g}-{high:g} ms"] = sum(low <= v < high for v in values)
+        low = high
     return {
         "ticks": len(ticks),
-        "measured_s": ticks[-1] - ticks[0] if len(ticks) > 1 else 0.0,
+        "measured_s": ticks[-1][0] - ticks[0][0] if len(ticks) > 1 else 0.0,
         "steps": steps,
-        "max_gap_ms": max(gaps) if gaps else float("nan"),
-        "p99_gap_ms": statistics.quantiles(gaps, n=100)[98] if len(gaps) > 100 else float("nan"),
-        "median_gap_ms": statistics.median(gaps) if gaps else float("nan"),
-        "gaps_over_100ms": sum(g > 100 for g in gaps),
+        "max_gap_ms": values[-1] if values else float("nan"),
+        "p50": q(0.5), "p90": q(0.9), "p99": q(0.99), "p999": q(0.999),
+        "histogram": histogram,
+        "worst": sorted(gaps, reverse=True)[:8],
+        "gaps_over_100ms": sum(v > 100 for v in values),
         "last_state": window.train_panel.last_state,
     }
 
@@ -185,10 +227,12 @@ def measure_window_tick(name: str, profile: bool = False, rounds: int = 3,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=40.0, help="how long to measure once training runs")
+    parser.add_argument("--seconds", type=float, default=40.0, help="with --stop-after: seconds to measure")
+    parser.add_argument("--stop-after", action="store_true",
+                        help="measure --seconds from the first step, then Stop (default: the whole run, Start to Results)")
     parser.add_argument("--tree-model", default="vit_base_patch16_224", help="timm model for the tick timing ('' to skip)")
     parser.add_argument("--window-tick", metavar="MODEL", help="time mouse clicks on MODEL's tree in the real window")
-    parser.add_argument("--profile", action="store_true", help="with --window-tick: cProfile the clicks")
+    parser.add_argument("--profile", action="store_true", help="cProfile the clicks (--window-tick) or the UI thread")
     parser.add_argument("--rounds", type=int, default=3, help="with --window-tick: clicks per target and direction")
     parser.add_argument("--large-only", action="store_true", help="with --window-tick: only the stage and the root")
     args = parser.parse_args()
@@ -210,12 +254,14 @@ def main() -> int:
               f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
         return 0
 
-    result = measure_training(args.seconds)
+    result = measure_training(args.seconds, not args.stop_after, args.profile)
     print(f"training: {result['steps']} steps, {result['ticks']} UI ticks in {result['measured_s']:.1f} s "
-          f"(run ended: {result['last_state']})")
-    print(f"UI thread gap between {TICK_MS} ms ticks: max {result['max_gap_ms']:.1f} ms, "
-          f"p99 {result['p99_gap_ms']:.1f} ms, median {result['median_gap_ms']:.1f} ms, "
+          f"(run ended: {result['last_state']}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs)")
+    print(f"UI thread gap between {TICK_MS} ms ticks: median {result['p50']:.1f}, p90 {result['p90']:.1f}, "
+          f"p99 {result['p99']:.1f}, p99.9 {result['p999']:.1f}, max {result['max_gap_ms']:.1f} ms; "
           f"{result['gaps_over_100ms']} gaps over 100 ms")
+    print("gaps: " + ", ".join(f"{k}: {v}" for k, v in result["histogram"].items()))
+    print("longest: " + "; ".join(f"{ms:.0f} ms ({label})" for ms, label in result["worst"]))
     if args.tree_model:
         tree = measure_tree_tick(args.tree_model)
         print(f"tree tick on {args.tree_model} ({tree['modules']} modules): max {tree['max_ms']:.1f} ms, "

@@ -34,6 +34,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workbench.plan import TrainConfig
+from workbench.schema_limits import field_limits
+from workbench_ui.number_boxes import SchemaIntBox
+from workbench_ui.plots import IntegerAxis
 from workbench_ui.session import WorkbenchSession
 from workbench_ui.workers import GeneratorThread
 
@@ -118,8 +122,7 @@ class ComparePanel(QWidget):
         self.factor.setRange(0.01, 1.0)
         self.factor.setSingleStep(0.05)
         self.factor.setValue(round(1 / 2.6, 3))
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 1000)
+        self.epochs = SchemaIntBox(field_limits(TrainConfig, "epochs"))  # the schema's limits, as on the Training tab
         self.epochs.setValue(3)
         self.start_button = QPushButton("Run comparison")
         self.stop_button = QPushButton("Stop")
@@ -134,6 +137,7 @@ class ComparePanel(QWidget):
         form.addRow("freeze:N — N", self.freeze_n)
         form.addRow("discriminative factor", self.factor)
         form.addRow("epochs per strategy", self.epochs)
+        form.addRow("", self.epochs.problem)
         buttons = QHBoxLayout()
         for b in (self.start_button, self.stop_button, self.use_button):
             buttons.addWidget(b)
@@ -153,14 +157,16 @@ class ComparePanel(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.itemSelectionChanged.connect(self._selection_changed)
 
-        self.curves = pg.PlotWidget()
+        self.curves = pg.PlotWidget(axisItems={"bottom": IntegerAxis("bottom")})  # epochs: no 1.5
         self.curves.getPlotItem().setTitle("val top-1 by epoch", size="10pt")
         self.curves.setLabel("bottom", "epoch")
         self.curves.setLabel("left", "val top-1 %")
         self.curves.showGrid(x=True, y=True, alpha=0.25)
         self.legend = self.curves.addLegend(offset=(-5, 5))
         self.scatter_plot = pg.PlotWidget()
-        self.scatter_plot.getPlotItem().setTitle("accuracy vs wall time (★ Pareto front)", size="10pt")
+        self.scatter_plot.getPlotItem().setTitle("accuracy vs time (★ Pareto)", size="10pt")
+        self.scatter_plot.setToolTip("Best validation top-1 against wall time; ★ marks the Pareto front "
+                                     "(no other strategy is both faster and more accurate)")
         self.scatter_plot.setLabel("bottom", "wall s")
         self.scatter_plot.setLabel("left", "best val top-1 %")
         self.scatter_plot.showGrid(x=True, y=True, alpha=0.25)
@@ -222,11 +228,15 @@ class ComparePanel(QWidget):
         return ",".join(names)
 
     def out_dir(self) -> Path:
-        root = self.runs_root
-        if root is None:
-            base = self.session.project_path.parent if self.session.project_path else Path.cwd()
-            root = base / "runs"
-        return root / f"compare-{datetime.now():%Y%m%d-%H%M%S-%f}"
+        """runs/compare-<time> beside the project file (where the Runs tab and `workbench runs` look), else in
+        the window's runs folder."""
+        from workbench.run_catalog import COMPARE_PREFIX
+
+        if self.session.project_path is not None:
+            root = Path(self.session.project_path).resolve().parent / "runs"
+        else:
+            root = self.runs_root or Path.cwd() / "runs"
+        return root / f"{COMPARE_PREFIX}{datetime.now():%Y%m%d-%H%M%S-%f}"
 
     # -- running ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -234,6 +244,9 @@ class ComparePanel(QWidget):
         from workbench.errors import WorkbenchError
 
         if self.session.workspace is None or self.run is not None:
+            return
+        if not self.epochs.commit():  # a refused number stays in red with its reason; nothing starts
+            self.status.setText(f"not started: epochs per strategy {self.epochs.problem.text()}")
             return
         plan = self.session.plan.copy()
         if plan.base_dir is None:
@@ -245,7 +258,7 @@ class ComparePanel(QWidget):
             return
         self._reset()
         comparison = Comparison(plan, strategies, self.out_dir(), str(self.session.project_path or ""),
-                                epochs=self.epochs.value())
+                                epochs=self.epochs.value(), start_weights=self.session.start_weights())
         self.run = CompareRun(comparison, self)
         self.run.event.connect(self._on_event)
         self.run.failed.connect(self._on_failed)

@@ -60,6 +60,7 @@ class ExportDialog(QDialog):
         self.format.setCurrentIndex(max(0, self.format.findData("safetensors")))  # lossless default
         self.path = QLineEdit()
         self.browse = QPushButton("Browse…")
+        self.browse.setAutoDefault(False)  # Enter in the path exports; it must not open the file dialog
         row = QHBoxLayout()
         row.addWidget(self.path, 1)
         row.addWidget(self.browse)

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.backbone import LoadRequest
+from workbench.demo import DEMO_MODEL
 from workbench.errors import WorkbenchError
 from workbench.model_request import model_config_from_request
 from workbench.plan import FinetunePlan
@@ -113,6 +114,7 @@ class MainWindow(QMainWindow):
         self.model_panel.openFileRequested.connect(self.open_path)
         for panel in (self.tree_panel, self.groups_panel, self.data_panel):
             panel.problem.connect(lambda message: show_error(self, "That change was not applied", message))
+        self.tree_panel.notice.connect(self._notice)
         self.train_panel.startRequested.connect(self.start_training)
         self.train_panel.failed.connect(lambda m, d: show_error(self, "Training failed", m, d))
         self.train_panel.runningChanged.connect(self._training_changed)
@@ -165,7 +167,8 @@ class MainWindow(QMainWindow):
         self.open_model_action = self._action("Open &model file…", self.choose_model_file, "Ctrl+Shift+O",
                                               "Open an ONNX model or a checkpoint")
         self.demo_action = self._action("Open &demo", self.open_demo, None,
-                                        "resnet18 on handwritten digits with a gradual-unfreezing recipe")
+                                        f"{DEMO_MODEL} (pretrained) on handwritten digits with a "
+                                        "gradual-unfreezing recipe")
         self.save_action = self._action("&Save", self.save, QKeySequence.StandardKey.Save, "Save the project")
         self.save_as_action = self._action("Save &as…", self.save_as, QKeySequence.StandardKey.SaveAs)
         self.export_action = self._action("&Export model…", self.open_export, "Ctrl+E",
@@ -347,7 +350,7 @@ class MainWindow(QMainWindow):
     def _show_workspace(self, ws: Any, project: Path | None, recent: str | None) -> None:
         self.session.set_workspace(ws, project)
         if ws.plan.model.source == "timm":
-            self.model_panel.show_loaded(ws.plan.model.name)
+            self.model_panel.show_loaded(ws.plan.model.name, bool(ws.backbone.spec.pretrained))
         if recent and (project is not None or Path(recent).suffix):
             self.add_recent(recent)
         self.tabs.setCurrentWidget(self.tree_panel)
@@ -452,6 +455,12 @@ class MainWindow(QMainWindow):
         ws = self.session.workspace
         if ws is None or self.train_panel.is_running():
             return
+        wrong = self.train_panel.wrong_settings()
+        if wrong and not resume:
+            show_error(self, "A setting was not stored", "Fix the value marked in red on the Training tab first:\n"
+                       + "\n".join(wrong))
+            self.tabs.setCurrentWidget(self.train_panel)
+            return
         scan: DataScan | None = self.data_panel.scan
         if scan is None:
             show_error(self, "No training data", "Choose the training images on the Data tab first "
@@ -479,11 +488,12 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.train_panel)
         self.train_panel.start(prepare, run_dir, resume)
 
-    def _new_run_dir(self) -> Path | None:
-        if self.session.plan.base_dir is not None:
-            return None  # the Trainer's default: runs/<time> beside the project file
+    def _new_run_dir(self) -> Path:
+        """runs/<time> beside the project file, or in this window's runs folder: where the Runs tab looks."""
         from workbench.training.run_folder import RunDir
 
+        if self.session.project_path is not None:
+            return RunDir.timestamped(Path(self.session.project_path).resolve().parent / "runs").path
         root = self.runs_root or Path(QStandardPaths.writableLocation(
             QStandardPaths.StandardLocation.AppDataLocation) or Path.home() / ".workbench") / "runs"
         return RunDir.timestamped(root).path
@@ -491,11 +501,15 @@ class MainWindow(QMainWindow):
     def _rebuild_head_then_train(self, classes: int) -> None:
         self.session.plan.model.num_classes = classes
         plan, project = self.session.plan, self.session.project_path
+        start = self.session.start_weights()
 
         def load() -> Any:
             from workbench.workspace import Workspace
 
-            return Workspace.from_plan(plan, project)
+            ws = Workspace.from_plan(plan, project)
+            if start is not None:  # an opened run's weights, not the plan's initial ones (the new head's shape differs)
+                ws.take_weights(start)
+            return ws
 
         def done(ws: Any) -> None:
             self.session.set_workspace(ws, project)
@@ -544,6 +558,7 @@ class MainWindow(QMainWindow):
             from workbench.run_catalog import read_run
 
             ws.adopt(trained)
+            self.session.model_replaced()  # trained BatchNorm statistics: the plan's warnings change
             info = read_run(run_dir)
             info.status = state  # what the run reported, whatever its files say a moment before it exits
             self.session.set_weights_label(info.weights_label())
@@ -566,9 +581,10 @@ class MainWindow(QMainWindow):
 
         def load() -> Any:
             from workbench.run_catalog import read_run
-            from workbench.runs import load_run_workspace
+            from workbench.runs import load_run_workspace, plan_for_project
 
             ws, _recipe = load_run_workspace(run_dir)
+            ws.plan = plan_for_project(ws.plan, project)  # a new run lands in the project's runs, not in this one
             return ws, read_run(run_dir)
 
         def done(result: Any) -> None:
@@ -635,6 +651,11 @@ class MainWindow(QMainWindow):
                                           weights_label=self.session.weights_label, untrained_warning=warning)
         self.export_dialog.open()
         return self.export_dialog
+
+    def _notice(self, message: str) -> None:
+        """An edit did more than was clicked: said in the status bar and kept in the run log."""
+        self.statusBar().showMessage(message, 20000)
+        self.train_panel._add_log(message)
 
     def show_control(self, where: str) -> None:
         """Bring forward the control a problem is about ("data", "groups", "train", "layers")."""

@@ -159,13 +159,15 @@ class ModelPanel(QWidget):
             return str(index.data())
         return text or None
 
-    def show_loaded(self, name: str) -> None:
-        """Show the model that was loaded (not whatever was last searched for)."""
+    def show_loaded(self, name: str, pretrained: bool | None = None) -> None:
+        """Show the model that was loaded (not whatever was last searched for), and whether with pretrained weights."""
         self.search.blockSignals(True)
         self.search.setText(name if name in self._name_set else "")
         self.search.blockSignals(False)
         self._filtered.setFilterFixedString(self.search.text())
         self.select_name(name)
+        if pretrained is not None:
+            self.pretrained.setChecked(pretrained)
 
     def _search_changed(self, text: str) -> None:
         self._filtered.setFilterFixedString(text)

@@ -76,7 +76,7 @@ class RunsPanel(QWidget):
         self.hint.setWordWrap(True)
 
         self.loss_plot = _plot("Training loss per step", "step", "loss")
-        self.acc_plot = _plot("Validation accuracy per epoch", "epoch", "accuracy")
+        self.acc_plot = _plot("Validation accuracy per epoch", "epoch", "accuracy", integer_x=True)
         self.acc_plot.getPlotItem().setYRange(0.0, 1.0, padding=0.02)
         legend = self.acc_plot.getPlotItem().legend
         if legend is not None:  # accuracy climbs to the top right: keep the legend bottom right

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtCore import QStringListModel, Qt, QTimer, Signal
+from PySide6.QtCore import QStringListModel, Qt, QTimer
 from PySide6.QtWidgets import QComboBox, QCompleter, QHBoxLayout, QLabel, QLineEdit, QPushButton, QVBoxLayout, QWidget
 
 from workbench.errors import WorkbenchError
@@ -16,13 +16,20 @@ from workbench_ui.session import WorkbenchSession
 PLACEHOLDER = "layer*.bn?  ·  re:^blocks\\.[0-3]$  ·  type:BatchNorm2d"
 
 
+def placeholder(type_names: set[str]) -> str:
+    """Examples for the loaded model: a normalisation (or else the most common) layer type it really has."""
+    if not type_names:
+        return PLACEHOLDER
+    norms = sorted(t for t in type_names if "Norm" in t)
+    example = norms[0] if norms else sorted(type_names)[0]
+    return PLACEHOLDER.replace("type:BatchNorm2d", f"type:{example}")
+
+
 class SelectorBar(QWidget):
     """``[Freeze|Unfreeze] [selector] [Apply]`` and a line saying what the selector matches as it is typed.
 
     Apply (or Enter) is one undoable plan edit; the selector is stored in the plan as typed.
     """
-
-    problem = Signal(str)
 
     def __init__(self, session: WorkbenchSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -71,8 +78,9 @@ class SelectorBar(QWidget):
 
     def _workspace_changed(self) -> None:
         ws = self.session.workspace
-        types = sorted({n.type_name for n in ws.tree.nodes}) if ws is not None else []
+        types = sorted({n.type_name for n in ws.tree.nodes if n.path}) if ws is not None else []
         self._types.setStringList([f"type:{t}" for t in types])
+        self.selector.setPlaceholderText(placeholder(set(types)))
         self.update_count()
 
     def set_locked(self, locked: bool) -> None:
@@ -110,8 +118,7 @@ class SelectorBar(QWidget):
         frozen = bool(self.mode.currentData())
         error = self.session.edit(lambda plan: freeze_selector(plan, ws.tree, text, frozen),
                                   f"{'Freeze' if frozen else 'Unfreeze'} {text}")
-        if error:
+        if error:  # said inline, under the box: no dialog on top of it
             self.count.setText(f"<span style='color:#b00020'>{html.escape(error)}</span>")
-            self.problem.emit(error)
         else:
             self.update_count()

@@ -83,6 +83,27 @@ class WorkbenchSession(QObject):
         self.resolutionChanged.emit()
         self.set_dirty(False)
 
+    def swap_workspace(self, workspace: Workspace, description: str) -> None:
+        """Replace the model by one rebuilt from the plan (a cut) as one undoable step: undo brings back
+        the model and plan before it. Raises WorkbenchError (nothing changes) when its plan cannot be resolved."""
+        workspace.resolve()
+        assert self.workspace is not None
+        self.undo_stack.push(_WorkspaceSwap(self, self.workspace, workspace, description))
+
+    def _show_workspace(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+        self.resolution = workspace.resolve()
+        self.workspaceChanged.emit()
+        self.planReplaced.emit()
+        self.resolutionChanged.emit()
+        self.set_dirty(True)
+
+    def model_replaced(self) -> None:
+        """The workspace's module was replaced (a run's trained model adopted): re-resolve, warnings included."""
+        if self.workspace is not None:
+            self.resolution = self.workspace.resolve()
+            self.resolutionChanged.emit()
+
     def set_project_path(self, path: Path | None) -> None:
         self.project_path = path
         if self.workspace is not None:
@@ -166,6 +187,13 @@ class WorkbenchSession(QObject):
         self.weights_label = label
         self.weightsChanged.emit()
 
+    def start_weights(self) -> dict[str, Any] | None:
+        """A copy of the model's weights for a rebuild from the plan (compare, cut, new head) to start from;
+        None while the model holds the plan's own initial weights (a rebuild gives the same ones)."""
+        if self.workspace is None or self.untrained:
+            return None
+        return {name: t.detach().clone() for name, t in self.workspace.backbone.module.state_dict().items()}
+
     @property
     def untrained(self) -> bool:
         from workbench.run_catalog import NOT_TRAINED
@@ -195,3 +223,17 @@ class _PlanEdit(QUndoCommand):
 
     def undo(self) -> None:
         self._session.replace_plan(self._before)
+
+
+class _WorkspaceSwap(QUndoCommand):
+    """A rebuilt model (a cut) in place of the one before; each keeps its own plan."""
+
+    def __init__(self, session: WorkbenchSession, before: Workspace, after: Workspace, text: str) -> None:
+        super().__init__(text)
+        self._session, self._before, self._after = session, before, after
+
+    def redo(self) -> None:
+        self._session._show_workspace(self._after)
+
+    def undo(self) -> None:
+        self._session._show_workspace(self._before)

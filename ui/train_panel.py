@@ -20,14 +20,15 @@ from PySide6.QtWidgets import (
     QListWidget,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
-from workbench.plan import OPTIMIZERS, SCHEDULERS
+from workbench.plan import OPTIMIZERS, SCHEDULERS, TrainConfig
+from workbench.schema_limits import field_limits
 from workbench_ui.look import primary
+from workbench_ui.number_boxes import SchemaIntBox
 from workbench_ui.optimization_rows import OptimizationRows
 from workbench_ui.plots import TrainingPlots
 from workbench_ui.problems_view import ProblemsList
@@ -66,10 +67,12 @@ class TrainPanel(QWidget):
         self._paused = False
         self._steps_total = 0
         self._epoch_records: list[dict[str, Any]] = []  # this run's epochs, for the log's hints
+        self._epoch_seconds: dict[int, float] = {}  # how long each finished epoch took (the time-left estimate)
         self.hint = ""
 
-        self.epochs = QSpinBox(minimum=1, maximum=10_000)
-        self.batch_size = QSpinBox(minimum=1, maximum=65_536)
+        # Limits from the schema; a number outside them stays typed, marked wrong with the reason, and is not stored.
+        self.epochs = SchemaIntBox(field_limits(TrainConfig, "epochs"))
+        self.batch_size = SchemaIntBox(field_limits(TrainConfig, "batch_size"))
         self.optimizer = QComboBox()
         self.optimizer.addItems(list(OPTIMIZERS))
         self.scheduler = QComboBox()
@@ -86,7 +89,9 @@ class TrainPanel(QWidget):
         settings = QGroupBox("Settings")
         form = QFormLayout(settings)
         form.addRow("Epochs", self.epochs)
+        form.addRow("", self.epochs.problem)
         form.addRow("Batch size", self.batch_size)
+        form.addRow("", self.batch_size.problem)
         form.addRow("Optimizer", self.optimizer)
         form.addRow("LR schedule", self.scheduler)
         form.addRow("Device", self.device)
@@ -200,6 +205,11 @@ class TrainPanel(QWidget):
         if getattr(self.session.plan.train, key) != value:
             self.session.edit(lambda plan: setattr(plan.train, key, value))
 
+    def wrong_settings(self) -> list[str]:
+        """The settings typed but refused (shown in red with the reason): Start waits until they are fixed."""
+        return [f"{name}: {box.problem.text()}" for name, box in (("Epochs", self.epochs),
+                                                                    ("Batch size", self.batch_size)) if box.is_wrong()]
+
     # -- running ---------------------------------------------------------------------------
     def is_running(self) -> bool:
         return self.run is not None and self.run.is_running()
@@ -208,6 +218,7 @@ class TrainPanel(QWidget):
         """``prepare()`` runs in the worker thread and returns a Trainer."""
         if self.run is not None:
             return
+        self._epoch_seconds = {}
         if not resume:
             self.plots.clear()
             self.log.clear()
@@ -264,9 +275,23 @@ class TrainPanel(QWidget):
         self.position.setText(f"epoch {last.epoch + 1}/{epochs} · batch {last.batch}/{last.batches} · "
                               f"loss {last.loss:.4f}")
         self.speed.setText(f"{last.images_per_s:,.0f} images/s")
-        self.eta.setText(format_duration(last.eta_s))
+        self.eta.setText(self._time_left(last))
+
+    def _time_left(self, step: Any) -> str:
+        """Phase-aware (workbench.time_left): "estimating…" until every kind of epoch still to come was measured."""
+        from workbench.time_left import time_left
+
+        plan = self.session.plan
+        recent = step.images_per_s
+        step_s = step.eta_s / max(1, step.batches * plan.train.epochs - step.global_step) if step.eta_s else 0.0
+        if not step_s and recent:
+            step_s = plan.train.batch_size / recent
+        left = time_left(plan.train.epochs, [u.epoch for u in plan.unfreeze], step.epoch, step.batch, step.batches,
+                         step_s, self._epoch_seconds)
+        return "estimating…" if left is None else format_duration(left)
 
     def _on_epoch(self, report: Any) -> None:
+        self._epoch_seconds[report.epoch] = report.seconds
         self.plots.add_epoch(report.epoch, report.train_loss, report.val_loss, report.train_accuracy,
                              report.val_accuracy)
         val = (f", val loss {report.val_loss:.4f}, val accuracy {report.val_accuracy:.1%}"

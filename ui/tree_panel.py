@@ -33,9 +33,12 @@ from workbench_ui.qt_layer_tree import GROUP, HEADERS, NAME, PARAMS, PATH_ROLE, 
 from workbench_ui.selector_bar import SelectorBar
 from workbench_ui.session import WorkbenchSession
 
-BN_CHOICES = (("freeze", "BatchNorm: freeze statistics in frozen layers"),
-              ("train", "BatchNorm: keep training everywhere"),
-              ("eval", "BatchNorm: inference mode everywhere (statistics never move)"))
+BN_CHOICES = (("freeze", "BatchNorm: freeze stats of frozen layers",
+               "BatchNorm in frozen layers keeps its statistics; in trainable layers they keep training"),
+              ("train", "BatchNorm: train stats everywhere",
+               "Every BatchNorm layer updates its running statistics, frozen layers included"),
+              ("eval", "BatchNorm: inference mode everywhere",
+               "Every BatchNorm layer normalises with its stored statistics, which never move"))
 
 
 def filter_visible(tree: LayerTree, needle: str) -> list[bool]:
@@ -73,12 +76,14 @@ def describe_model(ws: Any) -> str:
 
 class TreePanel(QWidget):
     problem = Signal(str)  # the core rejected an edit: the window shows the message
+    notice = Signal(str)  # an edit changed more than was clicked (a cut rewrote the plan): the window says what
 
     def __init__(self, session: WorkbenchSession, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.session = session
         self.model: QtLayerTreeModel | None = None
         self._locked = False
+        self.cut_notices: list[str] = []  # what the last cut rewrote or dropped in the plan
         self._hidden: list[bool] = []  # per node: hidden by the filter
 
         self.filter = QLineEdit(placeholderText="Filter layers by path or type (e.g. layer3, BatchNorm)")
@@ -93,11 +98,11 @@ class TreePanel(QWidget):
         self.full_finetune = QPushButton("Full fine-tune")
         self.full_finetune.setToolTip("Unfreeze everything")
         self.batchnorm = QComboBox()
-        # The full labels are long; let the combo shrink with the window (they stay in the popup).
-        self.batchnorm.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.batchnorm.setMinimumContentsLength(16)
-        for key, label in BN_CHOICES:
+        # Short labels, shown whole (the stretch before the combo gives way first); the details are tooltips.
+        self.batchnorm.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        for key, label, detail in BN_CHOICES:
             self.batchnorm.addItem(label, key)
+            self.batchnorm.setItemData(self.batchnorm.count() - 1, detail, Qt.ItemDataRole.ToolTipRole)
         self.batchnorm.setToolTip("Frozen BatchNorm layers keep updating their running statistics unless they are "
                                   "put in eval mode; choose what frozen layers do")
 
@@ -111,7 +116,6 @@ class TreePanel(QWidget):
         presets.addWidget(self.batchnorm)
 
         self.selector_bar = SelectorBar(session)
-        self.selector_bar.problem.connect(self.problem)
 
         # No QSortFilterProxyModel in between: it made every tick on a big tree take seconds. The filter
         # hides rows in the view instead (filter_visible).
@@ -298,9 +302,15 @@ class TreePanel(QWidget):
         return menu
 
     def cut_here(self, path: str) -> None:
-        """Open the head dialog for ``path``; on OK rebuild the model from the plan with its new [head]."""
+        """Open the head dialog for ``path``; on OK rebuild the model from the plan with its new [head].
+
+        The rebuilt model starts from the weights shown (an opened run's, not the plan's initial ones);
+        the plan's references to the modules cut off are rewritten or dropped (the log says which);
+        Ctrl+Z brings back the model before the cut.
+        """
         from PySide6.QtWidgets import QMessageBox
 
+        from workbench.cut_plan import rewrite_for_cut
         from workbench.errors import WorkbenchError
         from workbench.workspace import Workspace
         from workbench_ui.head_dialog import HeadDialog
@@ -313,13 +323,18 @@ class TreePanel(QWidget):
             return
         plan = ws.plan.copy()
         plan.head = self.head_dialog.spec
+        start = self.session.start_weights()
         try:
             new = Workspace.from_plan(plan, ws.project_path)
-            self.session.set_workspace(new, ws.project_path)
+            if start is not None:
+                new.take_weights(start, keep_new="head")
+            self.cut_notices = rewrite_for_cut(new.plan, new.tree, spec.classifier)
+            self.session.swap_workspace(new, f"Cut at {path} and add a new head")
         except WorkbenchError as exc:
             QMessageBox.warning(self, "Cannot cut here", str(exc))
             return
-        self.session.set_dirty(True)
+        if self.cut_notices:
+            self.notice.emit(f"Cut at {path}: " + "; ".join(self.cut_notices))
 
     def assign(self, path: str, group: str) -> None:
         ws = self.session.workspace

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="a folder for safetensors, a file for the others")
     p.set_defaults(run=_cmd_export)
 
-    p = sub.add_parser("demo", help="the built-in demo: resnet18 on scikit-learn's handwritten digits")
+    p = sub.add_parser("demo", help="the built-in demo: pretrained EfficientNet-Lite0 on scikit-learn's handwritten digits")
     p.add_argument("--headless", action="store_true", help="train and export in the terminal instead of the window")
     p.add_argument("--out", type=Path, help="run folder (default: ./runs/demo-<timestamp>)")
     _train_overrides(p)

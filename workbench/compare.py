@@ -273,8 +273,11 @@ class Comparison:
     """
 
     def __init__(self, base: FinetunePlan, strategies: list[Strategy], out_dir: Path,
-                 project: str = "", epochs: int | None = None) -> None:
+                 project: str = "", epochs: int | None = None, start_weights: Any = None) -> None:
+        """``start_weights``: a state dict every strategy starts from instead of the plan's initial weights
+        (the GUI passes an opened run's; tensors are matched by name and shape)."""
         self.base = base.copy()
+        self.start_weights = start_weights
         if epochs is not None:
             try:
                 self.base.train.epochs = epochs  # through the schema: the same limits as train --epochs
@@ -337,6 +340,8 @@ class Comparison:
         plan.model.num_classes = check_num_classes(images.classes, plan.model.num_classes, False)
         torch.manual_seed(plan.train.seed)  # the same model init as `workbench train` gives this plan
         shared = Workspace.from_plan(plan)
+        if self.start_weights is not None:
+            shared.take_weights(self.start_weights)
         data = open_data(plan.data, plan.base_dir, shared.backbone.spec, augment=plan.train.augment, images=images)
         self._shared = (shared, data)
         self.data_info = {"classes": len(data.classes), "train_images": len(data.train),

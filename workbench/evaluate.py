@@ -263,7 +263,32 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", progress: Progres
     evaluation.weights = info.weights_label()
     evaluation.run_dir = run_dir
     evaluation.hint = run_hint(run_dir, ws)
+    difference = run_accuracy_note(evaluation, info.last_val_accuracy, ws.plan.train.amp, device)
+    if difference:
+        evaluation.notices.append(difference)
     return evaluation
+
+
+def run_accuracy_note(evaluation: Evaluation, logged: float | None, amp: str, device: str) -> str | None:
+    """Why the run's own last validation accuracy differs from this float32 evaluation, when it does.
+
+    The Trainer validates under the run's autocast (bfloat16 on a CPU with AMX for ``amp = "auto"``),
+    on trunk features it cached in that precision; the weights, and every export, are float32. Both
+    figures are true: the log's is the model as trained, this one the model as saved and exported.
+    """
+    from workbench.training.devices import pick_amp, pick_device
+
+    if logged is None or evaluation.accuracy is None or round(logged * evaluation.total) == evaluation.correct:
+        return None
+    try:
+        dtype = pick_amp(amp, pick_device(device))
+    except WorkbenchError:
+        dtype = None
+    why = (f"it validated in {str(dtype).removeprefix('torch.')} mixed precision ([train] amp = {amp!r}), "
+           "this evaluation in float32 as the weights are saved and exported; amp = \"off\" makes them equal"
+           if dtype is not None else "the weights evaluated here were saved after its last validation (a run stopped "
+           "mid-epoch keeps the weights of its last batch)")
+    return (f"The run's log says {logged:.1%} ({round(logged * evaluation.total)} of {evaluation.total}): {why}")
 
 
 def run_hint(run_dir: Path, ws: "Workspace") -> str | None:

@@ -210,6 +210,11 @@ def record_output_shapes(module: "nn.Module", example_input: "torch.Tensor", tre
     tree.forward_seconds = _time.perf_counter() - start
 
 
+def refresh_bn_untrained(module: "nn.Module", tree: LayerTree) -> None:
+    """The module's weights were replaced (a run's loaded): whether its BatchNorm statistics are untrained now."""
+    tree.bn_untrained = _bn_untrained(module)
+
+
 def _bn_untrained(module: "nn.Module") -> bool:
     """True when the model has BatchNorm statistics and all of them are still 0 / 1."""
     import torch

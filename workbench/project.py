@@ -42,13 +42,13 @@ def save_project(plan: FinetunePlan, path: str | Path) -> None:
     import tomli_w
 
     path = Path(path).expanduser()
-    rebased = _rebase(plan, path.parent.resolve())
+    rebased = rebase_plan(plan, path.parent.resolve())
     atomic_write_text(path, tomli_w.dumps(plan_to_dict(rebased)))
     plan.base_dir = path.parent.resolve()
     plan.model, plan.data = rebased.model, rebased.data
 
 
-def _rebase(plan: FinetunePlan, new_dir: Path) -> FinetunePlan:
+def rebase_plan(plan: FinetunePlan, new_dir: Path) -> FinetunePlan:
     """Keep relative paths pointing at the same files when the project moves to ``new_dir``."""
     import os
 

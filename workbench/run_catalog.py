@@ -39,6 +39,10 @@ class RunInfo:
 
     @property
     def name(self) -> str:
+        """The folder's name; a comparison's strategy run is named with its comparison (compare-…/probe)."""
+        parent = self.path.parent
+        if parent.name.startswith(COMPARE_PREFIX) and not is_run_dir(parent):
+            return f"{parent.name}/{self.path.name}"
         return self.path.name
 
     @property
@@ -67,6 +71,9 @@ class RunInfo:
         return out
 
 
+COMPARE_PREFIX = "compare-"  # a comparison's folder (workbench compare, the Compare tab): one run per strategy
+
+
 def is_run_dir(path: Path) -> bool:
     return RunDir(path).is_run()
 
@@ -84,7 +91,11 @@ def runs_folder(project_or_folder: Path) -> list[Path]:
         raise WorkbenchError(f"{path} is neither a project file nor a folder of runs")
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir() if is_run_dir(p)), key=lambda p: p.name)
+    found = [p for p in root.iterdir() if is_run_dir(p)]
+    for folder in root.glob(f"{COMPARE_PREFIX}*"):  # a comparison's strategies are runs of the project too
+        if folder.is_dir() and not is_run_dir(folder):
+            found.extend(p for p in folder.iterdir() if is_run_dir(p))
+    return sorted(found, key=lambda p: (p.parent != root, p.parent.name, p.name))
 
 
 def list_runs(project_or_folder: Path, plan: Any = None) -> list[RunInfo]:

@@ -40,6 +40,7 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
     """
     from safetensors.torch import load_file
 
+    from workbench.layer_tree import refresh_bn_untrained
     from workbench.project import load_project
     from workbench.workspace import Workspace
 
@@ -81,6 +82,7 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
                              "recipe was edited after training: restore it, or train the edited recipe anew "
                              f"(workbench train {run.project} --out {run.path} --overwrite)")
     ws.backbone.module.load_state_dict(state)
+    refresh_bn_untrained(ws.backbone.module, ws.tree)  # the tree was built on the untrained model
     spec = ws.backbone.spec
     if isinstance(spec_data, dict):
         spec.label_names = spec_data.get("label_names") or spec.label_names
@@ -94,6 +96,27 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
     if saved is not None:  # where gradual unfreezing had got to
         plan.freeze.frozen, plan.freeze.unfrozen = list(saved["frozen"]), list(saved["unfrozen"])
     return ws, run.project.read_text()
+
+
+def plan_for_project(plan: FinetunePlan, project_path: Path | None) -> FinetunePlan:
+    """A run's recipe as the plan of the project it belongs to (``project_path``; None: no project file).
+
+    A run's recipe lives inside the run folder, so its relative paths and its ``base_dir`` point there:
+    a run started from it unchanged would land in ``<run>/runs/``, where nobody lists it. The copy
+    returned has the same data paths made relative to the project's folder (absolute without a project).
+    """
+    from workbench.project import rebase_plan
+
+    if project_path is not None:
+        return rebase_plan(plan, Path(project_path).parent.resolve())
+    out = plan.copy()
+    if out.model.source != "timm" and out.model.name:
+        out.model.name = str(plan.resolve_path(out.model.name))
+    for key in ("path", "val_path"):
+        value = plan.resolve_path(getattr(out.data, key))
+        setattr(out.data, key, None if value is None else str(value.resolve()))
+    out.base_dir = None
+    return out
 
 
 def _numbers(value: object) -> bool:

@@ -17,6 +17,10 @@ from workbench.resolve import Resolution, resolve_plan
 from workbench.sources import load_backbone
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    import torch
+
     from workbench.runs import TrainedModel
 
 
@@ -94,14 +98,43 @@ class Workspace:
     def apply(self) -> AppliedPlan:
         return apply_plan(self.backbone.module, self.resolve())
 
+    def take_weights(self, state: "Mapping[str, torch.Tensor]", keep_new: str | None = None) -> list[str]:
+        """Start this workspace's module from ``state`` (another build's weights): every tensor whose
+        name and shape match is copied; ``keep_new`` is a module path (a new head) left as built.
+
+        Rebuilding from a plan gives the plan's initial weights; after a run was opened they are not
+        the ones the user sees, so compare, cut and rebuild start from the run's through this.
+        Returns the names of this module's tensors that kept their built values.
+        """
+        import torch
+
+        from workbench.layer_tree import refresh_bn_untrained
+
+        own = self.backbone.module.state_dict()
+        prefix = f"{keep_new}." if keep_new else None
+        kept = []
+        with torch.no_grad():
+            for name, tensor in own.items():
+                source = state.get(name)
+                if (source is None or source.shape != tensor.shape or source.dtype != tensor.dtype
+                        or (prefix is not None and name.startswith(prefix))):
+                    kept.append(name)
+                    continue
+                tensor.copy_(source)
+        refresh_bn_untrained(self.backbone.module, self.tree)
+        return kept
+
     def adopt(self, trained: TrainedModel) -> None:
         """Take a run's trained model and its spec (the data's class names) as this workspace's own.
 
         Training never changes a workspace (it trains a copy); the GUI calls this after a run so
         the layer tree, export and the next run start from the trained weights. The plan is kept.
         """
+        from workbench.layer_tree import refresh_bn_untrained
+
         self.backbone.module = trained.module
         self.backbone.spec = trained.spec
+        refresh_bn_untrained(trained.module, self.tree)
 
 
 def build_tree(backbone: Backbone) -> LayerTree:
