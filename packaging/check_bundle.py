@@ -143,11 +143,23 @@ def open_window(bundle: Bundle, *args: str) -> dict:
     return report
 
 
+def evict_from_page_cache(folder: Path) -> None:
+    """Drop the bundle's files from the page cache, so the next launch reads them from disk like a first one."""
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
 def check_window_demo(bundle: Bundle) -> str:
+    evict_from_page_cache(bundle.exe.parent)  # a cold start: what a user waits for the first time
     report = open_window(bundle, "demo")
     if report["model"] != "efficientnet_lite0":
         raise CheckFailed(f"the window opened on {report['model']!r}, not the demo's efficientnet_lite0")
-    return f"usable {report['seconds_to_usable']:.1f} s after launch, closed cleanly"
+    return f"usable {report['seconds_to_usable']:.1f} s after a cold launch, closed cleanly"
 
 
 def check_window_project(bundle: Bundle) -> str:
@@ -156,7 +168,7 @@ def check_window_project(bundle: Bundle) -> str:
     report = open_window(bundle, str(project))  # what a file manager runs through the desktop entry's %f
     if report["project_path"] != str(project) or report["model"] != "resnet18":
         raise CheckFailed(f"the window shows {report['project_path']!r} ({report['model']}), not {project}")
-    return f"{project.name} usable {report['seconds_to_usable']:.1f} s after launch, closed cleanly"
+    return f"{project.name} usable {report['seconds_to_usable']:.1f} s after a warm launch, closed cleanly"
 
 
 CHECKS: list[tuple[str, Callable[[Bundle], str]]] = [

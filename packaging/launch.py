@@ -62,6 +62,8 @@ def _install_probe(report_path: str) -> None:
                     dialog.reject()
             report["closed"] = window.close()
             write(report)
+            # Whatever the close did, the process ends: a dialog raised meanwhile is in the report's problems.
+            QTimer.singleShot(0, QApplication.quit)
 
         timer.timeout.connect(poll)
         timer.start(100)
