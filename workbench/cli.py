@@ -14,6 +14,7 @@ from workbench.errors import WorkbenchError
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = _file_means_open(parser, sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a bad argument (2, message already printed)
@@ -28,6 +29,15 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _file_means_open(parser: argparse.ArgumentParser, argv: list[str]) -> list[str]:
+    """``workbench FILE`` (a desktop entry's ``%f``, "Open with") is ``workbench open FILE``."""
+    commands = {name for action in parser._actions if isinstance(action, argparse._SubParsersAction)
+                for name in action.choices}
+    if len(argv) == 1 and argv[0] not in commands and Path(argv[0]).is_file():
+        return ["open", argv[0]]
+    return argv
 
 
 class _Parser(argparse.ArgumentParser):
@@ -86,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     cli_predict.add_parser(sub)
     cli_evaluate.add_parser(sub)
 
-    p = sub.add_parser("open", help="open a project file in the window")
+    p = sub.add_parser("open", help="open a project file (or a model file) in the window; `workbench FILE` is the same")
     p.add_argument("project", type=Path)
     p.set_defaults(run=lambda a: _launch_gui(a, project=a.project))
     from workbench import cli_compare, cli_diff  # light: their heavy imports happen when they run
