@@ -84,7 +84,7 @@ class ExportOptions:
         asked = [flag for flag, on in (("--quantize", self.quantize is not None), ("--precision fp16",
                  self.precision == "fp16"), ("--with-preprocessing", self.with_preprocessing)) if on]
         if asked and fmt != "onnx":
-            raise WorkbenchError(f"{' and '.join(asked)} work(s) with --format onnx only, not {fmt}")
+            raise WorkbenchError(f"{' and '.join(asked)}: for --format onnx only, not {fmt}")
         if self.quantize is not None and self.precision == "fp16":
             raise WorkbenchError("--quantize and --precision fp16 are two different variants: choose one")
         if self.keep_io_float32 and self.precision != "fp16":

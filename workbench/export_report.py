@@ -161,7 +161,7 @@ def write_report(report: ExportReport, path: Path) -> None:
 def format_text(report: ExportReport) -> str:
     """The report as a table for the terminal (and the Export dialog)."""
     lines = [f"export report — {report.data}"]
-    head = f"  {"format":<40}{'top-1':>8}{'agree':>8}{'Δ pts':>8}{'max|Δlogit|':>13}{'size':>10}{'b1 ms':>9}{'b32 img/s':>11}"
+    head = f"  {'format':<40}{'top-1':>8}{'agree':>8}{'Δ pts':>8}{'max|Δlogit|':>13}{'size':>10}{'b1 ms':>9}{'b32 img/s':>11}"
     lines.append(head)
     for row in report.rows:
         top1 = f"{row.top1:.2%}" if row.top1 is not None else "—"
@@ -170,7 +170,9 @@ def format_text(report: ExportReport) -> str:
         lat = f"{row.latency_ms_b1:.2f}" if row.latency_ms_b1 is not None else "—"
         thr = f"{row.throughput_b32:.0f}" if row.throughput_b32 is not None else "—"
         name = row.name + ("" if row.written else " *")
-        lines.append(f"  {name:<40}{top1:>8}{row.agreement:>8.1%}{delta:>8}{row.max_abs_logit_diff:>13.3g}"
+        agree = f"{row.agreement:.1%}" if math.isfinite(row.agreement) else "—"
+        diff = f"{row.max_abs_logit_diff:.3g}" if math.isfinite(row.max_abs_logit_diff) else "—"
+        lines.append(f"  {name:<40}{top1:>8}{agree:>8}{delta:>8}{diff:>13}"
                      f"{size:>10}{lat:>9}{thr:>11}")
     if any(not row.written for row in report.rows):
         lines.append("  * reference, not written")
