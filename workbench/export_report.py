@@ -166,7 +166,7 @@ def format_text(report: ExportReport) -> str:
     for row in report.rows:
         top1 = f"{row.top1:.2%}" if row.top1 is not None else "—"
         delta = f"{row.delta_points:+.2f}" if row.delta_points is not None else "—"
-        size = _human(row.size_bytes) if row.size_bytes is not None else "—"
+        size = human_size(row.size_bytes) if row.size_bytes is not None else "—"
         lat = f"{row.latency_ms_b1:.2f}" if row.latency_ms_b1 is not None else "—"
         thr = f"{row.throughput_b32:.0f}" if row.throughput_b32 is not None else "—"
         name = row.name + ("" if row.written else " *")
@@ -183,7 +183,7 @@ def format_text(report: ExportReport) -> str:
     return "\n".join(lines)
 
 
-def _human(n: int) -> str:
+def human_size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KB", "MB", "GB"):
         if value < 1024 or unit == "GB":
