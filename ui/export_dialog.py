@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -88,6 +88,8 @@ class ExportDialog(QDialog):
         note.setWordWrap(True)
         muted(note)
         self.onnx_box = self._onnx_options()
+        # Word-wrapped labels below make the layout squeeze this form's rows when the report appears.
+        self.onnx_box.setMinimumHeight(self.onnx_box.sizeHint().height())
 
         self.busy = QProgressBar()
         self.busy.setRange(0, 0)
@@ -96,7 +98,7 @@ class ExportDialog(QDialog):
         self.outcome.setWordWrap(True)
         self.details = QPlainTextEdit()
         self.details.setReadOnly(True)
-        self.details.setMaximumHeight(120)
+        self.details.setMaximumHeight(70)
         self.details.hide()
         self.report = QTableWidget(0, len(REPORT_COLUMNS))
         self.report.setHorizontalHeaderLabels(list(REPORT_COLUMNS))
@@ -304,6 +306,8 @@ class ExportDialog(QDialog):
         lines.append(f"<span style='color:gray'>Measured on {report.conditions}. Written to {path}.</span>")
         self.report_notes.setText("<br>".join(lines))
         self.report_notes.show()
+        # Grow to show the report once the layout has taken it in (adjustSize caps at 2/3 of the screen).
+        QTimer.singleShot(0, lambda: self.resize(self.width(), max(self.height(), self.sizeHint().height())))
 
     def _failed(self, message: str, detail: str) -> None:
         self.error = message

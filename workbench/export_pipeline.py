@@ -139,6 +139,10 @@ def export_with_report(module: "nn.Module", spec: ModelSpec, fmt: str, out: str 
     report_path = (out if folder_kind else (out.parent if str(out.parent) else Path("."))) / REPORT_NAME
     if not folder_kind and out.name == REPORT_NAME:
         raise WorkbenchError(f"--out {out}: that name is kept for the export report; choose another file name")
+    if folder_kind and out.exists() and not out.is_dir():
+        raise WorkbenchError(f"cannot write {out}: it is a file, not a folder")
+    if not folder_kind and out.is_dir():
+        raise WorkbenchError(f"cannot write {out}: it is a folder")
     check_report_target(report_path)
     model = copy.deepcopy(module).cpu().float().eval()
     say("running the PyTorch model on the validation inputs")
@@ -163,11 +167,15 @@ def export_with_report(module: "nn.Module", spec: ModelSpec, fmt: str, out: str 
                               conditions(options.timing), notes, accepted_drop=options.accept_accuracy_drop)
         _gate(report, options)
         final = [_place(path, staged, out) for path in result.paths]
-        write_report(report, report_path)
     for row in report.rows:
         if row.written:
             row.files = [str(p) for p in final]
-    write_report(report, report_path)
+    try:
+        write_report(report, report_path)
+    except WorkbenchError:
+        for path in final:  # no export without its report
+            path.unlink(missing_ok=True)
+        raise
     message = result.message.replace(str(staged), str(out))
     if fmt == "onnx" and (options.lossy or options.with_preprocessing):
         message += f"; then made {options.variant()} (the parity figure is the fp32 graph's; the report has the rest)"
@@ -224,13 +232,12 @@ def _onnx_variant(staged: Path, scratch: Path, spec: ModelSpec, options: ExportO
     row = _measure(name, _ort_runner(current), inputs, reference, data, True, [current], options.timing, input_kind)
     rows.append(row)
     fp32_row = rows[-2]
-    for what, mine, theirs, worse in (("latency at batch 1", row.latency_ms_b1, fp32_row.latency_ms_b1, "slower"),
-                                      ("throughput at batch 32", row.throughput_b32, fp32_row.throughput_b32, "lower")):
-        if mine is None or theirs is None:
-            continue
-        slower = mine > theirs if what.startswith("latency") else mine < theirs
-        if slower:
-            row.notes.append(f"{worse} than fp32 ONNX on this machine: {what} {mine:.3g} vs {theirs:.3g}")
+    if row.latency_ms_b1 and fp32_row.latency_ms_b1 and row.latency_ms_b1 > fp32_row.latency_ms_b1:
+        row.notes.append(f"slower than fp32 ONNX on this machine at batch 1: {row.latency_ms_b1:.3g} ms vs "
+                         f"{fp32_row.latency_ms_b1:.3g} ms per image")
+    if row.throughput_b32 and fp32_row.throughput_b32 and row.throughput_b32 < fp32_row.throughput_b32:
+        row.notes.append(f"lower throughput than fp32 ONNX on this machine at batch 32: {row.throughput_b32:.3g} vs "
+                         f"{fp32_row.throughput_b32:.3g} images/s")
     os.replace(current, staged)
 
 
@@ -305,8 +312,12 @@ def _scratch_dir(out: Path) -> Iterator[Path]:
 
 def _place(path: Path, staged: Path, out: Path) -> Path:
     """Move a staged file to its final place (through atomic_path, so the target checks apply)."""
-    final = out / path.relative_to(staged) if path.is_relative_to(staged) and path != staged else (
-        out if path == staged else out.with_name(path.name))
+    if path == staged:
+        final = out
+    elif path.is_relative_to(staged):  # a file in a staged folder (safetensors)
+        final = out / path.relative_to(staged)
+    else:  # beside the staged file (an ONNX file's .data)
+        final = out.with_name(path.name)
     with atomic_path(final) as tmp:
         os.replace(path, tmp)
     return final
