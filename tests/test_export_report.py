@@ -220,6 +220,8 @@ def test_skipped_operator_is_named_and_the_rest_quantized(tmp_path):
     (["--format", "onnx", "--quantize", "int8", "--calibration-images", "301"],
      "--calibration-images 301 is more than the 300 training images"),
     (["--format", "onnx", "--keep-io-float32"], "applies to --precision fp16 only"),
+    (["--format", "onnx", "--quantize", "int8-dynamic", "--calibration-method", "entropy"],
+     "--calibration-method applies to --quantize int8 (static) only"),
     (["--format", "onnx", "--max-accuracy-drop", "-1"], "must be 0-100 points"),
 ])
 def test_bad_export_options_are_one_error_and_write_nothing(digits_run, tmp_path, capsys, args, message):

@@ -12,6 +12,7 @@ from pathlib import Path
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from workbench.export_data import DEFAULT_CALIBRATION_IMAGES
     from workbench.export_pipeline import DEFAULT_MAX_DROP_POINTS, PRECISIONS, QUANTIZE_CHOICES
+    from workbench.onnx_variants import CALIBRATION_METHODS
 
     exporters = _exporters()
     p = sub.add_parser("export", help="export a run's final weights, proven on its validation images",
@@ -30,6 +31,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration-images", type=_positive_int, metavar="N",
                    help=f"with --quantize int8: training images to calibrate on (default: up to "
                         f"{DEFAULT_CALIBRATION_IMAGES})")
+    p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="minmax",
+                   help="with --quantize int8: how activation ranges are set (default minmax; entropy and\n"
+                        "percentile clip rare outliers)")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="ONNX only: fp16 weights and compute, for GPU targets (default fp32)")
     p.add_argument("--keep-io-float32", action="store_true", help="with --precision fp16: float32 inputs/outputs")
@@ -60,6 +64,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     options = ExportOptions(quantize=args.quantize, precision=args.precision, keep_io_float32=args.keep_io_float32,
                             with_preprocessing=args.with_preprocessing, calibration_images=args.calibration_images,
+                            calibration_method=args.calibration_method,
                             max_accuracy_drop=args.max_accuracy_drop, accept_accuracy_drop=args.accept_accuracy_drop,
                             timing=Timing(runs=args.timing_runs))
     trained = load_run(args.run_dir)

@@ -34,6 +34,7 @@ from workbench.export_report import (
     time_runner,
     write_report,
 )
+from workbench.onnx_variants import CALIBRATION_METHODS
 from workbench.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ class ExportOptions:
     keep_io_float32: bool = False  # fp16 only: inputs/outputs stay float32
     with_preprocessing: bool = False  # uint8 NHWC in, scaling and mean/std inside the graph
     calibration_images: int | None = None  # None: up to DEFAULT_CALIBRATION_IMAGES training images
+    calibration_method: str = "minmax"  # or "entropy", "percentile" (onnxruntime's calibrators)
     max_accuracy_drop: float = DEFAULT_MAX_DROP_POINTS  # points of top-1 a lossy variant may lose
     accept_accuracy_drop: bool = False
     tolerance: float | None = None  # the exporter's fp32 parity tolerance
@@ -91,6 +93,11 @@ class ExportOptions:
             raise WorkbenchError("--keep-io-float32 applies to --precision fp16 only")
         if self.calibration_images is not None and self.quantize != "int8":
             raise WorkbenchError("--calibration-images applies to --quantize int8 (static) only")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise WorkbenchError(f"--calibration-method must be one of {', '.join(CALIBRATION_METHODS)}, "
+                                 f"got {self.calibration_method!r}")
+        if self.calibration_method != "minmax" and self.quantize != "int8":
+            raise WorkbenchError("--calibration-method applies to --quantize int8 (static) only")
         if not 0 <= self.max_accuracy_drop <= 100:
             raise WorkbenchError(f"--max-accuracy-drop must be 0-100 points, got {self.max_accuracy_drop:g}")
         if self.with_preprocessing and len(spec.input_size) != 3:
@@ -200,10 +207,10 @@ def _onnx_variant(staged: Path, scratch: Path, spec: ModelSpec, options: ExportO
     if options.quantize == "int8":
         assert data.calibration_float is not None
         say(f"calibrating and quantizing (INT8 static, {len(data.calibration_float)} images)")
-        current, floats = scratch / "int8.onnx", None
-        floats = onnx_variants.quantize_int8_static(fp32, current, data.calibration_float)
+        current = scratch / "int8.onnx"
+        floats = onnx_variants.quantize_int8_static(fp32, current, data.calibration_float, options.calibration_method)
         name = "ONNX int8 (static QDQ)"
-        notes.append(f"INT8 calibrated on {data.calibration_source}")
+        notes.append(f"INT8 calibrated on {data.calibration_source}, {options.calibration_method} ranges")
         _say_float_ops(floats, notes)
     elif options.quantize == "int8-dynamic":
         say("quantizing (INT8 dynamic)")
@@ -286,12 +293,13 @@ def _gate(report: ExportReport, options: ExportOptions) -> None:
     if drop > options.max_accuracy_drop:
         torch_row = report.rows[0]
         assert row.top1 is not None and torch_row.top1 is not None
-        hint = (" Calibrate on more (or more typical) training images with --calibration-images, or"
+        hint = (" Try --calibration-method entropy or percentile, or more (or more typical) training images with "
+                "--calibration-images; or"
                 if options.quantize == "int8" else "")
         raise WorkbenchError(
             f"refusing the {what} export ({row.name}): top-1 {row.top1:.2%} on {report.inputs:,} validation images vs "
-            f"{torch_row.top1:.2%} for PyTorch ({row.delta_points:+.2f} points; the limit is "
-            f"-{options.max_accuracy_drop:g}); agreement {row.agreement:.1%}, max |logit diff| "
+            f"{torch_row.top1:.2%} for PyTorch: it loses {drop:.2f} points, more than the {options.max_accuracy_drop:g} "
+            f"allowed; agreement {row.agreement:.1%}, max |logit diff| "
             f"{row.max_abs_logit_diff:.3g}. Nothing written.{hint} --accept-accuracy-drop writes it anyway")
 
 
