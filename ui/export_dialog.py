@@ -137,6 +137,7 @@ class ExportDialog(QDialog):
     def _onnx_options(self) -> QGroupBox:
         from workbench.export_data import DEFAULT_CALIBRATION_IMAGES
         from workbench.export_pipeline import DEFAULT_MAX_DROP_POINTS
+        from workbench.onnx_variants import CALIBRATION_METHODS
 
         box = QGroupBox("ONNX variant")
         self.quantize = QComboBox()
@@ -152,6 +153,9 @@ class ExportDialog(QDialog):
         self.calibration.setRange(0, 1_000_000)
         self.calibration.setSpecialValueText(f"up to {DEFAULT_CALIBRATION_IMAGES} training images")
         self.calibration.setValue(0)
+        self.calibration_method = QComboBox()
+        for method in CALIBRATION_METHODS:
+            self.calibration_method.addItem(method, method)
         self.max_drop = QDoubleSpinBox()
         self.max_drop.setRange(0.0, 100.0)
         self.max_drop.setDecimals(2)
@@ -160,7 +164,11 @@ class ExportDialog(QDialog):
         self.accept_drop = QCheckBox("Write it even if accuracy drops more")
         form = QFormLayout(box)
         form.addRow("Quantize", self.quantize)
-        form.addRow("Calibration images", self.calibration)
+        calibration = QHBoxLayout()
+        calibration.addWidget(self.calibration, 1)
+        calibration.addWidget(QLabel("ranges"))
+        calibration.addWidget(self.calibration_method)
+        form.addRow("Calibration images", calibration)
         precision = QHBoxLayout()
         precision.addWidget(self.precision)
         precision.addWidget(self.keep_io)
@@ -180,6 +188,7 @@ class ExportDialog(QDialog):
         int8 = self.quantize.currentData() == "int8"
         lossy = self.quantize.currentData() is not None or self.precision.currentData() == "fp16"
         self.calibration.setEnabled(int8)
+        self.calibration_method.setEnabled(int8)
         self.keep_io.setEnabled(self.precision.currentData() == "fp16")
         self.max_drop.setEnabled(lossy)
         self.accept_drop.setEnabled(lossy)
@@ -197,6 +206,8 @@ class ExportDialog(QDialog):
             with_preprocessing=onnx and self.with_preprocessing.isChecked(),
             calibration_images=(self.calibration.value() or None) if onnx and self.quantize.currentData() == "int8"
             else None,
+            calibration_method=self.calibration_method.currentData() if onnx and self.quantize.currentData() == "int8"
+            else "minmax",
             max_accuracy_drop=self.max_drop.value(),
             accept_accuracy_drop=self.accept_drop.isChecked(),
         )
