@@ -197,9 +197,7 @@ def test_skipped_operator_is_named_and_the_rest_quantized(tmp_path):
     from workbench.export_data import ReportData
     from workbench.spec import ModelSpec
 
-    torch.manual_seed(0)
-    module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.GELU(approximate="none"), torch.nn.Conv2d(8, 8, 3),
-                                 torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
+    module = _tiny_gelu_net()
     spec = ModelSpec("tiny-gelu", 4, (3, 12, 12))
     x = np.random.default_rng(0).standard_normal((40, 3, 12, 12)).astype(np.float32)
     with torch.no_grad():
@@ -211,6 +209,30 @@ def test_skipped_operator_is_named_and_the_rest_quantized(tmp_path):
     assert "ops that stayed float" in notes and "Erf" in notes and "Conv" not in notes.split("stayed float")[1]
     ops = [n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node]
     assert "Erf" in ops and ops.count("DequantizeLinear") >= 4
+
+
+def _tiny_gelu_net():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.GELU(approximate="none"), torch.nn.Conv2d(8, 8, 3),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
+
+
+@pytest.mark.parametrize("method", ["percentile", "entropy"])
+def test_histogram_calibration_with_a_count_that_is_no_multiple_of_the_batch(tmp_path, method):
+    from workbench.export_data import ReportData
+    from workbench.spec import ModelSpec
+
+    module = _tiny_gelu_net()
+    x = np.random.default_rng(1).standard_normal((37, 3, 12, 12)).astype(np.float32)  # 37: prime
+    with torch.no_grad():
+        labels = module(torch.from_numpy(x)).argmax(1).numpy()
+    data = ReportData("37 test inputs", x, labels, calibration_float=x, calibration_source="37 inputs")
+    options = ExportOptions(quantize="int8", calibration_method=method, timing=FAST, accept_accuracy_drop=True)
+    outcome = export_with_report(module, ModelSpec("tiny", 4, (3, 12, 12)), "onnx", tmp_path / "m.onnx", None,
+                                 options, data)
+    assert f"{method} ranges" in " ".join(outcome.report.notes)
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
+    assert method in json.loads(meta["precision"])
 
 
 @pytest.mark.parametrize("args, message", [

@@ -127,7 +127,8 @@ def report_data(plan: "FinetunePlan | None", spec: ModelSpec, options: ExportOpt
         return plan_data(plan, spec, options.calibration_images, need_calibration=options.quantize == "int8")
     except WorkbenchError as exc:
         if needs_images:
-            raise
+            raise WorkbenchError(f"--quantize {options.quantize} needs the run's training and validation images: "
+                                 f"{exc}") from None
         return synthetic_data(spec, f"the validation images cannot be used: {exc}")
 
 

@@ -47,10 +47,13 @@ def quantize_int8_static(src: Path, dst: Path, calibration: "np.ndarray", method
         raise WorkbenchError("INT8 calibration needs at least 1 image")
     name = _input_name(src)
 
+    # Trap: the histogram calibrators (entropy, percentile) stack per-batch outputs and fail on a short last
+    # batch, so every batch has the same size: the largest divisor of the count up to CALIBRATION_BATCH.
+    size = max(d for d in range(1, CALIBRATION_BATCH + 1) if len(calibration) % d == 0)
+
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.batches = iter([calibration[i:i + CALIBRATION_BATCH]
-                                 for i in range(0, len(calibration), CALIBRATION_BATCH)])
+            self.batches = iter([calibration[i:i + size] for i in range(0, len(calibration), size)])
 
         def get_next(self) -> dict[str, Any] | None:
             batch = next(self.batches, None)
