@@ -623,7 +623,7 @@ class MainWindow(QMainWindow):
             show_error(self, "Cannot export this run", str(exc))
             return None
         self.export_dialog = ExportDialog(trained.module, trained.spec, trained.recipe_toml, run_dir, self,
-                                          weights_label=read_run(run_dir).weights_label())
+                                          weights_label=read_run(run_dir).weights_label(), plan=trained.plan)
         self.export_dialog.open()
         return self.export_dialog
 
@@ -648,7 +648,8 @@ class MainWindow(QMainWindow):
                        f"{len(runs)} run(s) with trained weights (latest: {runs[-1].name}). Export the untrained "
                        "weights anyway?\n\nTo export a run, select it on the Runs panel and press Export.")
         self.export_dialog = ExportDialog(ws.backbone.module, ws.backbone.spec, recipe, Path(default_dir), self,
-                                          weights_label=self.session.weights_label, untrained_warning=warning)
+                                          weights_label=self.session.weights_label, untrained_warning=warning,
+                                          plan=ws.plan)
         self.export_dialog.open()
         return self.export_dialog
 

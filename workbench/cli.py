@@ -76,25 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --resume: continue although the images, split or preprocessing changed")
     p.set_defaults(run=_cmd_train)
 
-    p = sub.add_parser("export", help="export a run's final weights", formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--format", required=True, choices=sorted(_exporters()), metavar="FORMAT",
-                   help="one of the installed exporter plugins:\n" + "\n".join(
-                       f"  {name}: {desc}" for name, desc in sorted(_exporters().items())))
-    p.add_argument("--out", type=Path, required=True, help="a folder for safetensors, a file for the others")
-    p.set_defaults(run=_cmd_export)
-
     p = sub.add_parser("demo", help="the built-in demo: pretrained EfficientNet-Lite0 on scikit-learn's handwritten digits")
     p.add_argument("--headless", action="store_true", help="train and export in the terminal instead of the window")
     p.add_argument("--out", type=Path, help="run folder (default: ./runs/demo-<timestamp>)")
     _train_overrides(p)
     p.set_defaults(run=_cmd_demo)
 
-    from workbench import cli_evaluate, cli_predict, cli_runs
+    from workbench import cli_evaluate, cli_export, cli_predict, cli_runs
 
     cli_runs.add_parser(sub)
     cli_predict.add_parser(sub)
     cli_evaluate.add_parser(sub)
+    cli_export.add_parser(sub)
 
     p = sub.add_parser("open", help="open a project file (or a model file) in the window; `workbench FILE` is the same")
     p.add_argument("project", type=Path)
@@ -236,22 +229,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export(args: argparse.Namespace) -> int:
-    from workbench.export import export_model
-    from workbench.run_catalog import read_run
-    from workbench.runs import load_run
-
-    trained = load_run(args.run_dir)
-    print(f"weights: {read_run(args.run_dir).weights_label()}")
-    result = export_model(trained.module, trained.spec, args.format, args.out, trained.recipe_toml)
-    print(result.message)
-    if result.parity_max_abs_diff is not None:
-        print(f"max abs difference vs PyTorch: {result.parity_max_abs_diff:.3g}")
-    for path in result.paths:
-        print(f"wrote {path}")
-    return 0
-
-
 def _train_and_report(plan, run_dir: Path | None, resume: bool, adapt: bool, overwrite: bool = False,
                       allow_data_change: bool = False, force: bool = False) -> int:
     """Open data and model, train with a progress bar, print epochs; Ctrl-C, SIGTERM or SIGHUP stops after the
@@ -337,14 +314,6 @@ class _EpochHints:
         hint = stuck_at_chance(self.epochs, self.num_classes, **self.context)
         self.shown = hint is not None
         return hint
-
-
-def _exporters() -> dict[str, str]:
-    """Installed exporter plugins: name -> 'description (writes a file|folder)'."""
-    from workbench.plugins import EXPORTERS, registry
-
-    return {name: f"{getattr(e, 'description', '')} (writes a {getattr(e, 'output_kind', 'file')})"
-            for name, e in registry().plugins(EXPORTERS).items()}
 
 
 _gui_launched = False  # set once the window has run in this process (see ``run``)
