@@ -68,10 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="export a run's final weights", formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--format", required=True, choices=sorted(_exporters()), metavar="FORMAT",
+    p.add_argument("--format", choices=sorted(_exporters()), metavar="FORMAT",
                    help="one of the installed exporter plugins:\n" + "\n".join(
                        f"  {name}: {desc}" for name, desc in sorted(_exporters().items())))
     p.add_argument("--out", type=Path, required=True, help="a folder for safetensors, a file for the others")
+    p.add_argument("--adapters-only", action="store_true",
+                   help="a run with [adapters]: write only the adapter, in peft's format (adapter_model.safetensors\n"
+                        "+ adapter_config.json in the --out folder); without it, exports merge LoRA into the weights")
     p.set_defaults(run=_cmd_export)
 
     p = sub.add_parser("demo", help="the built-in demo: resnet18 on scikit-learn's handwritten digits")
@@ -232,8 +235,21 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from workbench.run_catalog import read_run
     from workbench.runs import load_run
 
+    if bool(args.format) == args.adapters_only:
+        raise WorkbenchError("give --format FORMAT, or --adapters-only (the adapter alone, in peft's format)")
     trained = load_run(args.run_dir)
     print(f"weights: {read_run(args.run_dir).weights_label()}")
+    from workbench.adapters import adapted_paths, check_bases_unchanged, has_adapters, save_adapters
+
+    if args.adapters_only:
+        if trained.plan.adapters is None:
+            raise WorkbenchError(f"{args.run_dir} was trained without [adapters]: there is no adapter to export")
+        paths = adapted_paths(trained.module)
+        for path in save_adapters(trained.module, trained.plan.adapters, paths, args.out, trained.spec.architecture):
+            print(f"wrote {path}")
+        return 0
+    if has_adapters(trained.module):
+        check_bases_unchanged(trained.module, args.run_dir)
     result = export_model(trained.module, trained.spec, args.format, args.out, trained.recipe_toml)
     print(result.message)
     if result.parity_max_abs_diff is not None:

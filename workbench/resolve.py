@@ -177,6 +177,11 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
         else:
             frozen = node_frozen[owner.index]
         param_trainable[p.index] = not frozen
+    if tree.adapter_paths:  # [adapters]: the adapter trains, the weight it adapts never does
+        from workbench.adapters import param_roles
+
+        for index, trains in param_roles(tree).items():
+            param_trainable[index] = trains
 
     bn_eval = []
     all_eval = plan.freeze.batchnorm == "eval"  # Keras' advice: BatchNorm in inference mode even where it trains

@@ -92,7 +92,10 @@ def _trace(model: nn.Module) -> fx.GraphModule:
 
     class Tracer(fx.Tracer):
         def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-            return isinstance(m, leaves) or super().is_leaf_module(m, qualname)
+            # peft's LoRA layers branch on tensor dtypes (untraceable); as leaves they hold trainable
+            # adapters, so the cached trunk ends before the first one.
+            return (isinstance(m, leaves) or type(m).__module__.startswith("peft.")
+                    or super().is_leaf_module(m, qualname))
 
     if isinstance(model, fx.GraphModule):
         return fx.GraphModule(model, model.graph)
