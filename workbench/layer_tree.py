@@ -63,6 +63,9 @@ class LayerTree:
     bn_untrained: bool = False
     # Modules wrapped by [adapters] (workbench.adapters): their base weights are frozen, their adapters train.
     adapter_paths: list[str] = field(default_factory=list)
+    # Layer of each parameter for layer-wise LR decay (0 = input side; the head is the last), and its source.
+    param_layer: list[int] = field(default_factory=list)
+    layer_source: str = ""
     _by_path: dict[str, int] = field(default_factory=dict, repr=False)
     _by_param: dict[str, int] = field(default_factory=dict, repr=False)
 

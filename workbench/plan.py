@@ -6,7 +6,9 @@ Selectors used in ``frozen``, ``unfrozen`` and group ``modules`` lists:
 - ``cls_token``        a parameter's full name (for parameters a module owns directly);
 - ``layer*.bn?``       a glob over module paths (any of ``*?[``);
 - ``re:^blocks\\.\\d$`` a regular expression over module paths (``re.fullmatch``);
-- ``type:BatchNorm2d`` every module of that class.
+- ``type:BatchNorm2d`` every module of that class;
+- ``param:bias``       every parameter with that own name (``param:BatchNorm2d.weight``: of that class's modules);
+  a parameter selector never unfreezes a module, so a BatchNorm's statistics stay as its module's mark says.
 
 Freezing rule: a parameter follows the deepest selector that covers it; when a path is
 both frozen and unfrozen, unfrozen wins. So ``frozen = [""]`` with ``unfrozen = ["fc"]``
