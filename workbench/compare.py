@@ -131,7 +131,7 @@ def _builtin(item: str) -> Strategy:
     try:
         value = strategies[kind].parse(arg)
     except ValueError as exc:
-        raise CompareError(f"{item!r}: {strategies[kind].syntax} {exc}") from None
+        raise CompareError(f"strategy {item!r}: {exc}") from None
     return Strategy(item, kind, value)
 
 

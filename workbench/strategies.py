@@ -66,20 +66,16 @@ def uniform_groups(plan: FinetunePlan, tree: LayerTree) -> None:
     plan.groups = [GroupConfig(g.name, list(g.modules), None, g.weight_decay) for g in plan.groups or default_groups(tree)]
 
 
-def _no_arg(arg: str) -> None:
-    if arg:
-        raise ValueError("takes no argument")
-
-
-def _number(arg: str, default: float, low: float, high: float, what: str) -> float:
+def _number(arg: str, default: float, name: str, example: str) -> float:
+    """A number in (0, 1] (``0.385`` or ``1/2.6``); ValueError says which rule it breaks."""
     if not arg:
         return default
     try:
         value = eval_fraction(arg)
     except (ValueError, ZeroDivisionError):
-        raise ValueError(f"needs {what}, not {arg!r}") from None
-    if not low < value <= high:
-        raise ValueError(f"{what} must be in ({low:g}, {high:g}], not {value:g}")
+        raise ValueError(f"{name} must be a number such as {example}, not {arg!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise ValueError(f"{name} must be in (0, 1], not {value:g}")
     return value
 
 
@@ -90,7 +86,8 @@ class _Builtin:
     description: str
 
     def parse(self, arg: str) -> Any:
-        return _no_arg(arg)
+        if arg:
+            raise ValueError(f"{self.name} takes no argument")
 
     def apply(self, plan: FinetunePlan, tree: LayerTree, arg: Any) -> None:
         raise NotImplementedError
@@ -107,7 +104,7 @@ class Probe(_Builtin):
 class FreezeN(_Builtin):
     def parse(self, arg: str) -> int:
         if not arg.isdigit():
-            raise ValueError("needs a whole number of stages")
+            raise ValueError(f"{self.syntax} needs a whole number of stages")
         return int(arg)
 
     def apply(self, plan: FinetunePlan, tree: LayerTree, arg: Any) -> None:
@@ -129,7 +126,7 @@ class Full(_Builtin):
 
 class Discriminative(_Builtin):
     def parse(self, arg: str) -> float:
-        return _number(arg, DEFAULT_FACTOR, 0.0, 1.0, "a factor such as 0.385 or 1/2.6")
+        return _number(arg, DEFAULT_FACTOR, "the discriminative factor", "0.385 or 1/2.6")
 
     def apply(self, plan: FinetunePlan, tree: LayerTree, arg: Any) -> None:
         from workbench.freezing import full_finetune
@@ -158,7 +155,7 @@ class Lora(_Builtin):
         if not arg:
             return DEFAULT_RANK
         if not arg.isdigit() or int(arg) < 1:
-            raise ValueError(f"needs a rank >= 1, not {arg!r}")
+            raise ValueError(f"{self.syntax} needs a whole rank >= 1, not {arg!r}")
         return int(arg)
 
     def apply(self, plan: FinetunePlan, tree: LayerTree, arg: Any) -> None:
@@ -186,7 +183,7 @@ class BitFit(_Builtin):
 
 class LayerDecay(_Builtin):
     def parse(self, arg: str) -> float:
-        return _number(arg, DEFAULT_DECAY, 0.0, 1.0, "a decay such as 0.75")
+        return _number(arg, DEFAULT_DECAY, "the layer decay", "0.75")
 
     def apply(self, plan: FinetunePlan, tree: LayerTree, arg: Any) -> None:
         from workbench.freezing import full_finetune
@@ -201,7 +198,7 @@ class LinearProbeThenFinetune(_Builtin):
         if not arg:
             return None
         if not arg.isdigit() or int(arg) < 1:
-            raise ValueError(f"needs a number of probe epochs >= 1, not {arg!r}")
+            raise ValueError(f"{self.syntax} needs a whole number of probe epochs >= 1, not {arg!r}")
         return int(arg)
 
     def apply(self, plan: FinetunePlan, tree: LayerTree, arg: Any) -> None:
