@@ -102,7 +102,7 @@ def adapter_targets(module: "nn.Module", tree: LayerTree, config: AdapterConfig)
                             f"(it adapts {can}); name one of its layers instead")
         if exact and grouped:
             raise PlanError(f"[adapters] modules: {selector!r} is a grouped convolution (groups = "
-                            f"{modules[grouped[0]].groups}): peft cannot merge LoRA into it, so it could not "  # type: ignore[union-attr]
+                            f"{modules[grouped[0]].groups}): peft cannot merge LoRA into it, so it could not "
                             "be exported; adapt a pointwise or full convolution instead")
         if not fit:
             types = sorted(set(other)) + (["grouped Conv2d"] if grouped else [])
@@ -124,7 +124,8 @@ def lora_config(config: AdapterConfig, paths: list[str], architecture: str = "")
     """peft's LoraConfig for exactly these module paths (a full-match regex: no suffix surprises)."""
     from peft import LoraConfig
 
-    return LoraConfig(r=config.rank, lora_alpha=config.alpha if config.alpha is not None else config.rank,
+    alpha: Any = config.alpha if config.alpha is not None else config.rank  # peft types it int; a float works
+    return LoraConfig(r=config.rank, lora_alpha=alpha,
                       lora_dropout=config.dropout, bias="none",
                       target_modules="^(?:" + "|".join(re.escape(p) for p in paths) + ")$",
                       base_model_name_or_path=architecture or None)

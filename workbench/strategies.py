@@ -79,7 +79,7 @@ def _number(arg: str, default: float, name: str, example: str) -> float:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Builtin:
     name: str
     syntax: str
