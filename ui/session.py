@@ -83,6 +83,21 @@ class WorkbenchSession(QObject):
         self.resolutionChanged.emit()
         self.set_dirty(False)
 
+    def swap_workspace(self, workspace: Workspace, description: str) -> None:
+        """Show a rebuilt workspace (e.g. adapters added) as one undoable step; undo shows the previous one."""
+        old = self.workspace
+        assert old is not None
+        self._show(workspace)
+        self.undo_stack.push(_WorkspaceSwap(self, old, workspace, description))
+        self.set_dirty(True)
+
+    def _show(self, workspace: Workspace) -> None:
+        self.resolution = workspace.resolve()
+        self.workspace = workspace
+        self.workspaceChanged.emit()
+        self.planReplaced.emit()
+        self.resolutionChanged.emit()
+
     def set_project_path(self, path: Path | None) -> None:
         self.project_path = path
         if self.workspace is not None:
@@ -195,3 +210,23 @@ class _PlanEdit(QUndoCommand):
 
     def undo(self) -> None:
         self._session.replace_plan(self._before)
+
+
+class _WorkspaceSwap(QUndoCommand):
+    """A change that rebuilt the model (adapters put in): the workspace before and after it."""
+
+    def __init__(self, session: WorkbenchSession, before: Workspace, after: Workspace, text: str) -> None:
+        super().__init__(text)
+        self._session, self._before, self._after = session, before, after
+        self._applied = True  # push() calls redo(); the swap has already been made
+
+    def redo(self) -> None:
+        if self._applied:
+            self._applied = False
+            return
+        self._session._show(self._after)
+        self._session.set_dirty(True)
+
+    def undo(self) -> None:
+        self._session._show(self._before)
+        self._session.set_dirty(True)

@@ -71,6 +71,14 @@ def _rank_limit(module: "nn.Module") -> tuple[int, str]:
     return min(fan_in, conv.out_channels), f"in {conv.in_channels}×{'×'.join(map(str, conv.kernel_size))}, out {conv.out_channels}"
 
 
+def adaptable_rank_limit(module: "nn.Module") -> int:
+    """The largest rank a LoRA adapter on this module may have; 0 when peft cannot adapt it here."""
+    kind = _adaptable_kind(module)
+    if kind is None or type(module).__module__.startswith("peft.") or getattr(module, "groups", 1) > 1:
+        return 0
+    return _rank_limit(module)[0]
+
+
 def adapter_targets(module: "nn.Module", tree: LayerTree, config: AdapterConfig) -> AdapterTargets:
     """Match ``config.modules`` on the un-adapted model; raise PlanError with one clear reason when unusable."""
     if tree.adapter_paths:
@@ -197,6 +205,40 @@ def merged_copy(module: "nn.Module") -> "nn.Module":
     if hasattr(merged, "peft_config"):
         del merged.peft_config
     return merged
+
+
+def with_adapters_on(ws: "Workspace", modules: list[str], rank: int, alpha: float | None) -> "Workspace":
+    """A new workspace: ``ws``'s model (a copy, its weights as they are) with LoRA on ``modules`` added to the
+    plan's [adapters] (rank and alpha as given). Adapters already there start again from their initial values."""
+    import copy
+
+    from workbench.workspace import Workspace
+
+    plan = ws.plan.copy()
+    old = list(plan.adapters.modules) if plan.adapters is not None else []
+    dropout = plan.adapters.dropout if plan.adapters is not None else 0.0
+    plan.adapters = AdapterConfig(modules=old + [m for m in modules if m not in old], rank=rank, alpha=alpha,
+                                  dropout=dropout)
+    backbone = copy.deepcopy(ws.backbone)
+    backbone.module = without_adapters(backbone.module)
+    new = Workspace.from_backbone(backbone, plan)
+    new.project_path = ws.project_path
+    backbone.notices.extend(adapt_workspace(new))
+    return new
+
+
+def without_adapters(module: "nn.Module") -> "nn.Module":
+    """The module with every LoRA wrapper replaced by the layer it wraps (in place; adapters dropped, not merged)."""
+    if not has_adapters(module):
+        return module
+    from peft.tuners.lora import LoraLayer
+
+    for path, layer in [(n, m) for n, m in module.named_modules() if isinstance(m, LoraLayer)]:
+        parent_path, _, name = path.rpartition(".")
+        setattr(module.get_submodule(parent_path), name, layer.get_base_layer())
+    if hasattr(module, "peft_config"):
+        del module.peft_config
+    return module
 
 
 def check_bases_unchanged(module: "nn.Module", run_dir: Path) -> None:
