@@ -139,7 +139,7 @@ def test_resume_with_adapters_is_exact(tmp_path):
     assert losses_b + losses_c == losses_a
 
 
-def test_diff_reports_the_effective_change_of_an_adapted_module(tmp_path):
+def test_diff_reports_the_effective_change_of_an_adapted_module(tmp_path, capsys):
     from workbench.drift import diff_run_from_start
     from workbench.project import save_project
 
@@ -157,6 +157,24 @@ def test_diff_reports_the_effective_change_of_an_adapted_module(tmp_path):
     expected = float(delta.norm() / module.get_base_layer().weight.norm())
     assert adapted.params == pytest.approx(expected, rel=1e-4)
     assert "LoRA" in report.text()
+
+    # exports of this run: the adapter alone, or merged; a base weight edited since is refused
+    from safetensors.torch import load_file, save_file
+
+    from workbench.cli import main
+
+    assert main(["export", str(tmp_path / "run"), "--adapters-only", "--out", str(tmp_path / "ad")]) == 0
+    assert main(["export", str(tmp_path / "run"), "--out", str(tmp_path / "x")]) == 2
+    weights = tmp_path / "run" / "model.safetensors"
+    state = load_file(str(weights))
+    state["layer4.0.downsample.0.base_layer.weight"] += 1e-3
+    save_file(state, str(weights))
+    assert main(["export", str(tmp_path / "run"), "--format", "safetensors", "--out", str(tmp_path / "st")]) == 2
+    err = capsys.readouterr().err
+    assert "give --format FORMAT, or --adapters-only" in err
+    assert ("cannot merge: layer4.0.downsample.0.base_layer.weight (an adapted module's base weight) changed since "
+            "the adapter was trained") in err
+    assert not (tmp_path / "st").exists()
 
 
 def test_feature_cache_holds_only_the_prefix_before_the_first_adapter(tmp_path):
