@@ -162,3 +162,11 @@ def test_bitfit_trains_biases_norm_scales_and_head_and_says_when_convolutions_ha
     assert not any(s.endswith(".weight") for s in ws.plan.freeze.unfrozen)
     vit = ws_for("test_vit")
     assert bitfit(vit.plan, vit.tree) == []  # its linear layers have biases: nothing to explain
+
+
+def test_the_readme_lists_the_strategies_as_the_registry_describes_them():
+    from workbench.compare import strategy_help
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- strategies:start -->")[1].split("<!-- strategies:end -->")[0]
+    assert block.strip().strip("`").strip() == strategy_help()
