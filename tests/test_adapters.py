@@ -183,6 +183,8 @@ def test_feature_cache_holds_only_the_prefix_before_the_first_adapter(tmp_path):
     ws = lora_workspace(modules=["layer4.0.downsample.0"], augment=False, cache_features=True)
     applied = ws.apply()
     split = fc.split_frozen_trunk(ws.backbone.module, applied.set_train_mode)
+    assert any(w.code == "adapters-end-cached-trunk" and "(layer4.0.downsample.0)" in w.message
+               for w in ws.resolve().warnings)
     trunk_modules = {n for n, _ in split.trunk.named_modules()}
     assert not any("lora" in n for n in trunk_modules)
     assert any(n.startswith("layer3") for n in trunk_modules)  # it still caches everything before layer4
@@ -266,3 +268,5 @@ def test_project_round_trip_and_inspect_json_carry_the_adapters(tmp_path, capsys
     node = next(n for n in data["nodes"] if n["path"] == "layer4.0.downsample.0")
     assert node["adapter"] == "lora"
     assert data["cost"]["trainable_params"] == data["trainable_params"]
+    assert main(["inspect", str(tmp_path / "p.toml")]) == 0
+    assert "adapters: lora rank 4, alpha 4 on 2 module(s): 5,136 adapter parameters train" in capsys.readouterr().out

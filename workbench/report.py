@@ -100,6 +100,11 @@ def inspect_text(data: dict[str, Any]) -> str:
         for g in data["groups"]:
             lines.append(f"  {g['name']:<16} lr={g['lr']:<10.4g} weight_decay={g['weight_decay']:<8.4g} "
                          f"{g['params']:>12,} trainable params  [{', '.join(g['modules'][:4])}{', …' if len(g['modules']) > 4 else ''}]")
+    adapters = data.get("adapters")
+    if adapters:
+        lines += ["", f"adapters: {adapters['method']} rank {adapters['rank']}, alpha {adapters['alpha']:g} on "
+                  f"{len(adapters['modules'])} module(s): {adapters['adapter_params']:,} adapter parameters train, "
+                  f"their {adapters['base_params']:,} base parameters stay frozen"]
     if data["unfreeze"]:
         lines += ["", "gradual unfreezing:"] + [f"  epoch {s['epoch']}: {', '.join(s['groups'])}" for s in data["unfreeze"]]
     described = describe_source_report(data["source"], data.get("source_report"))

@@ -327,6 +327,11 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
                                  f"{len(bn_eval)} BatchNorm layer(s) are frozen (batchnorm = {plan.freeze.batchnorm!r}) "
                                  "but hold untrained statistics (running mean 0, variance 1): they normalise nothing. "
                                  "Use pretrained weights, or batchnorm = \"train\""))
+    if tree.adapter_paths and plan.train.cache_features is True:
+        warnings.append(Warning_("adapters-end-cached-trunk",
+                                 f"cache_features = true with [adapters]: the feature cache can hold only the layers "
+                                 f"before the first adapter ({tree.adapter_paths[0]}); adapters early in the model "
+                                 "leave little or nothing to cache"))
     if tree.total_params and node_trainable[0] == 0 and not plan.unfreeze:
         warnings.append(Warning_("nothing-trainable", "every parameter is frozen: training would change nothing"))
 
