@@ -270,3 +270,18 @@ def test_project_round_trip_and_inspect_json_carry_the_adapters(tmp_path, capsys
     assert data["cost"]["trainable_params"] == data["trainable_params"]
     assert main(["inspect", str(tmp_path / "p.toml")]) == 0
     assert "adapters: lora rank 4, alpha 4 on 2 module(s): 5,136 adapter parameters train" in capsys.readouterr().out
+
+
+def test_a_workspace_can_drop_or_change_its_adapters_without_touching_the_original():
+    from workbench.adapters import with_adapter_config
+
+    ws = lora_workspace(modules=["layer4.0.downsample.0"])
+    plain = with_adapter_config(ws, None)
+    names = set(plain.backbone.module.state_dict())
+    assert "layer4.0.downsample.0.weight" in names and not any("lora" in n or "base_layer" in n for n in names)
+    assert not plain.tree.adapter_paths and plain.plan.adapters is None
+    assert ws.tree.adapter_paths == ["layer4.0.downsample.0"]  # the original keeps its adapter
+    torch.testing.assert_close(plain.backbone.module.state_dict()["layer4.0.downsample.0.weight"],
+                               ws.backbone.module.state_dict()["layer4.0.downsample.0.base_layer.weight"])
+    other = with_adapter_config(ws, AdapterConfig(modules=["fc"], rank=2))
+    assert other.tree.adapter_paths == ["fc"]

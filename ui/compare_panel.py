@@ -455,7 +455,23 @@ class ComparePanel(QWidget):
             plan.unfreeze = chosen.unfreeze
             plan.train.lr = chosen.train.lr
             plan.train.epochs = chosen.train.epochs
+            plan.train.layer_decay = chosen.train.layer_decay
 
+        ws = self.session.workspace
+        if ws is not None and chosen.adapters != ws.plan.adapters:  # a lora strategy: the model changes shape
+            from workbench.adapters import with_adapter_config
+            from workbench.errors import WorkbenchError
+
+            try:
+                new = with_adapter_config(ws, chosen.adapters)
+                apply(new.plan)
+                new.resolve()
+            except WorkbenchError as exc:
+                self.failed.emit(f"could not use {result.name}: {exc}", "")
+                return
+            self.session.swap_workspace(new, f"Use the {result.name} plan")
+            self.status.setText(f"the project now uses the {result.name} plan")
+            return
         error = self.session.edit(apply)
         if error is not None:
             self.failed.emit(f"could not use {result.name}: {error}", "")

@@ -210,20 +210,27 @@ def merged_copy(module: "nn.Module") -> "nn.Module":
 def with_adapters_on(ws: "Workspace", modules: list[str], rank: int, alpha: float | None) -> "Workspace":
     """A new workspace: ``ws``'s model (a copy, its weights as they are) with LoRA on ``modules`` added to the
     plan's [adapters] (rank and alpha as given). Adapters already there start again from their initial values."""
+    current = ws.plan.adapters
+    old = list(current.modules) if current is not None else []
+    config = AdapterConfig(modules=old + [m for m in modules if m not in old], rank=rank, alpha=alpha,
+                           dropout=current.dropout if current is not None else 0.0)
+    return with_adapter_config(ws, config)
+
+
+def with_adapter_config(ws: "Workspace", config: AdapterConfig | None) -> "Workspace":
+    """A new workspace: a copy of ``ws``'s model without its adapters, then with ``config``'s (None: none)."""
     import copy
 
     from workbench.workspace import Workspace
 
     plan = ws.plan.copy()
-    old = list(plan.adapters.modules) if plan.adapters is not None else []
-    dropout = plan.adapters.dropout if plan.adapters is not None else 0.0
-    plan.adapters = AdapterConfig(modules=old + [m for m in modules if m not in old], rank=rank, alpha=alpha,
-                                  dropout=dropout)
+    plan.adapters = config
     backbone = copy.deepcopy(ws.backbone)
     backbone.module = without_adapters(backbone.module)
     new = Workspace.from_backbone(backbone, plan)
     new.project_path = ws.project_path
-    backbone.notices.extend(adapt_workspace(new))
+    if config is not None:
+        backbone.notices.extend(adapt_workspace(new))
     return new
 
 
