@@ -43,14 +43,18 @@ from workbench_ui.workers import GeneratorThread
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf")
-CHOICES = (("probe", "probe: only the head trains"), ("freeze", "freeze:N: first N stages frozen"),
-           ("full", "full: everything trains"), ("full-lowlr", "full-lowlr: everything, LR ÷ 10"),
-           ("discriminative", "discriminative: earlier groups × factor"),
-           ("gradual", "gradual: head first, one group more per epoch"), ("plan", "plan: the project's own plan"))
 DEFAULT_CHECKED = ("probe", "freeze", "full-lowlr", "discriminative", "gradual")
 COLUMNS = ("Strategy", "Status", "Val top-1 %", "Best %", "Best epoch", "Train top-1 %", "Wall s", "Images/s",
            "Trainable", "Grads + opt. state MB", "Peak mem MB", "Cached")
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+def strategy_choices() -> list[tuple[str, str]]:
+    """(name, "syntax: description") of every registered strategy (plugins included), then ``plan``."""
+    from workbench.compare import SPECIAL
+    from workbench.strategies import registered
+
+    return [(s.name, f"{s.syntax}: {s.description}") for s in registered().values()] + [("plan", f"plan: {SPECIAL['plan']}")]
 
 
 class _SortItem(QTableWidgetItem):
@@ -107,13 +111,14 @@ class ComparePanel(QWidget):
         self._curves: dict[str, list[tuple[int, float]]] = {}
 
         self.choices = QListWidget()
-        for key, text in CHOICES:
+        for key, text in strategy_choices():
             item = QListWidgetItem(text)
+            item.setToolTip(text)
             item.setData(Qt.ItemDataRole.UserRole, key)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if key in DEFAULT_CHECKED else Qt.CheckState.Unchecked)
             self.choices.addItem(item)
-        self.choices.setMaximumHeight(150)
+        self.choices.setMaximumHeight(200)
         self.freeze_n = QSpinBox()
         self.freeze_n.setRange(0, 64)
         self.freeze_n.setValue(2)
@@ -463,7 +468,23 @@ class ComparePanel(QWidget):
             plan.unfreeze = chosen.unfreeze
             plan.train.lr = chosen.train.lr
             plan.train.epochs = chosen.train.epochs
+            plan.train.layer_decay = chosen.train.layer_decay
 
+        ws = self.session.workspace
+        if ws is not None and chosen.adapters != ws.plan.adapters:  # a lora strategy: the model changes shape
+            from workbench.adapters import with_adapter_config
+            from workbench.errors import WorkbenchError
+
+            try:
+                new = with_adapter_config(ws, chosen.adapters)
+                apply(new.plan)
+                new.resolve()
+            except WorkbenchError as exc:
+                self.failed.emit(f"could not use {result.name}: {exc}", "")
+                return
+            self.session.swap_workspace(new, f"Use the {result.name} plan")
+            self.status.setText(f"the project now uses the {result.name} plan")
+            return
         error = self.session.edit(apply)
         if error is not None:
             self.failed.emit(f"could not use {result.name}: {error}", "")

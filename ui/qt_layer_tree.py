@@ -109,6 +109,8 @@ class QtLayerTreeModel(QAbstractItemModel):
         self._flags = {(False, False): plain, (False, True): plain | leaf,
                        (True, False): checkable, (True, True): checkable | leaf}  # (checkable, leaf)
         self._types = [short_type_name(n.type_name) for n in tree.nodes]
+        for path in tree.adapter_paths:  # the badge of a module [adapters] wrapped (its adapter rows sit below it)
+            self._types[tree.node(path).index] = "LoRA " + self._types[tree.node(path).index]
         self._texts: list[tuple[str, ...] | None] = [None] * len(tree.nodes)  # display texts per row, lazily
 
     # -- structure -------------------------------------------------------------------------

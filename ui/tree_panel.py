@@ -74,6 +74,13 @@ def describe_model(ws: Any) -> str:
     return "<br>".join(parts)
 
 
+def lora_rank_limit(ws: object, path: str) -> int:
+    """The largest LoRA rank the module at ``path`` takes; 0 when peft cannot adapt it (or it is grouped)."""
+    from workbench.adapters import adaptable_rank_limit
+
+    return adaptable_rank_limit(ws.backbone.module.get_submodule(path)) if path else 0  # type: ignore[attr-defined]
+
+
 class TreePanel(QWidget):
     problem = Signal(str)  # the core rejected an edit: the window shows the message
     notice = Signal(str)  # an edit changed more than was clicked (a cut rewrote the plan): the window says what
@@ -297,9 +304,34 @@ class TreePanel(QWidget):
         groups.addSeparator()
         groups.addAction("New group…", lambda: self._assign_new(path))
         groups.setEnabled(node.param_count > 0)
+        lora = menu.addAction("Adapt with LoRA…", lambda: self.adapt_with_lora(path))
+        inside = any(path == a or path.startswith(a + ".") for a in ws.tree.adapter_paths)
+        lora.setEnabled(not inside and lora_rank_limit(ws, path) > 0)
         cut = menu.addAction("Cut here and add a new head…", lambda: self.cut_here(path))
         cut.setEnabled(bool(path) and path != "head" and not path.startswith("head."))
         return menu
+
+    def adapt_with_lora(self, path: str) -> None:
+        """Ask rank and alpha, then rebuild the model with a LoRA adapter on ``path`` (one undoable step)."""
+        from PySide6.QtWidgets import QMessageBox
+
+        from workbench.adapters import with_adapters_on
+        from workbench.errors import WorkbenchError
+        from workbench_ui.lora_dialog import LoraDialog
+
+        ws = self.session.workspace
+        assert ws is not None
+        current = ws.plan.adapters
+        self.lora_dialog = LoraDialog(path, lora_rank_limit(ws, path), current.rank if current else 8,
+                                      current.alpha if current else None, self)
+        if self.lora_dialog.exec() != LoraDialog.DialogCode.Accepted:
+            return
+        try:
+            new = with_adapters_on(ws, [path], self.lora_dialog.rank.value(), self.lora_dialog.alpha.value())
+        except WorkbenchError as exc:
+            QMessageBox.warning(self, "Cannot adapt this module", str(exc))
+            return
+        self.session.swap_workspace(new, f"Adapt {path} with LoRA")
 
     def cut_here(self, path: str) -> None:
         """Open the head dialog for ``path``; on OK rebuild the model from the plan with its new [head].

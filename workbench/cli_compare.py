@@ -8,11 +8,14 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("compare", help="train fine-tuning strategies side by side: accuracy, time, memory")
+    from workbench.compare import strategy_help
+
+    p = sub.add_parser("compare", help="train fine-tuning strategies side by side: accuracy, time, memory",
+                       formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("project", type=Path, help="project .toml (model, data, split, seed, epochs; [[compare]] tables)")
     p.add_argument("--strategies", default="",
-                   help="comma list: probe, freeze:N, full, full-lowlr, discriminative[:FACTOR], gradual, sweep, "
-                        "plan, or a [[compare]] table's name (default: the project's [[compare]] tables)")
+                   help="comma list of strategies, or [[compare]] table names\n(default: the project's [[compare]] "
+                        "tables):\n" + "\n".join(f"  {line}" for line in strategy_help().splitlines()))
     p.add_argument("--epochs", type=_whole_number, help="epochs per strategy (default: the project's)")
     p.add_argument("--out", type=Path, help="a new folder for the runs (default: runs/compare-<timestamp> beside the project)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results here (Markdown and PNG beside it)")

@@ -21,10 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                    "PyTorch, max |logit diff|, size,\nlatency (batch 1) and throughput (batch 32) "
                                    "of each format on the run's validation images.")
     p.add_argument("run_dir", type=Path)
-    p.add_argument("--format", required=True, choices=sorted(exporters), metavar="FORMAT",
+    p.add_argument("--format", choices=sorted(exporters), metavar="FORMAT",
                    help="one of the installed exporter plugins:\n" + "\n".join(
                        f"  {name}: {desc}" for name, desc in sorted(exporters.items())))
     p.add_argument("--out", type=Path, required=True, help="a folder for safetensors, a file for the others")
+    p.add_argument("--adapters-only", action="store_true",
+                   help="a run with [adapters]: write only the adapter, in peft's format (adapter_model.safetensors\n"
+                        "+ adapter_config.json in the --out folder); without it, exports merge LoRA into the weights")
     p.add_argument("--quantize", choices=QUANTIZE_CHOICES,
                    help="ONNX only: int8 = static QDQ, per-channel weights, calibrated on training images;\n"
                         "int8-dynamic = int8 MatMul/Gemm weights, activations quantized at run time")
@@ -67,9 +70,19 @@ def _cmd_export(args: argparse.Namespace) -> int:
                             calibration_method=args.calibration_method,
                             max_accuracy_drop=args.max_accuracy_drop, accept_accuracy_drop=args.accept_accuracy_drop,
                             timing=Timing(runs=args.timing_runs))
+    from workbench.errors import WorkbenchError
+
+    if bool(args.format) == args.adapters_only:
+        raise WorkbenchError("give --format FORMAT, or --adapters-only (the adapter alone, in peft's format)")
     trained = load_run(args.run_dir)
-    options.check(args.format, trained.spec)
     print(f"weights: {read_run(args.run_dir).weights_label()}", file=sys.stderr if args.json else sys.stdout)
+    if args.adapters_only:
+        return _export_adapters(trained, args.run_dir, args.out)
+    options.check(args.format, trained.spec)
+    from workbench.adapters import check_bases_unchanged, has_adapters
+
+    if has_adapters(trained.module):
+        check_bases_unchanged(trained.module, args.run_dir)
     data = report_data(trained.plan, trained.spec, options)
     outcome = export_with_report(trained.module, trained.spec, args.format, args.out, trained.recipe_toml,
                                  options, data)
@@ -84,6 +97,18 @@ def _cmd_export(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     print(format_text(outcome.report))
     print(f"wrote {outcome.report_path}")
+    return 0
+
+
+def _export_adapters(trained, run_dir: Path, out: Path) -> int:
+    from workbench.adapters import adapted_paths, save_adapters
+    from workbench.errors import WorkbenchError
+
+    if trained.plan.adapters is None:
+        raise WorkbenchError(f"{run_dir} was trained without [adapters]: there is no adapter to export")
+    paths = adapted_paths(trained.module)
+    for path in save_adapters(trained.module, trained.plan.adapters, paths, out, trained.spec.architecture):
+        print(f"wrote {path}")
     return 0
 
 

@@ -6,10 +6,10 @@ own run folder, so a result opens as a run and trains identically from its
 ``project.toml``. Strategies that freeze the same trunk share its on-disk feature cache
 (the cache key is the trunk's graph, weights and the data).
 
-Built-ins: ``probe``, ``freeze:N``, ``full``, ``full-lowlr``, ``discriminative[:FACTOR]``,
-``gradual``, ``sweep`` (``freeze:n`` for every n) and ``plan``; plus ``[[compare]]`` tables
-in the project file: ``name``, optional ``strategy`` (a built-in to start from, default
-``plan``) and overrides ``frozen``, ``unfrozen``, ``batchnorm``, ``lr``, ``epochs``, ``optimizer``.
+Strategies are registered objects (``workbench.strategies``: built-ins and ``workbench.strategies``
+plugins); besides them ``sweep`` (``freeze:n`` for every n) and ``plan`` (the project as it is), and
+``[[compare]]`` tables in the project file: ``name``, optional ``strategy`` (a strategy to start from,
+default ``plan``) and overrides ``frozen``, ``unfrozen``, ``batchnorm``, ``lr``, ``epochs``, ``optimizer``.
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ from typing import Any
 
 from workbench.atomic import atomic_path, atomic_write_text
 from workbench.errors import WorkbenchError
-from workbench.plan import FinetunePlan, GroupConfig, UnfreezeStep
+from workbench.plan import FinetunePlan
 
-BUILTINS = ("probe", "freeze:N", "full", "full-lowlr", "discriminative", "gradual", "sweep", "plan")
-DEFAULT_FACTOR = 1 / 2.6
+SPECIAL = {"sweep": "freeze:N for every N from 0 to the model's stage count",
+           "plan": "the project's own plan, as it is"}
 OVERRIDES = {"name", "strategy", "frozen", "unfrozen", "batchnorm", "lr", "epochs", "optimizer"}
 
 
@@ -128,32 +128,29 @@ def parse_strategies(text: str, tables: list[dict[str, Any]] | None = None) -> l
 
 
 def _builtin(item: str) -> Strategy:
+    from workbench.strategies import registered
+
     kind, _, arg = item.partition(":")
-    if kind in ("probe", "full", "full-lowlr", "gradual", "sweep", "plan") and not arg:
+    if kind in SPECIAL:
+        if arg:
+            raise CompareError(f"{kind} takes no argument, not {item!r}")
         return Strategy(item, kind)
-    if kind == "freeze":
-        if not re.fullmatch(r"[0-9]+", arg):  # str.isdigit() also takes "²" and "٣"
-            raise CompareError(f"freeze:N needs a whole number of stages, not {item!r}")
-        return Strategy(item, kind, int(arg))
-    if kind == "discriminative":
-        try:
-            factor = float(eval_fraction(arg)) if arg else DEFAULT_FACTOR
-        except (ValueError, ZeroDivisionError):
-            raise CompareError(f"discriminative:FACTOR needs a number such as 0.385 or 1/2.6, not {arg!r}") from None
-        if not 0 < factor <= 1:  # (also refuses nan)
-            raise CompareError(f"discriminative factor must be in (0, 1], not {factor:g}")
-        return Strategy(item, kind, factor)
-    raise CompareError(f"unknown strategy {item!r} (built-in: {', '.join(BUILTINS)}, or a [[compare]] table's name)")
+    strategies = registered()
+    if kind not in strategies:
+        names = [s.syntax for s in strategies.values()] + list(SPECIAL)
+        raise CompareError(f"unknown strategy {item!r} (known: {', '.join(names)}, or a [[compare]] table's name)")
+    try:
+        value = strategies[kind].parse(arg)
+    except ValueError as exc:
+        raise CompareError(f"strategy {item!r}: {exc}") from None
+    return Strategy(item, kind, value)
 
 
-def eval_fraction(text: str) -> float:
-    """``0.385`` or ``1/2.6`` (ASCII digits only). Raises ValueError or ZeroDivisionError."""
-    if re.fullmatch(r"\s*[0-9.]+\s*/\s*[0-9.]+\s*", text):
-        num, den = text.split("/")
-        return float(num) / float(den)
-    if not re.fullmatch(r"\s*[0-9.eE+-]+\s*", text):
-        raise ValueError(text)
-    return float(text)
+def strategy_help() -> str:
+    """One line per strategy (registered ones, then sweep and plan): what --help and the docs show."""
+    from workbench.strategies import help_lines
+
+    return "\n".join(help_lines() + [f"{name}: {text}" for name, text in SPECIAL.items()])
 
 
 def expand(strategies: list[Strategy], stage_count: int) -> list[Strategy]:
@@ -176,9 +173,6 @@ def stage_count(tree: Any) -> int:
 
 def strategy_plan(base: FinetunePlan, tree: Any, strategy: Strategy) -> FinetunePlan:
     """The project's plan transformed by one strategy (model, data, seed, epochs kept)."""
-    from workbench.freezing import freeze_first_stages, full_finetune, linear_probe
-    from workbench.groups import default_groups, discriminative
-
     plan = base.copy()
     if strategy.kind == "plan":
         return plan
@@ -189,33 +183,19 @@ def strategy_plan(base: FinetunePlan, tree: Any, strategy: Strategy) -> Finetune
             raise CompareError(f"[[compare]] {strategy.name!r}: strategy must name a built-in")
         plan = strategy_plan(base, tree, _builtin(inner))
         return _override(plan, table)
-    groups = plan.groups or default_groups(tree)
-    uniform = [GroupConfig(g.name, list(g.modules), None, g.weight_decay) for g in groups]
-    plan.unfreeze = []
-    if strategy.kind == "probe":
-        linear_probe(plan, tree)
-        plan.groups = uniform
-    elif strategy.kind == "freeze":
-        freeze_first_stages(plan, tree, int(strategy.arg or 0))
-        plan.groups = uniform
-    elif strategy.kind in ("full", "full-lowlr"):
-        full_finetune(plan)
-        plan.groups = uniform
-        if strategy.kind == "full-lowlr":
-            plan.train.lr /= 10
-    elif strategy.kind == "discriminative":
-        full_finetune(plan)
-        plan.groups = discriminative(uniform, plan.train.lr, float(strategy.arg or DEFAULT_FACTOR))
-    elif strategy.kind == "gradual":
-        # Head first; then one more group (from the top down) at the start of each following epoch.
-        plan.groups = uniform
-        head, body = uniform[-1], uniform[:-1]
-        plan.freeze.frozen[:] = [""]
-        plan.freeze.unfrozen[:] = list(head.modules)
-        plan.unfreeze = [UnfreezeStep(epoch, [g.name]) for epoch, g in
-                         enumerate(reversed(body), start=1) if epoch < plan.train.epochs]
-    else:
+    from workbench.strategies import registered
+
+    spec = registered().get(strategy.kind)
+    if spec is None:
         raise CompareError(f"unknown strategy {strategy.name!r}")
+    plan.unfreeze = []
+    project_adapters = plan.adapters
+    try:
+        spec.apply(plan, tree, strategy.arg)
+    except ValueError as exc:  # a strategy that does not fit this project (e.g. lp-ft:5 in a 3-epoch run)
+        raise CompareError(f"{strategy.name}: {exc}") from None
+    if plan.adapters is project_adapters:  # adapters belong to the strategies that set them (lora), not to all
+        plan.adapters = None
     return plan
 
 
@@ -236,6 +216,12 @@ def _override(plan: FinetunePlan, table: dict[str, Any]) -> FinetunePlan:
 
 _OVERRIDE_SECTIONS = {"frozen": "freeze", "unfrozen": "freeze", "batchnorm": "freeze", "lr": "train",
                       "epochs": "train", "optimizer": "train"}
+
+
+def _without_adapters(plan: FinetunePlan) -> FinetunePlan:
+    out = plan.copy()
+    out.adapters = None
+    return out
 
 
 def compare_tables(project: Path) -> list[dict[str, Any]]:
@@ -317,16 +303,25 @@ class Comparison:
                                "(a comparison never overwrites earlier runs)")
         shared, images = self._shared_start()
         self.strategies = expand(self.strategies, stage_count(shared.tree))
-        for s in self.strategies:
-            plan = strategy_plan(shared.plan, shared.tree, s)
+        for s in self.strategies:  # every plan is checked before anything trains
+            plan = self._strategy_plan(shared, s)
             try:
                 pick_device(plan.train.device)
-                found = errors(plan_problems(Workspace(shared.backbone, shared.tree, plan), images))
+                if plan.adapters is not None:
+                    from workbench.adapters import adapter_targets
+
+                    adapter_targets(shared.backbone.module, shared.tree, plan.adapters)
+                found = errors(plan_problems(Workspace(shared.backbone, shared.tree, _without_adapters(plan)), images))
             except WorkbenchError as exc:
                 raise CompareError(f"strategy {s.name!r}: {exc}") from None
             if found:
                 raise CompareError(f"strategy {s.name!r} would spoil its run: " + "; ".join(str(p) for p in found))
         return self.strategies
+
+    def _strategy_plan(self, shared: Any, strategy: Strategy) -> FinetunePlan:
+        base = shared.plan.copy()
+        base.adapters = self.base.adapters  # the project's [adapters]: what lora starts from
+        return strategy_plan(base, shared.tree, strategy)
 
     def _shared_start(self) -> tuple[Any, Any]:
         """The model and data every strategy starts from (each run trains a copy), and the listed images."""
@@ -335,7 +330,7 @@ class Comparison:
         from workbench.data import check_num_classes, open_data, open_images
         from workbench.workspace import Workspace
 
-        plan = self.base.copy()
+        plan = _without_adapters(self.base)  # strategies with adapters put them on a copy of this model
         images = open_images(plan.data, plan.base_dir)
         plan.model.num_classes = check_num_classes(images.classes, plan.model.num_classes, False)
         torch.manual_seed(plan.train.seed)  # the same model init as `workbench train` gives this plan
@@ -391,8 +386,16 @@ class Comparison:
         assert self._shared is not None
         shared, data = self._shared
         start = time.perf_counter()  # (loading the model and opening the data, once for all, is not counted)
-        plan = strategy_plan(shared.plan, shared.tree, strategy)
+        plan = self._strategy_plan(shared, strategy)
         ws = Workspace(shared.backbone, shared.tree, plan)
+        if plan.adapters is not None:
+            import copy
+
+            from workbench.adapters import adapt_workspace
+
+            ws = Workspace(copy.deepcopy(shared.backbone), shared.tree, plan)
+            torch.manual_seed(plan.train.seed)  # the adapters' initial values, as `workbench train` draws them
+            adapt_workspace(ws)
         res = ws.resolve()
         last_plan = plan_at_epoch(plan, ws.tree, plan.train.epochs - 1) if plan.unfreeze else plan
         last_res = resolve_plan(ws.tree, last_plan, ws.default_groups()) if plan.unfreeze else res

@@ -53,6 +53,7 @@ class ModuleDrift:
     changed: int
     sq_diff: float = 0.0  # Σ‖W′ − W‖² and Σ‖W‖² over its parameters, to aggregate subtrees
     sq_base: float = 0.0
+    adapter: bool = False  # a LoRA-adapted module: ``params`` is its effective change ‖scale·B·A‖ / ‖W‖
 
     @property
     def value(self) -> float:
@@ -77,7 +78,8 @@ class DriftReport:
         return {
             "a": self.a, "b": self.b,
             "modules": [{"path": m.path, "depth": m.depth, "param_drift": m.params, "bn_stats_drift": m.stats,
-                         "numel": m.numel, "tensors": m.tensors, "changed_tensors": m.changed} for m in self.modules],
+                         "numel": m.numel, "tensors": m.tensors, "changed_tensors": m.changed,
+                         **({"lora_effective_change": m.params} if m.adapter else {})} for m in self.modules],
             "tensors": self.tensors,
             "modules_changed": len(moved), "modules_unchanged": len(self.modules) - len(moved),
             "fingerprint_checked": self.fingerprint_checked, "problems": self.problems,
@@ -86,7 +88,8 @@ class DriftReport:
     def text(self) -> str:
         rows = [("module", "params", "bn stats", "numel")]
         for m in self.modules:
-            rows.append(("  " * (m.depth - 1) + (m.path or "(root)"), _fmt(m.params), _fmt(m.stats), f"{m.numel:,}"))
+            label = (m.path or "(root)") + ("  [LoRA ‖scale·B·A‖/‖W‖]" if m.adapter else "")
+            rows.append(("  " * (m.depth - 1) + label, _fmt(m.params), _fmt(m.stats), f"{m.numel:,}"))
         widths = [max(len(r[i]) for r in rows) for i in range(4)]
         lines = [f"drift ‖W′ − W‖ / ‖W‖ from {self.a} to {self.b}", ""]
         for r in rows:
@@ -119,8 +122,13 @@ def tensor_drift(a: "torch.Tensor", b: "torch.Tensor") -> tuple[float, float, fl
 
 
 def compare_states(a: dict[str, "torch.Tensor"], b: dict[str, "torch.Tensor"], a_label: str = "A",
-                   b_label: str = "B", param_names: set[str] | None = None) -> DriftReport:
-    """Per-module drift between two state dicts of one architecture (floating-point tensors only)."""
+                   b_label: str = "B", param_names: set[str] | None = None,
+                   adapter_scale: float | None = None) -> DriftReport:
+    """Per-module drift between two state dicts of one architecture (floating-point tensors only).
+
+    ``adapter_scale`` (alpha / rank of a LoRA run): each adapted module also gets its effective change
+    ‖scale·B·A‖ / ‖W‖, which is what its subtree and ancestors aggregate (its base stays exactly 0).
+    """
     missing, extra = sorted(set(a) - set(b)), sorted(set(b) - set(a))
     if missing or extra:
         raise DriftError(f"{a_label} and {b_label} are not the same architecture: "
@@ -162,7 +170,27 @@ def compare_states(a: dict[str, "torch.Tensor"], b: dict[str, "torch.Tensor"], a
         pairs = entry["params"]
         modules.append(ModuleDrift(module, module.count(".") + 1 if module else 0, values["params"], values["stats"],
                                    c[0], c[1], c[2], sum(d for d, _ in pairs), sum(b for _, b in pairs)))
+    if adapter_scale is not None:
+        _add_adapter_changes(modules, b, adapter_scale)
     return DriftReport(a_label, b_label, modules, tensors)
+
+
+def _add_adapter_changes(modules: list[ModuleDrift], state: dict[str, "torch.Tensor"], scale: float) -> None:
+    from workbench.adapters import BASE, effective_changes
+
+    changes = effective_changes(state, scale)
+    heads = set(changes)
+    out: list[ModuleDrift] = []
+    for m in modules:  # the adapted module's own entry (before its parts) stands for its base and adapter together
+        head = m.path.split(f".{BASE}")[0].split(".lora_")[0]
+        if head in heads and head != m.path:
+            m.sq_diff = m.sq_base = 0.0
+        if head in changes and head != m.path:
+            diff, base = changes.pop(head)
+            value = 0.0 if diff == 0 else (math.sqrt(diff / base) if base > 0 else math.sqrt(diff))
+            out.append(ModuleDrift(head, head.count(".") + 1, value, None, 0, 0, int(diff > 0), diff, base, adapter=True))
+        out.append(m)
+    modules[:] = out
 
 
 def tree_drift(report: DriftReport, tree: "LayerTree") -> list[float | None]:
@@ -225,7 +253,22 @@ def diff_sources(a: str | Path, b: str | Path | None = None) -> DriftReport:
     """``a`` vs ``b``; with ``b`` None, ``a`` is a run folder compared with its own start."""
     if b is None:
         return diff_run_from_start(Path(a))
-    return compare_states(load_state(a), load_state(b), str(a), str(b))
+    scale = _adapter_scale(Path(b).expanduser()) or _adapter_scale(Path(a).expanduser())
+    return compare_states(load_state(a), load_state(b), str(a), str(b), adapter_scale=scale)
+
+
+def _adapter_scale(path: Path) -> float | None:
+    """alpha / rank of a run folder trained with [adapters] (None for anything else)."""
+    project = RunDir(path).project
+    if not path.is_dir() or not project.is_file():
+        return None
+    from workbench.project import load_project
+
+    try:
+        adapters = load_project(project).adapters
+    except WorkbenchError:
+        return None
+    return adapters.scale if adapters is not None else None
 
 
 def diff_run_from_start(run_dir: Path) -> DriftReport:
@@ -259,7 +302,8 @@ def diff_run_from_start(run_dir: Path) -> DriftReport:
     if unknown:
         raise DriftError(f"{run_dir}: {len(unknown)} tensor(s) have no starting record ({', '.join(unknown[:3])})")
     # A tampered frozen tensor has no starting value to measure against: it is left out and named in problems.
-    report = compare_states({k: v for k, v in start.items() if k in final}, {k: final[k] for k in start if k in final}, f"{run_dir} (start)", f"{run_dir} (final)")
+    report = compare_states({k: v for k, v in start.items() if k in final}, {k: final[k] for k in start if k in final},
+                            f"{run_dir} (start)", f"{run_dir} (final)", adapter_scale=_adapter_scale(run_dir))
     report.fingerprint_checked, report.problems = checked, problems
     return report
 

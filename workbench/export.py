@@ -37,6 +37,8 @@ def export_model(
 
     ``tolerance`` overrides the exporter's parity tolerance; it is passed only when given,
     so third-party exporters without that keyword still work. The caller's module is not changed.
+    LoRA adapters (``[adapters]``) are merged into their base weights first: the exported model is the
+    plain architecture, with no adapter code.
     """
     from workbench.errors import WorkbenchError
     from workbench.finite import nonfinite_tensors
@@ -48,6 +50,12 @@ def export_model(
         raise WorkbenchError(f"refusing to export: {len(bad)} tensor(s) hold NaN or inf ({shown}); these weights "
                              "are broken (a diverged run?). Export an earlier checkpoint or retrain with a lower LR")
     exporter = registry().get(EXPORTERS, fmt)
+    from workbench.adapters import has_adapters
+
+    if has_adapters(module):
+        from workbench.adapters import merged_copy
+
+        module = merged_copy(module)
     kwargs = {} if tolerance is None else {"tolerance": tolerance}
     target = Path(out).expanduser()
     _check_target(target, getattr(exporter, "output_kind", "file"))

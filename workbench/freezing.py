@@ -208,3 +208,34 @@ def _freeze_only(plan: FinetunePlan) -> FinetunePlan:
     from dataclasses import replace
 
     return replace(plan, groups=[], unfreeze=[], freeze=replace(plan.freeze, batchnorm="freeze"))
+
+
+def bitfit(plan: FinetunePlan, tree: LayerTree, norms: bool = True) -> list[str]:
+    """BitFit (Ben Zaken et al.): only biases (``param:bias``), the head and, with ``norms``, the
+    normalisation layers' scales train. Returns notes for the user; refuses a plan that would train the head only.
+
+    Normalisation modules stay frozen as modules, so under ``batchnorm = "freeze"`` their statistics do not move.
+    """
+    if not tree.classifier_paths:
+        raise PlanError("BitFit needs a classifier, and this model has none the workbench can identify")
+    head = {p for path in tree.classifier_paths for p in tree.subtree_params(tree.node(path))}
+    is_norm = ["Norm" in n.type_name for n in tree.nodes]
+    biases = [p for p in tree.params if p.name.rpartition(".")[2] == "bias" and p.index not in head]
+    layer_biases = [p for p in biases if not is_norm[p.owner]]
+    layers = [n for n in tree.nodes if n.type_name.startswith(("Conv", "Linear")) and n.own_params
+              and not set(n.own_params) & head]
+    notes = []
+    if layers and not layer_biases:
+        if not norms and not biases:
+            raise PlanError(f"BitFit would train the head only: none of this model's {len(layers)} convolution/linear "
+                            "layers has a bias and the normalisation layers are left out; allow norms, or use a probe")
+        notes.append(f"BitFit: none of this model's {len(layers)} convolution/linear layers has a bias (they feed "
+                     "normalisation layers), so BitFit trains the normalisation layers' "
+                     + ("biases and scales" if norms else "biases") + " and the head")
+    plan.freeze.frozen[:] = [""]
+    plan.freeze.unfrozen[:] = ["param:bias", *tree.classifier_paths]
+    if norms:
+        kinds = sorted({tree.nodes[p.owner].type_name for p in tree.params
+                        if is_norm[p.owner] and p.name.rpartition(".")[2] == "weight"})
+        plan.freeze.unfrozen[1:1] = [f"param:{kind}.weight" for kind in kinds]
+    return notes

@@ -26,6 +26,40 @@ def compute_stages(module: "nn.Module", tree: LayerTree) -> None:
         tree.stages, tree.stage_source = stages, "timm group_matcher"
     else:
         tree.stages, tree.stage_source = _depth_stages(tree), "depth"
+    tree.param_layer, tree.layer_source = _layers(module, tree)
+
+
+def _layers(module: "nn.Module", tree: LayerTree) -> tuple[list[int], str]:
+    """Each parameter's layer for layer-wise LR decay: timm's own assignment (the one its
+    ``param_groups_layer_decay`` uses: ``group_matcher(coarse=False)``, unmatched names with the head),
+    else the stages by depth."""
+    matcher = getattr(module, "group_matcher", None)
+    if callable(matcher):
+        try:
+            from timm.models import group_parameters
+
+            layer_map = group_parameters(module, matcher(coarse=False), reverse=True)
+            top = max(layer_map.values(), default=0)
+            return [layer_map.get(p.name, top) for p in tree.params], "timm group_matcher(coarse=False)"
+        except (KeyError, ValueError, TypeError, AttributeError, IndexError):
+            pass  # the coarse stages already warned; fall back to them
+    layer = [0] * len(tree.params)
+    for i, (_, members) in enumerate(tree.stages):
+        for p in members:
+            layer[p] = i
+    return layer, f"{tree.stage_source} stages"
+
+
+def layer_groups(tree: LayerTree) -> list[GroupConfig]:
+    """One group per LR-decay layer (what a plan without [[groups]] trains with under [train] layer_decay)."""
+    by_layer: dict[int, list[int]] = {}
+    for p, layer in enumerate(tree.param_layer):
+        by_layer.setdefault(layer, []).append(p)
+    top = max(by_layer, default=0)
+    classifier = {p for path in tree.classifier_paths for p in tree.subtree_params(tree.node(path))}
+    named = [("head" if i == top and classifier.issubset(by_layer[i]) else _stage_name(tree, by_layer[i], position),
+              by_layer[i]) for position, i in enumerate(sorted(by_layer))]
+    return [GroupConfig(name, tree.cover_paths(members)) for name, members in _unique_names(named)]
 
 
 def default_groups(tree: LayerTree) -> list[GroupConfig]:

@@ -61,6 +61,11 @@ class LayerTree:
     forward_seconds: float = 0.0
     # Every BatchNorm still has its initial statistics (running mean 0, variance 1): random init.
     bn_untrained: bool = False
+    # Modules wrapped by [adapters] (workbench.adapters): their base weights are frozen, their adapters train.
+    adapter_paths: list[str] = field(default_factory=list)
+    # Layer of each parameter for layer-wise LR decay (0 = input side; the head is the last), and its source.
+    param_layer: list[int] = field(default_factory=list)
+    layer_source: str = ""
     _by_path: dict[str, int] = field(default_factory=dict, repr=False)
     _by_param: dict[str, int] = field(default_factory=dict, repr=False)
 

@@ -6,7 +6,9 @@ Selectors used in ``frozen``, ``unfrozen`` and group ``modules`` lists:
 - ``cls_token``        a parameter's full name (for parameters a module owns directly);
 - ``layer*.bn?``       a glob over module paths (any of ``*?[``);
 - ``re:^blocks\\.\\d$`` a regular expression over module paths (``re.fullmatch``);
-- ``type:BatchNorm2d`` every module of that class.
+- ``type:BatchNorm2d`` every module of that class;
+- ``param:bias``       every parameter with that own name (``param:BatchNorm2d.weight``: of that class's modules);
+  a parameter selector never unfreezes a module, so a BatchNorm's statistics stay as its module's mark says.
 
 Freezing rule: a parameter follows the deepest selector that covers it; when a path is
 both frozen and unfrozen, unfrozen wins. So ``frozen = [""]`` with ``unfrozen = ["fc"]``
@@ -152,7 +154,8 @@ _HINTS = {
     "cache_features": '"auto", true or false',
 }
 SECTION_NAMES = {"ModelConfig": "model", "FreezeConfig": "freeze", "GroupConfig": "[groups]",
-                 "UnfreezeStep": "[unfreeze]", "DataConfig": "data", "TrainConfig": "train"}
+                 "UnfreezeStep": "[unfreeze]", "DataConfig": "data", "TrainConfig": "train",
+                 "AdapterConfig": "adapters"}
 
 
 @section
@@ -212,6 +215,29 @@ class UnfreezeStep:
     groups: Selectors
 
 
+ADAPTER_METHODS = ("lora",)
+MAX_RANK = 4096
+
+
+@section
+class AdapterConfig:
+    """[adapters]: low-rank adapters (Hugging Face peft) on the modules the selectors name.
+
+    The adapted modules' own weights are frozen and stay bit-identical; the adapters train.
+    ``alpha`` defaults to ``rank`` (scale alpha/rank = 1).
+    """
+
+    modules: Annotated[Selectors, Field(min_length=1)]
+    method: Literal["lora"] = "lora"
+    rank: Annotated[int, Field(ge=1, le=MAX_RANK)] = 8
+    alpha: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+    @property
+    def scale(self) -> float:
+        return (self.alpha if self.alpha is not None else self.rank) / self.rank
+
+
 @section
 class DataConfig:
     path: str | None = None
@@ -242,6 +268,8 @@ class TrainConfig:
     cache_features: Literal["auto"] | bool = "auto"
     num_workers: Annotated[int, Field(ge=0, le=256)] | None = None
     compile: bool = False  # torch.compile the part that trains (the head when the trunk is cached)
+    # Layer-wise LR decay: a group without its own lr trains at lr × layer_decay^(layers between it and the head).
+    layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
 
 
 @dataclass
@@ -254,6 +282,7 @@ class FinetunePlan:
     unfreeze: list[UnfreezeStep] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    adapters: AdapterConfig | None = None  # [adapters]: LoRA on selected modules (workbench.adapters)
     head: Any = None  # workbench.surgery.HeadSpec from [head]: cut the model and attach a new head
     # Folder relative paths in the plan are resolved against (the project file's folder).
     base_dir: Path | None = None

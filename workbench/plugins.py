@@ -22,6 +22,7 @@ MODEL_SOURCES = "workbench.model_sources"
 DATASETS = "workbench.datasets"
 EXPORTERS = "workbench.exporters"
 WEIGHTS = "workbench.weights"  # pretrained weights shipped inside an installed package
+STRATEGIES = "workbench.strategies"  # fine-tuning strategies for `workbench compare` (workbench.strategies)
 
 
 
@@ -108,8 +109,14 @@ class WeightsProvider(Protocol):
 
 
 # The contract each group's plugin object must satisfy (checked after loading).
-CONTRACTS: dict[str, type] = {MODEL_SOURCES: ModelSource, DATASETS: DatasetSource, EXPORTERS: Exporter,
-                              WEIGHTS: WeightsProvider}
+def _strategy_contract() -> type:
+    from workbench.strategies import CompareStrategy
+
+    return CompareStrategy
+
+
+CONTRACTS: dict[str, Any] = {MODEL_SOURCES: ModelSource, DATASETS: DatasetSource, EXPORTERS: Exporter,
+                             WEIGHTS: WeightsProvider, STRATEGIES: _strategy_contract}
 
 
 @dataclass
@@ -185,6 +192,8 @@ class PluginRegistry:
 
 def _check_shape(group: str, plugin: Any) -> None:
     contract = CONTRACTS.get(group)
+    if contract is _strategy_contract:  # defined with the strategies (workbench.strategies imports this module)
+        contract = contract()
     if contract is None or isinstance(plugin, contract):
         return
     # runtime_checkable only says yes or no; name what is missing for the failure report.

@@ -13,6 +13,7 @@ from workbench.atomic import atomic_write_text
 from workbench.errors import ProjectError, WorkbenchError  # noqa: F401  (ProjectError re-exported)
 from workbench.plan import (  # noqa: F401
     MODEL_SOURCES,
+    AdapterConfig,
     DataConfig,
     FinetunePlan,
     FreezeConfig,
@@ -80,7 +81,9 @@ SECTIONS: dict[str, Any] = {
     "unfreeze": list[UnfreezeStep],
     "data": DataConfig,
     "train": TrainConfig,
+    "adapters": AdapterConfig,
 }
+OPTIONAL_SECTIONS = ("adapters",)  # absent means none (not a table of defaults)
 # [[compare]]: read and checked by workbench.compare; [head]: by workbench.surgery (cut + new head).
 OTHER_SECTIONS = ("compare", "head")
 
@@ -131,6 +134,9 @@ def plan_from_dict(data: dict[str, Any], where: str = "project") -> FinetunePlan
     for name, kind in SECTIONS.items():
         many = getattr(kind, "__origin__", None) is list
         cls = kind.__args__[0] if many else kind
+        if name in OPTIONAL_SECTIONS and name not in data:
+            built[name] = None
+            continue
         raw = data.get(name, [] if many else {})
         if many:
             if not isinstance(raw, list):
@@ -159,6 +165,8 @@ def plan_to_dict(plan: FinetunePlan) -> dict[str, Any]:
         out["unfreeze"] = [_dump(s) for s in plan.unfreeze]
     out["data"] = _dump(plan.data)
     out["train"] = _dump(plan.train)
+    if plan.adapters is not None:
+        out["adapters"] = _dump(plan.adapters)
     if plan.head is not None:
         out["head"] = plan.head.to_dict()
     return out

@@ -14,6 +14,7 @@ def inspect_dict(ws: Workspace, resolution: Resolution, depth: int | None = None
     tree = resolution.tree
     nodes = []
     node_groups = resolution.node_groups()
+    adapted = set(tree.adapter_paths)
     for node in tree.nodes:
         if depth is not None and node.depth > depth:
             continue
@@ -21,6 +22,7 @@ def inspect_dict(ws: Workspace, resolution: Resolution, depth: int | None = None
         group_index = next((i for i, g in enumerate(resolution.groups) if g.name == group), None)
         nodes.append({
             "path": node.path,
+            **({"adapter": "lora"} if node.path in adapted else {}),
             "type": node.type_name,
             "depth": node.depth,
             "own_params": node.own_param_count,
@@ -51,9 +53,21 @@ def inspect_dict(ws: Workspace, resolution: Resolution, depth: int | None = None
         "unfreeze": [{"epoch": s.epoch, "groups": list(s.groups)} for s in ws.plan.unfreeze],
         "warnings": [str(w) for w in resolution.warnings],
         "notices": list(ws.backbone.notices),
+        "adapters": _adapters(ws),
         "source_report": ws.backbone.report,
         "timing": {"tree_build_s": round(tree.build_seconds, 4), "forward_s": round(tree.forward_seconds, 4)},
     }
+
+
+def _adapters(ws: Workspace) -> dict[str, Any] | None:
+    """The [adapters] section as applied: method, rank, alpha, adapted modules, adapter and base parameter counts."""
+    config = ws.plan.adapters
+    if config is None or not ws.tree.adapter_paths:
+        return None
+    from workbench.adapters import adapter_summary
+
+    return {"method": config.method, "rank": config.rank, "alpha": config.alpha if config.alpha is not None
+            else config.rank, "dropout": config.dropout, **adapter_summary(ws.tree)}
 
 
 def inspect_text(data: dict[str, Any]) -> str:
@@ -86,6 +100,11 @@ def inspect_text(data: dict[str, Any]) -> str:
         for g in data["groups"]:
             lines.append(f"  {g['name']:<16} lr={g['lr']:<10.4g} weight_decay={g['weight_decay']:<8.4g} "
                          f"{g['params']:>12,} trainable params  [{', '.join(g['modules'][:4])}{', …' if len(g['modules']) > 4 else ''}]")
+    adapters = data.get("adapters")
+    if adapters:
+        lines += ["", f"adapters: {adapters['method']} rank {adapters['rank']}, alpha {adapters['alpha']:g} on "
+                  f"{len(adapters['modules'])} module(s): {adapters['adapter_params']:,} adapter parameters train, "
+                  f"their {adapters['base_params']:,} base parameters stay frozen"]
     if data["unfreeze"]:
         lines += ["", "gradual unfreezing:"] + [f"  epoch {s['epoch']}: {', '.join(s['groups'])}" for s in data["unfreeze"]]
     described = describe_source_report(data["source"], data.get("source_report"))

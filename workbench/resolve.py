@@ -104,7 +104,7 @@ class SelectorMatcher:
         self.tree = tree
 
     def is_pattern(self, selector: str) -> bool:
-        return selector.startswith(("re:", "type:")) or any(c in selector for c in "*?[")
+        return selector.startswith(("re:", "type:", "param:")) or any(c in selector for c in "*?[")
 
     def match(self, selector: str, where: str) -> tuple[list[int], list[int]]:
         """(node indices, parameter indices) a selector names. Unknown exact paths raise PlanError."""
@@ -112,6 +112,10 @@ class SelectorMatcher:
         if selector.startswith("type:"):
             wanted = selector[5:]
             return [n.index for n in tree.nodes if n.type_name == wanted], []
+        if selector.startswith("param:"):  # parameters by own name, optionally of one module class
+            kind, _, leaf = selector[6:].rpartition(".")
+            return [], [p.index for p in tree.params if fnmatch.fnmatchcase(p.name.rpartition(".")[2], leaf)
+                        and (not kind or tree.nodes[p.owner].type_name == kind)]
         if selector.startswith("re:"):
             try:
                 rx = re.compile(selector[3:])
@@ -177,6 +181,11 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
         else:
             frozen = node_frozen[owner.index]
         param_trainable[p.index] = not frozen
+    if tree.adapter_paths:  # [adapters]: the adapter trains, the weight it adapts never does
+        from workbench.adapters import param_roles
+
+        for index, trains in param_roles(tree).items():
+            param_trainable[index] = trains
 
     bn_eval = []
     all_eval = plan.freeze.batchnorm == "eval"  # Keras' advice: BatchNorm in inference mode even where it trains
@@ -209,6 +218,11 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
             node_state[node.index] = PARTIAL
 
     # 3. Groups.
+    decay = plan.train.layer_decay
+    if decay is not None and not plan.groups and tree.param_layer:
+        from workbench.groups import layer_groups
+
+        default_groups = layer_groups(tree)  # one group per layer, so each layer can have its own LR
     configs = plan.groups if plan.groups else (default_groups or [])
     explicit_groups = bool(plan.groups)
     groups = [ResolvedGroup(g.name,
@@ -277,6 +291,13 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
             groups[claim].params.append(p.index)
             groups[claim].numel += p.numel
 
+    if decay is not None and tree.param_layer:
+        # Layer-wise LR decay: lr × decay^(layers from the head); a group's own lr wins (it is what the user typed).
+        # A group spanning several layers takes its first (lowest) layer's LR.
+        top = max(tree.param_layer)
+        for gi, config in enumerate(configs):
+            if config.lr is None and groups[gi].claimed:
+                groups[gi].lr = plan.train.lr * decay ** (top - min(tree.param_layer[p] for p in groups[gi].claimed))
     scheduled = {name for step in plan.unfreeze for name in step.groups}
     for step in plan.unfreeze:
         for name in step.groups:
@@ -306,6 +327,11 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
                                  f"{len(bn_eval)} BatchNorm layer(s) are frozen (batchnorm = {plan.freeze.batchnorm!r}) "
                                  "but hold untrained statistics (running mean 0, variance 1): they normalise nothing. "
                                  "Use pretrained weights, or batchnorm = \"train\""))
+    if tree.adapter_paths and plan.train.cache_features is True:
+        warnings.append(Warning_("adapters-end-cached-trunk",
+                                 f"cache_features = true with [adapters]: the feature cache can hold only the layers "
+                                 f"before the first adapter ({tree.adapter_paths[0]}); adapters early in the model "
+                                 "leave little or nothing to cache"))
     if tree.total_params and node_trainable[0] == 0 and not plan.unfreeze:
         warnings.append(Warning_("nothing-trainable", "every parameter is frozen: training would change nothing"))
 

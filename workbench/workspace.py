@@ -50,12 +50,22 @@ class Workspace:
             backbone.spec.label_names = list(plan.model.label_names)
         ws = cls.from_backbone(backbone, plan)
         ws.project_path = project_path
+        if plan.adapters is not None:  # LoRA goes on after any new head, so a new head can be adapted too
+            from workbench.adapters import adapt_workspace
+
+            backbone.notices.extend(adapt_workspace(ws))
         return ws
 
     def __post_init__(self) -> None:
         # The size the module was loaded at: what a plan without input_size means for this workspace.
         self.loaded_input_size: tuple[int, int, int] = tuple(self.backbone.spec.input_size)  # type: ignore[assignment]
         self._default_groups: list[GroupConfig] | None = None
+
+    def reset_derived(self) -> None:
+        """Forget what was computed from the tree (after the model changed shape, e.g. adapters went in)."""
+        self._default_groups = None
+        self._resolution = None
+        self.backbone._cost_model = None  # type: ignore[attr-defined]
 
     def default_groups(self) -> list[GroupConfig]:
         # The tree never changes while a model is loaded, so neither do its default groups (copies: callers edit them).

@@ -92,7 +92,10 @@ def _trace(model: nn.Module) -> fx.GraphModule:
 
     class Tracer(fx.Tracer):
         def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-            return isinstance(m, leaves) or super().is_leaf_module(m, qualname)
+            # peft's LoRA layers branch on tensor dtypes (untraceable); as leaves they hold trainable
+            # adapters, so the cached trunk ends before the first one.
+            return (isinstance(m, leaves) or type(m).__module__.startswith("peft.")
+                    or super().is_leaf_module(m, qualname))
 
     if isinstance(model, fx.GraphModule):
         return fx.GraphModule(model, model.graph)
@@ -164,7 +167,10 @@ def _node_frozen(gm: fx.GraphModule, node: fx.Node, will_train: set[int]) -> tup
         return True, ""
     if node.op == "call_module":
         module = gm.get_submodule(str(node.target))
-        return (True, "") if _frozen_module(module, will_train) else (False, f"module {node.target}")
+        if _frozen_module(module, will_train):
+            return True, ""
+        adapter = type(module).__module__.startswith("peft.")
+        return False, f"the LoRA adapter on {node.target}" if adapter else f"module {node.target}"
     if node.op == "call_function" and node.target in _RANDOM_FUNCTIONS:
         if node.target in (F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout):
             p = node.kwargs.get("p", node.args[1] if len(node.args) > 1 else 0.5)
