@@ -213,11 +213,11 @@ COMPARE_CASES = [
     (["--strategies", "x"], '[[compare]]\nname = "x"\nlr = inf\n', "lr must be a finite number"),
     (["--strategies", "x"], '[[compare]]\nname = "x"\nfrozen = ["layer9"]\n', "unknown module path 'layer9'"),
     (["--strategies", "x"], '[[compare]]\nname = "x"\nlr = 5.0\n', "lr-too-high"),
-    (["--strategies", "discriminative:1/0"], "", "discriminative:FACTOR needs a number"),
-    (["--strategies", "discriminative:0/0"], "", "discriminative:FACTOR needs a number"),
+    (["--strategies", "discriminative:1/0"], "", "must be a number such as 0.385 or 1/2.6"),
+    (["--strategies", "discriminative:0/0"], "", "must be a number such as 0.385 or 1/2.6"),
     (["--strategies", "freeze:\u00b2"], "", "freeze:N needs a whole number"),
     (["--strategies", "freeze:\u0663"], "", "freeze:N needs a whole number"),
-    (["--strategies", "discriminative:\u0663"], "", "discriminative:FACTOR needs a number"),
+    (["--strategies", "discriminative:\u0663"], "", "must be a number such as 0.385 or 1/2.6"),
 ]
 
 

@@ -197,6 +197,11 @@ def disk_full(exc: BaseException, folder: Path) -> bool:
     return any(t in text for t in _DISK_FULL_TEXT) and _free_bytes(folder) < 64 * 2**20
 
 
+def describe_write_error(target: Path, exc: OSError) -> str:
+    """One line for a failed write: a full disk, a read-only file system, no permission, a path too long."""
+    return _describe(target, exc)
+
+
 def _describe(target: Path, exc: OSError) -> str:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return _no_space(target)

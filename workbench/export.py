@@ -58,11 +58,11 @@ def export_model(
         module = merged_copy(module)
     kwargs = {} if tolerance is None else {"tolerance": tolerance}
     target = Path(out).expanduser()
-    _check_target(target, getattr(exporter, "output_kind", "file"))
+    check_export_target(target, getattr(exporter, "output_kind", "file"))
     return exporter.export(module, spec, target, recipe_toml, **kwargs)
 
 
-def _check_target(out: Path, kind: str) -> None:
+def check_export_target(out: Path, kind: str) -> None:
     """Before any work: refuse an output that is a device, FIFO, socket or the wrong kind (file vs folder)."""
     from workbench.atomic import check_file_target, check_folder_target
 

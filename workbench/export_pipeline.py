@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.atomic import atomic_path
+from workbench.atomic import atomic_path, describe_write_error
 from workbench.errors import WorkbenchError
-from workbench.export import ExportResult, export_model
+from workbench.export import ExportResult, check_export_target, export_model
 from workbench.export_data import ReportData, plan_data, synthetic_data
 from workbench.export_report import (
     REPORT_NAME,
@@ -147,10 +147,7 @@ def export_with_report(module: "nn.Module", spec: ModelSpec, fmt: str, out: str 
     report_path = (out if folder_kind else (out.parent if str(out.parent) else Path("."))) / REPORT_NAME
     if not folder_kind and out.name == REPORT_NAME:
         raise WorkbenchError(f"--out {out}: that name is kept for the export report; choose another file name")
-    if folder_kind and out.exists() and not out.is_dir():
-        raise WorkbenchError(f"cannot write {out}: it is a file, not a folder")
-    if not folder_kind and out.is_dir():
-        raise WorkbenchError(f"cannot write {out}: it is a folder")
+    check_export_target(out, "folder" if folder_kind else "file")  # no device, FIFO or wrong kind is replaced
     check_report_target(report_path)
     model = copy.deepcopy(module).cpu().float().eval()
     say("running the PyTorch model on the validation inputs")
@@ -312,7 +309,7 @@ def _scratch_dir(out: Path) -> Iterator[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder))
     except OSError as exc:
-        raise WorkbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
+        raise WorkbenchError(describe_write_error(out, exc)) from None
     try:
         yield scratch
     finally:
