@@ -407,3 +407,27 @@ def test_a_vit_cut_outside_timms_cut_points_lists_them(tmp_path, capsys):
     assert main(["inspect", str(project)]) == 2
     err = error_line(capsys)
     assert "timm's own cut points: patch_embed, blocks.0" in err and "head_drop" in err, err
+
+
+def test_a_real_full_disk_at_the_checkpoint_is_a_clean_stop(tmp_path, capsys):
+    """A 60 MB tmpfs: the weights file (45 MB) fits, the checkpoint with AdamW state does not."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("tmpfs cannot be mounted here")
+    try:
+        project = write_project(tmp_path, epochs=1)
+        run = small / "run"
+        assert main(["train", str(project), "--out", str(run)]) == 2
+        err = error_line(capsys)
+        assert f"the file system at {small} (holding {run}) is full" in err and "needed (one checkpoint)" in err, err
+        status = json.loads((run / "status.json").read_text())
+        assert status["state"] == "failed" and "is full" in status["message"]
+        assert all(json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
+        assert not list(run.rglob(".*.tmp"))
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
