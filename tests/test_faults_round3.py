@@ -116,6 +116,8 @@ def test_an_output_path_too_long_for_the_os(finished_run, tmp_path, capsys):
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_sigterm_mid_epoch_stops_with_a_checkpoint_and_resumes(tmp_path, sig, code):
     project = write_project(tmp_path, epochs=3000)  # still running when the signal comes, however fast epochs get
+    # A constant LR: the schedule does not depend on the epoch count, so a shorter run never stopped compares.
+    project.write_text(project.read_text().replace("lr = 0.003", 'lr = 0.003\nscheduler = "constant"'))
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "train", str(project), "--out", str(run)],
@@ -139,6 +141,13 @@ def test_sigterm_mid_epoch_stops_with_a_checkpoint_and_resumes(tmp_path, sig, co
     steps = [json.loads(x)["global_step"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
     assert steps == list(range(1, len(steps) + 1))
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    if sig == signal.SIGTERM:  # bit-identical to the same run never stopped
+        import torch
+        from safetensors.torch import load_file
+
+        assert main(["train", str(project), "--out", str(tmp_path / "straight"), "--epochs", str(target)]) == 0
+        resumed, straight = load_file(str(run / "model.safetensors")), load_file(str(tmp_path / "straight" / "model.safetensors"))
+        assert resumed.keys() == straight.keys() and all(torch.equal(resumed[k], straight[k]) for k in resumed)
 
 
 # --- 3. a full disk mid-run -------------------------------------------------------------------------------
