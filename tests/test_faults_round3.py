@@ -116,6 +116,8 @@ def test_an_output_path_too_long_for_the_os(finished_run, tmp_path, capsys):
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_sigterm_mid_epoch_stops_with_a_checkpoint_and_resumes(tmp_path, sig, code):
     project = write_project(tmp_path, epochs=3000)  # still running when the signal comes, however fast epochs get
+    # A constant LR: the schedule does not depend on the epoch count, so a shorter run never stopped compares.
+    project.write_text(project.read_text().replace("lr = 0.003", 'lr = 0.003\nscheduler = "constant"'))
     run = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "train", str(project), "--out", str(run)],
@@ -139,6 +141,13 @@ def test_sigterm_mid_epoch_stops_with_a_checkpoint_and_resumes(tmp_path, sig, co
     steps = [json.loads(x)["global_step"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
     assert steps == list(range(1, len(steps) + 1))
     assert json.loads((run / "status.json").read_text())["state"] == "finished"
+    if sig == signal.SIGTERM:  # bit-identical to the same run never stopped
+        import torch
+        from safetensors.torch import load_file
+
+        assert main(["train", str(project), "--out", str(tmp_path / "straight"), "--epochs", str(target)]) == 0
+        resumed, straight = load_file(str(run / "model.safetensors")), load_file(str(tmp_path / "straight" / "model.safetensors"))
+        assert resumed.keys() == straight.keys() and all(torch.equal(resumed[k], straight[k]) for k in resumed)
 
 
 # --- 3. a full disk mid-run -------------------------------------------------------------------------------
@@ -407,3 +416,27 @@ def test_a_vit_cut_outside_timms_cut_points_lists_them(tmp_path, capsys):
     assert main(["inspect", str(project)]) == 2
     err = error_line(capsys)
     assert "timm's own cut points: patch_embed, blocks.0" in err and "head_drop" in err, err
+
+
+def test_a_real_full_disk_at_the_checkpoint_is_a_clean_stop(tmp_path, capsys):
+    """A 60 MB tmpfs: the weights file (45 MB) fits, the checkpoint with AdamW state does not."""
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=60m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("tmpfs cannot be mounted here")
+    try:
+        project = write_project(tmp_path, epochs=1)
+        run = small / "run"
+        assert main(["train", str(project), "--out", str(run)]) == 2
+        err = error_line(capsys)
+        assert f"the file system at {small} (holding {run}) is full" in err and "needed (one checkpoint)" in err, err
+        status = json.loads((run / "status.json").read_text())
+        assert status["state"] == "failed" and "is full" in status["message"]
+        assert all(json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines())
+        assert not list(run.rglob(".*.tmp"))
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
