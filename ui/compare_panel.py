@@ -43,10 +43,16 @@ from workbench_ui.workers import GeneratorThread
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
             "#bcbd22", "#17becf")
-CHOICES = (("probe", "probe: only the head trains"), ("freeze", "freeze:N: first N stages frozen"),
-           ("full", "full: everything trains"), ("full-lowlr", "full-lowlr: everything, LR ÷ 10"),
-           ("discriminative", "discriminative: earlier groups × factor"),
-           ("gradual", "gradual: head first, one group more per epoch"), ("plan", "plan: the project's own plan"))
+# (key, label: short enough for the picker, tooltip: the whole story)
+CHOICES = (("probe", "probe: head only", "Only the head trains; the rest is frozen (a linear probe)"),
+           ("freeze", "freeze:N: first N stages frozen", "The first N stages stay frozen; the rest trains"),
+           ("full", "full: everything trains", "Every layer trains at the plan's LR"),
+           ("full-lowlr", "full-lowlr: all, LR ÷ 10", "Every layer trains at a tenth of the plan's LR"),
+           ("discriminative", "discriminative: LR × factor", "Every layer trains; each earlier group's LR is "
+            "the next one's × the discriminative factor"),
+           ("gradual", "gradual: a group more per epoch", "The head first; at each later epoch the next group "
+            "from the top joins"),
+           ("plan", "plan: the project's plan", "The project's own plan, as it is"))
 DEFAULT_CHECKED = ("probe", "freeze", "full-lowlr", "discriminative", "gradual")
 COLUMNS = ("Strategy", "Status", "Val top-1 %", "Best %", "Best epoch", "Train top-1 %", "Wall s", "Images/s",
            "Trainable", "Grads + opt. state MB", "Peak mem MB", "Cached")
@@ -107,8 +113,9 @@ class ComparePanel(QWidget):
         self._curves: dict[str, list[tuple[int, float]]] = {}
 
         self.choices = QListWidget()
-        for key, text in CHOICES:
+        for key, text, detail in CHOICES:
             item = QListWidgetItem(text)
+            item.setToolTip(detail)
             item.setData(Qt.ItemDataRole.UserRole, key)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked if key in DEFAULT_CHECKED else Qt.CheckState.Unchecked)
@@ -442,8 +449,10 @@ class ComparePanel(QWidget):
         self.drift_plot.addItem(pg.BarGraphItem(x=list(range(len(values))), height=values, width=0.8,
                                                 brushes=[pg.mkBrush("#9aa7b8" if f else "#1f77b4") for f in frozen]))
         self.drift_plot.getPlotItem().getViewBox().autoRange()
-        self.drift_plot.getPlotItem().setTitle(f"drift by depth: {result.name} "
-                                               f"({sum(frozen)} of {len(values)} modules exactly 0)", size="10pt")
+        self.drift_plot.getPlotItem().setTitle(f"drift: {result.name} ({sum(frozen)}/{len(values)} unchanged)",
+                                               size="10pt")
+        self.drift_plot.setToolTip(f"‖W′−W‖/‖W‖ per module from input to output for {result.name}: "
+                                   f"{sum(frozen)} of {len(values)} modules are exactly unchanged")
         if ws is not None and len(report.modules) and ws.tree.find_node(report.modules[0].path) is not None:
             self.driftReady.emit(tree_drift(report, ws.tree))
 
