@@ -50,6 +50,7 @@ def measure_training(seconds: float, whole_run: bool = True, profile: bool = Fal
     from workbench_ui.main_window import MainWindow
 
     app = create_application()
+    slots = time_slots()
     scratch = Path(tempfile.mkdtemp(prefix="workbench-bench-"))
     window = MainWindow(QSettings(str(scratch / "settings.ini"), QSettings.Format.IniFormat), runs_root=scratch / "runs")
     window.resize(1440, 900)
@@ -126,8 +127,40 @@ def measure_training(seconds: float, whole_run: bool = True, profile: bool = Fal
         "histogram": histogram,
         "worst": sorted(gaps, reverse=True)[:8],
         "gaps_over_100ms": sum(v > 100 for v in values),
+        "slots": slots,
         "last_state": window.train_panel.last_state,
     }
+
+
+def time_slots() -> dict[str, list[tuple[float, float]]]:
+    """Wrap the window's slots that run during training: (wall ms, GUI-thread CPU ms) per call.
+
+    A long wall time with little CPU means the thread waited (for a core, or for the GIL the trainer
+    holds); a long CPU time is work of the slot itself.
+    """
+    from workbench_ui.main_window import MainWindow
+    from workbench_ui.plots import TrainingPlots
+    from workbench_ui.results_panel import ResultsPanel
+    from workbench_ui.runs_panel import RunsPanel
+    from workbench_ui.train_panel import TrainPanel
+
+    calls: dict[str, list[tuple[float, float]]] = {}
+    targets = [(MainWindow, "start_training"), (MainWindow, "_run_finished"), (TrainPanel, "_on_steps"),
+               (TrainPanel, "_on_epoch"), (TrainPanel, "_on_state"), (TrainPanel, "start"),
+               (TrainingPlots, "redraw"), (ResultsPanel, "set_evaluation"), (RunsPanel, "refresh")]
+    for cls, name in targets:
+        original = getattr(cls, name)
+
+        def timed(*args: Any, _original: Any = original, _key: str = f"{cls.__name__}.{name}", **kwargs: Any) -> Any:
+            wall, cpu = time.perf_counter(), time.thread_time()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                calls.setdefault(_key, []).append(((time.perf_counter() - wall) * 1000,
+                                                   (time.thread_time() - cpu) * 1000))
+
+        setattr(cls, name, timed)
+    return calls
 
 
 def measure_tree_tick(name: str) -> dict[str, float]:
@@ -262,6 +295,10 @@ def main() -> int:
           f"{result['gaps_over_100ms']} gaps over 100 ms")
     print("gaps: " + ", ".join(f"{k}: {v}" for k, v in result["histogram"].items()))
     print("longest: " + "; ".join(f"{ms:.0f} ms ({label})" for ms, label in result["worst"]))
+    for key, calls in sorted(result["slots"].items(), key=lambda kv: -max(w for w, _ in kv[1])):
+        worst = max(calls)
+        print(f"  {key:<28} {len(calls):5d} calls, longest {worst[0]:6.1f} ms wall ({worst[1]:5.1f} ms CPU), "
+              f"max CPU {max(c for _, c in calls):5.1f} ms")
     if args.tree_model:
         tree = measure_tree_tick(args.tree_model)
         print(f"tree tick on {args.tree_model} ({tree['modules']} modules): max {tree['max_ms']:.1f} ms, "

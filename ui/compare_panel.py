@@ -447,8 +447,10 @@ class ComparePanel(QWidget):
         self.drift_plot.addItem(pg.BarGraphItem(x=list(range(len(values))), height=values, width=0.8,
                                                 brushes=[pg.mkBrush("#9aa7b8" if f else "#1f77b4") for f in frozen]))
         self.drift_plot.getPlotItem().getViewBox().autoRange()
-        self.drift_plot.getPlotItem().setTitle(f"drift by depth: {result.name} "
-                                               f"({sum(frozen)} of {len(values)} modules exactly 0)", size="10pt")
+        self.drift_plot.getPlotItem().setTitle(f"drift: {result.name} ({sum(frozen)}/{len(values)} unchanged)",
+                                               size="10pt")
+        self.drift_plot.setToolTip(f"‖W′−W‖/‖W‖ per module from input to output for {result.name}: "
+                                   f"{sum(frozen)} of {len(values)} modules are exactly unchanged")
         if ws is not None and len(report.modules) and ws.tree.find_node(report.modules[0].path) is not None:
             self.driftReady.emit(tree_drift(report, ws.tree))
 

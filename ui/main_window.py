@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from workbench_ui.groups_panel import GroupsPanel
 from workbench_ui.model_panel import ModelPanel
 from workbench_ui.results_panel import ResultsPanel
 from workbench_ui.runs_panel import RunsPanel
-from workbench_ui.session import WorkbenchSession
+from workbench_ui.session import WorkbenchSession, without_pretrained
 from workbench_ui.summary_bar import SummaryBar
 from workbench_ui.train_panel import TrainPanel
 from workbench_ui.tree_panel import TreePanel
@@ -191,7 +192,11 @@ class MainWindow(QMainWindow):
         self.undo_action = self.session.undo_stack.createUndoAction(self, "&Undo")
         self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
         self.redo_action = self.session.undo_stack.createRedoAction(self, "&Redo")
-        self.redo_action.setShortcuts([QKeySequence("Ctrl+Shift+Z"), QKeySequence.StandardKey.Redo])
+        # Trap: on X11 the platform's Redo is Ctrl+Shift+Z itself; listed twice, Qt calls the key ambiguous and
+        # nothing happens. Ctrl+Shift+Z everywhere, plus the platform's own keys (Ctrl+Y on Windows), once each.
+        redo_keys = [QKeySequence("Ctrl+Shift+Z")]
+        redo_keys += [k for k in QKeySequence.keyBindings(QKeySequence.StandardKey.Redo) if k not in redo_keys]
+        self.redo_action.setShortcuts(redo_keys)
         edit.addAction(self.undo_action)
         edit.addAction(self.redo_action)
         # The plan is locked while training: no undo/redo then (the Trainer reads the plan).
@@ -506,9 +511,12 @@ class MainWindow(QMainWindow):
         def load() -> Any:
             from workbench.workspace import Workspace
 
-            ws = Workspace.from_plan(plan, project)
-            if start is not None:  # an opened run's weights, not the plan's initial ones (the new head's shape differs)
-                ws.take_weights(start)
+            if start is None:
+                return Workspace.from_plan(plan, project)
+            # an opened run's weights, not the plan's initial ones (the new head's shape differs: it stays new)
+            ws = Workspace.from_plan(without_pretrained(plan), project)
+            ws.take_weights(start)
+            ws.plan.model.pretrained = plan.model.pretrained
             return ws
 
         def done(ws: Any) -> None:
@@ -583,8 +591,11 @@ class MainWindow(QMainWindow):
             from workbench.run_catalog import read_run
             from workbench.runs import load_run_workspace, plan_for_project
 
-            ws, _recipe = load_run_workspace(run_dir)
+            ws, recipe = load_run_workspace(run_dir)
             ws.plan = plan_for_project(ws.plan, project)  # a new run lands in the project's runs, not in this one
+            # The plan says what the project says (the Runs tab compares it with each recipe); a rebuild
+            # starts from the run's weights anyway (WorkbenchSession.start_weights).
+            ws.plan.model.pretrained = bool(tomllib.loads(recipe).get("model", {}).get("pretrained", False))
             return ws, read_run(run_dir)
 
         def done(result: Any) -> None:

@@ -83,15 +83,18 @@ class WorkbenchSession(QObject):
         self.resolutionChanged.emit()
         self.set_dirty(False)
 
-    def swap_workspace(self, workspace: Workspace, description: str) -> None:
+    def swap_workspace(self, workspace: Workspace, description: str, weights_label: str | None = None) -> None:
         """Replace the model by one rebuilt from the plan (a cut) as one undoable step: undo brings back
-        the model and plan before it. Raises WorkbenchError (nothing changes) when its plan cannot be resolved."""
+        the model, plan and weights label before it. Raises WorkbenchError (nothing changes) when its plan
+        cannot be resolved."""
         workspace.resolve()
         assert self.workspace is not None
-        self.undo_stack.push(_WorkspaceSwap(self, self.workspace, workspace, description))
+        self.undo_stack.push(_WorkspaceSwap(self, (self.workspace, self.weights_label),
+                                            (workspace, weights_label or self.weights_label), description))
 
-    def _show_workspace(self, workspace: Workspace) -> None:
+    def _show_workspace(self, workspace: Workspace, weights_label: str) -> None:
         self.workspace = workspace
+        self.set_weights_label(weights_label)
         self.resolution = workspace.resolve()
         self.workspaceChanged.emit()
         self.planReplaced.emit()
@@ -201,6 +204,13 @@ class WorkbenchSession(QObject):
         return self.weights_label.startswith(NOT_TRAINED)
 
 
+def without_pretrained(plan: FinetunePlan) -> FinetunePlan:
+    """A copy of ``plan`` to build the model from when ``start_weights`` replace every weight (nothing downloaded)."""
+    build = plan.copy()
+    build.model.pretrained = False
+    return build
+
+
 def _plan_state(plan: FinetunePlan) -> str:
     from workbench.project import plan_to_dict
 
@@ -228,12 +238,13 @@ class _PlanEdit(QUndoCommand):
 class _WorkspaceSwap(QUndoCommand):
     """A rebuilt model (a cut) in place of the one before; each keeps its own plan."""
 
-    def __init__(self, session: WorkbenchSession, before: Workspace, after: Workspace, text: str) -> None:
+    def __init__(self, session: WorkbenchSession, before: tuple[Workspace, str], after: tuple[Workspace, str],
+                 text: str) -> None:
         super().__init__(text)
         self._session, self._before, self._after = session, before, after
 
     def redo(self) -> None:
-        self._session._show_workspace(self._after)
+        self._session._show_workspace(*self._after)
 
     def undo(self) -> None:
-        self._session._show_workspace(self._before)
+        self._session._show_workspace(*self._before)

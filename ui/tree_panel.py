@@ -59,12 +59,15 @@ def filter_visible(tree: LayerTree, needle: str) -> list[bool]:
     return visible
 
 
-def describe_model(ws: Any) -> str:
-    """One rich-text paragraph: what was loaded, how, and anything the source wants the user to know."""
+def describe_model(ws: Any, weights: str = "") -> str:
+    """One rich-text paragraph: what was loaded, how, and anything the source wants the user to know.
+
+    ``weights``: what the module holds when it is no longer what was loaded (a run's weights, a cut of them).
+    """
     spec, backbone = ws.backbone.spec, ws.backbone
     c, h, w = spec.input_size
     parts = [f"<b>{html.escape(spec.architecture)}</b> ({html.escape(backbone.source)}, "
-             f"{html.escape(backbone.weights)}) · "
+             f"{html.escape(weights or backbone.weights)}) · "
              f"{ws.tree.total_params:,} parameters · {len(ws.tree.nodes):,} modules · input {c}×{h}×{w} · "
              f"{spec.num_classes} outputs · stages from {html.escape(ws.tree.stage_source or 'n/a')}"]
     described = describe_source_report(backbone.source, backbone.report)
@@ -162,6 +165,7 @@ class TreePanel(QWidget):
         session.workspaceChanged.connect(self._workspace_changed)
         session.resolutionChanged.connect(self._resolution_changed)
         session.shapesChanged.connect(self._shapes_changed)
+        session.weightsChanged.connect(self._weights_changed)
         self._workspace_changed()
 
     def _workspace_changed(self) -> None:
@@ -194,7 +198,7 @@ class TreePanel(QWidget):
         self.stages.setMaximum(max(0, len(body) - 1))
         self.stages.setValue(min(max(1, self.stages.value()), self.stages.maximum()))
         self.linear_probe.setEnabled(bool(ws.tree.classifier_paths))
-        self.info.setText(describe_model(ws))
+        self.info.setText(describe_model(ws, self._weights()))
         self._sync_batchnorm()
         header = self.view.header()
         header.setStretchLastSection(True)
@@ -241,7 +245,16 @@ class TreePanel(QWidget):
         ws = self.session.workspace
         if self.model is not None and ws is not None:
             self.model.shapes_changed()
-            self.info.setText(describe_model(ws))
+            self.info.setText(describe_model(ws, self._weights()))
+
+    def _weights(self) -> str:
+        """The session's words for the weights once they are a run's (the loaded source's words otherwise)."""
+        return "" if self.session.untrained else self.session.weights_label
+
+    def _weights_changed(self) -> None:
+        ws = self.session.workspace
+        if ws is not None:
+            self.info.setText(describe_model(ws, self._weights()))
 
     def _sync_batchnorm(self) -> None:
         index = self.batchnorm.findData(self.session.plan.freeze.batchnorm)
@@ -346,6 +359,7 @@ class TreePanel(QWidget):
         from workbench.errors import WorkbenchError
         from workbench.workspace import Workspace
         from workbench_ui.head_dialog import HeadDialog
+        from workbench_ui.session import without_pretrained
 
         ws = self.session.workspace
         assert ws is not None
@@ -357,11 +371,15 @@ class TreePanel(QWidget):
         plan.head = self.head_dialog.spec
         start = self.session.start_weights()
         try:
-            new = Workspace.from_plan(plan, ws.project_path)
-            if start is not None:
+            if start is None:
+                new = Workspace.from_plan(plan, ws.project_path)
+            else:  # the weights shown (an opened run's), not the plan's initial ones; the new head stays new
+                new = Workspace.from_plan(without_pretrained(plan), ws.project_path)
                 new.take_weights(start, keep_new="head")
+                new.plan.model.pretrained = plan.model.pretrained
             self.cut_notices = rewrite_for_cut(new.plan, new.tree, spec.classifier)
-            self.session.swap_workspace(new, f"Cut at {path} and add a new head")
+            label = None if start is None else f"{self.session.weights_label}; cut at {path}, new head untrained"
+            self.session.swap_workspace(new, f"Cut at {path} and add a new head", label)
         except WorkbenchError as exc:
             QMessageBox.warning(self, "Cannot cut here", str(exc))
             return

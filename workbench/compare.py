@@ -264,6 +264,8 @@ class Comparison:
         (the GUI passes an opened run's; tensors are matched by name and shape)."""
         self.base = base.copy()
         self.start_weights = start_weights
+        if start_weights is not None:  # every weight is replaced: build without fetching pretrained ones
+            self.base.model.pretrained = False
         if epochs is not None:
             try:
                 self.base.train.epochs = epochs  # through the schema: the same limits as train --epochs

@@ -111,7 +111,7 @@ def test_a_bad_input_size_is_refused_and_nothing_changes(loaded, qtbot, dialogs,
     loaded.tabs.setCurrentWidget(data)
     before, shapes = snapshot(session.plan), [n.output_shape for n in session.workspace.tree.nodes]
     type_line(qtbot, data.input_size, bad)
-    assert dialogs.calls == []  # said inline under the box, no dialog on top of it
+    assert dialogs.messages("critical") and says in dialogs.messages("critical")[-1]
     assert snapshot(session.plan) == before
     assert [n.output_shape for n in session.workspace.tree.nodes] == shapes
     assert session.workspace.backbone.spec.input_size == (3, 64, 64)
