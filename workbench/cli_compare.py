@@ -42,7 +42,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     )
     from workbench.project import load_project
     from workbench.stop_signals import StopOnSignals
-    from workbench.training.reports import EpochReport
+    from workbench.training.reports import EpochReport, StateReport
 
     plan = load_project(args.project)
     if args.device:
@@ -64,6 +64,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 val = f", val acc {r.val_accuracy:.1%}" if r.val_accuracy is not None else ""
                 print(f"{tag} epoch {r.epoch + 1}/{r.epochs}: train acc {r.train_accuracy:.1%}{val} "
                       f"({r.seconds:.1f}s)", flush=True)
+            elif event.kind == "report" and isinstance(event.report, StateReport) and event.report.kind == "notice":
+                print(f"{tag} note: {event.report.message}", flush=True)
             elif event.kind == "done" and event.result is not None:
                 print(f"{tag} done in {event.result.wall_s:.1f}s", flush=True)
             elif event.kind == "failed":

@@ -397,7 +397,8 @@ class Comparison:
 
             ws = Workspace(copy.deepcopy(shared.backbone), shared.tree, plan)
             torch.manual_seed(plan.train.seed)  # the adapters' initial values, as `workbench train` draws them
-            adapt_workspace(ws)
+            for note in adapt_workspace(ws):
+                yield StateReport("notice", note, 0)
         res = ws.resolve()
         last_plan = plan_at_epoch(plan, ws.tree, plan.train.epochs - 1) if plan.unfreeze else plan
         last_res = resolve_plan(ws.tree, last_plan, ws.default_groups()) if plan.unfreeze else res

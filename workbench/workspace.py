@@ -68,6 +68,11 @@ class Workspace:
         self.backbone._cost_model = None  # type: ignore[attr-defined]
 
     def default_groups(self) -> list[GroupConfig]:
+        """The stages, or with [train] layer_decay one group per layer (what editing a group's LR makes explicit)."""
+        if self.plan.train.layer_decay is not None and self.tree.param_layer:
+            from workbench.groups import layer_groups
+
+            return layer_groups(self.tree)
         # The tree never changes while a model is loaded, so neither do its default groups (copies: callers edit them).
         if self._default_groups is None:
             self._default_groups = default_groups(self.tree)
