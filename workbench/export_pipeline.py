@@ -50,6 +50,14 @@ UINT8_INPUT = "uint8 N×H×W×C, 0–255 (preprocessing inside)"
 Say = Callable[[str], None]
 
 
+class ExportRefused(WorkbenchError):
+    """A lossy variant failed the accuracy check; ``report`` holds the figures (nothing was written)."""
+
+    def __init__(self, message: str, report: ExportReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 @dataclass
 class ExportOptions:
     """What to write besides the plain format, and how the report judges it."""
@@ -287,9 +295,9 @@ def _gate(report: ExportReport, options: ExportOptions) -> None:
         return
     what = "INT8" if options.quantize else "fp16"
     if report.synthetic or row.delta_points is None:
-        raise WorkbenchError(f"refusing the {what} export: there are no labelled validation images to check its "
+        raise ExportRefused(f"refusing the {what} export: there are no labelled validation images to check its "
                              f"accuracy ({report.data}); agreement with PyTorch {row.agreement:.1%}. Nothing written; "
-                             "--accept-accuracy-drop writes it anyway")
+                             "--accept-accuracy-drop writes it anyway", report)
     drop = -row.delta_points
     if drop > options.max_accuracy_drop:
         torch_row = report.rows[0]
@@ -297,11 +305,11 @@ def _gate(report: ExportReport, options: ExportOptions) -> None:
         hint = (" Try --calibration-method entropy or percentile, or more (or more typical) training images with "
                 "--calibration-images; or"
                 if options.quantize == "int8" else "")
-        raise WorkbenchError(
+        raise ExportRefused(
             f"refusing the {what} export ({row.name}): top-1 {row.top1:.2%} on {report.inputs:,} validation images vs "
             f"{torch_row.top1:.2%} for PyTorch: it loses {drop:.2f} points, more than the {options.max_accuracy_drop:g} "
             f"allowed; agreement {row.agreement:.1%}, max |logit diff| "
-            f"{row.max_abs_logit_diff:.3g}. Nothing written.{hint} --accept-accuracy-drop writes it anyway")
+            f"{row.max_abs_logit_diff:.3g}. Nothing written.{hint} --accept-accuracy-drop writes it anyway", report)
 
 
 @contextlib.contextmanager
