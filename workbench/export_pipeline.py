@@ -175,8 +175,7 @@ def export_with_report(module: "nn.Module", spec: ModelSpec, fmt: str, out: str 
         else:
             say(f"running the {fmt} export on the validation inputs")
             runner = _format_runner(fmt, exporter, result.paths, model)
-            rows.append(_measure(f"{fmt}", runner, data.val_float, reference, data, True, result.paths,
-                                 options.timing, runnable=runner is not None))
+            rows.append(_measure(fmt, runner, data.val_float, reference, data, True, result.paths, options.timing))
         if any(row.latency_ms_b1 is not None for row in rows[1:]):  # a baseline for the formats that ran
             rows[0].latency_ms_b1, rows[0].throughput_b32 = time_runner(torch_run, data.val_float[:1], options.timing)
         report = ExportReport(fmt, options.variant(), data.description, len(data.val_float), data.synthetic, rows,
@@ -264,10 +263,10 @@ def _say_float_ops(floats: dict[str, int], notes: list[str]) -> None:
 
 
 def _measure(name: str, runner: Runner | None, inputs: "np.ndarray", reference: "np.ndarray", data: ReportData,
-             written: bool, files: list[Path], timing: Timing, input_kind: str = "float32 N×C×H×W, normalised",
-             runnable: bool = True) -> FormatFigures:
+             written: bool, files: list[Path], timing: Timing,
+             input_kind: str = "float32 N×C×H×W, normalised") -> FormatFigures:
 
-    if runner is None or not runnable:
+    if runner is None:
         row = compare(name, reference, reference, data.labels, written, files, input_kind)
         row.top1 = row.delta_points = None
         row.agreement, row.max_abs_logit_diff = float("nan"), float("nan")
