@@ -67,6 +67,7 @@ class ExportDialog(QDialog):
         self.weights.setWordWrap(True)
         self._default_dir = default_dir
         self.call: BackgroundCall | None = None
+        self.refused_report: Any = None  # the figures of an export the accuracy check refused
         self.result: Any = None
         self.error: str | None = None
 
@@ -249,13 +250,19 @@ class ExportDialog(QDialog):
         options = self.options()
         say = self.progress.emit
 
+        self.refused_report = None
+
         def export() -> Any:
-            from workbench.export_pipeline import export_with_report, report_data
+            from workbench.export_pipeline import ExportRefused, export_with_report, report_data
 
             options.check(key, spec)
             say("opening the validation images")
             data = report_data(plan, spec, options, "no dataset loaded")
-            return export_with_report(module, spec, key, Path(out), recipe, options, data, say)
+            try:
+                return export_with_report(module, spec, key, Path(out), recipe, options, data, say)
+            except ExportRefused as refused:
+                self.refused_report = refused.report  # read in _failed, after this thread has finished
+                raise
 
         self.result, self.error = None, None
         self.export_button.setEnabled(False)
@@ -289,7 +296,7 @@ class ExportDialog(QDialog):
         self.details.setPlainText("\n".join(str(p) for p in [*result.paths, outcome.report_path]))
         self.details.show()
 
-    def show_report(self, report: Any, path: Path) -> None:
+    def show_report(self, report: Any, path: Path | None) -> None:
         """The report's rows as a table; the reference rows (not written) in grey, notes below."""
         from PySide6.QtGui import QBrush, QPalette
 
@@ -315,7 +322,8 @@ class ExportDialog(QDialog):
         lines = [f"<b>On:</b> {report.data}"]
         lines += [f"<b>{row.name}:</b> {note}" for row in report.rows for note in row.notes]
         lines += [f"• {note}" for note in report.notes]
-        lines.append(f"<span style='color:gray'>Measured on {report.conditions}. Written to {path}.</span>")
+        where = f"Written to {path}." if path is not None else "Nothing written."
+        lines.append(f"<span style='color:gray'>Measured on {report.conditions}. {where}</span>")
         self.report_notes.setText("<br>".join(lines))
         self.report_notes.show()
         # Grow to show the report once the layout has taken it in (adjustSize caps at 2/3 of the screen).
@@ -324,6 +332,9 @@ class ExportDialog(QDialog):
     def _failed(self, message: str, detail: str) -> None:
         self.error = message
         self.outcome.setText(f"<b style='color:#b00020'>Export failed:</b> {message}")
+        if self.refused_report is not None:  # the figures the refusal is based on
+            self.show_report(self.refused_report, None)
+            return
         if detail:
             self.details.setPlainText(detail)
             self.details.show()

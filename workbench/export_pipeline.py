@@ -50,6 +50,14 @@ UINT8_INPUT = "uint8 N×H×W×C, 0–255 (preprocessing inside)"
 Say = Callable[[str], None]
 
 
+class ExportRefused(WorkbenchError):
+    """A lossy variant failed the accuracy check; ``report`` holds the figures (nothing was written)."""
+
+    def __init__(self, message: str, report: ExportReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
 @dataclass
 class ExportOptions:
     """What to write besides the plain format, and how the report judges it."""
@@ -164,8 +172,7 @@ def export_with_report(module: "nn.Module", spec: ModelSpec, fmt: str, out: str 
         else:
             say(f"running the {fmt} export on the validation inputs")
             runner = _format_runner(fmt, exporter, result.paths, model)
-            rows.append(_measure(f"{fmt}", runner, data.val_float, reference, data, True, result.paths,
-                                 options.timing, runnable=runner is not None))
+            rows.append(_measure(fmt, runner, data.val_float, reference, data, True, result.paths, options.timing))
         if any(row.latency_ms_b1 is not None for row in rows[1:]):  # a baseline for the formats that ran
             rows[0].latency_ms_b1, rows[0].throughput_b32 = time_runner(torch_run, data.val_float[:1], options.timing)
         report = ExportReport(fmt, options.variant(), data.description, len(data.val_float), data.synthetic, rows,
@@ -253,10 +260,10 @@ def _say_float_ops(floats: dict[str, int], notes: list[str]) -> None:
 
 
 def _measure(name: str, runner: Runner | None, inputs: "np.ndarray", reference: "np.ndarray", data: ReportData,
-             written: bool, files: list[Path], timing: Timing, input_kind: str = "float32 N×C×H×W, normalised",
-             runnable: bool = True) -> FormatFigures:
+             written: bool, files: list[Path], timing: Timing,
+             input_kind: str = "float32 N×C×H×W, normalised") -> FormatFigures:
 
-    if runner is None or not runnable:
+    if runner is None:
         row = compare(name, reference, reference, data.labels, written, files, input_kind)
         row.top1 = row.delta_points = None
         row.agreement, row.max_abs_logit_diff = float("nan"), float("nan")
@@ -284,9 +291,9 @@ def _gate(report: ExportReport, options: ExportOptions) -> None:
         return
     what = "INT8" if options.quantize else "fp16"
     if report.synthetic or row.delta_points is None:
-        raise WorkbenchError(f"refusing the {what} export: there are no labelled validation images to check its "
+        raise ExportRefused(f"refusing the {what} export: there are no labelled validation images to check its "
                              f"accuracy ({report.data}); agreement with PyTorch {row.agreement:.1%}. Nothing written; "
-                             "--accept-accuracy-drop writes it anyway")
+                             "--accept-accuracy-drop writes it anyway", report)
     drop = -row.delta_points
     if drop > options.max_accuracy_drop:
         torch_row = report.rows[0]
@@ -294,11 +301,11 @@ def _gate(report: ExportReport, options: ExportOptions) -> None:
         hint = (" Try --calibration-method entropy or percentile, or more (or more typical) training images with "
                 "--calibration-images; or"
                 if options.quantize == "int8" else "")
-        raise WorkbenchError(
+        raise ExportRefused(
             f"refusing the {what} export ({row.name}): top-1 {row.top1:.2%} on {report.inputs:,} validation images vs "
             f"{torch_row.top1:.2%} for PyTorch: it loses {drop:.2f} points, more than the {options.max_accuracy_drop:g} "
             f"allowed; agreement {row.agreement:.1%}, max |logit diff| "
-            f"{row.max_abs_logit_diff:.3g}. Nothing written.{hint} --accept-accuracy-drop writes it anyway")
+            f"{row.max_abs_logit_diff:.3g}. Nothing written.{hint} --accept-accuracy-drop writes it anyway", report)
 
 
 @contextlib.contextmanager

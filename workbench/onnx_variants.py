@@ -8,6 +8,8 @@ a file is (``precision``, ``preprocessing``) are written here, beside the export
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import warnings
 from collections import Counter
@@ -63,12 +65,15 @@ def quantize_int8_static(src: Path, dst: Path, calibration: "np.ndarray", method
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            quantize_static(str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                            calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-                                              "percentile": CalibrationMethod.Percentile}[method],
-                            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
-                                           "CalibMovingAverage": False})
+            # Trap: the calibrators print progress to stdout; the CLI's output is ours.
+            with contextlib.redirect_stdout(io.StringIO()):
+                quantize_static(str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                calibrate_method={"minmax": CalibrationMethod.MinMax,
+                                                  "entropy": CalibrationMethod.Entropy,
+                                                  "percentile": CalibrationMethod.Percentile}[method],
+                                extra_options={"ActivationSymmetric": False, "WeightSymmetric": True,
+                                               "CalibMovingAverage": False})
     except WorkbenchError:
         raise
     except Exception as exc:

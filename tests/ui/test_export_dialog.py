@@ -57,3 +57,28 @@ def test_dialog_export_error_is_shown_and_nothing_written(window, trained_run, q
     assert dialog.result is None and "is not an export report written by the workbench" in dialog.outcome.text()
     assert not (tmp_path / "model.onnx").exists() and not dialog.report.isVisible()
     dialog.close()
+
+
+def test_refused_fp16_export_shows_its_figures(qtbot, tmp_path):
+    """No validation images (a model loaded alone): fp16 cannot be checked, is refused, and the table says why."""
+    import timm
+
+    from workbench.spec import ModelSpec
+    from workbench_ui.export_dialog import ExportDialog
+
+    module = timm.create_model("resnet10t", pretrained=False, num_classes=3).eval()
+    dialog = ExportDialog(module, ModelSpec("resnet10t", 3, (3, 16, 16)), None, tmp_path, plan=None)
+    qtbot.addWidget(dialog)
+    dialog.show()
+    dialog.format.setCurrentIndex(dialog.format.findData("onnx"))
+    dialog.precision.setCurrentIndex(dialog.precision.findData("fp16"))
+    assert dialog.keep_io.isEnabled() and not dialog.calibration.isEnabled()
+    dialog.path.setText(str(tmp_path / "half.onnx"))
+    _export(dialog, qtbot)
+    assert dialog.result is None and "refusing the fp16 export" in dialog.outcome.text()
+    assert dialog.report.isVisible() and dialog.report.rowCount() == 3
+    assert dialog.report.item(2, 1).text() == "—"  # no labels: no top-1, agreement only
+    assert dialog.report.item(2, 2).text().endswith("%")
+    assert "64 synthetic inputs" in dialog.report_notes.text() and "Nothing written." in dialog.report_notes.text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    dialog.close()
