@@ -1,0 +1,97 @@
+"""Looks drawn as files (PNG, SVG or PDF by the name's suffix) with matplotlib, written atomically."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from workbench.atomic import atomic_path
+from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from workbench.looking.activations import LayerLook
+    from workbench.looking.heatmaps import Heatmap
+
+FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf"}
+
+
+def picture_format(path: Path) -> str:
+    """The file format ``path``'s suffix names; one clear error for any other."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise WorkbenchError(f"--out {path}: give a file ending in {', '.join(FORMATS)}")
+    return fmt
+
+
+def save(fig: Any, path: Path) -> None:
+    """Write ``fig`` to ``path`` atomically, in the format its suffix names, and close it."""
+    import matplotlib.pyplot as plt
+
+    fmt = picture_format(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight")
+    finally:
+        plt.close(fig)
+
+
+def _figure(width: float, height: float) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt.figure(figsize=(width, height))
+
+
+def activation_figure(result: "LayerLook", pixels: "np.ndarray") -> Any:
+    """The input crop, then each shown channel's map (its index and mean), or the vector as bars."""
+    if result.kind == "vector":
+        fig = _figure(max(6.0, min(16.0, len(result.values) * 0.18)), 3.2)
+        ax = fig.add_subplot(1, 1, 1)
+        ax.bar(range(len(result.values)), [v for _, v in result.values], color="#4c72b0")
+        shown = "" if len(result.values) == result.width else f" (the {len(result.values)} largest of {result.width})"
+        ax.set_title(f"{result.layer} ({result.type_name}) output {tuple(result.shape)}: a vector{shown}", fontsize=9)
+        if len(result.values) <= 64:
+            ax.set_xticks(range(len(result.values)), [str(i) for i, _ in result.values], fontsize=6, rotation=90)
+        ax.set_xlabel("index")
+        return fig
+    count = len(result.channels) + 1
+    cols = min(count, 6)
+    rows = math.ceil(count / cols)
+    fig = _figure(cols * 1.9, rows * 2.05 + 0.3)
+    fig.suptitle(f"{result.layer} ({result.type_name}) output {tuple(result.shape)}: "
+                 f"{len(result.channels)} most active of {result.width} channels", fontsize=9)
+    ax = fig.add_subplot(rows, cols, 1)
+    ax.imshow(pixels)
+    ax.set_title("input", fontsize=8)
+    ax.axis("off")
+    for k, channel in enumerate(result.channels, start=2):
+        ax = fig.add_subplot(rows, cols, k)
+        ax.imshow(channel.map, cmap="viridis", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(f"#{channel.index}  mean {channel.mean:.3g}", fontsize=8)
+        ax.axis("off")
+    return fig
+
+
+def heatmap_figure(panels: "list[tuple[str, Heatmap]]", pixels: "np.ndarray") -> Any:
+    """The input crop, then one overlay per (title, heatmap): side by side for a before/after comparison."""
+    fig = _figure(3.0 * (len(panels) + 1), 3.4)
+    ax = fig.add_subplot(1, len(panels) + 1, 1)
+    ax.imshow(pixels)
+    ax.set_title("input", fontsize=9)
+    ax.axis("off")
+    for k, (title, heat) in enumerate(panels, start=2):
+        ax = fig.add_subplot(1, len(panels) + 1, k)
+        ax.imshow(pixels)
+        ax.imshow(heat.values, cmap="jet", alpha=0.45, vmin=0, vmax=1)
+        ax.set_title(f"{title}\n{heat.method} @ {heat.layer}\n{_short(heat.label)} ({heat.score:.1%})", fontsize=8)
+        ax.axis("off")
+    return fig
+
+
+def _short(label: str) -> str:
+    return label.split(",")[0]
