@@ -97,7 +97,6 @@ def build_parser() -> argparse.ArgumentParser:
     from workbench import cli_look
 
     cli_look.add_parsers(sub)
-    cli_look.add_graph_parser(sub)
     return parser
 
 

@@ -95,3 +95,20 @@ def heatmap_figure(panels: "list[tuple[str, Heatmap]]", pixels: "np.ndarray") ->
 
 def _short(label: str) -> str:
     return label.split(",")[0]
+
+
+def depth_figure(probe: Any, title: str) -> Any:
+    """Validation top-1 of the probe at each depth, with each cut's feature width and kept parameters."""
+    fig = _figure(max(5.5, len(probe.results) * 1.1), 3.6)
+    ax = fig.add_subplot(1, 1, 1)
+    xs = range(len(probe.results))
+    ax.plot(xs, [r.val_top1 for r in probe.results], marker="o", color="#4c72b0")
+    for x, r in zip(xs, probe.results):
+        ax.annotate(f"{r.val_top1:.1%}\n{r.width} ch, {r.params_kept / 1e6:.2g}M params", (x, r.val_top1),
+                    textcoords="offset points", xytext=(0, 8), ha="center", fontsize=7)
+    ax.set_xticks(list(xs), [r.label for r in probe.results], fontsize=8, rotation=20)
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("val top-1 of a linear probe")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    return fig

@@ -1,4 +1,4 @@
-"""The model a run started from: its recipe loaded as training loaded it, before any step."""
+"""The model a run started from: the trained model with the run's recorded start put back."""
 
 from __future__ import annotations
 
@@ -9,22 +9,29 @@ from workbench.predict import Predictor
 
 
 def starting_predictor(run_dir: str | Path) -> Predictor:
-    """The run's starting weights: the recipe's source (pretrained or not) and its head, seeded as training seeds it.
+    """The run's starting weights: every tensor training could change is read from the run's record of its start.
 
-    A new head is initialised from the run's seed (``prepare_training`` seeds before loading), so it is
-    the very head training began with.
+    The other tensors never changed (frozen means bit-identical), so the trained model with the recorded
+    start loaded over it is the very model training began with.
     """
-    import torch
+    from safetensors.torch import load_file
 
-    from workbench.project import load_project
+    from workbench.runs import load_run
     from workbench.training.run_folder import RunDir
-    from workbench.workspace import Workspace
 
     run = RunDir(run_dir)
-    if not run.project.is_file():
-        raise WorkbenchError(f"{run.path} is not a run folder: {run.project.name} is missing")
-    plan = load_project(run.project)
-    torch.manual_seed(plan.train.seed)
-    ws = Workspace.from_plan(plan)
-    return Predictor(ws.backbone.module.eval(), ws.backbone.spec, f"starting weights of run {run.path.name}",
-                     list(ws.backbone.notices))
+    trained = load_run(run_dir)
+    if not run.start_weights.is_file():
+        raise WorkbenchError(f"{run.path} has no record of its start ({RunDir.START_WEIGHTS}): the run was "
+                             "written by an older workbench, so its starting model cannot be shown")
+    try:
+        start = load_file(str(run.start_weights))
+    except Exception as exc:  # safetensors raises its own error type for damaged files
+        raise WorkbenchError(f"cannot read {run.start_weights}: {str(exc).splitlines()[0]}") from None
+    known = trained.module.state_dict()
+    foreign = [k for k in start if k not in known or known[k].shape != start[k].shape]
+    if foreign:
+        raise WorkbenchError(f"{run.start_weights} does not fit the run's model ({len(foreign)} tensors, "
+                             f"e.g. {foreign[0]})")
+    trained.module.load_state_dict(start, strict=False)
+    return Predictor(trained.module.eval(), trained.spec, f"starting weights of run {run.path.name}")
