@@ -112,3 +112,17 @@ def depth_figure(probe: Any, title: str) -> Any:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     return fig
+
+
+def features_figure(rows: "list[tuple[str, list[Any]]]") -> Any:
+    """One row of optimised pictures per (layer, pictures): each channel's index and final activation."""
+    cols = max(len(pictures) for _, pictures in rows)
+    fig = _figure(cols * 1.55, len(rows) * 1.75 + 0.2)
+    for r, (layer, pictures) in enumerate(rows):
+        for c, picture in enumerate(pictures):
+            ax = fig.add_subplot(len(rows), cols, r * cols + c + 1)
+            ax.imshow(picture.pixels)
+            ax.set_title(f"{layer} #{picture.channel}" if c == 0 else f"#{picture.channel}", fontsize=7)
+            ax.axis("off")
+    fig.tight_layout(pad=0.3)
+    return fig
