@@ -74,8 +74,11 @@ class ModelGraph:
 
 
 def model_graph(model: "nn.Module", example: "torch.Tensor", collapse: bool = True,
-                expanded: frozenset[str] = frozenset()) -> ModelGraph:
+                expanded: frozenset[str] = frozenset(), states: dict[str, str] | None = None) -> ModelGraph:
     """The model's graph; ``collapse`` shows blocks as single nodes except the module paths in ``expanded``.
+
+    ``states``: module path → "frozen"/"trainable"/"partial" from a plan (the window's resolution);
+    without it a node's state follows its parameters' ``requires_grad``.
 
     Skips are found on the full graph; a collapsed block counts those inside it (``GraphNode.skips``).
     """
@@ -92,9 +95,11 @@ def model_graph(model: "nn.Module", example: "torch.Tensor", collapse: bool = Tr
     modules = dict(model.named_modules())
     fx_nodes = [n for n in gm.graph.nodes if _is_tensor(n)]
     full = _full_graph(fx_nodes, modules)
-    if not collapse:
-        return full
-    return _collapse(full, fx_nodes, modules, _block_paths(modules, expanded))
+    graph = full if not collapse else _collapse(full, fx_nodes, modules, _block_paths(modules, expanded))
+    for node in graph.nodes:
+        if states and node.path in states and node.params:
+            node.state = states[node.path]
+    return graph
 
 
 def _full_graph(fx_nodes: list["fx.Node"], modules: dict[str, "nn.Module"]) -> ModelGraph:
@@ -316,17 +321,15 @@ STATE_COLOURS = {"frozen": "#9ecae1", "trainable": "#fdae6b", "partial": "#fdd0a
 
 def graph_figure(graph: ModelGraph, title: str = "") -> Any:
     """The laid-out graph as a matplotlib figure: one box per node (path, type, shape), skips dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     from matplotlib.patches import FancyArrowPatch, Patch
+
+    from workbench.looking.pictures import figure
 
     pos = graph.positions or lay_out(graph)
     xs = [p[0] for p in pos.values()]
     ys = [p[1] for p in pos.values()]
     width, height = max(xs) - min(xs) + 1, max(ys) - min(ys) + 1
-    fig = plt.figure(figsize=(max(5.0, width * 2.2), max(4.0, height * 0.62)))
+    fig = figure(max(5.0, width * 2.2), max(4.0, height * 0.62))
     ax = fig.add_axes((0, 0, 1, 0.97 if title else 1))
     ax.set_xlim(min(xs) - 0.6, max(xs) + 0.6)
     ax.set_ylim(max(ys) + 0.6, min(ys) - 0.6)

@@ -27,24 +27,29 @@ def picture_format(path: Path) -> str:
 
 
 def save(fig: Any, path: Path) -> None:
-    """Write ``fig`` to ``path`` atomically, in the format its suffix names, and close it."""
-    import matplotlib.pyplot as plt
-
+    """Write ``fig`` to ``path`` atomically, in the format its suffix names."""
     fmt = picture_format(path)
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=110, bbox_inches="tight")
 
 
-def _figure(width: float, height: float) -> Any:
-    import matplotlib
+def png_bytes(fig: Any, dpi: int = 100) -> bytes:
+    """``fig`` as PNG bytes (for the window: drawn in a worker thread, shown as a pixmap)."""
+    import io
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
 
-    return plt.figure(figsize=(width, height))
+
+def figure(width: float, height: float) -> Any:
+    """A matplotlib Figure outside pyplot's global state: safe to draw in a worker thread."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
+_figure = figure
 
 
 def activation_figure(result: "LayerLook", pixels: "np.ndarray") -> Any:
