@@ -12,7 +12,7 @@ from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen, QWheelEvent
 from PySide6.QtWidgets import QGraphicsRectItem, QGraphicsScene, QGraphicsView, QMenu
 
-X_STEP, Y_STEP, BOX_W, BOX_H = 190.0, 64.0, 170.0, 40.0
+X_STEP, Y_STEP, BOX_W, BOX_H = 240.0, 64.0, 215.0, 40.0
 
 
 class GraphView(QGraphicsView):

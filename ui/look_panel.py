@@ -1,7 +1,9 @@
 """The "Look inside" tab: the model graph beside activation maps, class heatmaps and the probe by depth.
 
 All model work runs in background calls (workbench.looking does it; this file only shows results):
-the graph when a model loads, pictures when asked. The graph's selection follows the layer tree and
+the graph when the tab is first shown after a load (not at load: the summary bar's FLOP count installs
+process-wide module hooks while it runs, and a forward pass in another thread at that moment breaks
+both), pictures when asked. The graph's selection follows the layer tree and
 the reverse (``layerChosen``); the graph's context menu freezes and unfreezes through the session.
 """
 
@@ -40,6 +42,7 @@ class LookPanel(QWidget):
         self.session = session
         self.calls: list[BackgroundCall] = []
         self.image_path: Path | None = None
+        self._graph_stale = True
 
         self.layer = QComboBox(editable=True)
         self.layer.setMinimumContentsLength(18)
@@ -85,7 +88,8 @@ class LookPanel(QWidget):
         split = QSplitter()
         split.addWidget(graph_box)
         split.addWidget(scroll)
-        split.setSizes([420, 900])
+        split.setStretchFactor(0, 2)
+        split.setStretchFactor(1, 3)
 
         layout = QVBoxLayout(self)
         layout.addLayout(controls)
@@ -113,16 +117,27 @@ class LookPanel(QWidget):
             self.graph_note.setText("Load a model to see its graph.")
             return
         self.layer.addItems([n.path for n in ws.tree.nodes if n.path])
-        self._rebuild_graph()
+        self.graph.scene().clear()
+        self.graph_note.setText("")
+        self._graph_stale = True
+        if self.isVisible():
+            self._rebuild_graph()
 
     def _states_changed(self) -> None:
-        if self.session.workspace is not None and self.graph.boxes:
+        self._graph_stale = True
+        if self.isVisible() and self.session.workspace is not None:
+            self._rebuild_graph()
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802
+        super().showEvent(event)
+        if self._graph_stale and self.session.workspace is not None:
             self._rebuild_graph()
 
     def _rebuild_graph(self) -> None:
         ws = self.session.workspace
         if ws is None:
             return
+        self._graph_stale = False
         module, size = ws.backbone.module, tuple(ws.backbone.spec.input_size)
         resolution = self.session.resolution
         states = ({n.path: resolution.node_state[n.index] for n in ws.tree.nodes}

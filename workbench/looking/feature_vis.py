@@ -110,7 +110,9 @@ def visualise(model: "nn.Module", layer: str, channels: list[int], mean: tuple[f
     seen: list[torch.Tensor] = []
 
     def hook(_m: Any, _i: Any, out: Any) -> None:
-        seen.append(first_tensor(out))
+        tensor = first_tensor(out)
+        if tensor is not None:
+            seen.append(tensor)
         raise _Reached
 
     def run(images: "torch.Tensor") -> None:

@@ -111,12 +111,12 @@ def extract(model: "nn.Module", places: list[Depth], dataset: Any, batch_size: i
     for i, place in enumerate(places):
         module = find_module(model, place.path)
         if place.label == PRE_LOGITS:
-            def pre(_m: Any, inputs: Any, i: int = i) -> None:
-                store[i].append(pooled(first_tensor(inputs).detach().float()))
+            def pre(_m: Any, inputs: Any, i: int = i, place: Depth = place) -> None:
+                store[i].append(pooled(_tensor(inputs, place).detach().float()))
             hooks.append(module.register_forward_pre_hook(pre))
         else:
-            def post(_m: Any, _inputs: Any, output: Any, i: int = i) -> None:
-                store[i].append(pooled(first_tensor(output).detach().float()))
+            def post(_m: Any, _inputs: Any, output: Any, i: int = i, place: Depth = place) -> None:
+                store[i].append(pooled(_tensor(output, place).detach().float()))
             hooks.append(module.register_forward_hook(post))
     labels: list[torch.Tensor] = []
     was_training = model.training
@@ -134,6 +134,13 @@ def extract(model: "nn.Module", places: list[Depth], dataset: Any, batch_size: i
             h.remove()
         model.train(was_training)
     return [torch.cat(store[i]) for i in range(len(places))], torch.cat(labels)
+
+
+def _tensor(value: Any, place: Depth) -> "torch.Tensor":
+    tensor = first_tensor(value)
+    if tensor is None:
+        raise WorkbenchError(f"{place.path} gives no tensor to probe")
+    return tensor
 
 
 def train_probe(train_x: "torch.Tensor", train_y: "torch.Tensor", val_x: "torch.Tensor", val_y: "torch.Tensor",
