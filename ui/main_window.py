@@ -89,6 +89,12 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self.results_panel, "Results")
         self.tabs.addTab(self.compare_panel, "Compare")
         self.tabs.addTab(self.runs_panel, "Runs")
+        from workbench_ui.look_panel import LookPanel, connect_to_tree
+
+        self.look_panel = LookPanel(self.session)
+        self.tabs.addTab(self.look_panel, "Look inside")
+        connect_to_tree(self.look_panel, self.tree_panel)
+        self.look_panel.failed.connect(lambda m, d: show_error(self, "Look inside", m, d))
         central = QWidget()
         central_layout = QVBoxLayout(central)
         central_layout.setContentsMargins(4, 4, 4, 4)
@@ -725,6 +731,7 @@ class MainWindow(QMainWindow):
             self.export_dialog.call.wait()
         self.train_panel.wait()
         self.results_panel.wait()
+        self.look_panel.wait()
         if self.compare_panel.run is not None:  # stops within one batch; a running QThread must not be destroyed
             self.compare_panel.stop()
             self.compare_panel.wait()

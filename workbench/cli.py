@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     cli_diff.add_parser(sub)
     cli_compare.add_parser(sub)
     cli_schema.add_parser(sub)
+    from workbench import cli_look
+
+    cli_look.add_parsers(sub)
     return parser
 
 
