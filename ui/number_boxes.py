@@ -52,10 +52,14 @@ class SchemaIntBox(QAbstractSpinBox):
         return self.problem.text() != ""
 
     def setValue(self, value: int) -> None:  # noqa: N802
-        """Show a stored value (the plan's): no signal; clears a wrong mark."""
+        """Show ``value`` and clear a wrong mark; ``valueChanged`` when it changed, as QSpinBox does (block the
+        box's signals to show the plan's value without editing the plan)."""
+        changed = int(value) != self._value
         self._value = int(value)
         self.lineEdit().setText(str(self._value))
         self._mark(None)
+        if changed:
+            self.valueChanged.emit(self._value)
 
     def commit(self) -> bool:
         """Take the typed text (Enter or focus out): stored when within the limits, else marked wrong."""

@@ -191,11 +191,16 @@ class WorkbenchSession(QObject):
         self.weightsChanged.emit()
 
     def start_weights(self) -> dict[str, Any] | None:
-        """A copy of the model's weights for a rebuild from the plan (compare, cut, new head) to start from;
-        None while the model holds the plan's own initial weights (a rebuild gives the same ones)."""
+        """The model's weights for a rebuild from the plan (compare, cut, new head) to start from; None while
+        the model holds the plan's own initial weights (a rebuild gives the same ones).
+
+        Not copied (a big model's clone would stall the window): a rebuild copies them into its own
+        tensors (``Workspace.take_weights``), and nothing changes these in place — a finished run's
+        model replaces the module instead.
+        """
         if self.workspace is None or self.untrained:
             return None
-        return {name: t.detach().clone() for name, t in self.workspace.backbone.module.state_dict().items()}
+        return {name: t.detach() for name, t in self.workspace.backbone.module.state_dict().items()}
 
     @property
     def untrained(self) -> bool:

@@ -317,9 +317,11 @@ def _trained_fingerprint(run_dir: Path) -> str | None:
 
 def latest_run_with_weights(project: Path) -> Path:
     """The newest run beside a project file (or in a folder of runs) that has weights."""
-    from workbench.run_catalog import list_runs
+    from workbench.run_catalog import COMPARE_PREFIX, list_runs
 
-    runs = [r for r in list_runs(project) if r.has_weights and r.status != "running"]
+    # A comparison's strategy runs are listed with the project's runs, but "the newest run" means a trained one.
+    runs = [r for r in list_runs(project) if r.has_weights and r.status != "running"
+            and not r.path.parent.name.startswith(COMPARE_PREFIX)]
     if not runs:
         raise WorkbenchError(f"{project} has no trained runs with weights yet; train first "
                              "(`workbench train`), or name a run folder")

@@ -80,7 +80,8 @@ def test_compare_tab_runs_sorts_shows_drift_and_uses_a_plan(window, qtbot, tmp_p
     tree_model = window.tree_panel.model
     assert tree_model.data(tree_model.index_of_path("layer1", DRIFT)) == "0"
     assert float(tree_model.data(tree_model.index_of_path("fc", DRIFT))) > 0
-    assert "exactly 0" in panel.drift_plot.getPlotItem().titleLabel.text
+    assert "unchanged)" in panel.drift_plot.getPlotItem().titleLabel.text  # frozen modules: drift exactly 0
+    assert "exactly unchanged" in panel.drift_plot.toolTip()
 
     qtbot.mouseClick(panel.use_button, Qt.MouseButton.LeftButton)
     assert window.session.plan.freeze.frozen == [""] and window.session.plan.freeze.unfrozen == ["fc"]
