@@ -347,7 +347,9 @@ def graph_figure(graph: ModelGraph, title: str = "") -> Any:
         ax.text(x, y, f"{n.id}\n{n.type_name}{skips}  {shape}", ha="center", va="center", fontsize=6,
                 bbox={"boxstyle": "round,pad=0.3", "facecolor": STATE_COLOURS.get(n.state, "#eeeeee"),
                       "edgecolor": "#c0392b" if n.merge else "#666666", "linewidth": 0.6})
-    ax.legend(handles=[Patch(facecolor=c, label=s) for s, c in STATE_COLOURS.items()], loc="upper right", fontsize=6)
+    present = {n.state for n in graph.nodes}
+    ax.legend(handles=[Patch(facecolor=c, label=s) for s, c in STATE_COLOURS.items() if s in present],
+              loc="upper right", fontsize=6)
     if title:
         fig.suptitle(title, fontsize=9)
     return fig
