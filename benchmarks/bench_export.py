@@ -179,8 +179,12 @@ def main() -> int:
     parser.add_argument("--prepare", type=Path, metavar="DIR", help="train the demo and resnet18 runs into DIR first")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved timing rounds (median reported)")
     parser.add_argument("--reps", type=int, default=10, help="batch-1 runs per round")
+    parser.add_argument("--variants", default="", help="comma-separated labels' first words to keep (e.g. fp32,int8)")
     parser.add_argument("--write-results", action="store_true", help="put the table into benchmarks/RESULTS.md")
     args = parser.parse_args()
+    if args.variants:
+        keep = [v.strip().lower() for v in args.variants.split(",")]
+        VARIANTS[:] = [v for v in VARIANTS if any(v[0].lower().startswith("onnx " + k) or v[0].lower() == k for k in keep)]
     runs = [(s.split("=", 1)[0], Path(s.split("=", 1)[1])) for s in args.run]
     if args.prepare:
         runs += prepare(args.prepare)

@@ -62,13 +62,17 @@ def quantize_int8_static(src: Path, dst: Path, calibration: "np.ndarray", method
             return None if batch is None else {name: batch}
 
     prepared = _pre_processed(src)
+    # Trap: uint8 activations, not int8. With int8 activations onnxruntime's CPU provider fuses only some
+    # DQ→Conv→Q groups into QLinearConv (9 of resnet18's 20) and runs the rest as float Conv behind
+    # DequantizeLinear: 2× slower than fp32. With uint8 (U8S8, its VNNI path) all 20 fuse
+    # (benchmarks/RESULTS.md §7).
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # Trap: the calibrators print progress to stdout; the CLI's output is ours.
             with contextlib.redirect_stdout(io.StringIO()):
                 quantize_static(str(prepared), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                                 calibrate_method={"minmax": CalibrationMethod.MinMax,
                                                   "entropy": CalibrationMethod.Entropy,
                                                   "percentile": CalibrationMethod.Percentile}[method],
@@ -78,7 +82,7 @@ def quantize_int8_static(src: Path, dst: Path, calibration: "np.ndarray", method
         raise
     except Exception as exc:
         raise WorkbenchError(f"onnxruntime could not quantize the model: {_one_line(exc)}") from None
-    _copy_metadata(src, dst, {"precision": f"int8 static (QDQ, per-channel weights, {method} calibration)",
+    _copy_metadata(src, dst, {"precision": f"int8 static (QDQ, uint8 activations, per-channel int8 weights, {method} calibration)",
                               "calibration_images": len(calibration)})
     return stayed_float(dst)
 
