@@ -37,7 +37,7 @@ started=$(date +%s)
 if [ ! -x "$VENV/bin/python" ]; then
   free_mib=$(df -Pm . | awk 'NR==2 {print $4}')
   if [ "${free_mib:-0}" -lt 20000 ]; then
-    echo "bundle: only ${free_mib} MiB free; the build environment (~7 GB) and the bundle (~5 GB) need ~15 GB" >&2
+    echo "bundle: only ${free_mib} MiB free; the build environment (~6.2 GB) and the bundle (~4.4 GB) need ~11 GB" >&2
   fi
   "$PY" -m venv "$VENV" || { rm -rf "$VENV"; echo "bundle: could not create $VENV with $PY" >&2; exit 1; }
 fi
@@ -55,7 +55,7 @@ rm -rf "$ROOT/build/wheel" "$ROOT/build/lib"
 "$VENV/bin/python" -m pip wheel -q --no-deps --no-build-isolation -w "$ROOT/build/wheel" "$ROOT"
 "$VENV/bin/python" -m pip install -q --no-deps --force-reinstall "$ROOT"/build/wheel/*.whl
 
-echo "bundle: running PyInstaller (a few minutes)…"
+echo "bundle: running PyInstaller (10-15 minutes on 2 cores)…"
 # The console script, not `python -m`: the working directory must not shadow the installed packages.
 "$VENV/bin/pyinstaller" packaging/workbench.spec --noconfirm --log-level WARN \
   --distpath "$DIST" --workpath "$ROOT/build/pyinstaller"
