@@ -65,7 +65,7 @@ def quantize_int8_static(src: Path, dst: Path, calibration: "np.ndarray", method
     # Trap: uint8 activations, not int8. With int8 activations onnxruntime's CPU provider fuses only some
     # DQ→Conv→Q groups into QLinearConv (9 of resnet18's 20) and runs the rest as float Conv behind
     # DequantizeLinear: 2× slower than fp32. With uint8 (U8S8, its VNNI path) all 20 fuse
-    # (benchmarks/RESULTS.md §7).
+    # (benchmarks/RESULTS.md §8).
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
