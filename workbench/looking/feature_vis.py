@@ -52,7 +52,6 @@ def fourier_image(batch: int, side: int, decay: float = 1.0, seed: int = 0) -> t
     fy = torch.fft.fftfreq(side)[:, None]
     fx = torch.fft.rfftfreq(side)[None, :]
     scale = 1.0 / torch.clamp(torch.sqrt(fx * fx + fy * fy), min=1.0 / side) ** decay
-    scale = scale * side  # keep the first steps' gradients in a useful range
     spectrum = (torch.randn(batch, 3, side, side // 2 + 1, 2, generator=generator) * 0.01).requires_grad_(True)
     colors = torch.tensor(COLOR_CORRELATION_SQRT)
     colors = colors / colors.norm(dim=0).max()
