@@ -65,9 +65,14 @@ def export_model(
 def check_export_target(out: Path, kind: str) -> None:
     """Before any work: refuse an output that is a device, FIFO, socket or the wrong kind (file vs folder)."""
     from workbench.atomic import check_file_target, check_folder_target
+    from workbench.errors import WorkbenchError
 
-    if kind == "folder":
-        check_folder_target(out, "--out")
-    else:
-        check_file_target(out)
-        check_folder_target(out.parent, "--out")
+    try:
+        if kind == "folder":
+            check_folder_target(out)
+        else:
+            check_file_target(out)
+            check_folder_target(out.parent)
+    except WorkbenchError as exc:
+        reason = str(exc)
+        raise WorkbenchError(reason if reason.startswith("cannot write") else f"cannot write {out}: {reason}") from None

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.errors import WorkbenchError
 from workbench.looking.inputs import find_module, first_tensor, spatial
+from workbench.looking.modes import evaluation_mode
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,14 +85,11 @@ def capture(model: "nn.Module", layer: str, inputs: "torch.Tensor") -> "torch.Te
             seen.append(t.detach().float().cpu())
 
     handle = module.register_forward_hook(hook)
-    was_training = model.training
-    model.eval()
     try:
-        with torch.inference_mode():
+        with evaluation_mode(model), torch.inference_mode():
             model(inputs)
     finally:
         handle.remove()
-        model.train(was_training)
     if not seen:
         raise WorkbenchError(f"layer {layer!r} did not run for this input (it is not on the forward path)")
     return seen[0]

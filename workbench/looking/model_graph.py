@@ -85,9 +85,11 @@ def model_graph(model: "nn.Module", example: "torch.Tensor", collapse: bool = Tr
     import torch
     from torch.fx.passes.shape_prop import ShapeProp
 
+    from workbench.looking.modes import evaluation_mode
+
     gm = trace(model)
     try:
-        with torch.no_grad():
+        with evaluation_mode(model), torch.no_grad():  # no BatchNorm statistics move
             ShapeProp(gm).propagate(example)
     except Exception as exc:  # the trace runs, but not on this input: shapes are then unknown
         raise GraphUnavailable(f"the traced graph does not run on a {tuple(example.shape)} input "

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.errors import WorkbenchError
 from workbench.looking.inputs import find_module, first_tensor
+from workbench.looking.modes import evaluation_mode
 
 if TYPE_CHECKING:
     import torch
@@ -119,11 +120,9 @@ def extract(model: "nn.Module", places: list[Depth], dataset: Any, batch_size: i
                 store[i].append(pooled(_tensor(output, place).detach().float()))
             hooks.append(module.register_forward_hook(post))
     labels: list[torch.Tensor] = []
-    was_training = model.training
-    model.eval()
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     try:
-        with torch.inference_mode():
+        with evaluation_mode(model), torch.inference_mode():
             for images, targets in loader:
                 if cancelled():
                     raise WorkbenchError("probe by depth cancelled")
@@ -132,7 +131,6 @@ def extract(model: "nn.Module", places: list[Depth], dataset: Any, batch_size: i
     finally:
         for h in hooks:
             h.remove()
-        model.train(was_training)
     return [torch.cat(store[i]) for i in range(len(places))], torch.cat(labels)
 
 
