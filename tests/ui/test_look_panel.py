@@ -34,7 +34,9 @@ def test_graph_and_tree_select_each_other_and_freeze(window, qtbot, resnet18_wor
     QTest.mouseClick(tree.view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
                      tree.view.visualRect(index).center())
     assert panel.graph._selected == "layer3.1"
-    # Freezing from the graph's menu goes through the session: the tree and the graph's colours follow.
+    # Freezing from the graph's menu (the graph in view) goes through the session: the tree and the colours follow.
+    window.tabs.setCurrentWidget(panel)
+    qtbot.waitUntil(lambda: not panel.calls, timeout=60_000)
     assert panel.graph.boxes["layer1.0"].brush().color().name() == "#fdae6b"  # trainable
     panel.graph.freezeRequested.emit("layer1", True)
     node = window.session.workspace.tree.node("layer1.0")
