@@ -82,10 +82,11 @@ def test_graph_cli_json_and_svg(tmp_path: Path, capsys) -> None:
 
 
 def test_looking_at_a_model_moves_no_batchnorm_statistics_and_keeps_each_modules_mode() -> None:
-    """The graph's shape pass and the activation maps run the user's model: in train mode that would update
+    """The graph's shape pass, the activation maps and the heatmap's layer search run the user's model: in train mode that would update
     BatchNorm running statistics (frozen ones included) and a plain ``model.train(flag)`` would undo a
     mixed mode (BatchNorm kept in eval inside a training model)."""
     from workbench.looking.activations import look
+    from workbench.looking.heatmaps import class_heatmap
 
     model = timm.create_model("resnet18", pretrained=False, num_classes=3).train()
     model.bn1.eval()  # a mixed mode, as a BatchNorm policy leaves it
@@ -93,6 +94,8 @@ def test_looking_at_a_model_moves_no_batchnorm_statistics_and_keeps_each_modules
     modes = {name: m.training for name, m in model.named_modules()}
     model_graph(model, torch.randn(1, 3, 32, 32))
     look(model, "layer1", torch.randn(1, 3, 32, 32))
+    class_heatmap(model, torch.randn(1, 3, 32, 32))  # its default layer is found by running the model
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before), "a BatchNorm buffer moved"
     assert {name: m.training for name, m in model.named_modules()} == modes
+

@@ -66,13 +66,14 @@ def atomic_path(target: str | Path) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def scratch_folder(target: str | Path) -> Iterator[Path]:
+def scratch_folder(target: str | Path, folder_output: bool = False) -> Iterator[Path]:
     """A temp folder beside ``target`` (same file system, so a final rename is atomic), removed afterwards.
 
-    ``target`` is checked first like ``atomic_path`` checks it: nothing is made beside a device or FIFO.
+    ``target`` is checked first like ``atomic_path`` checks it (``check_folder_target`` for an output that is
+    a folder): nothing is made beside a device or FIFO.
     """
     target = Path(target)
-    check_file_target(target)
+    check_folder_target(target) if folder_output else check_file_target(target)
     folder = target.parent if str(target.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -195,11 +196,6 @@ def disk_full(exc: BaseException, folder: Path) -> bool:
         return True
     text = str(exc).lower()
     return any(t in text for t in _DISK_FULL_TEXT) and _free_bytes(folder) < 64 * 2**20
-
-
-def describe_write_error(target: Path, exc: OSError) -> str:
-    """One line for a failed write: a full disk, a read-only file system, no permission, a path too long."""
-    return _describe(target, exc)
 
 
 def _describe(target: Path, exc: OSError) -> str:

@@ -7,17 +7,14 @@ export writes nothing. The exporter plugins are called through ``export_model`` 
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.atomic import atomic_path, describe_write_error
+from workbench.atomic import atomic_path, scratch_folder
 from workbench.errors import WorkbenchError
 from workbench.export import ExportResult, check_export_target, export_model
 from workbench.export_data import ReportData, plan_data, synthetic_data
@@ -163,7 +160,7 @@ def export_with_report(module: "nn.Module", spec: ModelSpec, fmt: str, out: str 
     reference = logits_of(torch_run, data.val_float)
     rows = [compare("PyTorch (eager)", reference, reference, data.labels, False, [])]
     notes = list(data.notes)
-    with _scratch_dir(out) as scratch:
+    with scratch_folder(out, folder_kind) as scratch:
         staged = scratch / out.name
         say(f"writing {fmt}")
         result = export_model(module, spec, fmt, staged, recipe_toml, options.tolerance)
@@ -306,21 +303,6 @@ def _gate(report: ExportReport, options: ExportOptions) -> None:
             f"{torch_row.top1:.2%} for PyTorch: it loses {drop:.2f} points, more than the {options.max_accuracy_drop:g} "
             f"allowed; agreement {row.agreement:.1%}, max |logit diff| "
             f"{row.max_abs_logit_diff:.3g}. Nothing written.{hint} --accept-accuracy-drop writes it anyway", report)
-
-
-@contextlib.contextmanager
-def _scratch_dir(out: Path) -> Iterator[Path]:
-    """A temp folder beside ``out`` (same file system: the final renames are atomic), removed afterwards."""
-    folder = out.parent if str(out.parent) else Path(".")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=folder))
-    except OSError as exc:
-        raise WorkbenchError(describe_write_error(out, exc)) from None
-    try:
-        yield scratch
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _place(path: Path, staged: Path, out: Path) -> Path:

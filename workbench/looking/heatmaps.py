@@ -78,15 +78,18 @@ class _Logits:
 @contextmanager
 def _untouched(model: "nn.Module") -> Iterator[None]:
     """Train/eval modes and existing parameter gradients are as they were afterwards (CAM calls eval/zero_grad)."""
-    modes = [(m, m.training) for m in model.modules()]
-    grads = [(p, p.grad) for p in model.parameters()]
-    try:
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-        for p, g in grads:
-            p.grad = g
+    from workbench.looking.modes import LOOK_LOCK
+
+    with LOOK_LOCK:  # see modes.py: two threads' save/restore of one model's modes must not interleave
+        modes = [(m, m.training) for m in model.modules()]
+        grads = [(p, p.grad) for p in model.parameters()]
+        try:
+            yield
+        finally:
+            for m, mode in modes:
+                m.training = mode
+            for p, g in grads:
+                p.grad = g
 
 
 def class_heatmap(model: "nn.Module", inputs: "torch.Tensor", *, layer: str | None = None,

@@ -142,8 +142,10 @@ def spatial_layers(model: "nn.Module", example: "torch.Tensor") -> list[str]:
     for path, module in model.named_modules():
         if path:
             hooks.append(module.register_forward_hook(hook_for(path)))
+    from workbench.looking.modes import evaluation_mode
+
     try:
-        with torch.inference_mode():
+        with evaluation_mode(model), torch.inference_mode():
             model(example)
     finally:
         for h in hooks:
