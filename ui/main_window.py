@@ -60,6 +60,10 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: QSettings | None = None, runs_root: Path | None = None) -> None:
         super().__init__()
+        from workbench_ui.gui_gc import GuiThreadCollector
+
+        self._collector = GuiThreadCollector(self)
+        self.destroyed.connect(self._collector.stop)
         self.settings = settings or default_settings()
         self.runs_root = runs_root
         self.session = WorkbenchSession(self)
