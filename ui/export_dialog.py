@@ -34,6 +34,8 @@ from PySide6.QtWidgets import (
 from workbench_ui.look import muted
 from workbench_ui.workers import BackgroundCall
 
+QT_INT_MAX = 2**31 - 1  # the largest value a QSpinBox holds
+
 
 def export_formats() -> list[tuple[str, str, bool, str]]:
     """(exporter name, label, writes a folder?, file suffix) for every installed exporter plugin."""
@@ -138,7 +140,7 @@ class ExportDialog(QDialog):
 
     def _onnx_options(self) -> QGroupBox:
         from workbench.export_data import DEFAULT_CALIBRATION_IMAGES
-        from workbench.export_pipeline import DEFAULT_MAX_DROP_POINTS
+        from workbench.export_pipeline import DEFAULT_MAX_DROP_POINTS, MAX_DROP_RANGE
         from workbench.onnx_variants import CALIBRATION_METHODS
 
         box = QGroupBox("ONNX variant")
@@ -152,14 +154,15 @@ class ExportDialog(QDialog):
         self.keep_io = QCheckBox("Keep inputs/outputs float32")
         self.with_preprocessing = QCheckBox("Preprocessing inside the file (takes uint8 N×H×W×C images, 0–255)")
         self.calibration = QSpinBox()
-        self.calibration.setRange(0, 1_000_000)
+        # Any count Qt can hold: the real bound is the run's training images, checked (and said) on export.
+        self.calibration.setRange(0, QT_INT_MAX)
         self.calibration.setSpecialValueText(f"up to {DEFAULT_CALIBRATION_IMAGES} training images")
         self.calibration.setValue(0)
         self.calibration_method = QComboBox()
         for method in CALIBRATION_METHODS:
             self.calibration_method.addItem(method, method)
         self.max_drop = QDoubleSpinBox()
-        self.max_drop.setRange(0.0, 100.0)
+        self.max_drop.setRange(*MAX_DROP_RANGE)
         self.max_drop.setDecimals(2)
         self.max_drop.setSuffix(" points")
         self.max_drop.setValue(DEFAULT_MAX_DROP_POINTS)

@@ -9,6 +9,8 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QProgressBar, QSizePo
 from workbench_ui.look import emphasised, muted, summary_frame, warning_text
 from workbench_ui.session import WorkbenchSession
 
+SHARE_STEPS = 1000  # the trainable-share bar's resolution (per mille), a display choice, not a limit
+
 
 class ElidedLabel(QLabel):
     """One line that never changes height: text too long for it ends in "…" (the tooltip has it all)."""
@@ -43,7 +45,7 @@ class SummaryBar(QFrame):
         emphasised(self.summary)
         self.summary.setWordWrap(True)  # never let one long line set the window's minimum width
         self.share = QProgressBar()
-        self.share.setRange(0, 1000)
+        self.share.setRange(0, SHARE_STEPS)
         self.share.setTextVisible(False)
         self.share.setFixedWidth(120)
         self.share.setFixedHeight(10)
@@ -93,7 +95,7 @@ class SummaryBar(QFrame):
         # Trap: QProgressBar.setValue repaints at once, and that paints everything else waiting to be painted
         # (the whole layer tree) before the other views have caught up: paint once, with the rest, instead.
         self.share.setUpdatesEnabled(False)
-        self.share.setValue(int(1000 * res.trainable_params / res.total_params) if res.total_params else 0)
+        self.share.setValue(int(SHARE_STEPS * res.trainable_params / res.total_params) if res.total_params else 0)
         self.share.setUpdatesEnabled(True)
         self.cost.setText(self._cost_text(res))
         active = [g for g in res.groups if g.numel]

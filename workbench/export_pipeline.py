@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 QUANTIZE_CHOICES = ("int8", "int8-dynamic")
 PRECISIONS = ("fp32", "fp16")
 DEFAULT_MAX_DROP_POINTS = 1.0
+MAX_DROP_RANGE = (0.0, 100.0)  # --max-accuracy-drop, in points: the CLI check and the Export dialog's box
 UINT8_INPUT = "uint8 N×H×W×C, 0–255 (preprocessing inside)"
 Say = Callable[[str], None]
 
@@ -103,8 +104,9 @@ class ExportOptions:
                                  f"got {self.calibration_method!r}")
         if self.calibration_method != "minmax" and self.quantize != "int8":
             raise WorkbenchError("--calibration-method applies to --quantize int8 (static) only")
-        if not 0 <= self.max_accuracy_drop <= 100:
-            raise WorkbenchError(f"--max-accuracy-drop must be 0-100 points, got {self.max_accuracy_drop:g}")
+        low, high = MAX_DROP_RANGE
+        if not low <= self.max_accuracy_drop <= high:
+            raise WorkbenchError(f"--max-accuracy-drop must be {low:g}-{high:g} points, got {self.max_accuracy_drop:g}")
         if self.with_preprocessing and len(spec.input_size) != 3:
             raise WorkbenchError(f"--with-preprocessing is for image models: {spec.architecture} takes feature "
                                  f"vectors {tuple(spec.input_size)}, whose standardization has no image layout or "
