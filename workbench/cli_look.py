@@ -11,6 +11,11 @@ from typing import Any
 from workbench.errors import WorkbenchError
 
 
+def _source_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", metavar="SOURCE_OR_RUN",
+                   help="timm model name, checkpoint, .onnx file, project .toml or run folder (as for predict)")
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     """``look``, ``graph``, ``probe-depth`` and ``features``."""
     add_look_parser(sub)
@@ -21,8 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def add_look_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("look", help="what a layer sees in an image: activation maps, or a class heatmap (--cam)")
-    p.add_argument("source", metavar="SOURCE_OR_RUN",
-                   help="timm model name, checkpoint, .onnx file, project .toml or run folder (as for predict)")
+    _source_argument(p)
     p.add_argument("image", metavar="IMAGE", help="the image file to look at")
     p.add_argument("--layer", metavar="PATH", help="module path (workbench inspect lists them); "
                    "with --cam the default is the last spatial layer")
@@ -127,8 +131,7 @@ def _cam(args: argparse.Namespace, predictor: Any, fed: Any) -> int:
 
 def add_graph_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("graph", help="the model's wiring as a graph (torch.fx, or the ONNX graph of an import)")
-    p.add_argument("source", metavar="SOURCE_OR_RUN", help="timm model name, checkpoint, .onnx file, project .toml "
-                   "or run folder")
+    _source_argument(p)
     p.add_argument("--full", action="store_true", help="every operation instead of blocks")
     p.add_argument("--expand", action="append", default=[], metavar="PATH", help="show this block's inside (repeatable)")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the drawing (.svg, .png or .pdf)")
@@ -226,8 +229,7 @@ def add_features_parser(sub: argparse._SubParsersAction) -> None:
     from workbench.looking.feature_vis import STEPS
 
     p = sub.add_parser("features", help="feature visualisation: images that maximise channels of a layer")
-    p.add_argument("source", metavar="SOURCE_OR_RUN", help="timm model name, checkpoint, .onnx file, project .toml "
-                   "or run folder")
+    _source_argument(p)
     p.add_argument("--layer", required=True, metavar="PATH", help="module path (workbench inspect lists them)")
     p.add_argument("--channels", type=_channels, default=list(range(8)), metavar="LIST",
                    help="channel indices, e.g. 0,3,7 or 0-7 (default 0-7)")
