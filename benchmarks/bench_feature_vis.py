@@ -1,7 +1,7 @@
 """Feature visualisation time, and the picture of the feature hierarchy in docs/screenshots/.
 
     python benchmarks/bench_feature_vis.py                      # 8 channels of blocks.3 at 128 px: the budget case
-    python benchmarks/bench_feature_vis.py --hierarchy docs/screenshots/12-feature-hierarchy.png
+    python benchmarks/bench_feature_vis.py --hierarchy docs/screenshots/17-feature-hierarchy.png
 
 Pretrained EfficientNet-Lite0 (installed weights). Prints wall seconds for 8 channels of the middle block
 (blocks.3) at 128 px with the default number of steps (the issue's budget: under 60 s on this CPU). With

@@ -215,3 +215,27 @@ def test_a_run_shows_its_starting_and_trained_model(tmp_path: Path, capsys) -> N
     assert [m["model"] for m in data["models"]] == ["starting model", "trained model"]
     assert all(m["class"] == 1 and m["label"] == "dog" for m in data["models"])
     assert data["models"][0]["heatmap"] != data["models"][1]["heatmap"]
+
+
+def test_a_runs_heatmaps_compare_the_same_class_and_serve_many_images(tmp_path: Path, capsys) -> None:
+    """Without --class both models are shown for the class the trained model predicts; the window's gallery
+    asks one RunHeatmaps for image after image (the models are loaded once)."""
+    from workbench.looking.run_heatmaps import RunHeatmaps
+
+    write_images(tmp_path / "data")
+    project = write_project(tmp_path, "freeze", 'frozen = [""]\nunfrozen = ["fc"]')
+    run = tmp_path / "run"
+    assert main(["train", str(project), "--out", str(run)]) == 0
+    image = tmp_path / "cat.png"
+    cat_and_noise().save(image)
+    capsys.readouterr()
+    assert main(["look", str(run), str(image), "--cam", "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)["models"]
+    assert models[0]["class"] == models[1]["class"]
+    looks = RunHeatmaps(run)
+    first = looks.for_image(image)
+    loaded = looks.models()
+    second = looks.for_image(cat_and_noise().transpose(0), class_index=0)  # a PIL image, mirrored
+    assert looks.models() is loaded and second.class_index == 0 and first.class_index == models[1]["class"]
+    assert [t for t, _ in second.panels] == ["starting model", "trained model"]
+    assert second.png()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -33,6 +33,32 @@ def test_resnet18_has_the_skip_connections_of_its_8_basic_blocks() -> None:
     assert ("layer1.1", "layer2.0") in chain and ("global_pool", "fc") in chain and len(chain) == len(blocks.nodes) - 1
 
 
+@pytest.mark.parametrize("meta_tensors_work", [True, False])
+def test_every_shape_is_the_real_forward_passs(monkeypatch: pytest.MonkeyPatch, meta_tensors_work: bool) -> None:
+    """Shapes come from a weightless copy on the meta device or, where that fails, one real pass: the same."""
+    if not meta_tensors_work:
+        real_empty_like = torch.empty_like
+
+        def no_meta(tensor: torch.Tensor, *args: object, device: object = None, **kwargs: object) -> torch.Tensor:
+            if device == "meta":
+                raise NotImplementedError("an operator meta tensors do not support")
+            return real_empty_like(tensor, *args, device=device, **kwargs)  # type: ignore[arg-type]
+        monkeypatch.setattr(torch, "empty_like", no_meta)
+    model = timm.create_model("efficientnet_lite0", num_classes=7).eval()
+    example = torch.randn(1, 3, 64, 48)
+    graph = model_graph(model, example, collapse=False)
+    real: dict[str, tuple[int, ...]] = {}
+    hooks = [m.register_forward_hook(lambda _m, _i, out, name=name: real.__setitem__(name, tuple(out.shape)))
+             for name, m in model.named_modules() if name and not list(m.children())]
+    with torch.no_grad():
+        model(example)
+    for hook in hooks:
+        hook.remove()
+    shown = {n.path: n.output_shape for n in graph.nodes if n.path in real}
+    assert len(shown) > 40 and shown == {path: real[path] for path in shown}
+    assert graph.node("classifier").output_shape == (1, 7)
+
+
 def test_expanding_a_block_and_freeze_states() -> None:
     model = timm.create_model("resnet18").eval()
     for p in model.layer1.parameters():

@@ -1,7 +1,8 @@
 """The model graph in the window: one box per node (from workbench.looking.model_graph), coloured by state.
 
 Clicking a box emits ``nodeClicked(path)``; ``select(path)`` highlights the box of a tree selection.
-A node's context menu freezes or unfreezes it (``freezeRequested(path, frozen)``).
+A node's context menu freezes or unfreezes it (``freezeRequested(path, frozen)``). ``set_overlay`` colours
+the boxes by a run's drift (white: unchanged, through orange to red: the most changed block).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from typing import Any
 
 from PySide6.QtCore import QPointF, Qt, Signal
 from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen, QWheelEvent
-from PySide6.QtWidgets import QGraphicsRectItem, QGraphicsScene, QGraphicsView, QMenu
+from PySide6.QtWidgets import QGraphicsRectItem, QGraphicsScene, QGraphicsSimpleTextItem, QGraphicsView, QMenu
 
 X_STEP, Y_STEP, BOX_W, BOX_H = 240.0, 64.0, 215.0, 40.0
 
@@ -28,6 +29,8 @@ class GraphView(QGraphicsView):
         self.boxes: dict[str, QGraphicsRectItem] = {}
         self._paths: dict[QGraphicsRectItem, str] = {}
         self._selected: str | None = None
+        self._fills: dict[str, QBrush] = {}  # each box's state colour, for when the overlay goes
+        self._overlay_texts: list[QGraphicsSimpleTextItem] = []
 
     def show_graph(self, graph: Any) -> None:
         """Draw ``graph`` (a laid-out ModelGraph)."""
@@ -37,6 +40,8 @@ class GraphView(QGraphicsView):
         scene.clear()
         self.boxes.clear()
         self._paths.clear()
+        self._fills.clear()
+        self._overlay_texts.clear()
         pos = {k: QPointF(x * X_STEP, y * Y_STEP) for k, (x, y) in graph.positions.items()}
         for e in graph.edges:
             a, b = pos[e.source], pos[e.target]
@@ -70,8 +75,34 @@ class GraphView(QGraphicsView):
             if n.path is not None:
                 self.boxes[n.path] = box
                 self._paths[box] = n.path
+                self._fills[n.path] = box.brush()
         scene.setSceneRect(scene.itemsBoundingRect().adjusted(-20, -20, 20, 20))
         self._selected = None
+
+    def set_overlay(self, values: dict[str, float | None] | None) -> None:
+        """Colour each box by its value (a run's drift ‖W′−W‖/‖W‖ per module), or back to its state with None."""
+        scene = self.scene()
+        for item in self._overlay_texts:
+            scene.removeItem(item)
+        self._overlay_texts.clear()
+        for path, box in self.boxes.items():
+            box.setBrush(self._fills[path])
+        if not values:
+            return
+        top = max((v for v in values.values() if v), default=0.0)
+        for path, box in self.boxes.items():
+            value = values.get(path)
+            if value is None:
+                continue
+            share = value / top if top else 0.0
+            box.setBrush(QBrush(drift_colour(share)))
+            text = QGraphicsSimpleTextItem("unchanged" if value == 0 else f"drift {value:.3g}", box)
+            font = text.font()
+            font.setPointSizeF(6.5)
+            text.setFont(font)
+            r = box.rect()
+            text.setPos(r.right() - text.boundingRect().width() - 3, r.bottom() - text.boundingRect().height() - 1)
+            self._overlay_texts.append(text)
 
     def select(self, path: str | None) -> None:
         """Outline ``path``'s box (or its enclosing block's) and scroll to it."""
@@ -113,3 +144,13 @@ class GraphView(QGraphicsView):
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
         factor = 1.15 if event.angleDelta().y() > 0 else 1 / 1.15
         self.scale(factor, factor)
+
+
+def drift_colour(share: float) -> QColor:
+    """White for no change, through orange to red for the most changed (``share`` = value / largest)."""
+    share = min(max(share, 0.0), 1.0)
+    if share <= 0.5:
+        t = share / 0.5
+        return QColor(255, int(255 - 90 * t), int(255 - 200 * t))
+    t = (share - 0.5) / 0.5
+    return QColor(int(255 - 40 * t), int(165 - 125 * t), int(55 - 15 * t))

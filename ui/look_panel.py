@@ -1,4 +1,5 @@
-"""The "Look inside" tab: the model graph beside activation maps, class heatmaps and the probe by depth.
+"""The "Look inside" tab: the model graph beside activation maps, class heatmaps, feature visualisation and
+the probe by depth (with "freeze up to here" / "cut here" from its result), and a run's drift on the graph.
 
 All model work runs in background calls (workbench.looking does it; this file only shows results):
 the graph when the tab is first shown after a load (not at load: the summary bar's FLOP count installs
@@ -15,6 +16,7 @@ from typing import Any
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QHBoxLayout,
@@ -27,7 +29,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workbench_ui.depth_choice import DepthChoice
 from workbench_ui.look import muted
+from workbench_ui.look_features import FeatureVisControls
 from workbench_ui.look_graph_view import GraphView
 from workbench_ui.session import WorkbenchSession
 from workbench_ui.workers import BackgroundCall
@@ -35,6 +39,7 @@ from workbench_ui.workers import BackgroundCall
 
 class LookPanel(QWidget):
     layerChosen = Signal(str)  # a graph node was clicked: its module path
+    cutRequested = Signal(str)  # "Cut here" on a depth of the probe: the module path
     failed = Signal(str, str)
 
     def __init__(self, session: WorkbenchSession, parent: QWidget | None = None) -> None:
@@ -43,6 +48,7 @@ class LookPanel(QWidget):
         self.calls: list[BackgroundCall] = []
         self.image_path: Path | None = None
         self._graph_stale = True
+        self.drift_by_path: dict[str, float | None] = {}
 
         self.layer = QComboBox(editable=True)
         self.layer.setMinimumContentsLength(18)
@@ -63,6 +69,12 @@ class LookPanel(QWidget):
         self.probe = QPushButton("Probe by depth")
         self.probe.setToolTip("A linear probe on each stage's pooled output over the project's data "
                               "(one pass of the frozen model): where do the features stop transferring?")
+        self.features = FeatureVisControls(self._inputs_without_image)
+        self.depth_choice = DepthChoice(session)
+        self.drift_overlay = QCheckBox("Drift on the graph")
+        self.drift_overlay.setToolTip("Colour the graph by how far the last run moved each block "
+                                      "(‖W′−W‖/‖W‖; white: unchanged)")
+        self.drift_overlay.setEnabled(False)
         self.status = QLabel("")
         muted(self.status)
 
@@ -91,8 +103,15 @@ class LookPanel(QWidget):
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
 
+        second = QHBoxLayout()
+        second.addWidget(self.features)
+        second.addWidget(self.drift_overlay)
+        second.addStretch(1)
+
         layout = QVBoxLayout(self)
         layout.addLayout(controls)
+        layout.addLayout(second)
+        layout.addWidget(self.depth_choice)
         layout.addWidget(self.status)
         layout.addWidget(split, 1)
 
@@ -100,6 +119,12 @@ class LookPanel(QWidget):
         self.activations.clicked.connect(self.show_activations)
         self.heatmap.clicked.connect(self.show_heatmap)
         self.probe.clicked.connect(self.show_probe_by_depth)
+        self.features.pictured.connect(self._show_png)
+        self.features.failed.connect(self.failed)
+        self.features.progressed.connect(self.status.setText)
+        self.depth_choice.cutRequested.connect(self.cutRequested)
+        self.depth_choice.failed.connect(self.failed)
+        self.drift_overlay.toggled.connect(self._apply_overlay)
         self.graph.nodeClicked.connect(self._node_clicked)
         self.graph.freezeRequested.connect(self._freeze)
         session.workspaceChanged.connect(self._workspace_changed)
@@ -110,6 +135,8 @@ class LookPanel(QWidget):
     def _workspace_changed(self) -> None:
         ws = self.session.workspace
         self.layer.clear()
+        self.depth_choice.show_results(None)
+        self.set_drift(None)
         for w in (self.activations, self.heatmap, self.probe, self.layer):
             w.setEnabled(ws is not None)
         if ws is None:
@@ -155,6 +182,7 @@ class LookPanel(QWidget):
 
         def shown(graph: Any) -> None:
             self.graph.show_graph(graph)
+            self._apply_overlay()
             skips = len(graph.skips()) + sum(n.skips for n in graph.nodes)
             self.graph_note.setText(f"{len(graph.nodes)} blocks, {len(graph.edges)} edges, {skips} skip "
                                     "connections. Click a block to select it; right-click to freeze.")
@@ -162,6 +190,19 @@ class LookPanel(QWidget):
         self._call(build, "tracing the model graph", shown,
                    failed=lambda message, _details: self.graph_note.setText(
                        f"No graph: {message}. The Layers tab shows the tree."))
+
+    def set_drift(self, drift: list[float | None] | None) -> None:
+        """Per tree node drift of a run (``workbench.drift.tree_drift``), or None: no run to show."""
+        ws = self.session.workspace
+        self.drift_by_path = ({n.path: v for n, v in zip(ws.tree.nodes, drift)}
+                              if drift is not None and ws is not None else {})
+        self.drift_overlay.setEnabled(bool(self.drift_by_path))
+        if not self.drift_by_path:
+            self.drift_overlay.setChecked(False)
+        self._apply_overlay()
+
+    def _apply_overlay(self) -> None:
+        self.graph.set_overlay(self.drift_by_path if self.drift_overlay.isChecked() else None)
 
     def select_layer(self, path: str) -> None:
         """Show ``path`` as the chosen layer (a tree selection) and outline it in the graph."""
@@ -190,6 +231,12 @@ class LookPanel(QWidget):
     def set_image(self, path: Path) -> None:
         self.image_path = path
         self.image_label.setText(path.name)
+
+    def _inputs_without_image(self) -> tuple[Any, Any, str] | None:
+        ws = self.session.workspace
+        if ws is None:
+            return None
+        return ws.backbone.module, ws.backbone.spec, self.layer.currentText().strip()
 
     def _inputs(self) -> tuple[Any, Any, str] | None:
         ws = self.session.workspace
@@ -242,7 +289,7 @@ class LookPanel(QWidget):
         if ws is None:
             return
 
-        def draw() -> bytes:
+        def draw() -> tuple[bytes, Any]:
             from workbench.data import open_data
             from workbench.looking.pictures import depth_figure, png_bytes
             from workbench.looking.probe_depth import probe_by_depth
@@ -250,9 +297,14 @@ class LookPanel(QWidget):
             data = open_data(ws.plan.data, ws.plan.base_dir, ws.backbone.spec, augment=False)
             result = probe_by_depth(ws, data)
             return png_bytes(depth_figure(result, f"{ws.backbone.spec.architecture} on {data.source}: "
-                                                  "linear probe by depth"))
+                                                  "linear probe by depth")), result
 
-        self._call(draw, "probe by depth", self._show_png)
+        def shown(drawn: tuple[bytes, Any]) -> None:
+            self._show_png(drawn[0])
+            if self.session.workspace is ws:  # not a result for a model replaced meanwhile
+                self.depth_choice.show_results(drawn[1])
+
+        self._call(draw, "probe by depth", shown)
 
     def _show_png(self, data: bytes) -> None:
         pixmap = QPixmap()
@@ -271,6 +323,7 @@ class LookPanel(QWidget):
     def wait(self) -> None:
         for call in list(self.calls):
             call.wait()
+        self.features.wait()
 
 
 def connect_to_tree(panel: LookPanel, tree_panel: Any) -> None:
@@ -289,4 +342,5 @@ def connect_to_tree(panel: LookPanel, tree_panel: Any) -> None:
             panel.select_layer(path)
 
     panel.layerChosen.connect(to_tree)
+    panel.cutRequested.connect(tree_panel.cut_here)
     tree_panel.view.clicked.connect(to_graph)

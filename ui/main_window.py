@@ -131,6 +131,7 @@ class MainWindow(QMainWindow):
         self.train_panel.runningChanged.connect(self._training_changed)
         self.compare_panel.failed.connect(lambda m, d: show_error(self, "Comparison", m, d))
         self.compare_panel.driftReady.connect(self._show_drift)
+        self.compare_panel.driftReady.connect(self.look_panel.set_drift)
         self.train_panel.runFinished.connect(self._run_finished)
         self.train_panel.problems.goTo.connect(self.show_control)
         self.runs_panel.openRequested.connect(lambda path: self.open_run(Path(path)))

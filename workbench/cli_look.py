@@ -99,16 +99,15 @@ def _cmd_look(args: argparse.Namespace) -> int:
 def _cam(args: argparse.Namespace, predictor: Any, fed: Any) -> int:
     from workbench.looking.heatmaps import class_heatmap
 
-    models = [("", predictor)]
-    if Path(args.source).expanduser().is_dir():
-        from workbench.looking.starting_model import starting_predictor
+    if Path(args.source).expanduser().is_dir():  # a run: its starting and trained model, the same class
+        from workbench.looking.run_heatmaps import RunHeatmaps
 
-        models = [("starting model", starting_predictor(args.source)), ("trained model", predictor)]
-    panels = []
-    for title, model in models:
-        heat = class_heatmap(model.module, fed.tensor, layer=args.layer, class_index=args.class_index,
-                             method=args.method, label_names=model.spec.label_names)
-        panels.append((title or model.spec.architecture, heat))
+        panels = RunHeatmaps(Path(args.source).expanduser(), args.method).for_image(
+            Path(args.image), args.class_index, args.layer).panels
+    else:
+        panels = [(predictor.spec.architecture,
+                   class_heatmap(predictor.module, fed.tensor, layer=args.layer, class_index=args.class_index,
+                                 method=args.method, label_names=predictor.spec.label_names))]
     if args.out is not None:
         from workbench.looking.pictures import heatmap_figure, save
 
@@ -243,16 +242,12 @@ def add_features_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _channels(text: str) -> list[int]:
-    out: list[int] = []
+    from workbench.looking.feature_vis import parse_channels
+
     try:
-        for part in text.split(","):
-            low, _, high = part.partition("-")
-            out.extend(range(int(low), int(high) + 1) if high else [int(low)])
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected channel indices like 0,3,7 or 0-7, not {text!r}") from None
-    if not out or min(out) < 0:
-        raise argparse.ArgumentTypeError(f"expected channel indices like 0,3,7 or 0-7, not {text!r}")
-    return out
+        return parse_channels(text)
+    except WorkbenchError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _cmd_features(args: argparse.Namespace) -> int:

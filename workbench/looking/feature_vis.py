@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 COLOR_CORRELATION_SQRT = ((0.26, 0.09, 0.02), (0.27, 0.00, -0.05), (0.27, -0.09, 0.03))
 MAX_SIDE = 512
 STEPS = 128  # Lucid uses 512; with the Fourier parametrisation the pictures settle by ~100
+MAX_CHANNELS = 64  # one optimised image per channel, all in one batch
 
 
 class Cancelled(WorkbenchError):
@@ -42,6 +43,22 @@ class ChannelPicture:
     channel: int
     activation: float  # the channel's mean activation on the final image
     pixels: "np.ndarray"  # H×W×3 uint8
+
+
+def parse_channels(text: str) -> list[int]:
+    """Channel indices from ``0,3,7`` or ``0-7`` (or both: ``0-3,9``)."""
+    out: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            out.extend(range(int(low), int(high) + 1) if high else [int(low)])
+    except ValueError:
+        raise WorkbenchError(f"expected channel indices like 0,3,7 or 0-7, not {text!r}") from None
+    if not out or min(out) < 0:
+        raise WorkbenchError(f"expected channel indices like 0,3,7 or 0-7, not {text!r}")
+    if len(out) > MAX_CHANNELS:
+        raise WorkbenchError(f"at most {MAX_CHANNELS} channels at once (one picture each), not {len(out)}")
+    return out
 
 
 def fourier_image(batch: int, side: int, decay: float = 1.0, seed: int = 0) -> tuple["torch.Tensor", Callable[[], "torch.Tensor"]]:
