@@ -21,7 +21,7 @@ from workbench.errors import WorkbenchError
 from workbench.export_data import float_batch
 from workbench.export_pipeline import ExportOptions, export_with_report, report_data
 from workbench.export_report import REPORT_NAME, Timing
-from workbench.runs import load_run
+from workbench.run_loading import load_run
 
 FAST = Timing(runs=1, warmup=0)
 

@@ -115,7 +115,7 @@ def test_a_new_run_never_lands_in_a_folder_holding_another(tmp_path, capsys):
 
 
 def test_a_folder_being_trained_in_is_locked(tmp_path, capsys):
-    from workbench.training.run_folder import RunLock, is_running
+    from workbench.run_folder import RunLock, is_running
 
     project = write_project(tmp_path, epochs=1)
     run = tmp_path / "run"

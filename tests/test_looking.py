@@ -198,7 +198,7 @@ def test_undecodable_and_missing_images(tmp_path: Path, capsys) -> None:
 
 def test_a_run_shows_its_starting_and_trained_model(tmp_path: Path, capsys) -> None:
     from workbench.looking.starting_model import starting_predictor
-    from workbench.runs import load_run
+    from workbench.run_loading import load_run
 
     write_images(tmp_path / "data")
     project = write_project(tmp_path, "freeze", 'frozen = [""]\nunfrozen = ["fc"]')

@@ -18,7 +18,7 @@ from tests import onnx_cases as cases
 from tests.test_cli_train import write_image_folder
 from tests.test_onnx_import import load
 from workbench.cli import main
-from workbench.runs import load_run
+from workbench.run_loading import load_run
 
 CLASSES = 40  # the MLP's last layer is 40×40: its 40 outputs are the classes
 

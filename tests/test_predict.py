@@ -66,7 +66,7 @@ def test_run_folder_predicts_with_the_runs_labels_and_weights(tmp_path, capsys):
     result = _json(capsys)
     assert [r["image"] for r in result] == images
     # The run's weights and preprocessing, exactly: same probabilities as the run's model on the same pixels.
-    from workbench.runs import load_run
+    from workbench.run_loading import load_run
 
     trained = load_run(run)
     transform = build_transform(trained.spec, train=False, augment=False)

@@ -10,7 +10,7 @@ from PIL import Image
 
 from tests.test_looking import one_error_line
 from workbench.cli import main
-from workbench.runs import load_run  # noqa: F401  (the run folder the probe strategy writes)
+from workbench.run_loading import load_run  # noqa: F401  (the run folder the probe strategy writes)
 
 CLASSES = ("vertical", "horizontal", "checker")
 

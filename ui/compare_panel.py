@@ -457,7 +457,7 @@ class ComparePanel(QWidget):
     def use_selected(self) -> None:
         """Copy the selected strategy's recipe (freezing, BN policy, groups, schedule, LR, epochs) into the project."""
         from workbench.project import load_project
-        from workbench.training.run_folder import RunDir
+        from workbench.run_folder import RunDir
 
         result = self.selected()
         if result is None:

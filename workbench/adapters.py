@@ -251,7 +251,7 @@ def without_adapters(module: "nn.Module") -> "nn.Module":
 def check_bases_unchanged(module: "nn.Module", run_dir: Path) -> None:
     """Refuse to merge when an adapted base weight no longer matches the run's start (it was edited)."""
     from workbench.drift import fingerprint
-    from workbench.training.run_folder import RunDir
+    from workbench.run_folder import RunDir
 
     prints_file = RunDir(run_dir).start_fingerprints
     if not prints_file.is_file():

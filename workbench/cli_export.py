@@ -63,7 +63,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from workbench.export_pipeline import ExportOptions, export_with_report, report_data
     from workbench.export_report import Timing, format_text
     from workbench.run_catalog import read_run
-    from workbench.runs import load_run
+    from workbench.run_loading import load_run
 
     options = ExportOptions(quantize=args.quantize, precision=args.precision, keep_io_float32=args.keep_io_float32,
                             with_preprocessing=args.with_preprocessing, calibration_images=args.calibration_images,

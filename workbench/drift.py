@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from workbench.atomic import atomic_path, atomic_write_text
 from workbench.errors import WorkbenchError
-from workbench.training.run_folder import RunDir
+from workbench.run_folder import RunDir
 
 if TYPE_CHECKING:
     import torch

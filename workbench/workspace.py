@@ -20,8 +20,19 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     import torch
+    import torch.nn as nn
 
-    from workbench.runs import TrainedModel
+    from workbench.spec import ModelSpec
+
+
+@dataclass
+class TrainedModel:
+    """A trained model as a run leaves it: the module, its spec, the plan as run and the recipe's text."""
+
+    module: "nn.Module"
+    spec: "ModelSpec"
+    plan: FinetunePlan
+    recipe_toml: str
 
 
 @dataclass

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from tests.ui.test_runs_panel import open_project, project_with_runs  # noqa: F401  (a fixture)
 from workbench.cli import main
-from workbench.training.run_folder import RunDir
+from workbench.run_folder import RunDir
 
 LEFT = Qt.MouseButton.LeftButton
 

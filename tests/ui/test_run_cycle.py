@@ -120,7 +120,7 @@ def five_val_images(run_dir: Path):
     import torch
 
     from workbench.data import open_data
-    from workbench.runs import load_run
+    from workbench.run_loading import load_run
 
     trained = load_run(run_dir)
     data = open_data(trained.plan.data, trained.plan.base_dir, trained.spec, augment=False)
