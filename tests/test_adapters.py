@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from workbench.adapters import adapt_workspace, load_adapters, merged_copy, save_adapters
+from workbench.adapters import load_adapters, merged_copy, save_adapters
 from workbench.backbone import LoadRequest
 from workbench.errors import PlanError, ProjectError, WorkbenchError
 from workbench.plan import AdapterConfig, FinetunePlan, TrainConfig
 from workbench.sources import load_backbone
 from workbench.training.reports import StepReport
 from workbench.training.trainer import Trainer
-from workbench.workspace import Workspace
+from workbench.workspace import Workspace, adapt_workspace
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_trainer import SIZE, tiny_data  # noqa: E402
@@ -273,7 +273,7 @@ def test_project_round_trip_and_inspect_json_carry_the_adapters(tmp_path, capsys
 
 
 def test_a_workspace_can_drop_or_change_its_adapters_without_touching_the_original():
-    from workbench.adapters import with_adapter_config
+    from workbench.workspace import with_adapter_config
 
     ws = lora_workspace(modules=["layer4.0.downsample.0"])
     plain = with_adapter_config(ws, None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -39,8 +41,15 @@ def test_auto_is_bf16_only_on_a_cpu_that_computes_it_natively(monkeypatch):
         devices.pick_amp("fp16", CPU)
 
 
-def test_native_bf16_detection_names_a_real_cpu_feature():
-    assert devices.cpu_native_bf16() in ("", "AMX", "AVX512-BF16")
+def test_native_bf16_detection_matches_the_cpu_flags_the_kernel_reports():
+    """What torch detects agrees with /proc/cpuinfo: a CPU with AMX or AVX512-BF16 is never taken for one without."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("the CPU's flags are read from /proc/cpuinfo (Linux)")
+    flags = set(" ".join(line.partition(":")[2] for line in cpuinfo.read_text().splitlines()
+                         if line.startswith("flags")).split())
+    expected = "AMX" if "amx_tile" in flags else "AVX512-BF16" if "avx512_bf16" in flags else ""
+    assert devices.cpu_native_bf16() == expected
 
 
 def _started(reports) -> str:

@@ -94,7 +94,7 @@ def test_cut_resnet_trains_frozen_trunk_bit_identical_and_exports(tmp_path, caps
     # Frozen trunk bit-identical: every frozen tensor matches the fingerprint the run recorded at its start.
     starts = json.loads((run / "initial_frozen.json").read_text())
     prints = starts["sha256"]
-    from workbench.drift import fingerprint
+    from workbench.run_start import fingerprint
 
     trunk = _trunk_state(run)
     checked = [k for k, v in trunk.items() if k in prints]
@@ -159,7 +159,7 @@ def test_cut_vit_and_onnx_import_train_and_export_onnx(kind, tmp_path, capsys):
     else:
         assert not any(k.startswith(("conv2.", "fc.")) for k in state)
     prints = json.loads((run / "initial_frozen.json").read_text())["sha256"]
-    from workbench.drift import fingerprint
+    from workbench.run_start import fingerprint
 
     checked = [k for k in state if k.startswith(kept) and k in prints]
     assert checked and all(fingerprint(state[k]) == prints[k] for k in checked)

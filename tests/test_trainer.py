@@ -157,31 +157,50 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monke
 
 
 def test_pause_resume_and_stop_from_another_thread(tmp_path):
+    """Paused means stopped in place: nothing is reported and no weight moves until a resume is requested;
+    then training goes on at the very next step."""
     ws = workspace(epochs=50)
     trainer = Trainer(ws, tiny_data(), tmp_path / "run")
-    kinds = []
+    reports: list = []
+    weights: dict[str, dict] = {}
+    seen = {kind: threading.Event() for kind in ("step", "paused", "after pause", "3 steps")}
 
     def consume():
         for r in trainer.run():
-            kinds.append(r.kind if isinstance(r, StateReport) else type(r).__name__)
+            reports.append(r)
+            if seen["paused"].is_set():
+                seen["after pause"].set()
+            if isinstance(r, StepReport):
+                seen["step"].set()
+                if sum(isinstance(x, StepReport) for x in reports) >= 3:
+                    seen["3 steps"].set()
+            elif isinstance(r, StateReport) and r.kind in ("paused", "resumed"):  # the run waits for this copy
+                weights[r.kind] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+                if r.kind == "paused":
+                    seen["paused"].set()
 
     thread = threading.Thread(target=consume)
     thread.start()
-    while "StepReport" not in kinds:
-        thread.join(0.01)
-    trainer.request_pause()
-    while "paused" not in kinds:
-        thread.join(0.01)
-    count = len(kinds)
-    thread.join(0.5)
-    assert len(kinds) == count  # nothing happens while paused
-    trainer.request_resume()
-    while kinds.count("StepReport") < 3:
-        thread.join(0.01)
-    trainer.request_stop()
-    thread.join(30)
+    try:
+        assert seen["step"].wait(120)
+        trainer.request_pause()
+        assert seen["paused"].wait(120)
+        # Absence is seen over an interval: any report ends this wait at once (and fails the test).
+        assert not seen["after pause"].wait(1.0), f"the run went on while paused: {reports[-1]}"
+        while_paused = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        trainer.request_resume()
+        assert seen["after pause"].wait(120) and seen["3 steps"].wait(120)
+    finally:
+        trainer.request_stop()
+        thread.join(120)
     assert not thread.is_alive()
-    assert kinds[-1] == "stopped" and "resumed" in kinds
+    kinds = [r.kind if isinstance(r, StateReport) else type(r).__name__ for r in reports]
+    assert kinds[kinds.index("paused") + 1] == "resumed"
+    for k, v in weights["paused"].items():  # untouched while paused
+        assert torch.equal(v, while_paused[k]) and torch.equal(v, weights["resumed"][k]), k
+    steps = [r.global_step for r in reports if isinstance(r, StepReport)]
+    assert steps == list(range(1, len(steps) + 1))  # none skipped or repeated across the pause
+    assert kinds[-1] == "stopped"
     assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
 
 

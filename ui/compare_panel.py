@@ -474,8 +474,8 @@ class ComparePanel(QWidget):
 
         ws = self.session.workspace
         if ws is not None and chosen.adapters != ws.plan.adapters:  # a lora strategy: the model changes shape
-            from workbench.adapters import with_adapter_config
             from workbench.errors import WorkbenchError
+            from workbench.workspace import with_adapter_config
 
             try:
                 new = with_adapter_config(ws, chosen.adapters)

@@ -79,7 +79,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.adapters_only:
         return _export_adapters(trained, args.run_dir, args.out)
     options.check(args.format, trained.spec)
-    from workbench.adapters import check_bases_unchanged, has_adapters
+    from workbench.adapters import has_adapters
+    from workbench.run_start import check_bases_unchanged
 
     if has_adapters(trained.module):
         check_bases_unchanged(trained.module, args.run_dir)

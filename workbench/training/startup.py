@@ -79,7 +79,7 @@ def start_run(trainer: Trainer) -> TrainState:
     tree = trainer.ws.tree
     resolution = resolve_plan(tree, current, default_groups(tree))
     if state is None and writes:  # what `workbench diff RUN` compares the result with
-        from workbench.drift import save_run_start
+        from workbench.run_start import save_run_start
 
         # Before the move to the device and to channels_last: the weights are written as they are
         # (a channels_last copy would be made contiguous tensor by tensor first: 0.03-0.1 CPU-s for
