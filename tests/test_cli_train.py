@@ -201,12 +201,18 @@ def test_console_script_ends_the_process_after_flushing_threads_and_atexit_but_w
     assert not (tmp_path / "teardown").exists()
 
 
-def test_installed_console_script_points_at_run():
-    import tomllib
-    from pathlib import Path
+def test_installed_console_script_is_run_and_works():
+    """The installed `workbench` command calls ``run`` (the fast exit), and the script itself starts."""
+    from importlib.metadata import entry_points
 
-    scripts = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["workbench"] == "workbench.cli:run"
+    from workbench.cli import run
+
+    (script,) = entry_points(group="console_scripts", name="workbench")
+    assert script.load() is run
+    proc = subprocess.run([str(Path(sys.executable).with_name("workbench")), "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: workbench")
 
 
 def test_console_script_leaves_the_window_to_its_own_teardown(tmp_path):
