@@ -11,6 +11,8 @@ import tomllib
 from importlib.metadata import EntryPoint
 from pathlib import Path
 
+import pytest
+
 import workbench
 from workbench import plugins as plugin_mod
 from workbench.plugins import MODEL_SOURCES, PluginRegistry
@@ -27,6 +29,7 @@ def test_core_source_never_imports_qt():
             assert not any(n.split(".")[0] in QT for n in names), f"{path} imports Qt"
 
 
+@pytest.mark.slow
 def test_core_runs_with_qt_unimportable():
     """Import every core module and inspect a model while any Qt import raises."""
     code = f"""
@@ -70,6 +73,7 @@ def test_broken_plugin_is_reported_and_skipped(monkeypatch):
     assert "lacks name, can_load, load" in failures["shapeless"]
 
 
+@pytest.mark.slow
 def test_workbench_without_pyside6_says_what_to_install():
     """`workbench` (the window) with PySide6 unimportable: one clear line and exit 2, no traceback."""
     code = """

@@ -1,4 +1,4 @@
-"""User callbacks on the Trainer's named events, on a real timm model (resnet18 at 32×32)."""
+"""User callbacks on the Trainer's named events, on a real timm model (timm's test_resnet at 32×32)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from workbench.training.callbacks import EVENTS, Callback
 from workbench.training.checkpoint import load_checkpoint
 from workbench.training.reports import EpochReport, StateReport, StepReport
 from workbench.training.trainer import Trainer
+
+pytestmark = pytest.mark.slow  # every test here trains, exports or starts a process
 
 BATCH = ["before_batch", "after_loss", "after_step", "after_batch"]
 

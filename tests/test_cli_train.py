@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from workbench.cli import main
+
+pytestmark = pytest.mark.slow  # every test here trains, exports or starts a process
 
 CLASSES = ("red", "green", "blue")
 

@@ -57,6 +57,7 @@ def compared(tmp_path_factory):
     return tmp, project, code
 
 
+@pytest.mark.slow
 def test_compare_writes_table_json_markdown_png(compared, capsys):
     tmp, _project, code = compared
     assert code == 0
@@ -87,6 +88,7 @@ def test_compare_writes_table_json_markdown_png(compared, capsys):
     assert load_project(Path(by["head-fast"]["run_dir"]) / "project.toml").train.lr == pytest.approx(0.01)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["discriminative", "gradual"])
 def test_strategy_trains_the_same_weights_as_its_project_file_alone(compared, name):
     tmp, _project, _code = compared
@@ -114,6 +116,7 @@ def test_strategy_plans_on_resnet18(tmp_path):
     assert strategy_plan(plan, ws.tree, strategies["plan"]).freeze == plan.freeze
 
 
+@pytest.mark.slow
 def test_bad_strategy_inputs_are_one_line_errors(tmp_path, capsys):
     project = write_project(tmp_path)
     for args, message in [
@@ -146,6 +149,7 @@ def test_pareto_front():
     assert pareto_front(results) == {"fast", "slow-better"}
 
 
+@pytest.mark.slow
 def test_a_crashing_strategy_is_reported_and_the_others_go_on(tmp_path, capsys, monkeypatch):
     from workbench.training.trainer import Trainer
 

@@ -49,6 +49,7 @@ def trained_run(tmp_path_factory):
                            state=before)
 
 
+@pytest.mark.slow
 def test_frozen_tensors_exactly_zero_trained_ones_positive(trained_run):
     report = diff_sources(trained_run.before, trained_run.dir)
     frozen_modules = ("conv1", "bn1", "layer1", "layer2")
@@ -62,6 +63,7 @@ def test_frozen_tensors_exactly_zero_trained_ones_positive(trained_run):
     assert by_path["layer4.1.bn2"].stats > 0 and by_path["fc"].params > 0
 
 
+@pytest.mark.slow
 def test_run_compared_with_its_own_start_stores_only_changing_tensors(trained_run):
     start = load_file(str(trained_run.dir / START_WEIGHTS))
     assert not any(k in trained_run.frozen for k in start)  # no second copy of frozen weights
@@ -73,6 +75,7 @@ def test_run_compared_with_its_own_start_stores_only_changing_tensors(trained_ru
     assert report.tensors == against_copy.tensors
 
 
+@pytest.mark.slow
 def test_tampered_frozen_weight_is_reported(trained_run, tmp_path):
     import shutil
 
@@ -86,6 +89,7 @@ def test_tampered_frozen_weight_is_reported(trained_run, tmp_path):
     assert main(["diff", str(run)]) == 1
 
 
+@pytest.mark.slow
 def test_cli_diff_json_and_errors(trained_run, capsys, tmp_path):
     assert main(["diff", str(trained_run.before), str(trained_run.dir), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
@@ -112,6 +116,7 @@ def test_compare_states_is_exact_for_identical_and_relative_otherwise():
     assert m.params == pytest.approx(0.5) and m.stats == 0.0
 
 
+@pytest.mark.slow
 def test_run_start_records_tied_weights_and_the_values_before_training(tmp_path):
     """The start record is written from the live tensors (no copy); weights shared by two modules still save."""
     from workbench.backbone import Backbone

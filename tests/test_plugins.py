@@ -15,6 +15,7 @@ from workbench.cli import main
 from workbench.project import plan_from_dict
 
 
+@pytest.mark.slow
 def test_third_party_exporter_is_in_export_help(third_party_plugins, capsys):  # noqa: F811
     assert main(["export", "--help"]) == 0
     help_text = capsys.readouterr().out
@@ -22,6 +23,7 @@ def test_third_party_exporter_is_in_export_help(third_party_plugins, capsys):  #
     assert "safetensors: Folder with model.safetensors" in help_text
 
 
+@pytest.mark.slow
 def test_export_refuses_a_format_no_plugin_provides(third_party_plugins, tmp_path, capsys):  # noqa: F811
     assert main(["export", str(tmp_path), "--format", "nosuch", "--out", str(tmp_path / "x")]) == 2
     assert "invalid choice: 'nosuch'" in capsys.readouterr().err
@@ -94,6 +96,7 @@ def _alias(tmp_path: Path) -> Path:
     return alias
 
 
+@pytest.mark.slow
 def test_plugins_command_in_a_fresh_process(third_party_plugins):  # noqa: F811
     env_path = str(third_party_plugins)
     code = f"import sys; sys.path.insert(0, {env_path!r}); from workbench.cli import main; sys.exit(main(['plugins']))"

@@ -56,6 +56,7 @@ def _started(reports) -> str:
     return next(r.message for r in reports if isinstance(r, StateReport) and r.kind == "started")
 
 
+@pytest.mark.slow
 def test_the_run_says_what_auto_chose_and_how_to_change_it(tmp_path, native_bf16):
     ws = workspace(epochs=1)
     linear_probe(ws.plan, ws.tree)
@@ -64,6 +65,7 @@ def test_the_run_says_what_auto_chose_and_how_to_change_it(tmp_path, native_bf16
            'amp = "off" for float32)' in line
 
 
+@pytest.mark.slow
 def test_the_run_says_float32_and_why_without_native_bf16(tmp_path, no_native_bf16):
     ws = workspace(epochs=1)
     linear_probe(ws.plan, ws.tree)
@@ -71,12 +73,14 @@ def test_the_run_says_float32_and_why_without_native_bf16(tmp_path, no_native_bf
     assert "in float32 (amp = auto: this CPU has no native bfloat16)" in line
 
 
+@pytest.mark.slow
 def test_amp_off_is_plain_float32_even_on_a_bf16_cpu(tmp_path, native_bf16):
     ws = workspace(epochs=1, amp="off")
     linear_probe(ws.plan, ws.tree)
     assert " in float32: " in _started(Trainer(ws, tiny_data(), tmp_path / "run").run())
 
 
+@pytest.mark.slow
 def test_bf16_training_keeps_frozen_weights_bit_identical_and_writes_float32(tmp_path):
     ws = workspace(epochs=2, amp="bf16")
     freeze_first_stages(ws.plan, ws.tree, 3)  # stem + layer1..3 frozen, their BatchNorm too
@@ -95,6 +99,7 @@ def test_bf16_training_keeps_frozen_weights_bit_identical_and_writes_float32(tmp
     assert floats and all(v.dtype == torch.float32 and bool(torch.isfinite(v).all()) for v in floats)
 
 
+@pytest.mark.slow
 def test_bf16_linear_probe_uses_the_feature_cache(tmp_path):
     ws = workspace(epochs=3, amp="bf16", augment=False, cache_features="auto")
     linear_probe(ws.plan, ws.tree)

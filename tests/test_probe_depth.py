@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.test_looking import one_error_line
@@ -44,6 +45,7 @@ def write_probe_project(folder: Path, epochs: int = 6) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_last_depth_matches_a_probe_run(tmp_path: Path, capsys) -> None:
     project = write_probe_project(tmp_path)
     chart = tmp_path / "depth.png"

@@ -84,6 +84,7 @@ def _trunk_state(run):
             if k.startswith(("conv1", "bn1", "layer1", "layer2"))}
 
 
+@pytest.mark.slow
 def test_cut_resnet_trains_frozen_trunk_bit_identical_and_exports(tmp_path, capsys):
     project = write_project(tmp_path, epochs=1, extra=HEAD)
     run = tmp_path / "run"
@@ -135,6 +136,7 @@ def _swap_model(project, model_toml: str, head: str, frozen: str) -> None:
     project.write_text(text + head)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["vit", "onnx"])
 def test_cut_vit_and_onnx_import_train_and_export_onnx(kind, tmp_path, capsys):
     project = write_project(tmp_path, epochs=1)

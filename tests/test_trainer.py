@@ -22,6 +22,8 @@ from workbench.training.reports import EpochReport, StateReport, StepReport
 from workbench.training.trainer import Trainer, TrainingError
 from workbench.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # every test here trains, exports or starts a process
+
 SIZE = (3, 32, 32)
 
 
@@ -34,7 +36,9 @@ def tiny_data(n=48, classes=4, seed=0):
                            classes=[f"c{i}" for i in range(classes)], fingerprint="tiny")
 
 
-def workspace(name="resnet18", classes=4, **train):
+# timm's test_resnet: resnet18's layout (stem, layer1-4 of BasicBlocks, fc) at 4% of its parameters, so each
+# run's checkpoints are ~5 MB instead of ~230 MB (the invariants tested do not depend on the size).
+def workspace(name="test_resnet", classes=4, **train):
     torch.manual_seed(123)
     backbone = load_backbone(LoadRequest(name, num_classes=classes, input_size=SIZE))
     options = {"epochs": 2, "batch_size": 16, "num_workers": 0, "lr": 1e-2, "scheduler": "cosine", **train}
@@ -135,7 +139,7 @@ def test_gradual_unfreezing_joins_optimizer_and_survives_resume(tmp_path):
 
 
 def every_epoch_checkpointed(monkeypatch):
-    """resnet18's full checkpoint (132 MB) would otherwise wait for ~6 s of training (the 5% write share)."""
+    """A checkpoint otherwise waits until its write would be under 5% of the training time."""
     from workbench.training.checkpoint_writer import CheckpointWriter
 
     monkeypatch.setattr(CheckpointWriter, "MAX_WRITE_SHARE", float("inf"))
@@ -327,7 +331,7 @@ def test_a_cached_state_folds_only_when_its_one_pass_over_the_images_pays_for_it
 
 
 def gradual_one_group_per_epoch(**train):
-    """resnet18: the head in epoch 1, layer4 joins in epoch 2 (each freeze state lasts one epoch)."""
+    """The head in epoch 1, layer4 joins in epoch 2 (each freeze state lasts one epoch)."""
     ws = workspace(epochs=2, augment=False, **train)
     ws.plan.groups = ws.default_groups()
     linear_probe(ws.plan, ws.tree)
@@ -485,7 +489,7 @@ def test_feature_cache_on_disk_is_reused_by_key_and_invalidated_by_change(tmp_pa
 
 
 def split_after_three_stages(**train):
-    """resnet18 with stem + layer1..3 frozen, split at its frozen trunk; with its state before and its applied plan."""
+    """The ResNet with stem + layer1..3 frozen, split at its frozen trunk; with its state before and its applied plan."""
     from workbench.training import feature_cache as fc
 
     ws = workspace(epochs=1, **train)

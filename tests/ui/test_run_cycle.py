@@ -24,6 +24,8 @@ from PySide6.QtWidgets import QDialogButtonBox
 
 from workbench.run_catalog import read_run
 
+pytestmark = pytest.mark.slow  # every test here trains, exports or starts a process
+
 CTRL = Qt.KeyboardModifier.ControlModifier
 LEFT = Qt.MouseButton.LeftButton
 
