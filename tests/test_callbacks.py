@@ -1,4 +1,4 @@
-"""User callbacks on the Trainer's named events, on a real timm model (timm's test_resnet at 32×32)."""
+"""User callbacks on the Trainer's named events, on a real timm model (resnet18 at 32×32)."""
 
 from __future__ import annotations
 
