@@ -95,7 +95,7 @@ def test_cli_diff_json_and_errors(trained_run, capsys, tmp_path):
     assert main(["diff", str(trained_run.before), str(trained_run.dir), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     mods = {m["path"]: m for m in data["modules"]}
-    assert mods["conv1"]["param_drift"] == 0.0 and mods["fc"]["param_drift"] > 0
+    assert mods["conv1.0"]["param_drift"] == 0.0 and mods["fc"]["param_drift"] > 0  # test_resnet: a deep stem
     assert main(["diff", str(trained_run.dir)]) == 0
     assert "0 (exact)" in capsys.readouterr().out
 
