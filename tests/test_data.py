@@ -382,6 +382,7 @@ def test_fingerprint_tracks_data_split_and_transform(spec, folder: Path):
     assert d0 != fp(DataConfig(dataset="digits", seed=1))
 
 
+@pytest.mark.slow
 def test_dataloader_with_worker_processes(spec, folder: Path):
     bundle = open_data(folder_config(folder, val_split=0.34), None, spec, augment=True)
     clone = pickle.loads(pickle.dumps(bundle.train))

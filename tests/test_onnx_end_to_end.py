@@ -234,6 +234,7 @@ IMPORTABLE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(IMPORTABLE))
 def test_every_importable_graph_exports_back_with_a_dynamic_batch_after_a_step(name: str, tmp_path: Path) -> None:
     from workbench.export import export_model

@@ -131,6 +131,7 @@ def test_real_default_exporter(tmp_path: Path, arch: str) -> None:
     assert all(params[n].grad is not None for n in head)
 
 
+@pytest.mark.slow
 def test_timm_resnet18_and_new_head(tmp_path: Path) -> None:
     import timm
 

@@ -56,6 +56,7 @@ def test_project_file_accepts_an_installed_source_and_names_the_choices(third_pa
         plan_from_dict({"model": {"source": "nope", "name": "x"}})
 
 
+@pytest.mark.slow
 def test_third_party_exporter_exports_a_trained_run_from_the_cli(third_party_plugins, tmp_path):  # noqa: F811
     """End to end in a fresh process: the entry point is found through sys.path like any installed package."""
     import torch
