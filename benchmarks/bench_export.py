@@ -67,7 +67,7 @@ def prepare(folder: Path) -> list[tuple[str, Path]]:
 def export_all(label: str, run: Path, out: Path) -> list[dict]:
     from workbench.export_pipeline import ExportOptions, export_with_report, report_data
     from workbench.export_report import Timing
-    from workbench.runs import load_run
+    from workbench.run_loading import load_run
 
     trained = load_run(run)
     rows = []
@@ -96,7 +96,7 @@ def runners(rows: list[dict], run: Path):
     import onnxruntime as ort
     import torch
 
-    from workbench.runs import load_run
+    from workbench.run_loading import load_run
 
     out = {}
     for row in rows:

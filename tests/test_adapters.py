@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from workbench.adapters import adapt_workspace, load_adapters, merged_copy, save_adapters
+from workbench.adapters import load_adapters, merged_copy, save_adapters
 from workbench.backbone import LoadRequest
 from workbench.errors import PlanError, ProjectError, WorkbenchError
 from workbench.plan import AdapterConfig, FinetunePlan, TrainConfig
 from workbench.sources import load_backbone
 from workbench.training.reports import StepReport
 from workbench.training.trainer import Trainer
-from workbench.workspace import Workspace
+from workbench.workspace import Workspace, adapt_workspace
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_trainer import SIZE, tiny_data  # noqa: E402
@@ -37,6 +37,7 @@ def lora_workspace(name="resnet18", modules=("type:Conv2d",), rank=4, epochs=2, 
     return ws
 
 
+@pytest.mark.slow
 def test_base_weights_and_bn_stats_stay_bit_identical_while_adapters_train(tmp_path):
     ws = lora_workspace()
     res = ws.resolve()
@@ -57,6 +58,7 @@ def test_base_weights_and_bn_stats_stay_bit_identical_while_adapters_train(tmp_p
     assert any(not torch.equal(before[k], after[k]) for k in before if ".lora_B." in k)
 
 
+@pytest.mark.slow
 def test_merged_exports_load_in_plain_timm_and_carry_no_adapter_code(tmp_path):
     import onnx
     import timm
@@ -124,6 +126,7 @@ def test_adapter_only_export_loads_back_with_peft_onto_a_fresh_model(tmp_path):
 RESUME = ["layer3.0.downsample.0", "layer4.0.downsample.0"]
 
 
+@pytest.mark.slow
 def test_resume_with_adapters_is_exact(tmp_path):
     data = tiny_data()
     losses_a = [r.loss for r in Trainer(lora_workspace(modules=RESUME), data, tmp_path / "a").run() if isinstance(r, StepReport)]
@@ -139,6 +142,7 @@ def test_resume_with_adapters_is_exact(tmp_path):
     assert losses_b + losses_c == losses_a
 
 
+@pytest.mark.slow
 def test_diff_reports_the_effective_change_of_an_adapted_module(tmp_path, capsys):
     from workbench.drift import diff_run_from_start
     from workbench.project import save_project
@@ -190,6 +194,7 @@ def test_feature_cache_holds_only_the_prefix_before_the_first_adapter(tmp_path):
     assert any(n.startswith("layer3") for n in trunk_modules)  # it still caches everything before layer4
 
 
+@pytest.mark.slow
 def test_onnx_import_gets_lora_on_its_linear_and_conv_layers(tmp_path):
     import torch.nn as nn
 
@@ -273,7 +278,7 @@ def test_project_round_trip_and_inspect_json_carry_the_adapters(tmp_path, capsys
 
 
 def test_a_workspace_can_drop_or_change_its_adapters_without_touching_the_original():
-    from workbench.adapters import with_adapter_config
+    from workbench.workspace import with_adapter_config
 
     ws = lora_workspace(modules=["layer4.0.downsample.0"])
     plain = with_adapter_config(ws, None)

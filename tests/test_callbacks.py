@@ -8,11 +8,13 @@ import pytest
 
 from tests.test_trainer import tiny_data, workspace
 from workbench.errors import TrainingError
+from workbench.run_folder import RunDir
 from workbench.training.callbacks import EVENTS, Callback
 from workbench.training.checkpoint import load_checkpoint
 from workbench.training.reports import EpochReport, StateReport, StepReport
-from workbench.training.run_folder import RunDir
 from workbench.training.trainer import Trainer
+
+pytestmark = pytest.mark.slow  # every test here trains, exports or starts a process
 
 BATCH = ["before_batch", "after_loss", "after_step", "after_batch"]
 

@@ -12,9 +12,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from workbench.cli import main
+
+pytestmark = pytest.mark.slow  # every test here trains, exports or starts a process
 
 CLASSES = ("red", "green", "blue")
 
@@ -201,22 +204,43 @@ def test_console_script_ends_the_process_after_flushing_threads_and_atexit_but_w
     assert not (tmp_path / "teardown").exists()
 
 
-def test_installed_console_script_points_at_run():
-    import tomllib
-    from pathlib import Path
+def test_installed_console_script_is_run_and_works():
+    """The installed `workbench` command calls ``run`` (the fast exit), and the script itself starts."""
+    from importlib.metadata import entry_points
 
-    scripts = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts["workbench"] == "workbench.cli:run"
+    from workbench.cli import run
+
+    (script,) = entry_points(group="console_scripts", name="workbench")
+    assert script.load() is run
+    proc = subprocess.run([str(Path(sys.executable).with_name("workbench")), "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("usage: workbench")
 
 
-def test_console_script_leaves_the_window_to_its_own_teardown(monkeypatch):
-    from workbench import cli
+def test_console_script_leaves_the_window_to_its_own_teardown(tmp_path):
+    """After the window closes, `workbench` exits through the interpreter's own teardown (Qt objects have
+    their own order): live objects' finalizers run. The window is a `workbench.gui` entry point found first."""
+    site = tmp_path / "site"
+    (site / "fake_window-0.dist-info").mkdir(parents=True)
+    (site / "fake_window-0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-window\nVersion: 0\n")
+    (site / "fake_window-0.dist-info" / "entry_points.txt").write_text("[workbench.gui]\na_fake = fake_window:launch\n")
+    (site / "fake_window.py").write_text("def launch(project=None, demo=False):\n    print('window closed')\n    return 0\n")
+    script = textwrap.dedent(f"""
+        import sys
+        from pathlib import Path
+        from workbench.cli import run
 
-    def gui_main(argv=None):
-        monkeypatch.setattr(cli, "_gui_launched", True)
-        return 0
+        class Teardown:
+            def __del__(self):
+                (Path({str(tmp_path)!r}) / "teardown").write_text("ran")
 
-    ended = []
-    monkeypatch.setattr(cli, "main", gui_main)
-    monkeypatch.setattr(cli, "_end_process", ended.append)
-    assert cli.run() == 0 and ended == []
+        kept = Teardown()
+        sys.argv = ["workbench"]
+        sys.exit(run())
+    """)
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == "window closed\n"  # the fake window ran, not the installed one
+    assert (tmp_path / "teardown").read_text() == "ran"

@@ -84,6 +84,7 @@ def _analytic_flops(model: nn.Module, x: torch.Tensor) -> int:
     return total
 
 
+@pytest.mark.slow
 def test_resnet18_flops_within_10_percent_of_analytic_and_published_count():
     import timm
 
@@ -103,6 +104,7 @@ def test_resnet18_flops_within_10_percent_of_analytic_and_published_count():
     assert probe.cached_ratio is not None and probe.cached_ratio < 0.01
 
 
+@pytest.mark.slow
 def test_tick_update_is_cheap_on_a_thousand_module_model():
     import timm
 

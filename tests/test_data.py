@@ -282,6 +282,7 @@ def test_digits_dataset():
     assert "val_path" in error_of(DataConfig(dataset="digits", val_path="elsewhere"))
 
 
+@pytest.mark.slow
 def test_digits_are_scikit_learns_without_importing_it():
     """Read from the CSV scikit-learn ships (importing it costs seconds): the same pixels and labels."""
     code = ("import sys\n"
@@ -381,6 +382,7 @@ def test_fingerprint_tracks_data_split_and_transform(spec, folder: Path):
     assert d0 != fp(DataConfig(dataset="digits", seed=1))
 
 
+@pytest.mark.slow
 def test_dataloader_with_worker_processes(spec, folder: Path):
     bundle = open_data(folder_config(folder, val_split=0.34), None, spec, augment=True)
     clone = pickle.loads(pickle.dumps(bundle.train))
@@ -441,6 +443,7 @@ def test_plugin_must_return_labelled_images(monkeypatch):
     assert "at least 2 classes" in error_of(DataConfig(dataset="lonely"))
 
 
+@pytest.mark.slow
 def test_importing_data_module_is_light():
     code = "import sys, workbench.data; print(sorted(m for m in ('timm', 'sklearn', 'PySide6') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

@@ -44,6 +44,7 @@ def app(tmp_path: Path) -> Path:
     return exe
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("update-mime-database") is None, reason="shared-mime-info is not installed")
 def test_install_registers_entry_icon_and_only_workbench_project_files(tmp_path: Path, app: Path) -> None:
     data = tmp_path / "share"
@@ -65,6 +66,7 @@ def test_install_registers_entry_icon_and_only_workbench_project_files(tmp_path:
     assert _mime_types(data, "digits.workbench.toml") == ["application/toml"]
 
 
+@pytest.mark.slow
 def test_install_never_replaces_an_entry_it_did_not_write(tmp_path: Path, app: Path) -> None:
     data = tmp_path / "share"
     foreign = data / "applications" / "model-surgery-workbench.desktop"
@@ -78,6 +80,7 @@ def test_install_never_replaces_an_entry_it_did_not_write(tmp_path: Path, app: P
     assert foreign.read_text().endswith("Exec=mine\n")
 
 
+@pytest.mark.slow
 def test_install_refuses_a_missing_executable(tmp_path: Path) -> None:
     done = _install(tmp_path / "share", "--exec", str(tmp_path / "nowhere"))
     assert done.returncode == 2 and "is not an executable file" in done.stderr
@@ -94,6 +97,7 @@ def test_a_file_as_the_only_argument_opens_it_in_the_window(tmp_path: Path, monk
     assert opened == [project]
 
 
+@pytest.mark.slow
 def test_a_missing_file_or_a_typo_is_still_one_error(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(cli, "_launch_gui", lambda *a, **k: pytest.fail("the window opened"))
     monkeypatch.chdir(tmp_path)

@@ -117,6 +117,7 @@ def trained(tmp_path_factory) -> Path:
     return project
 
 
+@pytest.mark.slow
 def test_a_real_run_scores_as_its_last_validation(trained, capsys):
     run = trained.parent / "runs" / "a"
     ev = evaluate_run(run, device="cpu")
@@ -153,6 +154,7 @@ def _copy_run(project: Path, tmp_path: Path) -> tuple[Path, Path]:
     return run, data
 
 
+@pytest.mark.slow
 def test_data_that_no_longer_matches_the_labels(trained, tmp_path, capsys):
     run, data = _copy_run(trained, tmp_path)
     (data / "red").rename(data / "crimson")
@@ -166,6 +168,7 @@ def test_data_that_no_longer_matches_the_labels(trained, tmp_path, capsys):
         evaluate_run(run, device="cpu")
 
 
+@pytest.mark.slow
 def test_changed_or_undecodable_images_are_said(trained, tmp_path):
     run, data = _copy_run(trained, tmp_path)
     victim = sorted((data / "green").iterdir())[0]
@@ -175,6 +178,7 @@ def test_changed_or_undecodable_images_are_said(trained, tmp_path):
     assert any("changed since this run trained" in n for n in ev.notices)
 
 
+@pytest.mark.slow
 def test_runs_without_weights_and_projects_without_runs(trained, tmp_path, capsys):
     empty = tmp_path / "empty-run"
     empty.mkdir()

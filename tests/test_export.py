@@ -74,6 +74,7 @@ class FixedBatch(Tiny):
 TINY_SPEC = ModelSpec(architecture="tiny", num_classes=2, input_size=(3, 8, 8))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "size"), TIMM_CASES)
 def test_safetensors_reloads_in_timm_with_identical_outputs(tmp_path: Path, monkeypatch, name: str, size: int) -> None:
     import timm
@@ -105,6 +106,7 @@ def test_safetensors_reloads_in_timm_with_identical_outputs(tmp_path: Path, monk
         assert torch.equal(reloaded(x), model.eval()(x))
 
 
+@pytest.mark.slow
 def test_safetensors_keeps_tied_weights_and_says_timm_cannot_rebuild_onnx_imports(tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
@@ -122,6 +124,7 @@ def test_safetensors_keeps_tied_weights_and_says_timm_cannot_rebuild_onnx_import
     assert json.loads((tmp_path / "config.json").read_text())["label_names"] == ["class_0", "class_1"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "size"), [TIMM_CASES[0], TIMM_CASES[2]])
 def test_torchscript_reloads_with_spec_and_same_outputs(tmp_path: Path, name: str, size: int) -> None:
     model, spec = timm_model(name, size, labels=LABELS)
@@ -140,6 +143,7 @@ def test_torchscript_reloads_with_spec_and_same_outputs(tmp_path: Path, name: st
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "size"), TIMM_CASES)
 def test_onnx_matches_pytorch_at_batch_2_and_3(tmp_path: Path, name: str, size: int) -> None:
     import onnx
@@ -173,6 +177,7 @@ def test_onnx_matches_pytorch_at_batch_2_and_3(tmp_path: Path, name: str, size: 
         np.testing.assert_allclose(got, reference, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_onnx_import_reexports_with_dynamic_batch_and_metadata(tmp_path: Path) -> None:
     import onnxruntime as ort
 
@@ -199,6 +204,7 @@ def test_onnx_import_reexports_with_dynamic_batch_and_metadata(tmp_path: Path) -
     assert again.spec.mean == backbone.spec.mean and again.spec.input_size == (3, 16, 16)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fmt", "name"), [("onnx", "m.onnx"), ("torchscript", "m.pt")])
 def test_too_large_a_difference_raises_and_writes_nothing(tmp_path: Path, fmt: str, name: str) -> None:
     with pytest.raises(WorkbenchError, match=r"differs from PyTorch by up to 0\.5.*tolerance 0\.0001"):
@@ -206,11 +212,13 @@ def test_too_large_a_difference_raises_and_writes_nothing(tmp_path: Path, fmt: s
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_tolerance_is_configurable(tmp_path: Path) -> None:
     result = export_model(DiffersWhenExported(), TINY_SPEC, "onnx", tmp_path / "m.onnx", tolerance=0.6)
     assert result.parity_max_abs_diff == pytest.approx(0.5, abs=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fmt", "name"), [("onnx", "m.onnx"), ("torchscript", "m.pt")])
 def test_hard_coded_batch_size_is_caught(tmp_path: Path, fmt: str, name: str) -> None:
     with pytest.raises(WorkbenchError, match="batch of 3"):
@@ -218,6 +226,7 @@ def test_hard_coded_batch_size_is_caught(tmp_path: Path, fmt: str, name: str) ->
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_onnx_import_with_fixed_batch_gets_a_hint(tmp_path: Path) -> None:
     spec = ModelSpec(architecture="onnx:fixed", num_classes=2, input_size=(3, 8, 8))
     with pytest.raises(WorkbenchError, match="batch of 3.*export the weights as safetensors instead"):
@@ -225,6 +234,7 @@ def test_onnx_import_with_fixed_batch_gets_a_hint(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_onnx_falls_back_to_dynamo_or_names_both_attempts(tmp_path: Path, monkeypatch) -> None:
     import importlib.util
 
@@ -252,6 +262,7 @@ def test_onnx_falls_back_to_dynamo_or_names_both_attempts(tmp_path: Path, monkey
             np.testing.assert_allclose(session.run(None, {"input": x.numpy()})[0], model(x).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_onnx_large_model_uses_external_data(tmp_path: Path, monkeypatch) -> None:
     import onnxruntime as ort
 
@@ -280,6 +291,7 @@ def test_unwritable_output_is_one_clear_error(tmp_path: Path, fmt: str, name: st
             export_model(Tiny(), TINY_SPEC, fmt, locked / name)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fmt", "name"), [("safetensors", "folder"), ("torchscript", "m.pt"), ("onnx", "m.onnx")])
 def test_full_disk_leaves_no_file_and_no_temp(tmp_path: Path, monkeypatch, fmt: str, name: str) -> None:
     def full_disk(src, dst):
@@ -298,6 +310,7 @@ def test_unknown_format_lists_the_available_ones(tmp_path: Path) -> None:
         export_model(Tiny(), TINY_SPEC, "tflite", tmp_path / "m.tflite")
 
 
+@pytest.mark.slow
 def test_export_leaves_the_callers_module_untouched(tmp_path: Path) -> None:
     model = Tiny().double().train()
     model.conv.requires_grad_(False)

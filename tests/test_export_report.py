@@ -21,7 +21,7 @@ from workbench.errors import WorkbenchError
 from workbench.export_data import float_batch
 from workbench.export_pipeline import ExportOptions, export_with_report, report_data
 from workbench.export_report import REPORT_NAME, Timing
-from workbench.runs import load_run
+from workbench.run_loading import load_run
 
 FAST = Timing(runs=1, warmup=0)
 
@@ -80,6 +80,7 @@ def _ort_logits(path, x):
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
+@pytest.mark.slow
 def test_int8_export_keeps_validation_accuracy_and_reports_real_figures(digits_run, tmp_path, capsys):
     out = tmp_path / "model.int8.onnx"
     assert main(["export", str(digits_run), "--format", "onnx", "--quantize", "int8", "--out", str(out),
@@ -123,6 +124,7 @@ def test_int8_export_keeps_validation_accuracy_and_reports_real_figures(digits_r
     assert "calibrated on 200 of 300 training images" in " ".join(report["notes"])
 
 
+@pytest.mark.slow
 def test_broken_calibration_is_caught_by_the_accuracy_gate(digits_run, tmp_path):
     trained = load_run(digits_run)
     options = ExportOptions(quantize="int8", timing=FAST)
@@ -142,6 +144,7 @@ def test_broken_calibration_is_caught_by_the_accuracy_gate(digits_run, tmp_path)
     assert out.is_file() and json.loads(outcome.report_path.read_text())["accepted_accuracy_drop"] is True
 
 
+@pytest.mark.slow
 def test_with_preprocessing_takes_raw_uint8_images(digits_run, tmp_path):
     out = tmp_path / "pre.onnx"
     assert main(["export", str(digits_run), "--format", "onnx", "--with-preprocessing", "--out", str(out),
@@ -172,6 +175,7 @@ def test_with_preprocessing_takes_raw_uint8_images(digits_run, tmp_path):
     assert row["top1"] == pytest.approx((reference.argmax(1) == labels).mean())
 
 
+@pytest.mark.slow
 def test_fp16_export_and_out_of_range_tensors(digits_run, tmp_path):
     out = tmp_path / "half.onnx"
     assert main(["export", str(digits_run), "--format", "onnx", "--precision", "fp16", "--keep-io-float32",
@@ -193,6 +197,7 @@ def test_fp16_export_and_out_of_range_tensors(digits_run, tmp_path):
     assert list((tmp_path / "bad").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_skipped_operator_is_named_and_the_rest_quantized(tmp_path):
     from workbench.export_data import ReportData
     from workbench.spec import ModelSpec
@@ -217,6 +222,7 @@ def _tiny_gelu_net():
                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["percentile", "entropy"])
 def test_histogram_calibration_with_a_count_that_is_no_multiple_of_the_batch(tmp_path, method):
     from workbench.export_data import ReportData
@@ -235,6 +241,7 @@ def test_histogram_calibration_with_a_count_that_is_no_multiple_of_the_batch(tmp
     assert method in json.loads(meta["precision"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args, message", [
     (["--format", "torchscript", "--quantize", "int8"], "--quantize: for --format onnx only, not torchscript"),
     (["--format", "onnx", "--quantize", "int8", "--precision", "fp16"], "choose one"),
@@ -254,6 +261,7 @@ def test_bad_export_options_are_one_error_and_write_nothing(digits_run, tmp_path
     assert not (tmp_path / "x").exists() or list((tmp_path / "x").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_unwritable_target_and_foreign_report_are_refused(digits_run, tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
@@ -267,6 +275,7 @@ def test_unwritable_target_and_foreign_report_are_refused(digits_run, tmp_path, 
     assert foreign.read_text() == '{"someone": "else"}' and not (tmp_path / "mine" / "m.onnx").exists()
 
 
+@pytest.mark.slow
 def test_no_validation_set_gives_agreement_only_and_int8_is_refused(tmp_path):
     import timm
 

@@ -113,6 +113,7 @@ TOML_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("section", "lines", "expected"), TOML_CASES,
                          ids=[f"{s}:{line.splitlines()[-1]}" for s, line, _ in TOML_CASES])
 def test_bad_project_value_is_one_error_and_writes_nothing(folder: Path, capsys, section, lines, expected) -> None:
@@ -125,6 +126,7 @@ def test_bad_project_value_is_one_error_and_writes_nothing(folder: Path, capsys,
     assert not out.exists() and project.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_good_base_project_trains(folder: Path, capsys) -> None:
     """The base the cases above alter is valid: the errors come from the altered value only."""
     assert main(["train", str(write_project(folder)), "--out", str(folder / "run")]) == 0
@@ -141,6 +143,7 @@ FLAG_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("flags", "expected"), FLAG_CASES, ids=[" ".join(f) for f, _ in FLAG_CASES])
 def test_bad_train_flag_is_one_error(folder: Path, capsys, flags, expected) -> None:
     out = folder / "run"
@@ -166,6 +169,7 @@ def test_bad_input_size_flags(capsys) -> None:
     assert "expected C,H,W" in one_error_line(capsys)
 
 
+@pytest.mark.slow
 def test_train_output_folder_problems(folder: Path, capsys) -> None:
     project = write_project(folder)
     a_file = folder / "a_file"
@@ -189,6 +193,7 @@ def test_python_api_refuses_bad_values_too() -> None:
     assert TrainConfig(lr=1).lr == 1.0 and isinstance(TrainConfig(lr=1).lr, float)  # TOML's 1 is a fine number
 
 
+@pytest.mark.slow
 def test_schema_command_publishes_the_types_ranges_and_defaults(capsys) -> None:
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
@@ -264,6 +269,7 @@ def _export(model: torch.nn.Module, path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_onnx_with_nan_weights_says_so(tmp_path: Path, capsys) -> None:
     model = _Net()
     with torch.no_grad():
@@ -274,6 +280,7 @@ def test_onnx_with_nan_weights_says_so(tmp_path: Path, capsys) -> None:
     assert "1 weight tensor(s) hold NaN or infinite values" in line and "batch size" not in line
 
 
+@pytest.mark.slow
 def test_onnx_with_absurd_fixed_dims_says_so(tmp_path: Path, capsys) -> None:
     model = onnx.load(str(_export(_Net(), tmp_path / "ok.onnx")))
     dims = model.graph.input[0].type.tensor_type.shape.dim
@@ -345,6 +352,7 @@ def test_symlink_loop_follows_each_folder_once(tmp_path: Path) -> None:
     assert "skipped dog/sub/again/:" in problems
 
 
+@pytest.mark.slow
 def test_class_folder_that_is_a_link_to_another_class(tmp_path: Path, capsys) -> None:
     root = write_images(tmp_path / "data")
     os.symlink("cat", root / "kitty")

@@ -57,6 +57,7 @@ def files_in(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob("*"))
 
 
+@pytest.mark.slow
 def test_safetensors_export_on_a_full_disk(small_fs: Path) -> None:
     model, spec = resnet_and_spec()
     with pytest.raises(WorkbenchError, match=rf"cannot write {small_fs}/out/model.safetensors: no space left on "
@@ -66,6 +67,7 @@ def test_safetensors_export_on_a_full_disk(small_fs: Path) -> None:
     assert not (small_fs / "out" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_write_on_a_full_disk(small_fs: Path) -> None:
     from workbench.training.checkpoint import save_checkpoint
 
@@ -75,6 +77,7 @@ def test_checkpoint_write_on_a_full_disk(small_fs: Path) -> None:
     assert files_in(small_fs) == ["checkpoints"]
 
 
+@pytest.mark.slow
 def test_torchscript_export_on_a_full_disk_does_not_abort_the_process(small_fs: Path) -> None:
     """torch's file writer used to std::terminate (exit 134) and leave a 3 MB temp file."""
     script = textwrap.dedent(f"""
@@ -98,6 +101,7 @@ def test_torchscript_export_on_a_full_disk_does_not_abort_the_process(small_fs: 
     assert files_in(small_fs) == []
 
 
+@pytest.mark.slow
 def test_read_only_output_folder(small_fs: Path, tmp_path: Path, capsys) -> None:
     write_images(tmp_path / "data")
     project = write_project(tmp_path)
@@ -128,6 +132,7 @@ def finished_run(tmp_path_factory) -> Path:
     return folder / "my run"
 
 
+@pytest.mark.slow
 def test_truncated_weights_in_a_run_folder(finished_run: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
@@ -139,6 +144,7 @@ def test_truncated_weights_in_a_run_folder(finished_run: Path, tmp_path: Path, c
     assert not (tmp_path / "exp").exists()
 
 
+@pytest.mark.slow
 def test_spec_json_that_is_a_list(finished_run: Path, tmp_path: Path, capsys) -> None:
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
@@ -148,6 +154,7 @@ def test_spec_json_that_is_a_list(finished_run: Path, tmp_path: Path, capsys) ->
     assert not (tmp_path / "exp").exists()
 
 
+@pytest.mark.slow
 def test_atomic_files_honour_the_umask(tmp_path: Path, finished_run: Path) -> None:
     old = os.umask(0o022)
     try:
@@ -172,6 +179,7 @@ def test_a_failed_write_leaves_no_temp_file(tmp_path: Path) -> None:
     assert files_in(tmp_path) == []
 
 
+@pytest.mark.slow
 def test_resume_hint_quotes_a_path_with_spaces(tmp_path: Path) -> None:
     from workbench.data import open_data
     from workbench.training.reports import StateReport, StepReport

@@ -55,6 +55,7 @@ def names(folder: Path) -> list[str]:
 
 # --- 1. writers refuse non-regular targets ------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "onnx"])
 def test_export_refuses_a_fifo_and_creates_nothing_beside_it(finished_run, tmp_path, capsys, fmt):
     target = fifo(tmp_path)
@@ -66,6 +67,7 @@ def test_export_refuses_a_fifo_and_creates_nothing_beside_it(finished_run, tmp_p
     assert (os.stat(target).st_mode & 0o170000) == 0o010000  # still a FIFO
 
 
+@pytest.mark.slow
 def test_export_refuses_a_character_device(finished_run, tmp_path, capsys):
     """A device node in a temp folder (made like /dev/null): never the real /dev, which a regression would clobber."""
     device = tmp_path / "null"
@@ -79,6 +81,7 @@ def test_export_refuses_a_character_device(finished_run, tmp_path, capsys):
     assert stat.S_ISCHR(os.stat(device).st_mode) and names(tmp_path) == ["null"]
 
 
+@pytest.mark.slow
 def test_file_exporters_refuse_a_folder_and_the_folder_exporter_refuses_a_file(finished_run, tmp_path, capsys):
     (tmp_path / "folder").mkdir()
     (tmp_path / "file").write_text("mine")
@@ -89,6 +92,7 @@ def test_file_exporters_refuse_a_folder_and_the_folder_exporter_refuses_a_file(f
     assert (tmp_path / "file").read_text() == "mine" and names(tmp_path / "folder") == []
 
 
+@pytest.mark.slow
 def test_run_compare_and_schema_outputs_refuse_a_fifo(tmp_path, capsys):
     project = write_project(tmp_path, epochs=1)
     pipe = fifo(tmp_path)
@@ -102,6 +106,7 @@ def test_run_compare_and_schema_outputs_refuse_a_fifo(tmp_path, capsys):
         assert names(tmp_path) == before, argv  # nothing trained, nothing written
 
 
+@pytest.mark.slow
 def test_an_output_path_too_long_for_the_os(finished_run, tmp_path, capsys):
     deep = tmp_path.joinpath(*["d" * 200] * 25) / "model.onnx"
     for fmt in ("onnx", "safetensors"):
@@ -113,6 +118,7 @@ def test_an_output_path_too_long_for_the_os(finished_run, tmp_path, capsys):
 
 # --- 2. SIGTERM and SIGHUP stop like Ctrl-C -------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_sigterm_mid_epoch_stops_with_a_checkpoint_and_resumes(tmp_path, sig, code):
     project = write_project(tmp_path, epochs=3000)  # still running when the signal comes, however fast epochs get
@@ -173,6 +179,7 @@ class _FillsUp:
         return getattr(self.real, name)
 
 
+@pytest.mark.slow
 def test_a_disk_that_fills_mid_run_is_a_clean_stop(tmp_path, capsys, monkeypatch):
     import workbench.training.metrics as metrics
     from workbench.training.checkpoint_writer import CheckpointWriter
@@ -230,6 +237,7 @@ COMPARE_CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("args", "tables", "message"), COMPARE_CASES)
 def test_compare_refuses_before_anything_trains(tmp_path, capsys, args, tables, message):
     project = _compare_project(tmp_path, tables)
@@ -240,6 +248,7 @@ def test_compare_refuses_before_anything_trains(tmp_path, capsys, args, tables, 
     assert not out.exists()  # nothing ran, nothing written
 
 
+@pytest.mark.slow
 def test_compare_out_that_is_a_file(tmp_path, capsys):
     project = _compare_project(tmp_path)
     (tmp_path / "afile").write_text("mine")
@@ -249,6 +258,7 @@ def test_compare_out_that_is_a_file(tmp_path, capsys):
 
 # --- 5. [head] cut at the classifier; a head too big to allocate ------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("head", "message"), [
     ('cut = "fc"', "[head] cut = 'fc' keeps the classifier 'fc': the new head would be stacked"),
     ("hidden = [1000000000]", "the new head would have 516,000,000,003 parameters"),
@@ -316,6 +326,7 @@ def _copy_run(run: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_resume_with_a_recipe_edited_to_another_architecture(finished_run, tmp_path, capsys):
     run = _copy_run(finished_run, tmp_path)
     status = (run / "status.json").read_text()
@@ -327,6 +338,7 @@ def test_resume_with_a_recipe_edited_to_another_architecture(finished_run, tmp_p
     assert (run / "status.json").read_text() == status  # the finished run is still recorded as finished
 
 
+@pytest.mark.slow
 def test_evaluate_with_a_recipe_edited_to_four_classes(finished_run, tmp_path, capsys):
     run = _copy_run(finished_run, tmp_path)
     project = run / "project.toml"
@@ -338,6 +350,7 @@ def test_evaluate_with_a_recipe_edited_to_four_classes(finished_run, tmp_path, c
         assert "fc.bias [3] saved vs [4] now" in err and "--overwrite" in err, err
 
 
+@pytest.mark.slow
 def test_diff_with_a_truncated_start_record(finished_run, tmp_path, capsys):
     run = _copy_run(finished_run, tmp_path)
     os.truncate(run / "initial_trainable.safetensors", 100)
@@ -345,6 +358,7 @@ def test_diff_with_a_truncated_start_record(finished_run, tmp_path, capsys):
     assert "initial_trainable.safetensors is not a readable .safetensors file" in error_line(capsys)
 
 
+@pytest.mark.slow
 def test_a_refused_pickle_never_suggests_turning_the_check_off(finished_run, tmp_path, capsys):
     import torch
 
@@ -389,6 +403,7 @@ def test_head_on_a_vit_with_a_dynamic_image_size(tmp_path, capsys, head, feature
     assert nodes["head"]["params"] == features * 3 + 3  # one Linear from the cut's features to 3 classes
 
 
+@pytest.mark.slow
 def test_a_cut_vit_trains_exports_and_rebuilds(tmp_path, capsys):
     import numpy as np
     import onnxruntime as ort
@@ -418,6 +433,7 @@ def test_a_vit_cut_outside_timms_cut_points_lists_them(tmp_path, capsys):
     assert "timm's own cut points: patch_embed, blocks.0" in err and "head_drop" in err, err
 
 
+@pytest.mark.slow
 def test_a_real_full_disk_at_the_checkpoint_is_a_clean_stop(tmp_path, capsys):
     """A 60 MB tmpfs: the weights file (45 MB) fits, the checkpoint with AdamW state does not."""
     import shutil

@@ -16,6 +16,7 @@ from workbench.freezing import linear_probe
 from workbench.training.trainer import Trainer, TrainingError
 
 
+@pytest.mark.slow
 def test_nonfinite_validation_loss_stops_the_run(tmp_path):
     data = tiny_data()
     x, y = data.val.tensors
@@ -29,6 +30,7 @@ def test_nonfinite_validation_loss_stops_the_run(tmp_path):
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_diverging_weights_stop_the_run_and_nothing_nonfinite_is_written(tmp_path):
     ws = workspace(epochs=3, optimizer="sgd", lr=1e6, scheduler="constant")
     with pytest.raises(TrainingError, match=r"(loss|the weights) became"):
@@ -46,6 +48,7 @@ def test_diverging_weights_stop_the_run_and_nothing_nonfinite_is_written(tmp_pat
         assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
 
 
+@pytest.mark.slow
 def test_weights_poisoned_mid_run_are_caught_before_the_checkpoint(tmp_path):
     ws = workspace(epochs=2)
     linear_probe(ws.plan, ws.tree)
@@ -63,6 +66,7 @@ def test_weights_poisoned_mid_run_are_caught_before_the_checkpoint(tmp_path):
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 def test_a_model_with_nan_in_a_frozen_layer_is_refused_before_training(tmp_path):
     ws = workspace(epochs=1)
     linear_probe(ws.plan, ws.tree)
@@ -74,6 +78,7 @@ def test_a_model_with_nan_in_a_frozen_layer_is_refused_before_training(tmp_path)
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["safetensors", "torchscript", "onnx"])
 def test_no_exporter_writes_nonfinite_weights(tmp_path, fmt):
     ws = workspace()
@@ -99,6 +104,7 @@ def _one_error_line(capsys) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_a_new_run_never_lands_in_a_folder_holding_another(tmp_path, capsys):
     project = write_project(tmp_path, epochs=1)
     run = tmp_path / "run"
@@ -114,8 +120,9 @@ def test_a_new_run_never_lands_in_a_folder_holding_another(tmp_path, capsys):
     assert [s["global_step"] for s in steps] == [1, 2, 3]  # the old run's records are gone
 
 
+@pytest.mark.slow
 def test_a_folder_being_trained_in_is_locked(tmp_path, capsys):
-    from workbench.training.run_folder import RunLock, is_running
+    from workbench.run_folder import RunLock, is_running
 
     project = write_project(tmp_path, epochs=1)
     run = tmp_path / "run"
@@ -132,6 +139,7 @@ def test_a_folder_being_trained_in_is_locked(tmp_path, capsys):
     assert not is_running(run)
 
 
+@pytest.mark.slow
 def test_out_that_is_a_file_or_under_a_file(tmp_path, capsys):
     project = write_project(tmp_path, epochs=1)
     (tmp_path / "afile").write_text("x")
@@ -141,6 +149,7 @@ def test_out_that_is_a_file_or_under_a_file(tmp_path, capsys):
     assert "is a file" in _one_error_line(capsys)
 
 
+@pytest.mark.slow
 def test_resume_on_changed_data_is_refused_unless_allowed(tmp_path, capsys):
     import numpy as np
     from PIL import Image
@@ -157,6 +166,7 @@ def test_resume_on_changed_data_is_refused_unless_allowed(tmp_path, capsys):
     assert main(["train", "--resume", str(run), "--epochs", "2", "--allow-data-change"]) == 0
 
 
+@pytest.mark.slow
 def test_resume_after_a_kill_cleans_up_and_keeps_one_record_per_step(tmp_path):
     project = write_project(tmp_path, epochs=1)
     run = tmp_path / "run"
@@ -184,6 +194,7 @@ def test_resume_after_a_kill_cleans_up_and_keeps_one_record_per_step(tmp_path):
     assert [r["epoch"] for r in records if r["type"] == "epoch"] == [0]
 
 
+@pytest.mark.slow
 def test_last_batch_of_one_image_with_training_batchnorm(tmp_path):
     from tests.test_trainer import tiny_data
 
@@ -213,6 +224,7 @@ def test_atomic_writes_honour_the_umask(tmp_path):
         os.umask(old)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers", [0, 1])
 def test_resume_is_bit_exact_with_augmentation_and_loader_workers(tmp_path, workers):
     """Stop after 4 steps, resume: the same next-step loss and the same final tensors as never stopping."""

@@ -18,6 +18,7 @@ def model() -> torch.nn.Module:
     return timm.create_model("resnet10t", num_classes=3)
 
 
+@pytest.mark.slow
 def test_optimising_raises_each_channel_and_leaves_the_model_alone() -> None:
     from workbench.predict import load_predictor
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from workbench.hints import STUCK_AT_CHANCE, chance_band, stuck_at_chance
 
 
@@ -9,6 +11,7 @@ def epochs(*pairs: tuple[float, float | None]) -> list[dict]:
     return [{"type": "epoch", "epoch": i, "train_accuracy": t, "val_accuracy": v} for i, (t, v) in enumerate(pairs)]
 
 
+@pytest.mark.slow
 def test_val_at_chance_while_train_climbs_names_batchnorm_of_a_random_init_trunk():
     hint = stuck_at_chance(epochs((0.45, 0.10), (0.82, 0.11)), 10, batchnorm="train", pretrained=False)
     assert hint is not None and hint.startswith(STUCK_AT_CHANCE)
@@ -37,6 +40,7 @@ def test_no_hint_when_validation_learns_or_training_does_not():
     assert stuck_at_chance(epochs((float("nan"), 0.1)), 10) is None
 
 
+@pytest.mark.slow
 def test_workbench_train_prints_the_hint_once_with_the_runs_context(tmp_path):
     """The CLI's epoch loop: the hint comes from the real workspace (random-init test_resnet, BatchNorm)."""
     from tests.test_evaluate import write_tiny_project

@@ -196,9 +196,10 @@ def test_undecodable_and_missing_images(tmp_path: Path, capsys) -> None:
     assert one_error_line(capsys) == f"error: image not found: {tmp_path / 'none.png'}"
 
 
+@pytest.mark.slow
 def test_a_run_shows_its_starting_and_trained_model(tmp_path: Path, capsys) -> None:
     from workbench.looking.starting_model import starting_predictor
-    from workbench.runs import load_run
+    from workbench.run_loading import load_run
 
     write_images(tmp_path / "data")
     project = write_project(tmp_path, "freeze", 'frozen = [""]\nunfrozen = ["fc"]')

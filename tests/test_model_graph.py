@@ -72,6 +72,7 @@ def test_expanding_a_block_and_freeze_states() -> None:
     assert len(skip) == 1 and skip[0].source == "maxpool" and graph.node(skip[0].target).type_name == "add"
 
 
+@pytest.mark.slow
 def test_an_onnx_import_is_its_onnx_graph(tmp_path: Path) -> None:
     from tests.onnx_cases import export_torch
     from workbench.predict import load_predictor
@@ -107,6 +108,7 @@ def test_graph_cli_json_and_svg(tmp_path: Path, capsys) -> None:
     assert "the model has no layer 'layer9'; did you mean" in one_error_line(capsys)
 
 
+@pytest.mark.slow
 def test_looking_at_a_model_moves_no_batchnorm_statistics_and_keeps_each_modules_mode() -> None:
     """The graph's shape pass, the activation maps and the heatmap's layer search run the user's model: in train mode that would update
     BatchNorm running statistics (frozen ones included) and a plain ``model.train(flag)`` would undo a

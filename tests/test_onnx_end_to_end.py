@@ -18,7 +18,7 @@ from tests import onnx_cases as cases
 from tests.test_cli_train import write_image_folder
 from tests.test_onnx_import import load
 from workbench.cli import main
-from workbench.runs import load_run
+from workbench.run_loading import load_run
 
 CLASSES = 40  # the MLP's last layer is 40×40: its 40 outputs are the classes
 
@@ -78,6 +78,7 @@ def test_mlp_project_inspects_with_the_first_two_layers_frozen(mlp_folder: Path,
     assert "1,600 of 4,400 parameters trainable (2,800 frozen, 64% frozen)" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("table", ["features.npz", "features.csv"])
 def test_mlp_trains_on_a_feature_table_frozen_layers_unchanged_and_exports(mlp_folder: Path, table: str,
                                                                            tmp_path: Path, capsys) -> None:
@@ -120,6 +121,7 @@ def test_mlp_trains_on_a_feature_table_frozen_layers_unchanged_and_exports(mlp_f
     assert all(torch.equal(t, trained[k]) for k, t in load_file(str(folder / "model.safetensors")).items())
 
 
+@pytest.mark.slow
 def test_onnx_detector_trains_as_a_classifier_through_a_cut_and_new_head(tmp_path: Path, capsys) -> None:
     cases.save(cases.detector_model(), tmp_path / "det.onnx")
     write_image_folder(tmp_path / "data", per_class=6, size=16)
@@ -170,6 +172,7 @@ def test_onnx_detector_trains_as_a_classifier_through_a_cut_and_new_head(tmp_pat
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_paddle_style_classifier_round_trips_to_onnx_with_a_dynamic_batch(tmp_path: Path, capfd) -> None:
     """Weights in Constant nodes, free N and W, a flatten computed from Shape at run time: after
     `workbench train`, `workbench export --format onnx` writes a file that runs at batch 1 and 3."""
@@ -231,6 +234,7 @@ IMPORTABLE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(IMPORTABLE))
 def test_every_importable_graph_exports_back_with_a_dynamic_batch_after_a_step(name: str, tmp_path: Path) -> None:
     from workbench.export import export_model

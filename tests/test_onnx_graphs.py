@@ -70,6 +70,7 @@ def test_softmax_tail_is_stripped_and_parity_compares_like_with_like(tmp_path: P
     assert adapted.spec.num_classes == 3 and adapted.module(torch.randn(2, *adapted.spec.input_size)).shape == (2, 3)
 
 
+@pytest.mark.slow
 def test_nhwc_file_with_softmax_has_no_false_parity_warning(tmp_path: Path) -> None:
     """Issue 8.5: a TensorFlow-style NHWC classifier ending in Softmax."""
     path = cases.save(cases.with_tail(cases.nhwc_model(normalise_first=True), ["Softmax"]), tmp_path / "tf.onnx")
@@ -80,6 +81,7 @@ def test_nhwc_file_with_softmax_has_no_false_parity_warning(tmp_path: Path) -> N
     assert_trains(backbone, ["conv.weight"])
 
 
+@pytest.mark.slow
 def test_probabilities_without_softmax_node_are_refused_for_training(tmp_path: Path, capsys) -> None:
     cases.save(cases.manual_softmax_model(), tmp_path / "probs.onnx")
     backbone = load(tmp_path / "probs.onnx")
@@ -110,6 +112,7 @@ def test_detector_output_inspects_and_freezes(tmp_path: Path, capsys) -> None:
     assert "backbone" in out.lower() or "Conv" in out
 
 
+@pytest.mark.slow
 def test_recognizer_output_trains_only_with_a_head(tmp_path: Path, capsys) -> None:
     path = cases.save(cases.recognizer_model(classes=3), tmp_path / "rec.onnx")
     backbone = load(path)
@@ -172,6 +175,7 @@ def test_matmul_cast_add_cast_softmax_tail_becomes_a_replaceable_linear(tmp_path
     assert adapted.module(torch.randn(2, 3, 8, 8)).shape == (2, 3)
 
 
+@pytest.mark.slow
 def test_paddle_style_file_round_trips_to_onnx_with_dynamic_batch_after_fine_tuning(tmp_path: Path, capsys) -> None:
     from workbench.export import export_model
 

@@ -96,6 +96,7 @@ def test_dynamo_style_graph(tmp_path: Path) -> None:
     assert params["node_fc1_bias.bias"] is not params["node_fc2_bias.bias"]  # untied copies
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arch", ["small_cnn", "test_vit"])
 def test_real_default_exporter(tmp_path: Path, arch: str) -> None:
     """A file from torch's default exporter (dynamo=True, newest default opset) imports and trains."""
@@ -130,6 +131,7 @@ def test_real_default_exporter(tmp_path: Path, arch: str) -> None:
     assert all(params[n].grad is not None for n in head)
 
 
+@pytest.mark.slow
 def test_timm_resnet18_and_new_head(tmp_path: Path) -> None:
     import timm
 
@@ -305,6 +307,7 @@ def test_rejected_pass_is_not_used() -> None:
     assert runner.apply("noop", lambda m: None) is False and runner.applied == []
 
 
+@pytest.mark.slow
 def test_reexport_to_onnx_and_trace(tmp_path: Path) -> None:
     import onnxruntime as ort
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from workbench.backbone import LoadRequest
@@ -15,6 +16,7 @@ from workbench_plugins.timm_source import spec_from_timm
 NAME, SIZE = "deit_tiny_distilled_patch16_224", 32
 
 
+@pytest.mark.slow
 def test_two_head_config_matches_save_for_hf_and_reloads(tmp_path: Path, monkeypatch) -> None:
     import timm
     from timm.models._hub import save_for_hf
@@ -47,6 +49,7 @@ def test_two_head_config_matches_save_for_hf_and_reloads(tmp_path: Path, monkeyp
     assert torch.equal(other.patch_embed.proj.weight, model.patch_embed.proj.weight)
 
 
+@pytest.mark.slow
 def test_two_head_export_reloads_from_local_dir_with_another_class_count(tmp_path: Path, monkeypatch) -> None:
     import timm
 

@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # every test here trains, exports or starts a process
+
 ROOT = Path(__file__).resolve().parents[1]
 FOLDER_OF = {"workbench": "workbench", "workbench_ui": "ui", "workbench_plugins": "plugins"}
 

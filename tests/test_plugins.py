@@ -15,6 +15,7 @@ from workbench.cli import main
 from workbench.project import plan_from_dict
 
 
+@pytest.mark.slow
 def test_third_party_exporter_is_in_export_help(third_party_plugins, capsys):  # noqa: F811
     assert main(["export", "--help"]) == 0
     help_text = capsys.readouterr().out
@@ -22,6 +23,7 @@ def test_third_party_exporter_is_in_export_help(third_party_plugins, capsys):  #
     assert "safetensors: Folder with model.safetensors" in help_text
 
 
+@pytest.mark.slow
 def test_export_refuses_a_format_no_plugin_provides(third_party_plugins, tmp_path, capsys):  # noqa: F811
     assert main(["export", str(tmp_path), "--format", "nosuch", "--out", str(tmp_path / "x")]) == 2
     assert "invalid choice: 'nosuch'" in capsys.readouterr().err
@@ -54,6 +56,7 @@ def test_project_file_accepts_an_installed_source_and_names_the_choices(third_pa
         plan_from_dict({"model": {"source": "nope", "name": "x"}})
 
 
+@pytest.mark.slow
 def test_third_party_exporter_exports_a_trained_run_from_the_cli(third_party_plugins, tmp_path):  # noqa: F811
     """End to end in a fresh process: the entry point is found through sys.path like any installed package."""
     import torch
@@ -94,6 +97,7 @@ def _alias(tmp_path: Path) -> Path:
     return alias
 
 
+@pytest.mark.slow
 def test_plugins_command_in_a_fresh_process(third_party_plugins):  # noqa: F811
     env_path = str(third_party_plugins)
     code = f"import sys; sys.path.insert(0, {env_path!r}); from workbench.cli import main; sys.exit(main(['plugins']))"

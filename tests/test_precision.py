@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -39,14 +41,22 @@ def test_auto_is_bf16_only_on_a_cpu_that_computes_it_natively(monkeypatch):
         devices.pick_amp("fp16", CPU)
 
 
-def test_native_bf16_detection_names_a_real_cpu_feature():
-    assert devices.cpu_native_bf16() in ("", "AMX", "AVX512-BF16")
+def test_native_bf16_detection_matches_the_cpu_flags_the_kernel_reports():
+    """What torch detects agrees with /proc/cpuinfo: a CPU with AMX or AVX512-BF16 is never taken for one without."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        pytest.skip("the CPU's flags are read from /proc/cpuinfo (Linux)")
+    flags = set(" ".join(line.partition(":")[2] for line in cpuinfo.read_text().splitlines()
+                         if line.startswith("flags")).split())
+    expected = "AMX" if "amx_tile" in flags else "AVX512-BF16" if "avx512_bf16" in flags else ""
+    assert devices.cpu_native_bf16() == expected
 
 
 def _started(reports) -> str:
     return next(r.message for r in reports if isinstance(r, StateReport) and r.kind == "started")
 
 
+@pytest.mark.slow
 def test_the_run_says_what_auto_chose_and_how_to_change_it(tmp_path, native_bf16):
     ws = workspace(epochs=1)
     linear_probe(ws.plan, ws.tree)
@@ -55,6 +65,7 @@ def test_the_run_says_what_auto_chose_and_how_to_change_it(tmp_path, native_bf16
            'amp = "off" for float32)' in line
 
 
+@pytest.mark.slow
 def test_the_run_says_float32_and_why_without_native_bf16(tmp_path, no_native_bf16):
     ws = workspace(epochs=1)
     linear_probe(ws.plan, ws.tree)
@@ -62,12 +73,14 @@ def test_the_run_says_float32_and_why_without_native_bf16(tmp_path, no_native_bf
     assert "in float32 (amp = auto: this CPU has no native bfloat16)" in line
 
 
+@pytest.mark.slow
 def test_amp_off_is_plain_float32_even_on_a_bf16_cpu(tmp_path, native_bf16):
     ws = workspace(epochs=1, amp="off")
     linear_probe(ws.plan, ws.tree)
     assert " in float32: " in _started(Trainer(ws, tiny_data(), tmp_path / "run").run())
 
 
+@pytest.mark.slow
 def test_bf16_training_keeps_frozen_weights_bit_identical_and_writes_float32(tmp_path):
     ws = workspace(epochs=2, amp="bf16")
     freeze_first_stages(ws.plan, ws.tree, 3)  # stem + layer1..3 frozen, their BatchNorm too
@@ -86,6 +99,7 @@ def test_bf16_training_keeps_frozen_weights_bit_identical_and_writes_float32(tmp
     assert floats and all(v.dtype == torch.float32 and bool(torch.isfinite(v).all()) for v in floats)
 
 
+@pytest.mark.slow
 def test_bf16_linear_probe_uses_the_feature_cache(tmp_path):
     ws = workspace(epochs=3, amp="bf16", augment=False, cache_features="auto")
     linear_probe(ws.plan, ws.tree)

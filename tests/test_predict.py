@@ -36,6 +36,7 @@ def _json(capsys) -> list[dict]:
     return json.loads(capsys.readouterr().out)
 
 
+@pytest.mark.slow
 def test_pretrained_lite0_names_the_cat_and_the_espresso(capsys):
     cat, coffee = _skimage("chelsea.png"), _skimage("coffee.png")
     assert main(["predict", "efficientnet_lite0", "--pretrained", cat, coffee, "--json", "--top", "3"]) == 0
@@ -56,6 +57,7 @@ def test_pretrained_lite0_names_the_cat_and_the_espresso(capsys):
     assert coffee in out and "espresso  (class 967)" in out and out.count("%") == 2
 
 
+@pytest.mark.slow
 def test_run_folder_predicts_with_the_runs_labels_and_weights(tmp_path, capsys):
     project = write_project(tmp_path, epochs=1)
     run = tmp_path / "run"
@@ -66,7 +68,7 @@ def test_run_folder_predicts_with_the_runs_labels_and_weights(tmp_path, capsys):
     result = _json(capsys)
     assert [r["image"] for r in result] == images
     # The run's weights and preprocessing, exactly: same probabilities as the run's model on the same pixels.
-    from workbench.runs import load_run
+    from workbench.run_loading import load_run
 
     trained = load_run(run)
     transform = build_transform(trained.spec, train=False, augment=False)
@@ -86,6 +88,7 @@ def test_run_folder_predicts_with_the_runs_labels_and_weights(tmp_path, capsys):
     assert "warning: resnet18 has random (untrained) weights" in captured.err  # never silently meaningless
 
 
+@pytest.mark.slow
 def test_onnx_file_and_checkpoint_match_their_models(tmp_path, capsys):
     model = small_cnn()
     onnx_path = export_torch(model, tmp_path / "small.onnx", opset=17, size=16)
@@ -117,6 +120,7 @@ def test_onnx_file_and_checkpoint_match_their_models(tmp_path, capsys):
     assert [t["prob"] for t in top] == pytest.approx(expected.sort(descending=True).values.tolist(), abs=1e-5)
 
 
+@pytest.mark.slow
 def test_onnx_file_ending_in_softmax_is_not_softmaxed_twice(tmp_path, capsys):
     import onnxruntime as ort
 
@@ -132,6 +136,7 @@ def test_onnx_file_ending_in_softmax_is_not_softmaxed_twice(tmp_path, capsys):
     assert [t["prob"] for t in top] == pytest.approx(sorted(file_probs.tolist(), reverse=True), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_bad_inputs_are_one_error_line_and_exit_2(tmp_path, capsys):
     good = str(_colour_image(tmp_path / "good.png", 0))
     broken = tmp_path / "broken.png"
@@ -155,6 +160,7 @@ def test_bad_inputs_are_one_error_line_and_exit_2(tmp_path, capsys):
         assert "Traceback" not in captured.err and captured.out == "", argv  # no partial JSON on stdout
 
 
+@pytest.mark.slow
 def test_non_finite_weights_are_refused_not_printed(tmp_path, capsys):
     import timm
     from safetensors.torch import save_file
@@ -195,6 +201,7 @@ def test_a_module_that_outputs_probabilities_keeps_them(tmp_path):
     assert [t.label for t in top] == ["abcde"[t.index] for t in top]
 
 
+@pytest.mark.slow
 def test_one_channel_onnx_model_gets_grayscale_images(tmp_path, capsys):
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),

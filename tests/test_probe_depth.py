@@ -6,11 +6,12 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.test_looking import one_error_line
 from workbench.cli import main
-from workbench.runs import load_run  # noqa: F401  (the run folder the probe strategy writes)
+from workbench.run_loading import load_run  # noqa: F401  (the run folder the probe strategy writes)
 
 CLASSES = ("vertical", "horizontal", "checker")
 
@@ -44,6 +45,7 @@ def write_probe_project(folder: Path, epochs: int = 6) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_last_depth_matches_a_probe_run(tmp_path: Path, capsys) -> None:
     project = write_probe_project(tmp_path)
     chart = tmp_path / "depth.png"

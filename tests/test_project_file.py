@@ -124,6 +124,7 @@ def test_unknown_path_in_project_is_a_clear_cli_error(tmp_path, capsys):
     assert "project file not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_schema_defaults_are_the_plan_defaults(tmp_path, capsys):
     """One source of truth: the published schema's defaults are what an empty project file gets."""
     from dataclasses import asdict

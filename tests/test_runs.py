@@ -9,9 +9,13 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.test_cli_train import write_project
 from workbench.cli import main
 from workbench.run_catalog import list_runs, read_run
+
+pytestmark = pytest.mark.slow  # every test here trains, exports or starts a process
 
 
 def test_runs_lists_finished_stopped_and_killed_runs(tmp_path, capsys):

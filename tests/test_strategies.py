@@ -55,6 +55,7 @@ def ws_for(name="resnet18", **train) -> Workspace:
     return Workspace.from_backbone(backbone, FinetunePlan(train=TrainConfig(**{"epochs": 4, **train})))
 
 
+@pytest.mark.slow
 def test_a_plugin_strategy_shows_in_compare_help_and_transforms_the_plan(strategy_plugin, capsys):
     from workbench.cli import main
 
@@ -123,6 +124,7 @@ def test_layer_decay_gives_each_timm_layer_its_lr_and_a_typed_group_lr_wins():
     assert lrs == {"trunk": pytest.approx(1e-3 * 0.5 ** 8), "stem": 5e-4, "head": 1e-3}
 
 
+@pytest.mark.slow
 def test_layer_decay_on_an_onnx_import_uses_depth_stages(tiny_onnx_net):
     backbone = load_backbone(LoadRequest(str(tiny_onnx_net), input_size=(3, 32, 32)))
     ws = Workspace.from_backbone(backbone, FinetunePlan(train=TrainConfig(layer_decay=0.5)))

@@ -84,6 +84,7 @@ def _trunk_state(run):
             if k.startswith(("conv1", "bn1", "layer1", "layer2"))}
 
 
+@pytest.mark.slow
 def test_cut_resnet_trains_frozen_trunk_bit_identical_and_exports(tmp_path, capsys):
     project = write_project(tmp_path, epochs=1, extra=HEAD)
     run = tmp_path / "run"
@@ -94,7 +95,7 @@ def test_cut_resnet_trains_frozen_trunk_bit_identical_and_exports(tmp_path, caps
     # Frozen trunk bit-identical: every frozen tensor matches the fingerprint the run recorded at its start.
     starts = json.loads((run / "initial_frozen.json").read_text())
     prints = starts["sha256"]
-    from workbench.drift import fingerprint
+    from workbench.run_start import fingerprint
 
     trunk = _trunk_state(run)
     checked = [k for k, v in trunk.items() if k in prints]
@@ -135,6 +136,7 @@ def _swap_model(project, model_toml: str, head: str, frozen: str) -> None:
     project.write_text(text + head)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["vit", "onnx"])
 def test_cut_vit_and_onnx_import_train_and_export_onnx(kind, tmp_path, capsys):
     project = write_project(tmp_path, epochs=1)
@@ -159,7 +161,7 @@ def test_cut_vit_and_onnx_import_train_and_export_onnx(kind, tmp_path, capsys):
     else:
         assert not any(k.startswith(("conv2.", "fc.")) for k in state)
     prints = json.loads((run / "initial_frozen.json").read_text())["sha256"]
-    from workbench.drift import fingerprint
+    from workbench.run_start import fingerprint
 
     checked = [k for k in state if k.startswith(kept) and k in prints]
     assert checked and all(fingerprint(state[k]) == prints[k] for k in checked)

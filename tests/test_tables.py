@@ -285,6 +285,7 @@ def _project(tmp_path: Path, data: str, extra: str = "") -> Path:
     return project
 
 
+@pytest.mark.slow
 def test_workbench_train_names_both_widths_and_image_data_is_refused_for_a_feature_model(tmp_path: Path,
                                                                                           capsys) -> None:
     cases.save(cases.mlp_model(), tmp_path / "mlp.onnx")
@@ -305,6 +306,7 @@ def test_workbench_train_names_both_widths_and_image_data_is_refused_for_a_featu
     assert "takes feature vectors (N, 30), not images" in err and 'dataset = "table"' in err
 
 
+@pytest.mark.slow
 def test_standardization_travels_into_the_run_and_its_exports(tmp_path: Path, capsys) -> None:
     cases.save(cases.mlp_model(), tmp_path / "mlp.onnx")
     x, y = blobs(classes=40, per_class=3, width=30)

@@ -8,10 +8,13 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
 from tests.test_cli_train import write_project
+
+pytestmark = pytest.mark.slow  # every test here trains, exports or starts a process
 
 
 def _free_port() -> int:

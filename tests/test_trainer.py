@@ -22,6 +22,8 @@ from workbench.training.reports import EpochReport, StateReport, StepReport
 from workbench.training.trainer import Trainer, TrainingError
 from workbench.workspace import Workspace
 
+pytestmark = pytest.mark.slow  # every test here trains, exports or starts a process
+
 SIZE = (3, 32, 32)
 
 
@@ -32,6 +34,12 @@ def tiny_data(n=48, classes=4, seed=0):
     x += y[:, None, None, None].float() * 0.5  # learnable signal
     return SimpleNamespace(train=TensorDataset(x, y), val=TensorDataset(x[:16], y[:16]),
                            classes=[f"c{i}" for i in range(classes)], fingerprint="tiny")
+
+
+# timm's test_resnet: resnet18's layout (stem, layer1-4 of BasicBlocks, fc) at 4% of its parameters: a run's
+# checkpoints are a few MB instead of hundreds. For tests where the model's size is not the point (the feature
+# cache's decisions weigh compute against bytes, so those stay on resnet18).
+SMALL = "test_resnet"
 
 
 def workspace(name="resnet18", classes=4, **train):
@@ -47,7 +55,7 @@ def run_all(trainer):
 
 
 def test_frozen_parameters_and_bn_stats_bit_identical(tmp_path):
-    ws = workspace()
+    ws = workspace(SMALL)
     freeze_first_stages(ws.plan, ws.tree, 3)  # stem + layer1..3 frozen
     res = ws.resolve()
     frozen_names = [p.name for p in ws.tree.params if not res.param_trainable[p.index]]
@@ -78,6 +86,8 @@ def test_frozen_parameters_and_bn_stats_bit_identical(tmp_path):
 def test_resume_gives_same_next_step_loss(tmp_path, cache):
     """Stopped mid-epoch (while the cache is being filled, in the cached variant) and resumed."""
     data = tiny_data()
+    # Not on SMALL: with test_resnet the cached variant resumes with layer3.0.bn1.running_var off in the last
+    # bits (losses still equal step for step); kept on resnet18 until that is understood.
     base = workspace(optimizer="adamw", augment=not cache, cache_features="auto")
     freeze_first_stages(base.plan, base.tree, 2)
     # uninterrupted
@@ -103,7 +113,7 @@ def test_resume_gives_same_next_step_loss(tmp_path, cache):
 
 
 def test_gradual_unfreezing_joins_optimizer_and_survives_resume(tmp_path):
-    ws = workspace(epochs=3)
+    ws = workspace(SMALL, epochs=3)
     ws.plan.groups = discriminative(ws.default_groups(), 1e-2, 0.5)
     linear_probe(ws.plan, ws.tree)
     ws.plan.unfreeze = [UnfreezeStep(1, ["layer4"])]
@@ -124,7 +134,7 @@ def test_gradual_unfreezing_joins_optimizer_and_survives_resume(tmp_path):
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert ckpt["epoch"] == 2 and ckpt["schedule_done"] == 1
     # Resume in a fresh workspace from the original plan: layer4 must stay trainable.
-    ws2 = workspace(epochs=3)
+    ws2 = workspace(SMALL, epochs=3)
     ws2.plan = copy.deepcopy(ws.plan)
     ws2.plan.train.epochs = 3
     trainer2 = Trainer(ws2, tiny_data(), tmp_path / "run", resume=True)
@@ -135,7 +145,7 @@ def test_gradual_unfreezing_joins_optimizer_and_survives_resume(tmp_path):
 
 
 def every_epoch_checkpointed(monkeypatch):
-    """resnet18's full checkpoint (132 MB) would otherwise wait for ~6 s of training (the 5% write share)."""
+    """A checkpoint otherwise waits until its write would be under 5% of the training time."""
     from workbench.training.checkpoint_writer import CheckpointWriter
 
     monkeypatch.setattr(CheckpointWriter, "MAX_WRITE_SHARE", float("inf"))
@@ -143,7 +153,7 @@ def every_epoch_checkpointed(monkeypatch):
 
 def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
     every_epoch_checkpointed(monkeypatch)
-    ws = workspace(epochs=3)
+    ws = workspace(SMALL, epochs=3)
     data = tiny_data()
     trainer = Trainer(ws, data, tmp_path / "run")
     reports = []
@@ -157,42 +167,61 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monke
 
 
 def test_pause_resume_and_stop_from_another_thread(tmp_path):
-    ws = workspace(epochs=50)
+    """Paused means stopped in place: nothing is reported and no weight moves until a resume is requested;
+    then training goes on at the very next step."""
+    ws = workspace(SMALL, epochs=50)
     trainer = Trainer(ws, tiny_data(), tmp_path / "run")
-    kinds = []
+    reports: list = []
+    weights: dict[str, dict] = {}
+    seen = {kind: threading.Event() for kind in ("step", "paused", "after pause", "3 steps")}
 
     def consume():
         for r in trainer.run():
-            kinds.append(r.kind if isinstance(r, StateReport) else type(r).__name__)
+            reports.append(r)
+            if seen["paused"].is_set():
+                seen["after pause"].set()
+            if isinstance(r, StepReport):
+                seen["step"].set()
+                if sum(isinstance(x, StepReport) for x in reports) >= 3:
+                    seen["3 steps"].set()
+            elif isinstance(r, StateReport) and r.kind in ("paused", "resumed"):  # the run waits for this copy
+                weights[r.kind] = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+                if r.kind == "paused":
+                    seen["paused"].set()
 
     thread = threading.Thread(target=consume)
     thread.start()
-    while "StepReport" not in kinds:
-        thread.join(0.01)
-    trainer.request_pause()
-    while "paused" not in kinds:
-        thread.join(0.01)
-    count = len(kinds)
-    thread.join(0.5)
-    assert len(kinds) == count  # nothing happens while paused
-    trainer.request_resume()
-    while kinds.count("StepReport") < 3:
-        thread.join(0.01)
-    trainer.request_stop()
-    thread.join(30)
+    try:
+        assert seen["step"].wait(120)
+        trainer.request_pause()
+        assert seen["paused"].wait(120)
+        # Absence is seen over an interval: any report ends this wait at once (and fails the test).
+        assert not seen["after pause"].wait(1.0), f"the run went on while paused: {reports[-1]}"
+        while_paused = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        trainer.request_resume()
+        assert seen["after pause"].wait(120) and seen["3 steps"].wait(120)
+    finally:
+        trainer.request_stop()
+        thread.join(120)
     assert not thread.is_alive()
-    assert kinds[-1] == "stopped" and "resumed" in kinds
+    kinds = [r.kind if isinstance(r, StateReport) else type(r).__name__ for r in reports]
+    assert kinds[kinds.index("paused") + 1] == "resumed"
+    for k, v in weights["paused"].items():  # untouched while paused
+        assert torch.equal(v, while_paused[k]) and torch.equal(v, weights["resumed"][k]), k
+    steps = [r.global_step for r in reports if isinstance(r, StepReport)]
+    assert steps == list(range(1, len(steps) + 1))  # none skipped or repeated across the pause
+    assert kinds[-1] == "stopped"
     assert (tmp_path / "run" / "checkpoints" / "last.pt").exists()
 
 
 def test_class_count_mismatch_is_a_clear_error(tmp_path):
-    ws = workspace(classes=10)
+    ws = workspace(SMALL, classes=10)
     with pytest.raises(WorkbenchError, match="the data has 4 classes but the model's head has 10 outputs"):
         run_all(Trainer(ws, tiny_data(), tmp_path / "run"))
 
 
 def test_sgd_onecycle_label_smoothing_clip_run(tmp_path):
-    ws = workspace(optimizer="sgd", scheduler="onecycle", label_smoothing=0.1, grad_clip=1.0, epochs=2)
+    ws = workspace(SMALL, optimizer="sgd", scheduler="onecycle", label_smoothing=0.1, grad_clip=1.0, epochs=2)
     reports = run_all(Trainer(ws, tiny_data(), tmp_path / "run"))
     lrs = [r.lrs["layer4"] for r in reports if isinstance(r, StepReport)]
     assert lrs[0] < max(lrs) and lrs[-1] < max(lrs)  # warms up, then anneals
@@ -308,7 +337,7 @@ def test_a_cached_state_folds_only_when_its_one_pass_over_the_images_pays_for_it
 
 
 def gradual_one_group_per_epoch(**train):
-    """resnet18: the head in epoch 1, layer4 joins in epoch 2 (each freeze state lasts one epoch)."""
+    """The head in epoch 1, layer4 joins in epoch 2 (each freeze state lasts one epoch)."""
     ws = workspace(epochs=2, augment=False, **train)
     ws.plan.groups = ws.default_groups()
     linear_probe(ws.plan, ws.tree)
@@ -466,7 +495,7 @@ def test_feature_cache_on_disk_is_reused_by_key_and_invalidated_by_change(tmp_pa
 
 
 def split_after_three_stages(**train):
-    """resnet18 with stem + layer1..3 frozen, split at its frozen trunk; with its state before and its applied plan."""
+    """The ResNet with stem + layer1..3 frozen, split at its frozen trunk; with its state before and its applied plan."""
     from workbench.training import feature_cache as fc
 
     ws = workspace(epochs=1, **train)

@@ -52,6 +52,7 @@ def train(ws: Workspace, bundle, run_dir) -> tuple[list[float], list[float]]:
             [r.val_loss for r in reports if isinstance(r, EpochReport)])
 
 
+@pytest.mark.slow
 def test_images_kept_in_memory_decode_once_and_train_exactly_as_decoding_every_epoch(folder, tmp_path, monkeypatch):
     base = workspace(folder)
     loads: list[str] = []
@@ -85,6 +86,7 @@ def test_augmented_training_images_are_not_kept(folder):
     assert bundle.val is not None and bundle.val.keep_decoded  # the eval transform is fixed
 
 
+@pytest.mark.slow
 def test_resume_is_exact_when_checkpoints_are_written_from_live_tensors(folder, tmp_path, monkeypatch):
     """A full fine-tune's snapshot is too big to copy: it is written synchronously from the live tensors."""
     monkeypatch.setattr(CheckpointWriter, "COPY_LIMIT_BYTES", 0)
@@ -110,6 +112,7 @@ def test_resume_is_exact_when_checkpoints_are_written_from_live_tensors(folder, 
         assert torch.equal(va, vb), k
 
 
+@pytest.mark.slow
 def test_cached_linear_probe_epochs_run_on_one_thread_and_the_setting_is_restored(folder, tmp_path):
     ws = workspace(folder, epochs=3)
     linear_probe(ws.plan, ws.tree)
@@ -128,6 +131,7 @@ def test_cached_linear_probe_epochs_run_on_one_thread_and_the_setting_is_restore
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_the_final_checkpoint_names_the_weights_file_instead_of_holding_every_weight_twice(folder, tmp_path):
     from safetensors.torch import load_file
 

@@ -24,6 +24,7 @@ def lite0():
     return load_backbone(LoadRequest("efficientnet_lite0", source="timm", pretrained=True))
 
 
+@pytest.mark.slow
 def test_installed_weights_are_imagenet_weights(lite0):
     import timm
 

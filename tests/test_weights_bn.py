@@ -6,6 +6,8 @@ import json
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from workbench.cli import main
 
 CODE = "batchnorm-frozen-untrained"
@@ -43,6 +45,7 @@ def test_random_init_with_frozen_batchnorm_is_warned(tmp_path, capsys):
     assert CODE in shown and "pretrained weights" in shown and 'batchnorm = "train"' in shown
 
 
+@pytest.mark.slow
 def test_no_warning_when_batchnorm_trains_or_nothing_is_frozen(tmp_path, capsys):
     assert not any(CODE in c for c in _warning_codes(
         capsys, _project(tmp_path, "resnet18", False, "train", '"conv1", "bn1", "layer1"')))
@@ -54,6 +57,7 @@ def test_no_warning_on_pretrained_statistics(tmp_path, capsys):
     assert not any(CODE in c for c in codes), codes
 
 
+@pytest.mark.slow
 def test_train_log_names_the_warning(tmp_path, capsys):
     from PIL import Image
 

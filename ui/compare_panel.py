@@ -457,7 +457,7 @@ class ComparePanel(QWidget):
     def use_selected(self) -> None:
         """Copy the selected strategy's recipe (freezing, BN policy, groups, schedule, LR, epochs) into the project."""
         from workbench.project import load_project
-        from workbench.training.run_folder import RunDir
+        from workbench.run_folder import RunDir
 
         result = self.selected()
         if result is None:
@@ -474,8 +474,8 @@ class ComparePanel(QWidget):
 
         ws = self.session.workspace
         if ws is not None and chosen.adapters != ws.plan.adapters:  # a lora strategy: the model changes shape
-            from workbench.adapters import with_adapter_config
             from workbench.errors import WorkbenchError
+            from workbench.workspace import with_adapter_config
 
             try:
                 new = with_adapter_config(ws, chosen.adapters)

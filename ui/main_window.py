@@ -506,7 +506,7 @@ class MainWindow(QMainWindow):
 
     def _new_run_dir(self) -> Path:
         """runs/<time> beside the project file, or in this window's runs folder: where the Runs tab looks."""
-        from workbench.training.run_folder import RunDir
+        from workbench.run_folder import RunDir
 
         if self.session.project_path is not None:
             return RunDir.timestamped(Path(self.session.project_path).resolve().parent / "runs").path
@@ -581,7 +581,7 @@ class MainWindow(QMainWindow):
             info = read_run(run_dir)
             info.status = state  # what the run reported, whatever its files say a moment before it exits
             self.session.set_weights_label(info.weights_label())
-        from workbench.training.run_folder import RunDir
+        from workbench.run_folder import RunDir
 
         if run_dir is not None and state in ("finished", "stopped") and RunDir(run_dir).spec.is_file():
             self.results_panel.show_run(run_dir)  # the validation results, evaluated in the background
@@ -600,7 +600,7 @@ class MainWindow(QMainWindow):
 
         def load() -> Any:
             from workbench.run_catalog import read_run
-            from workbench.runs import load_run_workspace, plan_for_project
+            from workbench.run_loading import load_run_workspace, plan_for_project
 
             ws, recipe = load_run_workspace(run_dir)
             ws.plan = plan_for_project(ws.plan, project)  # a new run lands in the project's runs, not in this one
@@ -636,7 +636,7 @@ class MainWindow(QMainWindow):
     def export_run(self, run_dir: Path) -> Any:
         """The export dialog for a run's weights (the workspace is not changed)."""
         from workbench.run_catalog import read_run
-        from workbench.runs import load_run
+        from workbench.run_loading import load_run
         from workbench_ui.export_dialog import ExportDialog
 
         try:

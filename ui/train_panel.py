@@ -60,7 +60,7 @@ class TrainPanel(QWidget):
         super().__init__(parent)
         self.session = session
         self.run: TrainingRun | None = None
-        self.trained: Any = None  # workbench.runs.TrainedModel of the run that just ended
+        self.trained: Any = None  # workbench.run_loading.TrainedModel of the run that just ended
         self.run_dir: Path | None = None
         self.last_state = ""
         self.resumable_run: Path | None = None
@@ -362,7 +362,7 @@ class TrainPanel(QWidget):
     def show_run(self, run_dir: Path, resumable: bool) -> None:
         """Show a finished or stopped run's curves (from its metrics.jsonl); Continue resumes it."""
         from workbench.run_catalog import read_metrics
-        from workbench.training.run_folder import RunDir
+        from workbench.run_folder import RunDir
 
         self.plots.clear()
         self._epoch_records, self.hint = [], ""

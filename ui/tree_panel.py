@@ -328,8 +328,8 @@ class TreePanel(QWidget):
         """Ask rank and alpha, then rebuild the model with a LoRA adapter on ``path`` (one undoable step)."""
         from PySide6.QtWidgets import QMessageBox
 
-        from workbench.adapters import with_adapters_on
         from workbench.errors import WorkbenchError
+        from workbench.workspace import with_adapters_on
         from workbench_ui.lora_dialog import LoraDialog
 
         ws = self.session.workspace

@@ -20,13 +20,12 @@ from typing import TYPE_CHECKING, Any
 from workbench.errors import PlanError, WorkbenchError
 from workbench.layer_tree import LayerTree
 from workbench.plan import AdapterConfig
-from workbench.resolve import SelectorMatcher
+from workbench.selectors import SelectorMatcher
 
 if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
-    from workbench.workspace import Workspace
 
 ADAPTABLE = ("Linear", "Conv1d", "Conv2d", "Conv3d", "Embedding")  # torch.nn classes (and subclasses) peft's LoRA takes
 BASE = "base_layer"  # peft's name for the wrapped module inside an adapted one
@@ -139,23 +138,13 @@ def lora_config(config: AdapterConfig, paths: list[str], architecture: str = "")
                       base_model_name_or_path=architecture or None)
 
 
-def adapt_workspace(ws: "Workspace") -> list[str]:
-    """Inject the plan's adapters into the workspace's model and rebuild its tree. Returns notes for the user.
-
-    Draws the adapters' initial values from torch's global generator: seed it first for a reproducible run.
-    """
+def inject_adapters(module: "nn.Module", tree: LayerTree, config: AdapterConfig, architecture: str) -> AdapterTargets:
+    """Put ``config``'s LoRA adapters into ``module`` in place (peft's ``inject_adapter_in_model``)."""
     from peft import inject_adapter_in_model
 
-    from workbench.workspace import build_tree
-
-    config = ws.plan.adapters
-    assert config is not None
-    targets = adapter_targets(ws.backbone.module, ws.tree, config)
-    inject_adapter_in_model(lora_config(config, targets.paths, ws.backbone.spec.architecture), ws.backbone.module)
-    ws.tree = build_tree(ws.backbone)
-    ws.tree.adapter_paths = targets.paths
-    ws.reset_derived()
-    return targets.notes()
+    targets = adapter_targets(module, tree, config)
+    inject_adapter_in_model(lora_config(config, targets.paths, architecture), module)
+    return targets
 
 
 def param_roles(tree: LayerTree) -> dict[int, bool]:
@@ -207,33 +196,6 @@ def merged_copy(module: "nn.Module") -> "nn.Module":
     return merged
 
 
-def with_adapters_on(ws: "Workspace", modules: list[str], rank: int, alpha: float | None) -> "Workspace":
-    """A new workspace: ``ws``'s model (a copy, its weights as they are) with LoRA on ``modules`` added to the
-    plan's [adapters] (rank and alpha as given). Adapters already there start again from their initial values."""
-    current = ws.plan.adapters
-    old = list(current.modules) if current is not None else []
-    config = AdapterConfig(modules=old + [m for m in modules if m not in old], rank=rank, alpha=alpha,
-                           dropout=current.dropout if current is not None else 0.0)
-    return with_adapter_config(ws, config)
-
-
-def with_adapter_config(ws: "Workspace", config: AdapterConfig | None) -> "Workspace":
-    """A new workspace: a copy of ``ws``'s model without its adapters, then with ``config``'s (None: none)."""
-    import copy
-
-    from workbench.workspace import Workspace
-
-    plan = ws.plan.copy()
-    plan.adapters = config
-    backbone = copy.deepcopy(ws.backbone)
-    backbone.module = without_adapters(backbone.module)
-    new = Workspace.from_backbone(backbone, plan)
-    new.project_path = ws.project_path
-    if config is not None:
-        backbone.notices.extend(adapt_workspace(new))
-    return new
-
-
 def without_adapters(module: "nn.Module") -> "nn.Module":
     """The module with every LoRA wrapper replaced by the layer it wraps (in place; adapters dropped, not merged)."""
     if not has_adapters(module):
@@ -246,22 +208,6 @@ def without_adapters(module: "nn.Module") -> "nn.Module":
     if hasattr(module, "peft_config"):
         del module.peft_config
     return module
-
-
-def check_bases_unchanged(module: "nn.Module", run_dir: Path) -> None:
-    """Refuse to merge when an adapted base weight no longer matches the run's start (it was edited)."""
-    from workbench.drift import fingerprint
-    from workbench.training.run_folder import RunDir
-
-    prints_file = RunDir(run_dir).start_fingerprints
-    if not prints_file.is_file():
-        return
-    prints = json.loads(prints_file.read_text()).get("sha256", {})
-    for name, tensor in module.state_dict().items():
-        if f".{BASE}." in name and name in prints and fingerprint(tensor) != prints[name]:
-            raise WorkbenchError(f"cannot merge: {name} (an adapted module's base weight) changed since the "
-                                 "adapter was trained, so the adapter no longer fits it; export from the run's own "
-                                 "weights, or --adapters-only")
 
 
 def save_adapters(module: "nn.Module", config: AdapterConfig, paths: list[str], out: Path, architecture: str) -> list[Path]:

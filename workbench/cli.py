@@ -176,7 +176,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from workbench.project import load_project
-    from workbench.training.run_folder import RunDir
+    from workbench.run_folder import RunDir
 
     if args.resume:
         plan = load_project(RunDir(args.resume).project)
@@ -210,7 +210,7 @@ def check_run_dir(run_dir: Path) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from workbench.demo import demo_plan
-    from workbench.training.run_folder import RunDir
+    from workbench.run_folder import RunDir
 
     if not args.headless:
         return _launch_gui(args, demo=True)
@@ -222,7 +222,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if code != 0:
         return code
     from workbench.export import export_model
-    from workbench.runs import load_run
+    from workbench.run_loading import load_run
 
     trained = load_run(run_dir)
     result = export_model(trained.module, trained.spec, "safetensors", run_dir / "export", trained.recipe_toml)

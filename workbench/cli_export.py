@@ -63,7 +63,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from workbench.export_pipeline import ExportOptions, export_with_report, report_data
     from workbench.export_report import Timing, format_text
     from workbench.run_catalog import read_run
-    from workbench.runs import load_run
+    from workbench.run_loading import load_run
 
     options = ExportOptions(quantize=args.quantize, precision=args.precision, keep_io_float32=args.keep_io_float32,
                             with_preprocessing=args.with_preprocessing, calibration_images=args.calibration_images,
@@ -79,7 +79,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
     if args.adapters_only:
         return _export_adapters(trained, args.run_dir, args.out)
     options.check(args.format, trained.spec)
-    from workbench.adapters import check_bases_unchanged, has_adapters
+    from workbench.adapters import has_adapters
+    from workbench.run_start import check_bases_unchanged
 
     if has_adapters(trained.module):
         check_bases_unchanged(trained.module, args.run_dir)

@@ -393,7 +393,7 @@ class Comparison:
         if plan.adapters is not None:
             import copy
 
-            from workbench.adapters import adapt_workspace
+            from workbench.workspace import adapt_workspace
 
             ws = Workspace(copy.deepcopy(shared.backbone), shared.tree, plan)
             torch.manual_seed(plan.train.seed)  # the adapters' initial values, as `workbench train` draws them

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from workbench.resolve import SelectorMatcher
+from workbench.selectors import SelectorMatcher
 
 if TYPE_CHECKING:
     from workbench.layer_tree import LayerTree

@@ -249,7 +249,7 @@ def evaluate_run(run_dir: str | Path, *, device: str = "auto", progress: Progres
                  cancelled: Callable[[], bool] | None = None) -> Evaluation:
     """Evaluate a run's weights (final, or its last checkpoint's) on the validation images of its recipe."""
     from workbench.run_catalog import read_run
-    from workbench.runs import load_run_workspace
+    from workbench.run_loading import load_run_workspace
 
     run_dir = Path(run_dir)
     info = read_run(run_dir)
@@ -295,15 +295,15 @@ def run_hint(run_dir: Path, ws: "Workspace") -> str | None:
     """The training-log hint for a run's recorded epochs (validation stuck at chance…), if any."""
     from workbench.hints import hint_context, stuck_at_chance
     from workbench.run_catalog import read_metrics
-    from workbench.training.run_folder import RunDir
+    from workbench.run_folder import RunDir
 
     epochs = [r for r in read_metrics(RunDir(run_dir).metrics) if r.get("type") == "epoch"]
     return stuck_at_chance(epochs, ws.backbone.spec.num_classes, **hint_context(ws))
 
 
 def _trained_fingerprint(run_dir: Path) -> str | None:
+    from workbench.run_folder import RunDir
     from workbench.training.checkpoint import load_checkpoint
-    from workbench.training.run_folder import RunDir
 
     path = RunDir(run_dir).checkpoint
     if not path.is_file():

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from workbench.errors import PlanError
 from workbench.layer_tree import LayerNode, LayerTree
 from workbench.plan import FinetunePlan
-from workbench.resolve import SelectorMatcher, resolve_plan
+from workbench.resolve import resolve_plan
+from workbench.selectors import SelectorMatcher
 
 
 def set_frozen(plan: FinetunePlan, tree: LayerTree, path: str, frozen: bool) -> None:

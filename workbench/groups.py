@@ -164,7 +164,7 @@ def assign_to_group(plan: FinetunePlan, tree: LayerTree, path: str, group_name: 
     target group is created when it does not exist; groups left empty are dropped.
     """
     from workbench.errors import PlanError
-    from workbench.resolve import SelectorMatcher
+    from workbench.selectors import SelectorMatcher
 
     node = tree.find_node(path)
     param = tree.find_param(path) if node is None else None

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from workbench.backbone import Backbone, LoadRequest
     from workbench.export import ExportResult
+    from workbench.layer_tree import LayerTree
+    from workbench.plan import FinetunePlan
 
 MODEL_SOURCES = "workbench.model_sources"
 DATASETS = "workbench.datasets"
@@ -108,15 +110,22 @@ class WeightsProvider(Protocol):
     def state_dict(self, model: Any) -> Any: ...
 
 
+@runtime_checkable
+class CompareStrategy(Protocol):
+    """A ``workbench.strategies`` plugin (``workbench.strategies`` describes the contract and holds the built-ins)."""
+
+    name: str
+    syntax: str
+    description: str
+
+    def parse(self, arg: str) -> Any: ...
+
+    def apply(self, plan: FinetunePlan, tree: LayerTree, arg: Any) -> None: ...
+
+
 # The contract each group's plugin object must satisfy (checked after loading).
-def _strategy_contract() -> type:
-    from workbench.strategies import CompareStrategy
-
-    return CompareStrategy
-
-
 CONTRACTS: dict[str, Any] = {MODEL_SOURCES: ModelSource, DATASETS: DatasetSource, EXPORTERS: Exporter,
-                             WEIGHTS: WeightsProvider, STRATEGIES: _strategy_contract}
+                             WEIGHTS: WeightsProvider, STRATEGIES: CompareStrategy}
 
 
 @dataclass
@@ -192,8 +201,6 @@ class PluginRegistry:
 
 def _check_shape(group: str, plugin: Any) -> None:
     contract = CONTRACTS.get(group)
-    if contract is _strategy_contract:  # defined with the strategies (workbench.strategies imports this module)
-        contract = contract()
     if contract is None or isinstance(plugin, contract):
         return
     # runtime_checkable only says yes or no; name what is missing for the failure report.

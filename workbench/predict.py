@@ -57,7 +57,7 @@ def load_predictor(source: str, pretrained: bool = False, arch: str | None = Non
         if pretrained or arch or input_size:
             raise WorkbenchError(f"{source} is a run folder: its own weights and input size are used "
                                  "(drop --pretrained/--arch/--input-size)")
-        from workbench.runs import load_run
+        from workbench.run_loading import load_run
 
         trained = load_run(path)
         return Predictor(trained.module.eval(), trained.spec, f"trained weights of run {path.name}")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
-from workbench.training.run_folder import RunDir
+from workbench.run_folder import RunDir
 
 NOT_TRAINED = "initial weights — not trained"
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
+
+from workbench.plugins import CompareStrategy
 
 if TYPE_CHECKING:
     from workbench.layer_tree import LayerTree
@@ -20,19 +22,6 @@ if TYPE_CHECKING:
 DEFAULT_FACTOR = 1 / 2.6  # ULMFiT's discriminative factor
 DEFAULT_RANK = 8
 DEFAULT_DECAY = 0.75  # timm train.py / BEiT's --layer-decay for fine-tuning
-
-
-@runtime_checkable
-class CompareStrategy(Protocol):
-    """A ``workbench.strategies`` plugin."""
-
-    name: str
-    syntax: str
-    description: str
-
-    def parse(self, arg: str) -> Any: ...
-
-    def apply(self, plan: FinetunePlan, tree: LayerTree, arg: Any) -> None: ...
 
 
 def registered() -> dict[str, CompareStrategy]:

@@ -12,7 +12,7 @@ from workbench.backbone import Backbone
 from workbench.groups import compute_stages, default_groups
 from workbench.layer_tree import LayerTree, build_layer_tree
 from workbench.model_request import request_from_plan
-from workbench.plan import FinetunePlan, GroupConfig
+from workbench.plan import AdapterConfig, FinetunePlan, GroupConfig
 from workbench.resolve import Resolution, resolve_plan
 from workbench.sources import load_backbone
 
@@ -20,8 +20,19 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     import torch
+    import torch.nn as nn
 
-    from workbench.runs import TrainedModel
+    from workbench.spec import ModelSpec
+
+
+@dataclass
+class TrainedModel:
+    """A trained model as a run leaves it: the module, its spec, the plan as run and the recipe's text."""
+
+    module: "nn.Module"
+    spec: "ModelSpec"
+    plan: FinetunePlan
+    recipe_toml: str
 
 
 @dataclass
@@ -51,8 +62,6 @@ class Workspace:
         ws = cls.from_backbone(backbone, plan)
         ws.project_path = project_path
         if plan.adapters is not None:  # LoRA goes on after any new head, so a new head can be adapted too
-            from workbench.adapters import adapt_workspace
-
             backbone.notices.extend(adapt_workspace(ws))
         return ws
 
@@ -162,3 +171,45 @@ def build_tree(backbone: Backbone) -> LayerTree:
     tree = build_layer_tree(backbone.module, example, model_name=spec.architecture, classifier_paths=classifiers)
     compute_stages(backbone.module, tree)
     return tree
+
+
+# --- LoRA adapters on a workspace's model -------------------------------------------------
+def adapt_workspace(ws: Workspace) -> list[str]:
+    """Inject the plan's adapters into the workspace's model and rebuild its tree. Returns notes for the user.
+
+    Draws the adapters' initial values from torch's global generator: seed it first for a reproducible run.
+    """
+    from workbench.adapters import inject_adapters
+
+    config = ws.plan.adapters
+    assert config is not None
+    targets = inject_adapters(ws.backbone.module, ws.tree, config, ws.backbone.spec.architecture)
+    ws.tree = build_tree(ws.backbone)
+    ws.tree.adapter_paths = targets.paths
+    ws.reset_derived()
+    return targets.notes()
+
+
+def with_adapters_on(ws: Workspace, modules: list[str], rank: int, alpha: float | None) -> Workspace:
+    """A new workspace: ``ws``'s model (a copy, its weights as they are) with LoRA on ``modules`` added to the
+    plan's [adapters] (rank and alpha as given). Adapters already there start again from their initial values."""
+    current = ws.plan.adapters
+    old = list(current.modules) if current is not None else []
+    config = AdapterConfig(modules=old + [m for m in modules if m not in old], rank=rank, alpha=alpha,
+                           dropout=current.dropout if current is not None else 0.0)
+    return with_adapter_config(ws, config)
+
+
+def with_adapter_config(ws: Workspace, config: AdapterConfig | None) -> Workspace:
+    """A new workspace: a copy of ``ws``'s model without its adapters, then with ``config``'s (None: none)."""
+    from workbench.adapters import without_adapters
+
+    plan = ws.plan.copy()
+    plan.adapters = config
+    backbone = copy.deepcopy(ws.backbone)
+    backbone.module = without_adapters(backbone.module)
+    new = Workspace.from_backbone(backbone, plan)
+    new.project_path = ws.project_path
+    if config is not None:
+        backbone.notices.extend(adapt_workspace(new))
+    return new

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import QPoint, Qt
 
 from tests.test_cli_train import write_image_folder
@@ -48,6 +49,7 @@ def _check_only(panel, keys: set[str]) -> None:
                            else Qt.CheckState.Unchecked)
 
 
+@pytest.mark.slow
 def test_compare_tab_runs_sorts_shows_drift_and_uses_a_plan(window, qtbot, tmp_path):
     window.session.set_workspace(_workspace(tmp_path, epochs=1))
     panel = window.compare_panel
@@ -88,6 +90,7 @@ def test_compare_tab_runs_sorts_shows_drift_and_uses_a_plan(window, qtbot, tmp_p
     assert window.session.dirty
 
 
+@pytest.mark.slow
 def test_compare_tab_stop_ends_the_run(window, qtbot, tmp_path):
     window.session.set_workspace(_workspace(tmp_path, epochs=50))
     panel = window.compare_panel

@@ -10,6 +10,8 @@ from PySide6.QtCore import Qt
 from tests.test_cli_train import write_project
 from workbench.cli import main
 
+pytestmark = pytest.mark.slow  # every test here trains, exports or starts a process
+
 
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 
 from tests.ui.test_runs_panel import open_project, project_with_runs  # noqa: F401  (a fixture)
 from workbench.cli import main
-from workbench.training.run_folder import RunDir
+from workbench.run_folder import RunDir
 
 LEFT = Qt.MouseButton.LeftButton
 
@@ -39,6 +39,7 @@ def same(state: dict, run_state: dict, names) -> None:
         assert torch.equal(state[name], run_state[name]), name
 
 
+@pytest.mark.slow
 def test_a_new_run_and_a_comparison_start_from_the_opened_runs_weights(opened, qtbot, wait_idle, capsys):
     window, run, run_state = opened
     runs = run.parent
@@ -81,6 +82,7 @@ def test_a_new_run_and_a_comparison_start_from_the_opened_runs_weights(opened, q
     assert not torch.equal(start["fc.weight"], torch.zeros_like(start["fc.weight"]))
 
 
+@pytest.mark.slow
 def test_cut_after_open_run_keeps_the_runs_trunk_rewrites_the_plan_and_undoes(opened, qtbot):
     window, run, run_state = opened
     session = window.session
@@ -108,6 +110,7 @@ def test_cut_after_open_run_keeps_the_runs_trunk_rewrites_the_plan_and_undoes(op
     assert session.workspace is after
 
 
+@pytest.mark.slow
 def test_export_after_open_run_writes_the_runs_weights(opened, qtbot, tmp_path):
     window, run, run_state = opened
     dialog = window.open_export()

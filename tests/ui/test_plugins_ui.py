@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PySide6.QtCore import Qt
 
 from tests.plugin_fixtures import third_party_plugins  # noqa: F401  (fixture)
 
 
+@pytest.mark.slow
 def test_third_party_exporter_is_listed_and_exports(third_party_plugins, window, qtbot, resnet18_workspace,  # noqa: F811
                                                    tmp_path):
     window.session.set_workspace(resnet18_workspace)

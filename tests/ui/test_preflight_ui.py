@@ -48,6 +48,7 @@ def test_class_count_mismatch_shows_on_the_data_tab_and_in_the_list(window, qtbo
     assert window.tabs.currentWidget() is window.data_panel
 
 
+@pytest.mark.slow
 def test_an_absurd_lr_is_marked_on_its_cell_and_start_asks(window, qtbot, wait_idle, dialogs, ten_class_backbone):
     on_digits(window, qtbot, wait_idle, ten_class_backbone)
     assert problem_rows(window) == [] and window.train_panel.problems.isHidden()

@@ -18,6 +18,8 @@ from workbench.project import load_project
 from workbench.training.prepare import prepare_training
 from workbench_ui.results_panel import MAX_GALLERY
 
+pytestmark = pytest.mark.slow  # every test here trains, exports or starts a process
+
 
 def train_one_epoch(root: Path, data: str) -> Path:
     """A 1-epoch run through the API; ``data`` is the project's [data] section."""

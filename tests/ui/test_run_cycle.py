@@ -24,6 +24,8 @@ from PySide6.QtWidgets import QDialogButtonBox
 
 from workbench.run_catalog import read_run
 
+pytestmark = pytest.mark.slow  # every test here trains, exports or starts a process
+
 CTRL = Qt.KeyboardModifier.ControlModifier
 LEFT = Qt.MouseButton.LeftButton
 
@@ -120,7 +122,7 @@ def five_val_images(run_dir: Path):
     import torch
 
     from workbench.data import open_data
-    from workbench.runs import load_run
+    from workbench.run_loading import load_run
 
     trained = load_run(run_dir)
     data = open_data(trained.plan.data, trained.plan.base_dir, trained.spec, augment=False)

@@ -40,6 +40,7 @@ def open_project(window, project, wait_idle):
     return window.runs_panel
 
 
+@pytest.mark.slow
 def test_runs_tab_lists_overlays_and_opens_a_run(window, project_with_runs, wait_idle, qtbot):
     panel = open_project(window, project_with_runs, wait_idle)
     assert [r.name for r in panel.runs] == ["a-finished", "b-stopped"]
@@ -69,6 +70,7 @@ def test_runs_tab_lists_overlays_and_opens_a_run(window, project_with_runs, wait
     dialog.close()
 
 
+@pytest.mark.slow
 def test_continue_a_stopped_run_after_a_restart(window, project_with_runs, wait_idle, qtbot):
     panel = open_project(window, project_with_runs, wait_idle)  # a fresh window: nothing in memory
     panel.select(["b-stopped"])
@@ -84,6 +86,7 @@ def test_continue_a_stopped_run_after_a_restart(window, project_with_runs, wait_
     assert window.session.weights_label.startswith("run b-stopped, epoch 2 of 2")
 
 
+@pytest.mark.slow
 def test_export_of_untrained_weights_asks_first(window, project_with_runs, wait_idle, qtbot, dialogs, tmp_path):
     open_project(window, project_with_runs, wait_idle)
     assert window.session.untrained

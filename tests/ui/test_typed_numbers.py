@@ -27,6 +27,7 @@ def type_number(qtbot, box, text: str) -> None:
     qtbot.keyClick(box.lineEdit(), Qt.Key.Key_Return)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("box", "key", "typed", "reason"), [
     ("epochs", "epochs", "999999", "epochs must be <= 100,000, not 999,999"),
     ("batch_size", "batch_size", "100000", "batch_size must be <= 65,536, not 100,000"),
@@ -63,6 +64,7 @@ def test_numbers_at_the_schema_limits_are_stored_exactly(loaded, qtbot, dialogs)
     assert plan.train.batch_size == 1001
 
 
+@pytest.mark.slow
 def test_every_tab_takes_its_epoch_limit_from_the_schema(loaded, qtbot, dialogs):
     schema = field_limits(TrainConfig, "epochs")
     assert loaded.train_panel.epochs.limits == schema == loaded.compare_panel.epochs.limits

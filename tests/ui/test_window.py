@@ -170,6 +170,7 @@ def start_demo_training(window, wait_idle, qtbot, epochs: int = 1) -> None:
     assert window.train_panel.is_running()
 
 
+@pytest.mark.slow
 def test_train_pause_resume_stop(window, wait_idle, qtbot, dialogs, tmp_path):
     start_demo_training(window, wait_idle, qtbot)
     panel = window.train_panel
@@ -209,6 +210,7 @@ def test_train_pause_resume_stop(window, wait_idle, qtbot, dialogs, tmp_path):
     assert window.session.weights_label.startswith(f"run {panel.run_dir.name}, last checkpoint after epoch 0")
 
 
+@pytest.mark.slow
 def test_closing_while_training_asks_then_stops_cleanly(window, wait_idle, qtbot, dialogs):
     start_demo_training(window, wait_idle, qtbot)
     panel = window.train_panel
@@ -223,6 +225,7 @@ def test_closing_while_training_asks_then_stops_cleanly(window, wait_idle, qtbot
     assert (panel.run_dir / "checkpoints" / "last.pt").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt, target", [("safetensors", "export"), ("torchscript", "model.pt")])
 def test_export_from_the_dialog(window, qtbot, resnet18_workspace, tmp_path, fmt, target):
     window.session.set_workspace(resnet18_workspace)
@@ -244,6 +247,7 @@ def test_export_from_the_dialog(window, qtbot, resnet18_workspace, tmp_path, fmt
     dialog.close()
 
 
+@pytest.mark.slow
 def test_head_is_rebuilt_for_the_data_before_training(window, wait_idle, qtbot, dialogs, resnet18_workspace):
     from workbench.workspace import Workspace
 
@@ -264,6 +268,7 @@ def test_head_is_rebuilt_for_the_data_before_training(window, wait_idle, qtbot, 
     assert window.train_panel.last_state == "stopped"
 
 
+@pytest.mark.slow
 def test_training_error_reaches_a_dialog(window, wait_idle, qtbot, dialogs):
     window.open_demo()
     wait_idle(window)

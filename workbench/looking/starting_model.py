@@ -16,8 +16,8 @@ def starting_predictor(run_dir: str | Path) -> Predictor:
     """
     from safetensors.torch import load_file
 
-    from workbench.runs import load_run
-    from workbench.training.run_folder import RunDir
+    from workbench.run_folder import RunDir
+    from workbench.run_loading import load_run
 
     run = RunDir(run_dir)
     trained = load_run(run_dir)

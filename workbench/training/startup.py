@@ -21,12 +21,12 @@ from workbench.errors import TrainingError, WorkbenchError
 from workbench.groups import default_groups
 from workbench.plan import FinetunePlan
 from workbench.resolve import resolve_plan
+from workbench.run_folder import RunDir
 from workbench.spec import ModelSpec
 from workbench.training.checkpoint import load_checkpoint, restore_rng_state
 from workbench.training.devices import describe_precision, pick_amp, pick_device
 from workbench.training.optimizer import build_optimizer, groups_from_layout, with_base
 from workbench.training.reports import StateReport
-from workbench.training.run_folder import RunDir
 from workbench.training.sampler import EpochSampler, make_loader
 from workbench.training.state import TrainState
 
@@ -79,7 +79,7 @@ def start_run(trainer: Trainer) -> TrainState:
     tree = trainer.ws.tree
     resolution = resolve_plan(tree, current, default_groups(tree))
     if state is None and writes:  # what `workbench diff RUN` compares the result with
-        from workbench.drift import save_run_start
+        from workbench.run_start import save_run_start
 
         # Before the move to the device and to channels_last: the weights are written as they are
         # (a channels_last copy would be made contiguous tensor by tensor first: 0.03-0.1 CPU-s for

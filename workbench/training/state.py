@@ -14,10 +14,10 @@ from torch.utils.data import DataLoader
 from workbench.apply import AppliedPlan
 from workbench.layer_tree import LayerTree
 from workbench.plan import FinetunePlan, TrainConfig
+from workbench.run_folder import RunDir
 from workbench.spec import ModelSpec
 from workbench.training.distributed import Distributed
 from workbench.training.reports import EpochReport, Report, StepReport
-from workbench.training.run_folder import RunDir
 from workbench.training.sampler import EpochSampler
 
 if TYPE_CHECKING:

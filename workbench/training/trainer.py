@@ -26,7 +26,7 @@ import torch.nn as nn
 from workbench.atomic import disk_full, disk_full_message
 from workbench.errors import DiskFullError, TrainingError
 from workbench.plan import FinetunePlan
-from workbench.runs import TrainedModel
+from workbench.run_folder import RunClaim, RunDir
 from workbench.training.callbacks import Callback
 from workbench.training.checkpoint_writer import CheckpointWriter, state_bytes
 from workbench.training.checkpointing import Checkpointing
@@ -35,13 +35,12 @@ from workbench.training.feature_caching import FeatureCaching
 from workbench.training.metrics import MetricsWriter
 from workbench.training.nonfinite import NonFiniteGuard
 from workbench.training.reports import EpochReport, Report, StateReport, StepReport
-from workbench.training.run_folder import RunClaim, RunDir
 from workbench.training.schedule import lr_factor
 from workbench.training.startup import recipe_toml, recorded_plan, start_run
 from workbench.training.state import TrainState
 from workbench.training.unfreeze import GradualUnfreezing
 from workbench.training.validation import validate
-from workbench.workspace import Workspace
+from workbench.workspace import TrainedModel, Workspace
 
 __all__ = ["Trainer", "TrainingError", "default_run_dir"]
 

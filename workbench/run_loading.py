@@ -1,29 +1,18 @@
-"""A run folder written by the Trainer: its recipe, model spec and final weights."""
+"""Loading a finished (or stopped) run back: its model with the run's weights, or a workspace to continue from."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from workbench.errors import WorkbenchError
 from workbench.plan import FinetunePlan
-from workbench.spec import ModelSpec
-from workbench.training.run_folder import RunDir
+from workbench.run_folder import RunDir
+from workbench.workspace import TrainedModel
 
 if TYPE_CHECKING:
-    import torch.nn as nn
-
     from workbench.workspace import Workspace
-
-
-@dataclass
-class TrainedModel:
-    module: "nn.Module"
-    spec: ModelSpec
-    plan: FinetunePlan
-    recipe_toml: str
 
 
 def load_run(run_dir: str | Path) -> TrainedModel:
