@@ -44,7 +44,7 @@ class RunHeatmaps:
         with self._lock:
             if self._models is None:
                 from workbench.looking.starting_model import starting_predictor
-                from workbench.runs import load_run
+                from workbench.run_loading import load_run
 
                 self._models = [("starting model", starting_predictor(self.run_dir)),
                                 ("trained model", load_run(self.run_dir))]
