@@ -367,7 +367,7 @@ def rebuild_from_config(folder: str | Path, base_file: str | Path | None = None)
         raise SurgeryError(f"rebuilding needs the base model file {ref} the {caps.name} source loaded; "
                            "pass base_file=")
     # The request request_from_plan made: a class count only for a source that builds for one.
-    request = LoadRequest(ref, source=caps.name, input_size=input_size,  # type: ignore[arg-type]
+    request = LoadRequest(ref, source=caps.name, input_size=input_size,
                           num_classes=num_classes if caps.builds_for_classes else None,
                           arch=config.get("architecture") if caps.takes_arch else None)
     base = source.load(request)
