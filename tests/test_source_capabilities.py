@@ -54,9 +54,9 @@ def test_a_third_party_suffix_wins_over_a_name_lookalike(fakenet_plugin, tmp_pat
     assert not (caps.takes_names or caps.takes_arch or caps.ends_in_logits)  # undeclared: the safe defaults
 
 
-def test_a_source_that_is_not_installed_has_the_defaults():
-    caps = capabilities("not-installed")
-    assert not caps.takes_files and not caps.ends_in_logits
+def test_a_backbone_built_by_hand_takes_no_files_and_is_trusted_to_end_in_logits():
+    caps = capabilities("built-in-code")
+    assert not caps.takes_files and caps.ends_in_logits
 
 
 def _source_names() -> set[str]:

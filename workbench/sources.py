@@ -14,11 +14,15 @@ from workbench.plugins import MODEL_SOURCES, PluginRegistry, SourceCapabilities,
 
 
 def capabilities(source: str, plugins: PluginRegistry | None = None) -> SourceCapabilities:
-    """What the model source named ``source`` can do; the defaults (a source that takes no files) if not installed."""
+    """What the model source named ``source`` can do.
+
+    A name no installed source has is a ``Backbone`` built by hand in code: it takes no files, and its
+    module is taken to end in logits, as its author built it.
+    """
     for caps in (plugins or registry()).model_sources():
         if caps.name == source:
             return caps
-    return SourceCapabilities(name=source)
+    return SourceCapabilities(name=source, ends_in_logits=True)
 
 
 def load_backbone(request: LoadRequest, plugins: PluginRegistry | None = None) -> Backbone:
