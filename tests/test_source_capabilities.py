@@ -54,6 +54,20 @@ def test_a_third_party_suffix_wins_over_a_name_lookalike(fakenet_plugin, tmp_pat
     assert not (caps.takes_names or caps.takes_arch or caps.ends_in_logits)  # undeclared: the safe defaults
 
 
+def test_the_plugins_command_lists_what_each_source_can_do(fakenet_plugin, capsys):  # noqa: F811
+    import json
+
+    from workbench.cli import main
+
+    assert main(["plugins", "--json"]) == 0
+    sources = {p["name"]: p for p in json.loads(capsys.readouterr().out)["plugins"][MODEL_SOURCES]}
+    assert sources["fakenet"]["suffixes"] == [".fakenet"] and sources["fakenet"]["capabilities"] == []
+    named = [p for p in sources.values() if "takes_names" in p["capabilities"]]
+    assert len(named) == 1 and "pretrained_weights" in named[0]["capabilities"]
+    assert main(["plugins"]) == 0
+    assert ".onnx" in capsys.readouterr().out
+
+
 def test_a_backbone_built_by_hand_takes_no_files_and_is_trusted_to_end_in_logits():
     caps = capabilities("built-in-code")
     assert not caps.takes_files and caps.ends_in_logits
