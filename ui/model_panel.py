@@ -89,8 +89,6 @@ class ModelPanel(QWidget):
         names_layout.addWidget(self.load_button)
 
         self.open_file = QPushButton("Open model file…")
-        self.open_file.setToolTip("Any file an installed model source opens; weights without a config.json that "
-                                  "names their architecture take the model selected above")
         files = QHBoxLayout()
         files.addWidget(self.open_file)
         files.addStretch(1)
@@ -126,13 +124,17 @@ class ModelPanel(QWidget):
 
     # -- filled in by the window once the sources' model lists have been read in the background ----
     def set_model_names(self, catalogue: dict[str, str]) -> None:
-        """The names the sources that take names offer (name -> source), and the suffixes of those taking files."""
+        """The names the sources that take names offer (name -> source); the suffixes of those taking files."""
         self._catalogue = dict(catalogue)
         names = list(catalogue)
         self._names.setStringList(names)
         self._name_set = set(names)
-        suffixes = [suffix for caps in registry().model_sources() for suffix in caps.suffixes]
-        self.file_hint.setText(f"…or drop a model file ({', '.join(suffixes)}) or a project .toml onto the window.")
+        sources = registry().model_sources()
+        tip = f"Model files the installed sources open: {', '.join(s for caps in sources for s in caps.suffixes)}"
+        if any(caps.takes_arch for caps in sources):
+            tip += ". Weights that no config.json beside them describes are loaded into the model selected above"
+        for widget in (self.open_file, self.file_hint):
+            widget.setToolTip(tip)
         self.count_label.setText(f"{len(names):,} architectures")
         self.load_button.setEnabled(True)
         self.select_name("resnet18")

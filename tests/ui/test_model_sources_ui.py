@@ -21,7 +21,7 @@ def test_a_third_party_suffix_is_in_the_open_dialog_filter_and_its_file_loads(fa
     monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(fake_open))
     window.start_background_init()
     wait_idle(window)
-    assert ".fakenet" in window.model_panel.file_hint.text()
+    assert ".fakenet" in window.model_panel.open_file.toolTip()
 
     qtbot.mouseClick(window.model_panel.open_file, Qt.MouseButton.LeftButton)
     wait_idle(window)
