@@ -12,8 +12,8 @@ from workbench.sources import load_backbone
 from workbench.surgery import apply_to_backbone, parse_head, rebuild_from_config
 
 
-def _export_cut(backbone, out):
-    apply_to_backbone(backbone, parse_head({"cut": "pool", "pool": "avgmax", "hidden": [6]}), 3)
+def _export_cut(backbone, out, cut="pool"):
+    apply_to_backbone(backbone, parse_head({"cut": cut, "pool": "avgmax", "hidden": [6]}), 3)
     registry().get(EXPORTERS, "safetensors").export(backbone.module, backbone.spec, out)
     return backbone.module.eval()
 
@@ -81,3 +81,20 @@ def test_a_third_party_file_source_trains_cut_exports_and_rebuilds_through_itsel
     with torch.no_grad():
         assert torch.equal(rebuild_from_config(st, base_file=moved).eval()(x), trained(x))
     assert isinstance(SurgeryError("x"), WorkbenchError)
+
+
+def test_a_cut_model_on_checkpoint_weights_rebuilds_through_the_checkpoint_source(tmp_path):
+    """Weights for a named architecture (no config.json beside them): rebuilt with that architecture."""
+    import timm
+    from safetensors.torch import save_file
+
+    weights = tmp_path / "weights" / "w.safetensors"
+    weights.parent.mkdir()
+    save_file(timm.create_model("test_resnet", pretrained=False, num_classes=5).state_dict(), str(weights))
+    backbone = load_backbone(LoadRequest(str(weights), arch="test_resnet", input_size=(3, 32, 32)))
+    original = _export_cut(backbone, tmp_path / "st", cut="layer3")
+    rebuilt = rebuild_from_config(tmp_path / "st").eval()
+    assert list(rebuilt.state_dict()) == list(original.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), original(x))
