@@ -349,6 +349,7 @@ def rebuild_from_config(folder: str | Path, base_file: str | Path | None = None)
     from safetensors.torch import load_file
 
     from workbench.backbone import LoadRequest
+    from workbench.model_request import base_classes
     from workbench.plugins import MODEL_SOURCES, registry
     from workbench.sources import capabilities
 
@@ -366,9 +367,8 @@ def rebuild_from_config(folder: str | Path, base_file: str | Path | None = None)
     if caps.takes_files and not Path(ref).expanduser().is_file():
         raise SurgeryError(f"rebuilding needs the base model file {ref} the {caps.name} source loaded; "
                            "pass base_file=")
-    # The request request_from_plan made: a class count only for a source that builds for one.
-    request = LoadRequest(ref, source=caps.name, input_size=input_size,
-                          num_classes=num_classes if caps.builds_for_classes else None,
+    request = LoadRequest(ref, source=caps.name, input_size=input_size,  # as request_from_plan made it
+                          num_classes=base_classes(caps, num_classes, new_head=True),
                           arch=config.get("architecture") if caps.takes_arch else None)
     base = source.load(request)
     model = attach_head(base.module, spec, num_classes, input_size, base.spec.classifier)
