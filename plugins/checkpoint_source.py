@@ -51,7 +51,16 @@ def _side_models() -> tuple[Any, Any]:
 
 class CheckpointSource:
     name = "checkpoint"
+    title = "Checkpoints"
     suffixes = SAFE_SUFFIXES + PICKLE_SUFFIXES
+    takes_arch = True
+    ends_in_logits = True  # a timm architecture
+    builds_for_classes = True
+
+    @staticmethod
+    def needs_arch(path: Path) -> bool:
+        """Whether the weights at ``path`` need their architecture named: no config.json beside them names it."""
+        return not path.with_name("config.json").is_file()
 
     def can_load(self, request: LoadRequest) -> bool:
         return request.path.suffix.lower() in SAFE_SUFFIXES + PICKLE_SUFFIXES
@@ -95,7 +104,7 @@ class CheckpointSource:
         spec = spec_from_timm(model, LoadRequest(arch, input_size=request.input_size, mean=request.mean,
                                                  std=request.std), pretrained=True)
         _apply_side_config(spec, config)
-        return Backbone(model, spec, "checkpoint", str(path), notices, {"weights": str(path), "tensors": len(state)})
+        return Backbone(model, spec, self.name, str(path), notices, {"weights": str(path), "tensors": len(state)})
 
 
 def read_side_config(path: Path) -> dict[str, Any]:

@@ -14,7 +14,8 @@ class OnnxSource:
     """Loads ``.onnx`` files as trainable PyTorch modules (via onnx2torch, checked with onnxruntime)."""
 
     name = "onnx"
-    suffixes = (".onnx",)
+    title = "ONNX models"
+    suffixes = (".onnx",)  # the file fixes the output: a detector's map or probabilities are checked before training
 
     def can_load(self, request: LoadRequest) -> bool:
         return request.path.suffix.lower() == ".onnx"

@@ -17,7 +17,19 @@ os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
 
 class TimmSource:
     name = "timm"
+    title = "timm models"
     suffixes: tuple[str, ...] = ()
+    takes_names = True
+    pretrained_weights = True
+    ends_in_logits = True
+    builds_for_classes = True
+
+    @staticmethod
+    def model_names() -> list[str]:
+        """Every architecture timm can build (imports timm: call it off the GUI thread)."""
+        import timm
+
+        return list(timm.list_models())
 
     @staticmethod
     def pretrained_availability(name: str) -> str:
@@ -54,7 +66,7 @@ class TimmSource:
         spec = spec_from_timm(model, request, pretrained)
         if pretrained and spec.num_classes == 1000 and not spec.label_names:
             spec.label_names = imagenet_label_names()
-        return Backbone(model, spec, "timm", name, notices)
+        return Backbone(model, spec, self.name, name, notices)
 
 
 def imagenet_label_names() -> list[str]:

@@ -97,20 +97,95 @@ ENTRY_POINTS = textwrap.dedent('''
 ''')
 
 
-@pytest.fixture
-def third_party_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Install the fake distribution (found by importlib.metadata through sys.path) and reset the registry."""
+FAKENET_MODULE = textwrap.dedent('''
+    """A third-party model source for a file format the core has never heard of: '.fakenet' (JSON)."""
+    import json
+    from pathlib import Path
+
+    import torch
+    import torch.nn as nn
+
+    from workbench.backbone import Backbone
+    from workbench.errors import ModelLoadError
+    from workbench.spec import ModelSpec
+
+
+    class FakeNet(nn.Module):
+        def __init__(self, widths, classes):
+            super().__init__()
+            self.stem = nn.Conv2d(3, widths[0], 3, padding=1)
+            self.bn = nn.BatchNorm2d(widths[0])
+            self.block = nn.Conv2d(widths[0], widths[1], 3, stride=2, padding=1)
+            self.pool = nn.AdaptiveAvgPool2d(1)
+            self.fc = nn.Linear(widths[1], classes)
+
+        def forward(self, x):
+            x = torch.relu(self.block(torch.relu(self.bn(self.stem(x)))))
+            return self.fc(torch.flatten(self.pool(x), 1))
+
+
+    class FakeNetSource:
+        """Builds the network a '.fakenet' file describes: {"widths": [a, b], "classes": n, "seed": s}."""
+        name = "fakenet"
+        title = "FakeNet models"
+        suffixes = (".fakenet",)
+        loads = 0  # how many models it built (the test sees rebuilds go through it)
+
+        def can_load(self, request):
+            return request.path.suffix.lower() == ".fakenet"
+
+        def load(self, request):
+            try:
+                described = json.loads(Path(request.ref).read_text())
+            except (OSError, ValueError) as exc:
+                raise ModelLoadError(f"{request.ref}: not a FakeNet description ({exc})") from None
+            torch.manual_seed(described["seed"])
+            model = FakeNet(described["widths"], described["classes"])
+            type(self).loads += 1
+            spec = ModelSpec(f"fakenet:{Path(request.ref).stem}", described["classes"],
+                             input_size=tuple(request.input_size or (3, 32, 32)), mean=(0.5,) * 3, std=(0.25,) * 3,
+                             classifier="fc")
+            return Backbone(model, spec, self.name, request.ref, report={"widths": described["widths"]})
+''')
+
+FAKENET_ENTRY_POINTS = "[workbench.model_sources]\nfakenet = fake_wb_fakenet:FakeNetSource\n"
+
+
+def install_distribution(site: Path, name: str, module: str, entry_points: str,
+                         monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Write ``name`` (one module plus a dist-info with entry_points.txt) into ``site``, put it on sys.path and
+    reset the registry: importlib.metadata finds it exactly as it finds a pip-installed distribution."""
     import importlib
 
     from workbench import plugins as plugin_mod
 
-    site = tmp_path / "site"
-    dist = site / "fake_wb_thirdparty-1.0.dist-info"
+    dist = site / f"{name}-1.0.dist-info"
     dist.mkdir(parents=True)
-    (site / "fake_wb_thirdparty.py").write_text(FAKE_MODULE)
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: fake-wb-thirdparty\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text(ENTRY_POINTS)
+    (site / f"{name}.py").write_text(module)
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name.replace('_', '-')}\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(entry_points)
     monkeypatch.syspath_prepend(str(site))
     importlib.invalidate_caches()
     monkeypatch.setattr(plugin_mod, "_registry", None)
     return site
+
+
+@pytest.fixture
+def third_party_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Install the fake distribution (found by importlib.metadata through sys.path) and reset the registry."""
+    return install_distribution(tmp_path / "site", "fake_wb_thirdparty", FAKE_MODULE, ENTRY_POINTS, monkeypatch)
+
+
+@pytest.fixture
+def fakenet_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Install a third-party distribution whose model source opens '.fakenet' files."""
+    return install_distribution(tmp_path / "fakenet_site", "fake_wb_fakenet", FAKENET_MODULE,
+                                FAKENET_ENTRY_POINTS, monkeypatch)
+
+
+def write_fakenet(path: Path, widths: tuple[int, int] = (6, 10), classes: int = 4, seed: int = 7) -> Path:
+    """A '.fakenet' file, the format only the fakenet plugin reads."""
+    import json
+
+    path.write_text(json.dumps({"widths": list(widths), "classes": classes, "seed": seed}))
+    return path

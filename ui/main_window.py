@@ -27,11 +27,12 @@ from workbench.demo import DEMO_MODEL
 from workbench.errors import WorkbenchError
 from workbench.model_request import model_config_from_request
 from workbench.plan import FinetunePlan
+from workbench.sources import capabilities
 from workbench_ui.compare_panel import ComparePanel
 from workbench_ui.data_panel import DataPanel, DataScan
 from workbench_ui.dialogs import ask_save_discard_cancel, ask_yes_no, show_error
 from workbench_ui.groups_panel import GroupsPanel
-from workbench_ui.model_panel import ModelPanel
+from workbench_ui.model_panel import ModelPanel, model_file_filter
 from workbench_ui.results_panel import ResultsPanel
 from workbench_ui.runs_panel import RunsPanel
 from workbench_ui.session import WorkbenchSession, without_pretrained
@@ -308,16 +309,15 @@ class MainWindow(QMainWindow):
         self.busy_label.setVisible(bool(labels))
 
     def start_background_init(self) -> None:
-        """Import torch and timm off the UI thread, then fill the model list and the device list."""
+        """Import torch and the model sources' lists off the UI thread, then fill the model and device lists."""
 
-        def init() -> tuple[list[str], list[tuple[str, str]]]:
-            import timm
-
+        def init() -> tuple[dict[str, str], list[tuple[str, str]]]:
+            from workbench.sources import model_catalogue
             from workbench.training.devices import available_devices
 
-            return list(timm.list_models()), available_devices()
+            return model_catalogue(), available_devices()
 
-        def done(result: tuple[list[str], list[tuple[str, str]]]) -> None:
+        def done(result: tuple[dict[str, str], list[tuple[str, str]]]) -> None:
             from workbench.plugins import DATASETS, EXPORTERS, MODEL_SOURCES, registry
 
             names, devices = result
@@ -329,11 +329,10 @@ class MainWindow(QMainWindow):
             if reg.failures:
                 self.statusBar().showMessage(f"{len(reg.failures)} plugin(s) failed to load; see the log", 15000)
             self.data_panel.refresh_choices()
-            timm_source = reg.plugins(MODEL_SOURCES).get("timm")
-            self.model_panel.set_model_names(names, getattr(timm_source, "pretrained_availability", lambda _n: "none"))
+            self.model_panel.set_model_names(names)
             self.train_panel.set_devices(devices)
 
-        self.run_background(init, "Loading PyTorch and timm", done, "Could not start PyTorch")
+        self.run_background(init, "Loading PyTorch and the model list", done, "Could not start PyTorch")
 
     # -- loading --------------------------------------------------------------------------
     def confirm_discard(self) -> bool:
@@ -359,13 +358,13 @@ class MainWindow(QMainWindow):
 
             return Workspace.from_backbone(load_backbone(request), plan)
 
-        name = Path(request.ref).name if request.source in ("onnx", "checkpoint") else request.ref
+        name = Path(request.ref).name if capabilities(request.source or "").takes_files else request.ref
         self.run_background(load, f"Loading {name}", lambda ws: self._show_workspace(ws, None, request.ref),
                             "Could not load the model")
 
     def _show_workspace(self, ws: Any, project: Path | None, recent: str | None) -> None:
         self.session.set_workspace(ws, project)
-        if ws.plan.model.source == "timm":
+        if capabilities(ws.plan.model.source).takes_names:
             self.model_panel.show_loaded(ws.plan.model.name, bool(ws.backbone.spec.pretrained))
         if recent and (project is not None or Path(recent).suffix):
             self.add_recent(recent)
@@ -411,10 +410,8 @@ class MainWindow(QMainWindow):
         if suffix == ".toml":
             if not self.train_panel.is_running() and self.confirm_discard():
                 self.open_project(path)
-        elif sources.get(suffix) == "checkpoint":
-            self.load_model(self.model_panel.checkpoint_request(path))
         elif suffix in sources:
-            self.load_model(LoadRequest(path, source=sources[suffix]))
+            self.load_model(self.model_panel.file_request(path, sources[suffix]))
         else:
             show_error(self, "Cannot open this file",
                        f"{Path(path).name}: expected a project (.toml) or a model file ({', '.join(sorted(sources))})")
@@ -427,8 +424,7 @@ class MainWindow(QMainWindow):
             self.open_project(path)
 
     def choose_model_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a model file", "",
-                                              "Models (*.onnx *.safetensors *.pth *.pt *.bin *.ckpt)")
+        path, _ = QFileDialog.getOpenFileName(self, "Open a model file", "", model_file_filter())
         if path:
             self.open_path(path)
 

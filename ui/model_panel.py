@@ -1,8 +1,7 @@
-"""The model picker: search over timm's model names, pretrained toggle, ONNX / checkpoint files, recents."""
+"""The model picker: search over the model names sources offer, pretrained toggle, model files, recents."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QSortFilterProxyModel, QStringListModel, Qt, QTimer, Signal
@@ -23,11 +22,17 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.backbone import LoadRequest
+from workbench.plugins import registry
+from workbench.sources import needs_arch, pretrained_availability
 from workbench_ui.look import muted
 from workbench_ui.widgets import InputSizeEdit
 
-ONNX_FILTER = "ONNX models (*.onnx)"
-CHECKPOINT_FILTER = "Checkpoints (*.safetensors *.pth *.pt *.bin *.ckpt)"
+
+def model_file_filter() -> str:
+    """The open dialog's filter: every file the installed model sources take, then one entry per source."""
+    sources = [caps for caps in registry().model_sources() if caps.takes_files]
+    every = " ".join(f"*{suffix}" for caps in sources for suffix in caps.suffixes)
+    return ";;".join([f"Model files ({every})"] + [caps.file_filter for caps in sources] + ["All files (*)"])
 
 _AVAILABILITY_TEXT = {
     "installed": "✔ pretrained weights are installed by a package (work offline)",
@@ -39,13 +44,13 @@ _AVAILABILITY_TEXT = {
 
 class ModelPanel(QWidget):
     loadRequested = Signal(object)  # LoadRequest
-    openFileRequested = Signal(str)  # a path from the recent list (model or project)
+    openFileRequested = Signal(str)  # a model file chosen, or a path from the recent list (model or project)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self._availability: Callable[[str], str] | None = None
+        self._catalogue: dict[str, str] = {}  # model name -> the source that offers it
 
-        self.search = QLineEdit(placeholderText="Search timm models… (e.g. resnet, vit_small, convnext)")
+        self.search = QLineEdit(placeholderText="Search models… (e.g. resnet, vit_small, convnext)")
         self.search.setClearButtonEnabled(True)
         self._names = QStringListModel(self)
         self._filtered = QSortFilterProxyModel(self)
@@ -55,7 +60,7 @@ class ModelPanel(QWidget):
         self.names_view.setModel(self._filtered)
         self.names_view.setUniformItemSizes(True)
         self.names_view.setEditTriggers(QListView.EditTrigger.NoEditTriggers)
-        self.count_label = QLabel("Loading the timm model list…")
+        self.count_label = QLabel("Loading the model list…")
         muted(self.count_label)
 
         self.pretrained = QCheckBox("Pretrained weights")
@@ -75,29 +80,26 @@ class ModelPanel(QWidget):
         options.addRow(self.availability)
         options.addRow("Input size", self.input_size)
 
-        timm_box = QGroupBox("timm model")
-        timm_layout = QVBoxLayout(timm_box)
-        timm_layout.addWidget(self.search)
-        timm_layout.addWidget(self.names_view, 1)
-        timm_layout.addWidget(self.count_label)
-        timm_layout.addLayout(options)
-        timm_layout.addWidget(self.load_button)
+        names_box = QGroupBox("Model by name")
+        names_layout = QVBoxLayout(names_box)
+        names_layout.addWidget(self.search)
+        names_layout.addWidget(self.names_view, 1)
+        names_layout.addWidget(self.count_label)
+        names_layout.addLayout(options)
+        names_layout.addWidget(self.load_button)
 
-        self.open_onnx = QPushButton("Open ONNX…")
-        self.open_checkpoint = QPushButton("Open checkpoint…")
-        self.open_checkpoint.setToolTip("A .safetensors/.pth checkpoint; the architecture comes from a config.json "
-                                        "beside it, or from the timm model selected above")
+        self.open_file = QPushButton("Open model file…")
         files = QHBoxLayout()
-        files.addWidget(self.open_onnx)
-        files.addWidget(self.open_checkpoint)
-        hint = QLabel("…or drop a .onnx, .safetensors, .pth or project .toml file onto the window.")
-        hint.setWordWrap(True)
-        muted(hint)
+        files.addWidget(self.open_file)
+        files.addStretch(1)
+        self.file_hint = QLabel("…or drop a model file or a project .toml onto the window.")
+        self.file_hint.setWordWrap(True)
+        muted(self.file_hint)
 
         file_box = QGroupBox("From a file")
         file_layout = QVBoxLayout(file_box)
         file_layout.addLayout(files)
-        file_layout.addWidget(hint)
+        file_layout.addWidget(self.file_hint)
 
         self.recent = QListWidget()
         self.recent.setMaximumHeight(120)
@@ -106,7 +108,7 @@ class ModelPanel(QWidget):
         recent_layout.addWidget(self.recent)
 
         layout = QVBoxLayout(self)
-        layout.addWidget(timm_box, 1)
+        layout.addWidget(names_box, 1)
         layout.addWidget(file_box)
         layout.addWidget(recent_box)
 
@@ -117,15 +119,22 @@ class ModelPanel(QWidget):
         self.names_view.doubleClicked.connect(lambda *_: self._load_selected())
         self.pretrained.toggled.connect(lambda *_: self._selection_changed())
         self.load_button.clicked.connect(self._load_selected)
-        self.open_onnx.clicked.connect(self._choose_onnx)
-        self.open_checkpoint.clicked.connect(self._choose_checkpoint)
+        self.open_file.clicked.connect(self._choose_file)
         self.recent.itemActivated.connect(lambda item: self.openFileRequested.emit(item.data(Qt.ItemDataRole.UserRole)))
 
-    # -- filled in by the window once timm has been imported in the background ----------
-    def set_model_names(self, names: list[str], availability: Callable[[str], str]) -> None:
-        self._availability = availability
+    # -- filled in by the window once the sources' model lists have been read in the background ----
+    def set_model_names(self, catalogue: dict[str, str]) -> None:
+        """The names the sources that take names offer (name -> source); the suffixes of those taking files."""
+        self._catalogue = dict(catalogue)
+        names = list(catalogue)
         self._names.setStringList(names)
         self._name_set = set(names)
+        sources = registry().model_sources()
+        tip = f"Model files the installed sources open: {', '.join(s for caps in sources for s in caps.suffixes)}"
+        if any(caps.takes_arch for caps in sources):
+            tip += ". Weights that no config.json beside them describes are loaded into the model selected above"
+        for widget in (self.open_file, self.file_hint):
+            widget.setToolTip(tip)
         self.count_label.setText(f"{len(names):,} architectures")
         self.load_button.setEnabled(True)
         self.select_name("resnet18")
@@ -178,19 +187,24 @@ class ModelPanel(QWidget):
             self.names_view.setCurrentIndex(self._filtered.index(0, 0))
         self._selection_changed()
 
+    def _source_of(self, name: str) -> str | None:
+        """The source offering ``name``; a name typed that no list holds goes to the first source taking names."""
+        return self._catalogue.get(name) or next(iter(self._catalogue.values()), None)
+
     def request(self) -> LoadRequest | None:
         name = self.selected_name()
-        if not name:
+        source = self._source_of(name) if name else None
+        if not name or source is None:
             return None
-        return LoadRequest(name, source="timm", pretrained=self.pretrained.isChecked(),
-                           input_size=self._size())
+        return LoadRequest(name, source=source, pretrained=self.pretrained.isChecked(), input_size=self._size())
 
     def _selection_changed(self) -> None:
         name = self.selected_name()
-        if not name or self._availability is None:
+        source = self._source_of(name) if name else None
+        if not name or source is None:
             self.availability.setText("")
             return
-        state = self._availability(name)
+        state = pretrained_availability(source, name)
         text = _AVAILABILITY_TEXT.get(state, state)
         self.availability.setText(text)
         self.pretrained.setEnabled(state != "none")
@@ -202,22 +216,16 @@ class ModelPanel(QWidget):
         if request is not None and self.load_button.isEnabled():
             self.loadRequested.emit(request)
 
-    def _choose_onnx(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open an ONNX model", "", ONNX_FILTER)
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a model file", "", model_file_filter())
         if path:
-            self.loadRequested.emit(LoadRequest(path, source="onnx", input_size=self._size()))
-
-    def _choose_checkpoint(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open a checkpoint", "", CHECKPOINT_FILTER)
-        if path:
-            self.loadRequested.emit(self.checkpoint_request(path))
+            self.openFileRequested.emit(path)
 
     def _size(self) -> tuple[int, int, int] | None:
         self.input_size.commit()  # a size typed without Enter still counts (or is refused with its reason)
         return self.input_size.size()
 
-    def checkpoint_request(self, path: str) -> LoadRequest:
-        arch = None
-        if not (Path(path).parent / "config.json").is_file():
-            arch = self.selected_name()
-        return LoadRequest(path, source="checkpoint", arch=arch, input_size=self._size())
+    def file_request(self, path: str, source: str) -> LoadRequest:
+        """Load the file at ``path`` with ``source``; weights that need their architecture take the selected name."""
+        arch = self.selected_name() if needs_arch(source, path) else None
+        return LoadRequest(path, source=source, arch=arch, input_size=self._size())

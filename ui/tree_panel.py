@@ -134,8 +134,8 @@ class TreePanel(QWidget):
         self.view.setAlternatingRowColors(True)
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.setSelectionBehavior(QTreeView.SelectionBehavior.SelectRows)
-        self.empty = QLabel("No model loaded. Pick a timm model on the left, open an ONNX file or a checkpoint, "
-                            "or drop one onto the window.")
+        self.empty = QLabel("No model loaded. Pick a model on the left, open a model file, or drop one onto the "
+                            "window.")
         self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.empty.setWordWrap(True)
         muted(self.empty)

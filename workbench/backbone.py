@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 class LoadRequest:
     """What the user asked to load.
 
-    ``source`` is ``"timm"``, ``"onnx"``, ``"checkpoint"`` (or a third-party source's
-    name); ``None`` lets the registry pick the first source whose ``can_load`` accepts.
+    ``source`` names an installed model-source plugin; ``None`` lets the registry pick the
+    first source whose ``can_load`` accepts (:func:`workbench.sources.source_for`).
     """
 
     ref: str
@@ -72,8 +72,8 @@ class Backbone:
     @property
     def weights(self) -> str:
         """Where the module's current weights came from, in words."""
-        if self.source in ("onnx", "checkpoint"):
-            from pathlib import Path
+        from workbench.sources import capabilities
 
+        if capabilities(self.source).takes_files:
             return f"weights from {Path(self.ref).name}"
         return "pretrained weights" if self.spec.pretrained else "random init"

@@ -163,8 +163,6 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
     else:
         request = LoadRequest(args.model, arch=args.arch, pretrained=args.pretrained,
                               num_classes=args.num_classes, input_size=args.input_size)
-        if args.arch and Path(args.model).suffix:
-            request.source = "checkpoint"
         ws = Workspace.from_backbone(load_backbone(request))
     data = inspect_dict(ws, ws.resolve(), depth=args.depth)
     from workbench.cost import plan_cost, workspace_cost_model

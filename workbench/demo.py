@@ -34,7 +34,7 @@ def demo_plan(pretrained: bool = True) -> FinetunePlan:
     groups = [GroupConfig(name, modules, lr=BASE_LR * FACTOR ** (last - i) if name in training else None)
               for i, (name, modules) in enumerate(DEMO_GROUPS)]
     return FinetunePlan(
-        model=ModelConfig(source="timm", name=DEMO_MODEL, pretrained=pretrained, num_classes=10,
+        model=ModelConfig(name=DEMO_MODEL, pretrained=pretrained, num_classes=10,  # the schema's default source
                           input_size=DEMO_INPUT),
         # ImageNet BatchNorm statistics stay as they are, in unfrozen layers too ("eval", Keras' advice):
         # batch statistics of 8×8 digits would shift the features the probe was trained on. With

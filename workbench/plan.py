@@ -30,7 +30,6 @@ from workbench.errors import PlanError
 BN_POLICIES = ("freeze", "train", "eval")
 OPTIMIZERS = ("adamw", "sgd")
 SCHEDULERS = ("constant", "cosine", "onecycle")
-MODEL_SOURCES = ("timm", "onnx", "checkpoint")  # the built-in ones; plugins may add more
 
 
 def model_source_names() -> list[str]:

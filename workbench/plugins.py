@@ -32,8 +32,10 @@ STRATEGIES = "workbench.strategies"  # fine-tuning strategies for `workbench com
 class ModelSource(Protocol):
     """A ``workbench.model_sources`` plugin.
 
-    Optional: ``suffixes`` (files it opens) and ``describe_report(report) -> SourceReportText``, which words
-    the ``Backbone.report`` its ``load`` filled in for ``workbench inspect`` and the GUI.
+    Optional: the capabilities :class:`SourceCapabilities` lists (what the core and the window ask, never the
+    source's name), ``model_names()`` and ``pretrained_availability(name)`` for a source that takes names,
+    ``needs_arch(path)`` for one that takes an architecture, and ``describe_report(report) -> SourceReportText``,
+    which words the ``Backbone.report`` its ``load`` filled in for ``workbench inspect`` and the GUI.
     """
 
     name: str
@@ -50,6 +52,51 @@ class SourceReportText:
     title: str
     lines: list[str]
     facts: list[str]
+
+
+@dataclass(frozen=True)
+class SourceCapabilities:
+    """What a model source declares it can do (class attributes of the plugin; these are the defaults)."""
+
+    name: str
+    title: str = ""  # what its models are called in a file dialog ("ONNX models"); the name when empty
+    suffixes: tuple[str, ...] = ()  # the files it opens (lower case, with the dot); none: it takes no files
+    takes_names: bool = False  # loads models by name from a catalogue (``model_names()``), e.g. timm's registry
+    takes_arch: bool = False  # its files hold weights for an architecture named apart (``--arch``, ``[model] arch``)
+    pretrained_weights: bool = False  # can load published pretrained weights (``--pretrained``)
+    ends_in_logits: bool = False  # its models always end in class logits (others are checked before training)
+    builds_for_classes: bool = False  # builds the model for a class count; else a class count replaces the
+    # file's own classifier, which a new [head] cuts off anyway (so it is not asked for one then)
+
+    @property
+    def takes_files(self) -> bool:
+        """Whether ``[model] name`` is a file path for this source (resolved against the project's folder)."""
+        return bool(self.suffixes)
+
+    @property
+    def file_filter(self) -> str:
+        """A file dialog filter for its files, e.g. ``"ONNX models (*.onnx)"``; empty when it takes none."""
+        if not self.suffixes:
+            return ""
+        return f"{self.title or self.name} ({' '.join('*' + s for s in self.suffixes)})"
+
+
+def source_capabilities(plugin: Any) -> SourceCapabilities:
+    """The capabilities a loaded model-source plugin declares (missing or malformed ones take the defaults)."""
+    default = SourceCapabilities(name=str(plugin.name))
+    suffixes = getattr(plugin, "suffixes", ())
+    suffixes = tuple(dict.fromkeys(s.lower() for s in suffixes if isinstance(s, str) and len(s) > 1
+                                   and s.startswith(".") and not any(c in s for c in " *;()")))
+
+    def flag(key: str) -> bool:
+        value = getattr(plugin, key, getattr(default, key))
+        return value if isinstance(value, bool) else bool(getattr(default, key))
+
+    title = getattr(plugin, "title", "")
+    return SourceCapabilities(default.name, title if isinstance(title, str) else "", suffixes,
+                              takes_names=flag("takes_names") and callable(getattr(plugin, "model_names", None)),
+                              takes_arch=flag("takes_arch"), pretrained_weights=flag("pretrained_weights"),
+                              ends_in_logits=flag("ends_in_logits"), builds_for_classes=flag("builds_for_classes"))
 
 
 @runtime_checkable
@@ -169,12 +216,16 @@ class PluginRegistry:
         """Names declared in a group, without importing the plugins (cheap; for validating files)."""
         return sorted({ep.name for ep in _entry_points(group)} | set(self._extra.get(group, {})))
 
+    def model_sources(self) -> list[SourceCapabilities]:
+        """Every working model source's capabilities, in the order sources are tried."""
+        return [source_capabilities(plugin) for plugin in self.plugins(MODEL_SOURCES).values()]
+
     def suffix_map(self) -> dict[str, str]:
         """File suffix (lower case, with the dot) -> the model source that declares it."""
         found: dict[str, str] = {}
-        for name, source in self.plugins(MODEL_SOURCES).items():
-            for suffix in getattr(source, "suffixes", ()):
-                found.setdefault(suffix.lower(), name)
+        for caps in self.model_sources():
+            for suffix in caps.suffixes:
+                found.setdefault(suffix, caps.name)
         return found
 
     def get(self, group: str, name: str) -> Any:

@@ -80,13 +80,14 @@ def load_predictor(source: str, pretrained: bool = False, arch: str | None = Non
         from workbench.sources import load_backbone
 
         request = LoadRequest(source, arch=arch, pretrained=pretrained, input_size=input_size)
-        if arch and path.suffix:
-            request.source = "checkpoint"
         backbone = load_backbone(request)
     notices = list(backbone.notices)
     if backbone.weights == "random init":
+        from workbench.sources import capabilities
+
+        offers = capabilities(backbone.source).pretrained_weights
         notices.append(f"{backbone.name} has random (untrained) weights, so its predictions mean nothing"
-                       + ("" if pretrained else "; add --pretrained for trained weights"))
+                       + ("; add --pretrained for trained weights" if offers and not pretrained else ""))
     return Predictor(backbone.module.eval(), backbone.spec, backbone.weights, notices)
 
 

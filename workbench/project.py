@@ -12,7 +12,6 @@ from typing import Any
 from workbench.atomic import atomic_write_text
 from workbench.errors import ProjectError, WorkbenchError  # noqa: F401  (ProjectError re-exported)
 from workbench.plan import (  # noqa: F401
-    MODEL_SOURCES,
     AdapterConfig,
     DataConfig,
     FinetunePlan,
@@ -53,6 +52,8 @@ def rebase_plan(plan: FinetunePlan, new_dir: Path) -> FinetunePlan:
     """Keep relative paths pointing at the same files when the project moves to ``new_dir``."""
     import os
 
+    from workbench.sources import capabilities
+
     out = plan.copy()
 
     def move(value: str | None) -> str | None:
@@ -64,7 +65,7 @@ def rebase_plan(plan: FinetunePlan, new_dir: Path) -> FinetunePlan:
         except ValueError:  # another drive on Windows
             return str(old.resolve())
 
-    if out.model.source != "timm":
+    if capabilities(out.model.source).takes_files:
         out.model.name = move(out.model.name) or out.model.name
     out.data.path = move(out.data.path)
     out.data.val_path = move(out.data.val_path)

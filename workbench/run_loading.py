@@ -95,11 +95,12 @@ def plan_for_project(plan: FinetunePlan, project_path: Path | None) -> FinetuneP
     returned has the same data paths made relative to the project's folder (absolute without a project).
     """
     from workbench.project import rebase_plan
+    from workbench.sources import capabilities
 
     if project_path is not None:
         return rebase_plan(plan, Path(project_path).parent.resolve())
     out = plan.copy()
-    if out.model.source != "timm" and out.model.name:
+    if capabilities(out.model.source).takes_files and out.model.name:
         out.model.name = str(plan.resolve_path(out.model.name))
     for key in ("path", "val_path"):
         value = plan.resolve_path(getattr(out.data, key))

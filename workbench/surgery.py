@@ -337,14 +337,21 @@ def apply_to_backbone(backbone: "Backbone", spec: HeadSpec, num_classes: int | N
     return backbone
 
 
-def rebuild_from_config(folder: str | Path, onnx_file: str | Path | None = None) -> "nn.Module":
+def rebuild_from_config(folder: str | Path, base_file: str | Path | None = None) -> "nn.Module":
     """Rebuild an exported cut model from its ``config.json`` recipe and load ``model.safetensors``.
 
-    timm bases are recreated by name; an ONNX base needs the original ``.onnx`` file.
+    The base is loaded again by the model source that loaded it first (the recipe names it), with the same
+    request, so a source's own import steps (the ONNX importer's rewrite passes) run again. A base that is a
+    file is read from where it was, or from ``base_file``.
     """
     import json
 
     from safetensors.torch import load_file
+
+    from workbench.backbone import LoadRequest
+    from workbench.model_request import base_classes
+    from workbench.plugins import MODEL_SOURCES, registry
+    from workbench.sources import capabilities
 
     folder = Path(folder)
     config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
@@ -353,24 +360,18 @@ def rebuild_from_config(folder: str | Path, onnx_file: str | Path | None = None)
         raise SurgeryError(f"{folder / 'config.json'} has no workbench head recipe; use timm.create_model")
     spec = parse_head({k: recipe[k] for k in HEAD_KEYS if k in recipe})
     input_size = tuple(recipe["input_size"])
-    if recipe["source"] == "timm":
-        import timm
-
-        base = timm.create_model(recipe["base"], pretrained=False, **(config.get("model_args") or {}))
-        classifier = (config.get("pretrained_cfg") or {}).get("classifier")
-        classifier = None if classifier == "head" else classifier
-        classifier = classifier or getattr(base, "pretrained_cfg", {}).get("classifier")
-    elif recipe["source"] == "onnx":
-        import onnx
-        from onnx2torch import convert
-
-        path = Path(onnx_file or recipe["base"])
-        if not path.is_file():
-            raise SurgeryError(f"rebuilding needs the original ONNX file {path}; pass onnx_file=")
-        base, classifier = convert(onnx.load(str(path))), None
-    else:
-        raise SurgeryError(f"cannot rebuild a {recipe['source']!r} base; load it, then attach_head()")
-    model = attach_head(base, spec, int(config["num_classes"]), input_size, classifier)
+    num_classes = int(config["num_classes"])
+    source = registry().get(MODEL_SOURCES, recipe["source"])
+    caps = capabilities(recipe["source"])
+    ref = str(base_file or recipe["base"])
+    if caps.takes_files and not Path(ref).expanduser().is_file():
+        raise SurgeryError(f"rebuilding needs the base model file {ref} the {caps.name} source loaded; "
+                           "pass base_file=")
+    request = LoadRequest(ref, source=caps.name, input_size=input_size,  # as request_from_plan made it
+                          num_classes=base_classes(caps, num_classes, new_head=True),
+                          arch=config.get("architecture") if caps.takes_arch else None)
+    base = source.load(request)
+    model = attach_head(base.module, spec, num_classes, input_size, base.spec.classifier)
     state = load_file(str(folder / "model.safetensors"))
     model.load_state_dict(state)
     return model

@@ -22,6 +22,7 @@ from workbench.groups import default_groups
 from workbench.plan import FinetunePlan
 from workbench.resolve import resolve_plan
 from workbench.run_folder import RunDir
+from workbench.sources import capabilities
 from workbench.spec import ModelSpec
 from workbench.training.checkpoint import load_checkpoint, restore_rng_state
 from workbench.training.devices import describe_precision, pick_amp, pick_device
@@ -42,7 +43,7 @@ def start_run(trainer: Trainer) -> TrainState:
     if spec.num_classes != len(classes):
         raise TrainingError(f"the data has {len(classes)} classes but the model's head has {spec.num_classes} "
                             f"outputs; set [model] num_classes = {len(classes)} (or --adapt-head)")
-    if trainer.ws.backbone.source == "onnx" and trainer.plan.head is None:  # timm models always end in logits
+    if trainer.plan.head is None and not capabilities(trainer.ws.backbone.source).ends_in_logits:
         check_logits(model, spec)
     spec.label_names = classes
     device = pick_device(cfg.device)
@@ -133,7 +134,7 @@ def recorded_plan(plan: FinetunePlan, original: FinetunePlan, spec: ModelSpec) -
     recorded = plan.copy()
     recorded.model.num_classes = spec.num_classes
     recorded.model.label_names = list(spec.label_names or [])
-    if recorded.model.source != "timm":
+    if capabilities(recorded.model.source).takes_files:
         recorded.model.name = str(original.resolve_path(recorded.model.name))
     for key in ("path", "val_path"):
         value = getattr(recorded.data, key)
