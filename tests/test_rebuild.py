@@ -50,7 +50,7 @@ def test_a_third_party_file_source_trains_cut_exports_and_rebuilds_through_itsel
 
     from workbench.cli import main
     from workbench.errors import WorkbenchError
-    from workbench.runs import load_run
+    from workbench.run_loading import load_run
     from workbench.surgery import SurgeryError
 
     net = write_fakenet(tmp_path / "net.fakenet")
