@@ -175,7 +175,7 @@ def test_console_script_ends_the_process_after_flushing_threads_and_atexit_but_w
     script = textwrap.dedent(f"""
         import atexit, sys, threading, time
         from pathlib import Path
-        from workbench import cli
+        from workbench.cli import entry
 
         out = Path({str(tmp_path)!r})
 
@@ -191,8 +191,8 @@ def test_console_script_ends_the_process_after_flushing_threads_and_atexit_but_w
             sys.stdout.write("x" * 100_000)  # a pipe: block-buffered until flushed
             return 3
 
-        cli.main = fake_main
-        sys.exit(cli.run())
+        entry.main = fake_main
+        sys.exit(entry.run())
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr
@@ -210,13 +210,13 @@ def test_installed_console_script_points_at_run():
 
 
 def test_console_script_leaves_the_window_to_its_own_teardown(monkeypatch):
-    from workbench import cli
+    from workbench.cli import entry, window
 
     def gui_main(argv=None):
-        monkeypatch.setattr(cli, "_gui_launched", True)
+        monkeypatch.setattr(window, "launched", True)
         return 0
 
     ended = []
-    monkeypatch.setattr(cli, "main", gui_main)
-    monkeypatch.setattr(cli, "_end_process", ended.append)
-    assert cli.run() == 0 and ended == []
+    monkeypatch.setattr(entry, "main", gui_main)
+    monkeypatch.setattr(entry, "_end_process", ended.append)
+    assert entry.run() == 0 and ended == []
