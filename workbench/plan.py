@@ -17,15 +17,16 @@ is a linear probe, and a child can be unfrozen inside a frozen parent.
 
 from __future__ import annotations
 
+import difflib
 import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, cast, dataclass_transform
+from typing import Annotated, Any, Literal, TypeVar, cast, dataclass_transform, get_args
 
 import pydantic
 from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
-from workbench.errors import PlanError
+from workbench.errors import PlanError, WorkbenchError
 
 BN_POLICIES = ("freeze", "train", "eval")
 OPTIMIZERS = ("adamw", "sgd")
@@ -44,6 +45,7 @@ MAX_CHANNELS = 64
 MAX_SIDE = 8192  # larger inputs need tens of GB for one activation map
 MAX_SEED = 2**32 - 1  # numpy and DataLoader workers take 32-bit seeds
 MAX_CLASSES = 1_000_000
+MAX_EPOCHS = 100_000
 
 # The schema is the single source of truth: types, ranges and defaults of every project-file key
 # live in these annotations; workbench.project validates TOML through them and `workbench schema`
@@ -58,6 +60,10 @@ def _as_tuple(value: Any) -> Any:
 
 def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
+
+
+def _int_as_list(value: Any) -> Any:
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -104,7 +110,21 @@ def section(cls: type[_Section]) -> type[_Section]:
     validated.validating_init = init  # type: ignore[attr-defined]  # the raw one, for workbench.project
     validated.__init__ = __init__  # type: ignore[method-assign]
     validated.__setattr__ = __setattr__  # type: ignore[method-assign]
+    SECTION_CLASSES.append(validated)
     return cast("type[_Section]", validated)
+
+
+SECTION_CLASSES: list[type] = []  # every @section class, in definition order (a [[compare]] table's after its sources)
+
+
+def rebuild_sections() -> None:
+    """Re-read every section's annotations, e.g. after a limit such as ``MAX_EPOCHS`` was changed at run time
+    (a test, an application embedding the core): validation, ``workbench schema``, the command-line
+    flags and the window's boxes all read the rebuilt schema."""
+    for cls in SECTION_CLASSES:
+        checked_init = cls.__dict__["__init__"]
+        pydantic.dataclasses.rebuild_dataclass(cls, force=True)
+        cls.__init__ = checked_init  # type: ignore[misc]  # the rebuild installs pydantic's own __init__ again
 
 
 def describe_error(exc: pydantic.ValidationError, where: str) -> str:
@@ -152,10 +172,11 @@ _HINTS = {
     "mean": "a list of one finite number per channel",
     "std": "a list of one positive number per channel",
     "cache_features": '"auto", true or false',
+    "cut": 'a module path such as "layer3"',
 }
 SECTION_NAMES = {"ModelConfig": "model", "FreezeConfig": "freeze", "GroupConfig": "[groups]",
                  "UnfreezeStep": "[unfreeze]", "DataConfig": "data", "TrainConfig": "train",
-                 "AdapterConfig": "adapters"}
+                 "AdapterConfig": "adapters", "HeadSpec": "head", "CompareTable": "[compare]"}
 
 
 @section
@@ -238,6 +259,37 @@ class AdapterConfig:
         return (self.alpha if self.alpha is not None else self.rank) / self.rank
 
 
+Pool = Literal["avg", "max", "avgmax", "flatten", "none"]
+Activation = Literal["relu", "gelu", "silu", "tanh", "none"]
+POOLS: tuple[str, ...] = get_args(Pool)
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+
+
+@section
+class HeadSpec:
+    """[head]: cut the model at ``cut`` and attach a new head (``cut`` absent: at the classifier's input).
+
+    The cut path is checked against a model when the head is attached (``workbench.surgery``).
+    """
+
+    cut: Annotated[str, Field(min_length=1, pattern=r"\S")] | None = None
+    pool: Pool = "avg"
+    hidden: Annotated[list[Annotated[int, Field(ge=1)]], BeforeValidator(_int_as_list),
+                      Field(description="sizes of the hidden layers, e.g. [128]")] = field(default_factory=list)
+    activation: Activation = "relu"
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"pool": self.pool, "hidden": list(self.hidden),
+                               "activation": self.activation, "dropout": self.dropout}
+        if self.cut is not None:
+            out["cut"] = self.cut
+        return out
+
+
+HEAD_KEYS = tuple(f.name for f in fields(HeadSpec))
+
+
 @section
 class DataConfig:
     path: str | None = None
@@ -251,7 +303,7 @@ class DataConfig:
 
 @section
 class TrainConfig:
-    epochs: Annotated[int, Field(ge=1, le=100_000)] = 5
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 5
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 32
     optimizer: Literal["adamw", "sgd"] = "adamw"
     scheduler: Literal["constant", "cosine", "onecycle"] = "cosine"
@@ -272,6 +324,39 @@ class TrainConfig:
     layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
 
 
+# What a [[compare]] table may override, and the section whose schema checks it (the table's own
+# fields are derived from these, so a limit is stated once: e.g. epochs <= TrainConfig's maximum).
+COMPARE_OVERRIDES = {"frozen": "freeze", "unfrozen": "freeze", "batchnorm": "freeze",
+                     "lr": "train", "epochs": "train", "optimizer": "train"}
+_SECTION_TYPES: dict[str, Any] = {"freeze": FreezeConfig, "train": TrainConfig}
+
+
+def _override_field(key: str) -> Any:
+    """The annotation of ``key`` in its section, made optional (absent: the strategy's value is kept)."""
+    info = _SECTION_TYPES[COMPARE_OVERRIDES[key]].__pydantic_fields__[key]
+    inner = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    return inner | None
+
+
+@section
+class CompareTable:
+    """[[compare]]: a named strategy for ``workbench compare``: a built-in strategy (default ``plan``, the
+    project as it is) with overrides, each checked by the schema of its section ([freeze] or [train])."""
+
+    name: Annotated[str, Field(min_length=1)]
+    strategy: Annotated[str, Field(min_length=1)] = "plan"
+    frozen: _override_field("frozen") = None  # type: ignore[valid-type]
+    unfrozen: _override_field("unfrozen") = None  # type: ignore[valid-type]
+    batchnorm: _override_field("batchnorm") = None  # type: ignore[valid-type]
+    lr: _override_field("lr") = None  # type: ignore[valid-type]
+    epochs: _override_field("epochs") = None  # type: ignore[valid-type]
+    optimizer: _override_field("optimizer") = None  # type: ignore[valid-type]
+
+    def overrides(self) -> dict[str, Any]:
+        """The keys this table sets, with their values."""
+        return {k: getattr(self, k) for k in COMPARE_OVERRIDES if getattr(self, k) is not None}
+
+
 @dataclass
 class FinetunePlan:
     """Everything needed to reproduce a fine-tuning run."""
@@ -283,7 +368,8 @@ class FinetunePlan:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     adapters: AdapterConfig | None = None  # [adapters]: LoRA on selected modules (workbench.adapters)
-    head: Any = None  # workbench.surgery.HeadSpec from [head]: cut the model and attach a new head
+    head: HeadSpec | None = None  # [head]: cut the model and attach a new head (workbench.surgery)
+    compare: list[CompareTable] = field(default_factory=list)  # [[compare]]: strategies for `workbench compare`
     # Folder relative paths in the plan are resolved against (the project file's folder).
     base_dir: Path | None = None
 
@@ -302,3 +388,25 @@ class FinetunePlan:
         import copy
 
         return copy.deepcopy(self)
+
+
+def section_from_table(cls: Any, values: Any, where: str, error: type[WorkbenchError] = PlanError) -> Any:
+    """Validate one TOML table through its section's schema; the first problem becomes one ``error`` line."""
+    if not isinstance(values, dict):
+        raise error(f"{where} must be a table, not {values!r}")
+    names = [f.name for f in fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise error(f"{where}: unknown key(s) {', '.join(unknown)}{did_you_mean(unknown[0], names)} "
+                    f"(known: {', '.join(names)})")
+    try:
+        obj = cls.__new__(cls)
+        cls.validating_init(obj, **values)  # raises pydantic's error, which we word with the file and section
+        return obj
+    except pydantic.ValidationError as exc:
+        raise error(describe_error(exc, where)) from None
+
+
+def did_you_mean(word: str, known: Any) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

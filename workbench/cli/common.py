@@ -26,6 +26,32 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def schema_int(section: type, key: str) -> Callable[[str], int]:
+    """An argparse type for a whole-number plan key: its limits are the schema's (``workbench.schema_limits``)."""
+
+    def parse(text: str) -> int:
+        from workbench.schema_limits import field_limits
+
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+        problem = field_limits(section, key).problem(value)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def schema_range(section: type, key: str) -> str:
+    """A key's range in words for ``--help``, e.g. "1 to 100,000"."""
+    from workbench.schema_limits import field_limits
+
+    return field_limits(section, key).describe()
+
+
 def input_size(text: str) -> tuple[int, int, int]:
     """An argparse type: C,H,W (or CxHxW) within the schema's channel and side limits."""
     try:
@@ -50,10 +76,15 @@ def source_argument(p: argparse.ArgumentParser) -> None:
 
 def train_overrides(p: argparse.ArgumentParser) -> None:
     """``--device``, ``--epochs``, ``--batch-size`` and ``--workers`` of ``train`` and ``demo``."""
+    from workbench.plan import TrainConfig
+
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--epochs", type=int_at_least(1))
-    p.add_argument("--batch-size", type=int_at_least(1))
-    p.add_argument("--workers", type=int_at_least(0), help="data loader worker processes")
+    p.add_argument("--epochs", type=schema_int(TrainConfig, "epochs"),
+                   help=f"[train] epochs ({schema_range(TrainConfig, 'epochs')})")
+    p.add_argument("--batch-size", type=schema_int(TrainConfig, "batch_size"),
+                   help=f"[train] batch_size ({schema_range(TrainConfig, 'batch_size')})")
+    p.add_argument("--workers", type=schema_int(TrainConfig, "num_workers"),
+                   help=f"data loader worker processes, [train] num_workers ({schema_range(TrainConfig, 'num_workers')})")
 
 
 def apply_overrides(plan, args: argparse.Namespace) -> None:

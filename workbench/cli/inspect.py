@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from workbench.cli.common import input_size, int_at_least
+from workbench.cli.common import input_size, int_at_least, schema_int, schema_range
+from workbench.plan import ModelConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,7 +15,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", help="timm model name, .onnx file, checkpoint (.safetensors/.pth) or project .toml")
     p.add_argument("--arch", help="timm architecture to load a checkpoint into")
     p.add_argument("--pretrained", action="store_true", help="load pretrained weights when cached or reachable")
-    p.add_argument("--num-classes", type=int_at_least(1), help="replace the classifier with one of this many classes")
+    p.add_argument("--num-classes", type=schema_int(ModelConfig, "num_classes"),
+                   help="replace the classifier with one of this many classes "
+                        f"({schema_range(ModelConfig, 'num_classes')})")
     p.add_argument("--input-size", type=input_size, help="C,H,W for the shape pass (required for ONNX inputs with free dims)")
     p.add_argument("--depth", type=int_at_least(0), help="show modules down to this depth (root is 0)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

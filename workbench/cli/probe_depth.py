@@ -7,13 +7,16 @@ import json
 import sys
 from pathlib import Path
 
+from workbench.cli.common import schema_int, schema_range
 from workbench.errors import WorkbenchError
+from workbench.plan import TrainConfig
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("probe-depth", help="a linear probe at every depth: where do features stop transferring?")
     p.add_argument("project", type=Path, help="project .toml (its model and data)")
-    p.add_argument("--epochs", type=int, metavar="N", help="probe epochs (default: the project's [train] epochs)")
+    p.add_argument("--epochs", type=schema_int(TrainConfig, "epochs"), metavar="N",
+                   help=f"probe epochs ({schema_range(TrainConfig, 'epochs')}; default: the project's [train] epochs)")
     p.add_argument("--out", type=Path, metavar="FILE", help="write the accuracy-by-depth chart (.png, .svg or .pdf)")
     p.add_argument("--json", action="store_true", help="print per depth the module path, feature width, "
                    "val top-1 and seconds")
@@ -27,8 +30,6 @@ def _cmd_probe_depth(args: argparse.Namespace) -> int:
     from workbench.project import load_project
     from workbench.workspace import Workspace
 
-    if args.epochs is not None and args.epochs < 1:
-        raise WorkbenchError(f"--epochs must be at least 1, not {args.epochs}")
     if args.out is not None:
         picture_format(args.out)
     if not args.project.is_file():
