@@ -134,7 +134,7 @@ def test_bad_strategy_inputs_are_one_line_errors(tmp_path, capsys):
     assert (tmp_path / "used" / "keep.txt").read_text() == "earlier run"
     # [[compare]] tables are a schema section: checked when the project loads, each key in its section's words.
     for table, message in [
-        ('name = "x"\nlr_typo = 1', "[[compare]] #1: unknown key(s) lr_typo (did you mean 'lr'?)"),
+        ('name = "x"\nlr_typo = 1', "[[compare]] #1: unknown key(s) lr_typo (known: name, strategy, frozen, unfrozen,"),
         ('name = "x"\nbatchnorm = "frozen"', "[[compare]] #1 batchnorm must be one of freeze, train, eval"),
         ('lr = 0.1', "[[compare]] #1 name is required"),
         ('name = "x"\nepochs = 0', "[[compare]] #1 epochs must be >= 1, not 0"),

@@ -28,9 +28,15 @@ from pydantic import BeforeValidator, ConfigDict, Field, model_validator
 
 from workbench.errors import PlanError, WorkbenchError
 
-BN_POLICIES = ("freeze", "train", "eval")
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULERS = ("constant", "cosine", "onecycle")
+# Each choice list is stated once, as the Literal type its key has; the tuples are read from it.
+BatchNormPolicy = Literal["freeze", "train", "eval"]
+Optimizer = Literal["adamw", "sgd"]
+Scheduler = Literal["constant", "cosine", "onecycle"]
+Amp = Literal["auto", "bf16", "fp16", "off", "none", "false", "fp32"]
+BN_POLICIES: tuple[str, ...] = get_args(BatchNormPolicy)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+AMP_SETTINGS: tuple[str, ...] = get_args(Amp)
 MODEL_SOURCES = ("timm", "onnx", "checkpoint")  # the built-in ones; plugins may add more
 
 
@@ -40,7 +46,6 @@ def model_source_names() -> list[str]:
     from workbench.plugins import registry
 
     return registry().names(GROUP)
-AMP_SETTINGS = ("auto", "bf16", "fp16", "off", "none", "false", "fp32")
 MAX_CHANNELS = 64
 MAX_SIDE = 8192  # larger inputs need tens of GB for one activation map
 MAX_SEED = 2**32 - 1  # numpy and DataLoader workers take 32-bit seeds
@@ -215,7 +220,7 @@ class ModelConfig:
 class FreezeConfig:
     frozen: Selectors = field(default_factory=list)
     unfrozen: Selectors = field(default_factory=list)
-    batchnorm: Literal["freeze", "train", "eval"] = "freeze"
+    batchnorm: BatchNormPolicy = "freeze"
 
 
 @section
@@ -305,8 +310,8 @@ class DataConfig:
 class TrainConfig:
     epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 5
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 32
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    scheduler: Literal["constant", "cosine", "onecycle"] = "cosine"
+    optimizer: Optimizer = "adamw"
+    scheduler: Scheduler = "cosine"
     lr: NonNegative = 1e-3
     weight_decay: NonNegative = 0.01
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
@@ -314,7 +319,7 @@ class TrainConfig:
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     grad_clip: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
     device: str = "auto"
-    amp: Literal["auto", "bf16", "fp16", "off", "none", "false", "fp32"] = "auto"
+    amp: Amp = "auto"
     seed: Seed = 0
     augment: bool = True
     cache_features: Literal["auto"] | bool = "auto"

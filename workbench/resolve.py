@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from workbench.errors import PlanError
 from workbench.layer_tree import LayerTree
-from workbench.plan import BN_POLICIES, FinetunePlan, GroupConfig
+from workbench.plan import FinetunePlan, GroupConfig
 from workbench.problems import WARNING, Problem
 
 TRAINABLE, FROZEN, PARTIAL = "trainable", "frozen", "partial"
@@ -143,8 +143,6 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
     ``default_groups`` are used when the plan has none (timm group_matcher or depth
     groups, from ``workbench.groups.default_groups``).
     """
-    if plan.freeze.batchnorm not in BN_POLICIES:
-        raise PlanError(f"[freeze] batchnorm must be one of {', '.join(BN_POLICIES)}, not {plan.freeze.batchnorm!r}")
     matcher = SelectorMatcher(tree)
     warnings: list[Problem] = []
     nodes, params = tree.nodes, tree.params
