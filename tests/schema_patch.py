@@ -8,6 +8,7 @@ from contextlib import contextmanager
 import pytest
 
 from workbench import plan as plan_module
+from workbench.schema_sections import rebuild_sections
 
 
 @contextmanager
@@ -15,9 +16,9 @@ def schema_constant(name: str, value: object) -> Iterator[None]:
     """``MAX_EPOCHS = value`` in the schema while the block runs (validation, JSON Schema, flags, boxes)."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(plan_module, name, value)
-        plan_module.rebuild_sections()
+        rebuild_sections()
         try:
             yield
         finally:
             patch.undo()
-            plan_module.rebuild_sections()
+            rebuild_sections()

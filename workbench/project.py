@@ -21,10 +21,8 @@ from workbench.plan import (  # noqa: F401
     ModelConfig,
     TrainConfig,
     UnfreezeStep,
-    describe_error,
-    did_you_mean,
-    section_from_table,
 )
+from workbench.schema_sections import describe_error, did_you_mean, section_from_table  # noqa: F401
 
 
 def load_project(path: str | Path) -> FinetunePlan:

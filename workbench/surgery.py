@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.errors import PlanError, WorkbenchError
-from workbench.plan import HEAD_KEYS, HeadSpec, section_from_table
+from workbench.plan import HEAD_KEYS, HeadSpec
+from workbench.schema_sections import section_from_table
 
 if TYPE_CHECKING:
     import torch.fx as fx
