@@ -133,17 +133,17 @@ def test_bad_strategy_inputs_are_one_line_errors(tmp_path, capsys):
     assert "never overwrites" in capsys.readouterr().err
     assert (tmp_path / "used" / "keep.txt").read_text() == "earlier run"
     # [[compare]] tables are a schema section: checked when the project loads, each key in its section's words.
-    for table, message in [
+    for i, (table, message) in enumerate([
         ('name = "x"\nlr_typo = 1', "[[compare]] #1: unknown key(s) lr_typo (known: name, strategy, frozen, unfrozen,"),
         ('name = "x"\nbatchnorm = "frozen"', "[[compare]] #1 batchnorm must be one of freeze, train, eval"),
         ('lr = 0.1', "[[compare]] #1 name is required"),
         ('name = "x"\nepochs = 0', "[[compare]] #1 epochs must be >= 1, not 0"),
-    ]:
-        bad = write_project(tmp_path / "bad", extra=f"\n[[compare]]\n{table}\n")
+    ]):
+        bad = write_project(tmp_path / f"bad{i}", extra=f"\n[[compare]]\n{table}\n")
         assert main(["compare", str(bad), "--out", str(tmp_path / "bad-out")]) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"error: {bad.name} ") and message in err and err.count("\n") == 1, err
-    bad = write_project(tmp_path / "bad", extra='\n[[compare]]\nname = "x"\nstrategy = "nope"\n')
+    bad = write_project(tmp_path / "nope", extra='\n[[compare]]\nname = "x"\nstrategy = "nope"\n')
     assert main(["compare", str(bad), "--out", str(tmp_path / "bad-out")]) == 2
     assert "[[compare]] 'x': unknown strategy 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "bad-out").exists()
