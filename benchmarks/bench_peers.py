@@ -132,7 +132,7 @@ def write_project(plan: Any, strategy: str, path: Path) -> None:
     """The strategy's project file (as `workbench compare` builds it), and its variants' copies."""
     from dataclasses import replace
 
-    from workbench.compare import Strategy, _builtin, strategy_plan
+    from workbench.compare_plans import Strategy, _builtin, strategy_plan
     from workbench.project import save_project
     from workbench.workspace import Workspace
 

@@ -178,7 +178,7 @@ def test_console_script_ends_the_process_after_flushing_threads_and_atexit_but_w
     script = textwrap.dedent(f"""
         import atexit, sys, threading, time
         from pathlib import Path
-        from workbench import cli
+        from workbench.cli import entry
 
         out = Path({str(tmp_path)!r})
 
@@ -194,8 +194,8 @@ def test_console_script_ends_the_process_after_flushing_threads_and_atexit_but_w
             sys.stdout.write("x" * 100_000)  # a pipe: block-buffered until flushed
             return 3
 
-        cli.main = fake_main
-        sys.exit(cli.run())
+        entry.main = fake_main
+        sys.exit(entry.run())
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 3, proc.stderr

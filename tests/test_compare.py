@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 
 from tests.test_cli_train import write_image_folder
 from workbench.cli import main
-from workbench.compare import CompareError, pareto_front, parse_strategies, strategy_plan
+from workbench.compare import pareto_front, parse_strategies, strategy_plan
 from workbench.project import load_project
 from workbench.workspace import Workspace
 
@@ -137,8 +137,21 @@ def test_bad_strategy_inputs_are_one_line_errors(tmp_path, capsys):
     assert main(["compare", str(project), "--strategies", "probe", "--out", str(tmp_path / "used")]) == 2
     assert "never overwrites" in capsys.readouterr().err
     assert (tmp_path / "used" / "keep.txt").read_text() == "earlier run"
-    with pytest.raises(CompareError, match="unknown key"):
-        parse_strategies("x", [{"name": "x", "lr_typo": 1}])
+    # [[compare]] tables are a schema section: checked when the project loads, each key in its section's words.
+    for i, (table, message) in enumerate([
+        ('name = "x"\nlr_typo = 1', "[[compare]] #1: unknown key(s) lr_typo (known: name, strategy, frozen, unfrozen,"),
+        ('name = "x"\nbatchnorm = "frozen"', "[[compare]] #1 batchnorm must be one of freeze, train, eval"),
+        ('lr = 0.1', "[[compare]] #1 name is required"),
+        ('name = "x"\nepochs = 0', "[[compare]] #1 epochs must be >= 1, not 0"),
+    ]):
+        bad = write_project(tmp_path / f"bad{i}", extra=f"\n[[compare]]\n{table}\n")
+        assert main(["compare", str(bad), "--out", str(tmp_path / "bad-out")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {bad.name} ") and message in err and err.count("\n") == 1, err
+    bad = write_project(tmp_path / "nope", extra='\n[[compare]]\nname = "x"\nstrategy = "nope"\n')
+    assert main(["compare", str(bad), "--out", str(tmp_path / "bad-out")]) == 2
+    assert "[[compare]] 'x': unknown strategy 'nope'" in capsys.readouterr().err
+    assert not (tmp_path / "bad-out").exists()
 
 
 def test_pareto_front():

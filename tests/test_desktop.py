@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from workbench import cli
+from workbench.cli import window
 
 ROOT = Path(__file__).resolve().parents[1]
 INSTALL = ROOT / "packaging" / "linux" / "install-desktop.sh"
@@ -89,7 +90,7 @@ def test_install_refuses_a_missing_executable(tmp_path: Path) -> None:
 
 def test_a_file_as_the_only_argument_opens_it_in_the_window(tmp_path: Path, monkeypatch) -> None:
     opened: list[Path | None] = []
-    monkeypatch.setattr(cli, "_launch_gui", lambda args, project=None, demo=False: opened.append(project) or 0)
+    monkeypatch.setattr(window, "launch_gui", lambda args, project=None, demo=False: opened.append(project) or 0)
     project = tmp_path / "digits.workbench.toml"
     project.write_text('[model]\nname = "resnet18"\n')
 
@@ -99,7 +100,7 @@ def test_a_file_as_the_only_argument_opens_it_in_the_window(tmp_path: Path, monk
 
 @pytest.mark.slow
 def test_a_missing_file_or_a_typo_is_still_one_error(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(cli, "_launch_gui", lambda *a, **k: pytest.fail("the window opened"))
+    monkeypatch.setattr(window, "launch_gui", lambda *a, **k: pytest.fail("the window opened"))
     monkeypatch.chdir(tmp_path)
     (tmp_path / "train").write_text("a file named like a command")
 

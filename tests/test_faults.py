@@ -133,12 +133,15 @@ def test_good_base_project_trains(folder: Path, capsys) -> None:
     assert (folder / "run" / "model.safetensors").is_file()
 
 
-FLAG_CASES = [
-    (["--batch-size", "-4"], "--batch-size: must be at least 1, not -4"),
-    (["--batch-size", "0"], "--batch-size: must be at least 1, not 0"),
-    (["--workers", "-1"], "--workers: must be at least 0, not -1"),
-    (["--epochs", "-1"], "--epochs: must be at least 1, not -1"),
-    (["--epochs", "0"], "--epochs: must be at least 1, not 0"),
+FLAG_CASES = [  # the limits and words are the schema's ([train] epochs, batch_size, num_workers)
+    (["--batch-size", "-4"], "--batch-size: batch_size must be >= 1, not -4"),
+    (["--batch-size", "0"], "--batch-size: batch_size must be >= 1, not 0"),
+    (["--batch-size", "100000"], "--batch-size: batch_size must be <= 65,536, not 100,000"),
+    (["--workers", "-1"], "--workers: num_workers must be >= 0, not -1"),
+    (["--workers", "999"], "--workers: num_workers must be <= 256, not 999"),
+    (["--epochs", "-1"], "--epochs: epochs must be >= 1, not -1"),
+    (["--epochs", "0"], "--epochs: epochs must be >= 1, not 0"),
+    (["--epochs", "1000000"], "--epochs: epochs must be <= 100,000, not 1,000,000"),
     (["--epochs", "two"], "--epochs: expected a whole number, not 'two'"),
 ]
 
@@ -153,8 +156,9 @@ def test_bad_train_flag_is_one_error(folder: Path, capsys, flags, expected) -> N
 
 
 @pytest.mark.parametrize(("args", "expected"), [
-    (["--num-classes", "-1"], "--num-classes: must be at least 1, not -1"),
-    (["--num-classes", "0"], "--num-classes: must be at least 1, not 0"),
+    (["--num-classes", "-1"], "--num-classes: num_classes must be >= 1, not -1"),
+    (["--num-classes", "0"], "--num-classes: num_classes must be >= 1, not 0"),
+    (["--num-classes", "2000000"], "--num-classes: num_classes must be <= 1,000,000, not 2,000,000"),
     (["--depth", "-1"], "--depth: must be at least 0, not -1"),
 ])
 def test_bad_inspect_flag_is_one_error(capsys, args, expected) -> None:

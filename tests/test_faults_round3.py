@@ -218,7 +218,7 @@ def _compare_project(tmp_path: Path, tables: str = "") -> Path:
 
 
 COMPARE_CASES = [
-    (["--strategies", "probe", "--epochs", "1000000"], "", "epochs must be <= 100000, not 1000000"),
+    (["--strategies", "probe", "--epochs", "1000000"], "", "epochs must be <= 100,000, not 1,000,000"),
     (["--strategies", "big"], '[[compare]]\nname = "big"\nepochs = 10000000000000\n', "epochs must be <= 100000"),
     ([], '[[compare]]\nname = "a"\n[[compare]]\nname = "a"\nlr = 0.1\n',
      "[[compare]] #2: name 'a' is also the name of [[compare]] #1"),

@@ -44,13 +44,13 @@ def test_no_hint_when_validation_learns_or_training_does_not():
 def test_workbench_train_prints_the_hint_once_with_the_runs_context(tmp_path):
     """The CLI's epoch loop: the hint comes from the real workspace (random-init test_resnet, BatchNorm)."""
     from tests.test_evaluate import write_tiny_project
-    from workbench.cli import _EpochHints
+    from workbench.cli.train import EpochHints
     from workbench.project import load_project
     from workbench.training.prepare import prepare_training
     from workbench.training.reports import EpochReport
 
     prepared = prepare_training(load_project(write_tiny_project(tmp_path)), tmp_path / "run")
-    hints = _EpochHints(prepared.trainer)
+    hints = EpochHints(prepared.trainer)
     assert hints.context == {"batchnorm": "freeze", "pretrained": False, "has_batchnorm": True}
     first = hints.add(EpochReport(0, 3, 0.9, 0.5, 1.2, 0.34, None, 1.0))
     second = hints.add(EpochReport(1, 3, 0.4, 0.9, 1.3, 0.33, None, 1.0))

@@ -22,10 +22,11 @@ HEAD = '\n[head]\ncut = "layer3"\npool = "avgmax"\nhidden = [16]\nactivation = "
 
 @pytest.mark.parametrize("values, message", [
     ({"pool": "mean"}, "pool must be one of avg, max, avgmax, flatten, none"),
-    ({"hidden": [16, -2]}, "hidden sizes must be >= 1"),
-    ({"dropout": 1.0}, "dropout must be a number in [0, 1)"),
+    ({"hidden": [16, -2]}, "hidden must be >= 1, not -2"),
+    ({"dropout": 1.0}, "dropout must be < 1.0, not 1.0"),
+    ({"cut": " "}, 'cut must be a module path such as "layer3"'),
     ({"activation": "swish"}, "activation must be one of"),
-    ({"cutt": "layer3"}, "unknown key(s) cutt"),
+    ({"cutt": "layer3"}, "unknown key(s) cutt (did you mean 'cut'?)"),
 ])
 def test_head_table_errors_are_specific(values, message):
     with pytest.raises(SurgeryError) as info:
@@ -63,7 +64,7 @@ def test_project_round_trip_and_bad_head(tmp_path):
     plan = load_project(project)
     assert plan.head.cut == "layer3" and plan.head.hidden == [16]
     bad = write_project(tmp_path / "b", extra='\n[head]\ndropout = -0.1\n')
-    with pytest.raises((ProjectError, SurgeryError), match=r"\[head\] dropout must be a number in \[0, 1\)"):
+    with pytest.raises((ProjectError, SurgeryError), match=r"\[head\] dropout must be >= 0.0, not -0.1"):
         load_project(bad)
 
 

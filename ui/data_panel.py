@@ -32,7 +32,9 @@ from PySide6.QtWidgets import (
 
 from workbench.plan import DataConfig
 from workbench.plugins import DatasetChoice, dataset_choices
+from workbench.schema_limits import field_limits
 from workbench_ui.look import muted
+from workbench_ui.number_boxes import set_schema_range
 from workbench_ui.session import WorkbenchSession
 from workbench_ui.widgets import InputSizeEdit
 from workbench_ui.workers import BackgroundCall
@@ -86,9 +88,10 @@ class DataPanel(QWidget):
         self.dataset = QComboBox()
         self.folder = QLineEdit(placeholderText="/path/to/images")
         self.browse = QPushButton("Browse…")
-        self.val_split = QDoubleSpinBox(decimals=2, minimum=0.0, maximum=0.9, singleStep=0.05)
+        self.val_split = QDoubleSpinBox(decimals=2, singleStep=0.05)
         self.val_split.setKeyboardTracking(False)
         self.val_split.setToolTip("Share of each class held out for validation (when there is no val folder)")
+        set_schema_range(self.val_split, field_limits(DataConfig, "val_split"))
         self.rescan = QPushButton("Rescan")
         folder_row = QHBoxLayout()
         folder_row.addWidget(self.folder, 1)

@@ -16,7 +16,10 @@ from PySide6.QtWidgets import (
 )
 
 from workbench.errors import WorkbenchError
-from workbench.surgery import ACTIVATIONS, POOLS, HeadSpec, parse_head, preview
+from workbench.plan import ACTIVATIONS, POOLS, HeadSpec
+from workbench.schema_limits import field_limits
+from workbench.surgery import parse_head, preview
+from workbench_ui.number_boxes import set_schema_range
 
 
 class HeadDialog(QDialog):
@@ -34,7 +37,7 @@ class HeadDialog(QDialog):
         self.activation = QComboBox()
         self.activation.addItems(list(ACTIVATIONS))
         self.dropout = QDoubleSpinBox()
-        self.dropout.setRange(0.0, 0.95)
+        set_schema_range(self.dropout, field_limits(HeadSpec, "dropout"))
         self.dropout.setSingleStep(0.05)
         self.result_label = QLabel()
         self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)

@@ -29,6 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from workbench.plan import ModelConfig
+from workbench.schema_limits import field_limits
 from workbench_ui.depth_choice import DepthChoice
 from workbench_ui.look import muted
 from workbench_ui.look_features import FeatureVisControls
@@ -63,7 +65,8 @@ class LookPanel(QWidget):
         from workbench.looking.heatmaps import METHODS
 
         self.method.addItems(list(METHODS))
-        self.class_index = QSpinBox(minimum=-1, maximum=1_000_000, value=-1)
+        classes = field_limits(ModelConfig, "num_classes").maximum or 1
+        self.class_index = QSpinBox(minimum=-1, maximum=int(classes) - 1, value=-1)  # -1: the predicted class
         self.class_index.setSpecialValueText("predicted class")
         self.heatmap = QPushButton("Class heatmap")
         self.probe = QPushButton("Probe by depth")

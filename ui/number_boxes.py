@@ -13,7 +13,7 @@ import re
 
 from PySide6.QtCore import Signal
 from PySide6.QtGui import QValidator
-from PySide6.QtWidgets import QAbstractSpinBox, QLabel, QWidget
+from PySide6.QtWidgets import QAbstractSpinBox, QDoubleSpinBox, QLabel, QWidget
 
 from workbench.schema_limits import Limits
 
@@ -119,3 +119,16 @@ def _parse(text: str) -> int | None:
         return int(cleaned)
     except ValueError:
         return None
+
+
+def set_schema_range(box: QDoubleSpinBox, limits: Limits) -> None:
+    """Give a decimal box a schema key's range: an exclusive bound (dropout < 1) becomes the nearest value the
+    box's decimals can show inside it (0.99 with two decimals)."""
+    step = 10.0 ** -box.decimals()
+    low = -QT_DOUBLE_MAX if limits.minimum is None else limits.minimum + (step if limits.above_minimum else 0.0)
+    high = QT_DOUBLE_MAX if limits.maximum is None else limits.maximum - (step if limits.below_maximum else 0.0)
+    box.setRange(low, high)
+    box.setToolTip(f"{box.toolTip()}\n{limits.key}: {limits.describe()}".strip())
+
+
+QT_DOUBLE_MAX = 1e300  # "no limit" for a QDoubleSpinBox range

@@ -19,7 +19,8 @@ from workbench.errors import WorkbenchError
 from workbench.plan import FinetunePlan
 
 if TYPE_CHECKING:
-    from workbench.preflight import DataFacts, Problem
+    from workbench.preflight import DataFacts
+    from workbench.problems import Problem
     from workbench.resolve import Resolution
     from workbench.workspace import Workspace
 

@@ -1,84 +1,36 @@
 """Compare fine-tuning strategies on one project: accuracy against cost, each run through the normal training path.
 
-A strategy is a transformation of the project's plan (``strategy_plan``); each one is
+A strategy is a transformation of the project's plan (``workbench.compare_plans``); each one is
 trained by the same steps as ``workbench train`` (seed, model, data, Trainer) into its
 own run folder, so a result opens as a run and trains identically from its
 ``project.toml``. Strategies that freeze the same trunk share its on-disk feature cache
-(the cache key is the trunk's graph, weights and the data).
-
-Strategies are registered objects (``workbench.strategies``: built-ins and ``workbench.strategies``
-plugins); besides them ``sweep`` (``freeze:n`` for every n) and ``plan`` (the project as it is), and
-``[[compare]]`` tables in the project file: ``name``, optional ``strategy`` (a strategy to start from,
-default ``plan``) and overrides ``frozen``, ``unfrozen``, ``batchnorm``, ``lr``, ``epochs``, ``optimizer``.
+(the cache key is the trunk's graph, weights and the data). ``workbench.compare_report``
+writes the results.
 """
 
 from __future__ import annotations
 
-import json
-import re
 import time
-import tomllib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from workbench.atomic import atomic_path, atomic_write_text
+from workbench.compare_plans import (  # noqa: F401  (the comparison's vocabulary, used with it)
+    SPECIAL,
+    CompareError,
+    Strategy,
+    expand,
+    parse_strategies,
+    safe_name,
+    stage_count,
+    strategy_help,
+    strategy_plan,
+)
+from workbench.compare_report import StrategyResult, pareto_front, write_outputs  # noqa: F401
 from workbench.errors import WorkbenchError
 from workbench.plan import FinetunePlan
-
-SPECIAL = {"sweep": "freeze:N for every N from 0 to the model's stage count",
-           "plan": "the project's own plan, as it is"}
-OVERRIDES = {"name", "strategy", "frozen", "unfrozen", "batchnorm", "lr", "epochs", "optimizer"}
-
-
-class CompareError(WorkbenchError):
-    """A strategy list, a [[compare]] table or the output folder is not usable."""
-
-
-@dataclass
-class Strategy:
-    name: str
-    kind: str  # a built-in name, or "table" for a [[compare]] table
-    arg: float | int | None = None
-    table: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def key(self) -> tuple[str, Any]:
-        """What the strategy trains: ``freeze:1`` and ``freeze:01`` have one key (a table: its name)."""
-        return ("table", self.name) if self.kind == "table" else (self.kind, self.arg)
-
-
-@dataclass
-class StrategyResult:
-    name: str
-    trainable_params: int
-    total_params: int
-    val_top1: float | None
-    val_top1_best: float | None
-    best_epoch: int | None
-    train_top1: float | None
-    wall_s: float
-    images_per_s: float
-    optimizer_state_bytes: int
-    grad_bytes: int
-    peak_mem_bytes: int
-    cached: bool
-    run_dir: str
-    val_top5: float | None = None
-    val_top5_best: float | None = None
-    curve: list[dict[str, Any]] = field(default_factory=list)  # per epoch: train/val loss and accuracy
-    error: str | None = None
-
-    def row(self) -> dict[str, Any]:
-        """The documented JSON shape of one strategy."""
-        keys = ("name", "trainable_params", "total_params", "val_top1", "val_top1_best", "best_epoch", "train_top1",
-                "wall_s", "images_per_s", "optimizer_state_bytes", "grad_bytes", "peak_mem_bytes", "cached", "run_dir")
-        out = {k: getattr(self, k) for k in keys}
-        if self.val_top5 is not None:
-            out["val_top5"], out["val_top5_best"] = self.val_top5, self.val_top5_best
-        return out
 
 
 @dataclass
@@ -94,150 +46,10 @@ class CompareEvent:
     error: str | None = None
 
 
-def parse_strategies(text: str, tables: list[dict[str, Any]] | None = None) -> list[Strategy]:
-    """``probe,freeze:2,...`` plus the project's ``[[compare]]`` tables (also selectable by name)."""
-    by_name = {}
-    for i, table in enumerate(tables or []):
-        where = f"[[compare]] #{i + 1}"
-        if not isinstance(table, dict) or not isinstance(table.get("name"), str) or not table["name"]:
-            raise CompareError(f"{where} needs a name")
-        unknown = sorted(set(table) - OVERRIDES)
-        if unknown:
-            raise CompareError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(OVERRIDES))})")
-        if table["name"] in by_name:
-            first = next(j for j, t in enumerate(tables or []) if t.get("name") == table["name"]) + 1
-            raise CompareError(f"{where}: name {table['name']!r} is also the name of [[compare]] #{first}; "
-                               "each table needs its own name")
-        by_name[table["name"]] = table
-    out: list[Strategy] = []
-    items = [t.strip() for t in text.split(",") if t.strip()] if text else list(by_name)
-    if not items:
-        raise CompareError("no strategies given (e.g. --strategies probe,freeze:2,full-lowlr,discriminative,gradual)")
-    for item in items:
-        if item in by_name:
-            out.append(Strategy(item, "table", table=by_name[item]))
-            continue
-        out.append(_builtin(item))
-    seen: dict[Any, str] = {}
-    for s in out:
-        if s.key in seen:
-            same = f" ({seen[s.key]} and {s.name} are the same strategy)" if seen[s.key] != s.name else ""
-            raise CompareError(f"strategy listed twice: {s.name}{same}")
-        seen[s.key] = s.name
-    return out
-
-
-def _builtin(item: str) -> Strategy:
-    from workbench.strategies import registered
-
-    kind, _, arg = item.partition(":")
-    if kind in SPECIAL:
-        if arg:
-            raise CompareError(f"{kind} takes no argument, not {item!r}")
-        return Strategy(item, kind)
-    strategies = registered()
-    if kind not in strategies:
-        names = [s.syntax for s in strategies.values()] + list(SPECIAL)
-        raise CompareError(f"unknown strategy {item!r} (known: {', '.join(names)}, or a [[compare]] table's name)")
-    try:
-        value = strategies[kind].parse(arg)
-    except ValueError as exc:
-        raise CompareError(f"strategy {item!r}: {exc}") from None
-    return Strategy(item, kind, value)
-
-
-def strategy_help() -> str:
-    """One line per strategy (registered ones, then sweep and plan): what --help and the docs show."""
-    from workbench.strategies import help_lines
-
-    return "\n".join(help_lines() + [f"{name}: {text}" for name, text in SPECIAL.items()])
-
-
-def expand(strategies: list[Strategy], stage_count: int) -> list[Strategy]:
-    """``sweep`` becomes ``freeze:0 … freeze:n`` (duplicates of listed ``freeze:N`` dropped)."""
-    out: list[Strategy] = []
-    for s in strategies:
-        if s.kind == "sweep":
-            out += [Strategy(f"freeze:{n}", "freeze", n) for n in range(stage_count + 1)]
-        else:
-            out.append(s)
-    unique: dict[Any, Strategy] = {}
-    for s in out:
-        unique.setdefault(s.key, s)  # the first of each strategy, in order
-    return list(unique.values())
-
-
-def stage_count(tree: Any) -> int:
-    return max(0, len([n for n, _ in tree.stages if n != "head"]) - 1)
-
-
-def strategy_plan(base: FinetunePlan, tree: Any, strategy: Strategy) -> FinetunePlan:
-    """The project's plan transformed by one strategy (model, data, seed, epochs kept)."""
-    plan = base.copy()
-    if strategy.kind == "plan":
-        return plan
-    if strategy.kind == "table":
-        table = strategy.table
-        inner = strategy.table.get("strategy", "plan")
-        if inner == strategy.name or not isinstance(inner, str):
-            raise CompareError(f"[[compare]] {strategy.name!r}: strategy must name a built-in")
-        plan = strategy_plan(base, tree, _builtin(inner))
-        return _override(plan, table)
-    from workbench.strategies import registered
-
-    spec = registered().get(strategy.kind)
-    if spec is None:
-        raise CompareError(f"unknown strategy {strategy.name!r}")
-    plan.unfreeze = []
-    project_adapters = plan.adapters
-    try:
-        spec.apply(plan, tree, strategy.arg)
-    except ValueError as exc:  # a strategy that does not fit this project (e.g. lp-ft:5 in a 3-epoch run)
-        raise CompareError(f"{strategy.name}: {exc}") from None
-    if plan.adapters is project_adapters:  # adapters belong to the strategies that set them (lora), not to all
-        plan.adapters = None
-    return plan
-
-
-def _override(plan: FinetunePlan, table: dict[str, Any]) -> FinetunePlan:
-    """A table's overrides, each assigned through the schema (its types and limits, e.g. epochs <= 100,000)."""
-    name = table["name"]
-    for key, section in _OVERRIDE_SECTIONS.items():
-        if key not in table:
-            continue
-        try:
-            setattr(getattr(plan, section), key, table[key])
-        except WorkbenchError as exc:
-            raise CompareError(f"[[compare]] {name!r}: {exc}") from None
-        if key in ("frozen", "unfrozen"):
-            plan.unfreeze = []
-    return plan
-
-
-_OVERRIDE_SECTIONS = {"frozen": "freeze", "unfrozen": "freeze", "batchnorm": "freeze", "lr": "train",
-                      "epochs": "train", "optimizer": "train"}
-
-
 def _without_adapters(plan: FinetunePlan) -> FinetunePlan:
     out = plan.copy()
     out.adapters = None
     return out
-
-
-def compare_tables(project: Path) -> list[dict[str, Any]]:
-    """The ``[[compare]]`` tables of a project file (the plan loader ignores them)."""
-    try:
-        data = tomllib.loads(Path(project).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise CompareError(f"{project}: {exc}") from None
-    tables = data.get("compare", [])
-    if not isinstance(tables, list):
-        raise CompareError(f"{project}: compare must be an array of tables ([[compare]])")
-    return tables
-
-
-def safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "strategy"
 
 
 def _rss_bytes() -> int:
@@ -444,95 +256,6 @@ class Comparison:
                 "strategies": [r.row() for r in self.results],
                 "curves": {r.name: r.curve for r in self.results},
                 "failed": self.failed, "stopped": self._stop}
-
-
-def pareto_front(results: list[StrategyResult]) -> set[str]:
-    """Strategies no other beats on both accuracy (higher) and wall time (lower)."""
-    scored = [r for r in results if r.val_top1_best is not None]
-    front = set()
-    for r in scored:
-        if not any((o.val_top1_best >= r.val_top1_best and o.wall_s <= r.wall_s)  # type: ignore[operator]
-                   and (o.val_top1_best > r.val_top1_best or o.wall_s < r.wall_s) for o in scored):  # type: ignore[operator]
-            front.add(r.name)
-    return front
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{100 * v:.1f}%"
-
-
-def table_rows(results: list[StrategyResult]) -> list[list[str]]:
-    from workbench.cost import human_bytes
-
-    front = pareto_front(results)
-    rows = [["strategy", "val top-1", "best (epoch)", "train top-1", "wall s", "img/s", "trainable",
-             "grads+opt state", "peak mem", "cached", "pareto"]]
-    for r in results:
-        rows.append([r.name, _pct(r.val_top1), f"{_pct(r.val_top1_best)} ({r.best_epoch + 1 if r.best_epoch is not None else '-'})",
-                     _pct(r.train_top1), f"{r.wall_s:.1f}", f"{r.images_per_s:.0f}",
-                     f"{r.trainable_params:,} / {r.total_params:,}", human_bytes(r.grad_bytes + r.optimizer_state_bytes),
-                     human_bytes(r.peak_mem_bytes), "yes" if r.cached else "no", "★" if r.name in front else ""])
-    return rows
-
-
-def text_table(results: list[StrategyResult]) -> str:
-    rows = table_rows(results)
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
-                     for r in rows)
-
-
-def markdown_table(results: list[StrategyResult]) -> str:
-    rows = table_rows(results)
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "|".join("---" for _ in rows[0]) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in rows[1:]]
-    return "\n".join(lines) + "\n"
-
-
-def write_chart(results: list[StrategyResult], path: Path) -> None:
-    """Accuracy (best val top-1) against wall time, the Pareto front joined and marked. Atomic."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    scored = [r for r in results if r.val_top1_best is not None]
-    best = {r.name: float(r.val_top1_best or 0.0) for r in scored}
-    front = sorted((r for r in scored if r.name in pareto_front(scored)), key=lambda r: r.wall_s)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
-    for r in scored:
-        on = r.name in {f.name for f in front}
-        ax.scatter(r.wall_s, 100 * best[r.name], s=60 if on else 35, color="C3" if on else "C0",
-                   marker="*" if on else "o", zorder=3)
-        ax.annotate(r.name, (r.wall_s, 100 * best[r.name]), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    if front:
-        ax.step([r.wall_s for r in front], [100 * best[r.name] for r in front], where="post",
-                color="C3", alpha=0.6, label="Pareto front")
-        ax.legend(loc="lower right")
-    ax.set_xlabel("wall time (s)")
-    ax.set_ylabel("best val top-1 (%)")
-    ax.set_title("Strategies: accuracy vs wall time")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-
-
-def write_outputs(comparison: Comparison, json_path: Path | None) -> list[Path]:
-    """compare.json in the output folder (and at ``json_path``), with a Markdown table and PNG beside each JSON."""
-    data = json.dumps(comparison.to_dict(), indent=2)
-    written = []
-    targets = [comparison.out_dir / "compare.json"] + ([Path(json_path)] if json_path else [])
-    for target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(target, data)
-        atomic_write_text(target.with_suffix(".md"), markdown_table(comparison.results))
-        written += [target, target.with_suffix(".md")]
-        if comparison.results:
-            write_chart(comparison.results, target.with_suffix(".png"))
-            written.append(target.with_suffix(".png"))
-    return written
 
 
 def default_out_dir(project: Path) -> Path:

@@ -1,6 +1,6 @@
 """How a trained model does on its validation set: confusion matrix, per-class accuracy, mistakes.
 
-Qt-free; ``workbench evaluate`` (workbench/cli_evaluate.py) and the window's Results tab are its faces.
+Qt-free; ``workbench evaluate`` (workbench/cli/evaluate.py) and the window's Results tab are its faces.
 Images get the model's own evaluation preprocessing, exactly as the Trainer's validation does
 (``build_transform(spec, train=False)``, grayscale for one-channel models), so the accuracy here is
 the run's last validation accuracy.

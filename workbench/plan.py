@@ -17,19 +17,23 @@ is a linear probe, and a child can be unfrozen inside a frozen parent.
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, cast, dataclass_transform
+from typing import Annotated, Any, Literal, get_args
 
-import pydantic
-from pydantic import BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BeforeValidator, Field, model_validator
 
-from workbench.errors import PlanError
+from workbench.schema_sections import KEY_HINTS, section
 
-BN_POLICIES = ("freeze", "train", "eval")
-OPTIMIZERS = ("adamw", "sgd")
-SCHEDULERS = ("constant", "cosine", "onecycle")
+# Each choice list is stated once, as the Literal type its key has; the tuples are read from it.
+BatchNormPolicy = Literal["freeze", "train", "eval"]
+Optimizer = Literal["adamw", "sgd"]
+Scheduler = Literal["constant", "cosine", "onecycle"]
+Amp = Literal["auto", "bf16", "fp16", "off", "none", "false", "fp32"]
+BN_POLICIES: tuple[str, ...] = get_args(BatchNormPolicy)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+AMP_SETTINGS: tuple[str, ...] = get_args(Amp)
 
 
 def model_source_names() -> list[str]:
@@ -38,17 +42,15 @@ def model_source_names() -> list[str]:
     from workbench.plugins import registry
 
     return registry().names(GROUP)
-AMP_SETTINGS = ("auto", "bf16", "fp16", "off", "none", "false", "fp32")
 MAX_CHANNELS = 64
 MAX_SIDE = 8192  # larger inputs need tens of GB for one activation map
 MAX_SEED = 2**32 - 1  # numpy and DataLoader workers take 32-bit seeds
 MAX_CLASSES = 1_000_000
+MAX_EPOCHS = 100_000
 
 # The schema is the single source of truth: types, ranges and defaults of every project-file key
 # live in these annotations; workbench.project validates TOML through them and `workbench schema`
-# publishes them as JSON Schema. Strict: "10" is not an integer, 1 is not true.
-# validate_assignment: ``plan.train.lr = float("nan")`` after construction is refused like the file is.
-_CONFIG = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False, validate_assignment=True)
+# publishes them as JSON Schema (the section machinery: workbench.schema_sections).
 
 
 def _as_tuple(value: Any) -> Any:
@@ -57,6 +59,10 @@ def _as_tuple(value: Any) -> Any:
 
 def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
+
+
+def _int_as_list(value: Any) -> Any:
+    return [value] if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 Finite = Annotated[float, Field(allow_inf_nan=False)]
@@ -73,88 +79,13 @@ Std = Annotated[tuple[Annotated[float, Field(gt=0.0, allow_inf_nan=False)], ...]
 Selectors = Annotated[list[str], BeforeValidator(_as_list)]
 
 
-_Section = TypeVar("_Section")
-
-
-@dataclass_transform(field_specifiers=(field, Field))
-def section(cls: type[_Section]) -> type[_Section]:
-    """A validated project-file section: a pydantic dataclass whose bad values raise PlanError.
-
-    Constructing one from Python (``TrainConfig(batch_size=0)``) or assigning to it afterwards
-    (``plan.train.batch_size = 0``) is refused like the TOML file is.
-    """
-    validated = pydantic.dataclasses.dataclass(cls, config=_CONFIG)
-    init, assign = validated.__init__, validated.__setattr__
-    where = f"[{SECTION_NAMES.get(cls.__name__, cls.__name__)}]"
-
-    @functools.wraps(init)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        try:
-            init(self, *args, **kwargs)
-        except pydantic.ValidationError as exc:
-            raise PlanError(describe_error(exc, where)) from None
-
-    def __setattr__(self: Any, name: str, value: Any) -> None:
-        try:
-            assign(self, name, value)
-        except pydantic.ValidationError as exc:
-            raise PlanError(describe_error(exc, where)) from None
-
-    validated.validating_init = init  # type: ignore[attr-defined]  # the raw one, for workbench.project
-    validated.__init__ = __init__  # type: ignore[method-assign]
-    validated.__setattr__ = __setattr__  # type: ignore[method-assign]
-    return cast("type[_Section]", validated)
-
-
-def describe_error(exc: pydantic.ValidationError, where: str) -> str:
-    """One line for the first problem pydantic found: where, which key, what is expected, what was given."""
-    err = exc.errors(include_url=False)[0]
-    loc = [str(p) for p in err["loc"] if not isinstance(p, int)]
-    key = loc[0] if loc else ""
-    kind, ctx = err["type"], err.get("ctx") or {}
-    given = err.get("input")
-    if kind == "value_error":
-        return f"{where} {str(ctx.get('error', err['msg']))}"
-    if key in _HINTS and kind != "extra_forbidden":
-        shown = _show(given) if not any(isinstance(p, int) for p in err["loc"]) else f"an item {_show(given)}"
-        return f"{where} {key} must be {_HINTS[key]}, not {shown}"
-    expected = {
-        "int_type": "an integer", "int_from_float": "an integer", "float_type": "a number",
-        "string_type": "a string", "bool_type": "true or false", "list_type": "a list",
-        "tuple_type": "a list", "finite_number": "a finite number", "dataclass_type": "a table",
-        "dict_type": "a table", "missing": None, "string_too_short": "a non-empty string",
-    }.get(kind, "")
-    if kind == "missing":
-        return f"{where} {key} is required"
-    if kind == "extra_forbidden":
-        return f"{where}: unknown key {key!r}"
-    if kind == "literal_error":
-        choices = ctx.get("expected", "").replace("'", "").replace(" or ", ", ")
-        return f"{where} {key} must be one of {choices}, not {_show(given)}"
-    for name, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
-        if kind.endswith(("greater_than_equal", "greater_than", "less_than_equal", "less_than")) and name in ctx:
-            return f"{where} {key} must be {op} {ctx[name]}, not {_show(given)}"
-    if kind == "int_parsing_size":
-        return f"{where} {key} is too large: {_show(given)}"
-    if expected:
-        return f"{where} {key} must be {expected}, not {_show(given)}"
-    return f"{where} {key}: {err['msg'][0].lower()}{err['msg'][1:]}"
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-_HINTS = {
+KEY_HINTS.update({
     "input_size": f"[channels, height, width] with 1-{MAX_CHANNELS} channels and sides 1-{MAX_SIDE}",
     "mean": "a list of one finite number per channel",
     "std": "a list of one positive number per channel",
     "cache_features": '"auto", true or false',
-}
-SECTION_NAMES = {"ModelConfig": "model", "FreezeConfig": "freeze", "GroupConfig": "[groups]",
-                 "UnfreezeStep": "[unfreeze]", "DataConfig": "data", "TrainConfig": "train",
-                 "AdapterConfig": "adapters"}
+    "cut": 'a module path such as "layer3"',
+})
 
 
 @section
@@ -193,7 +124,7 @@ class ModelConfig:
 class FreezeConfig:
     frozen: Selectors = field(default_factory=list)
     unfrozen: Selectors = field(default_factory=list)
-    batchnorm: Literal["freeze", "train", "eval"] = "freeze"
+    batchnorm: BatchNormPolicy = "freeze"
 
 
 @section
@@ -237,6 +168,37 @@ class AdapterConfig:
         return (self.alpha if self.alpha is not None else self.rank) / self.rank
 
 
+Pool = Literal["avg", "max", "avgmax", "flatten", "none"]
+Activation = Literal["relu", "gelu", "silu", "tanh", "none"]
+POOLS: tuple[str, ...] = get_args(Pool)
+ACTIVATIONS: tuple[str, ...] = get_args(Activation)
+
+
+@section
+class HeadSpec:
+    """[head]: cut the model at ``cut`` and attach a new head (``cut`` absent: at the classifier's input).
+
+    The cut path is checked against a model when the head is attached (``workbench.surgery``).
+    """
+
+    cut: Annotated[str, Field(min_length=1, pattern=r"\S")] | None = None
+    pool: Pool = "avg"
+    hidden: Annotated[list[Annotated[int, Field(ge=1)]], BeforeValidator(_int_as_list),
+                      Field(description="sizes of the hidden layers, e.g. [128]")] = field(default_factory=list)
+    activation: Activation = "relu"
+    dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"pool": self.pool, "hidden": list(self.hidden),
+                               "activation": self.activation, "dropout": self.dropout}
+        if self.cut is not None:
+            out["cut"] = self.cut
+        return out
+
+
+HEAD_KEYS = tuple(f.name for f in fields(HeadSpec))
+
+
 @section
 class DataConfig:
     path: str | None = None
@@ -250,10 +212,10 @@ class DataConfig:
 
 @section
 class TrainConfig:
-    epochs: Annotated[int, Field(ge=1, le=100_000)] = 5
+    epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)] = 5
     batch_size: Annotated[int, Field(ge=1, le=65_536)] = 32
-    optimizer: Literal["adamw", "sgd"] = "adamw"
-    scheduler: Literal["constant", "cosine", "onecycle"] = "cosine"
+    optimizer: Optimizer = "adamw"
+    scheduler: Scheduler = "cosine"
     lr: NonNegative = 1e-3
     weight_decay: NonNegative = 0.01
     momentum: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.9
@@ -261,7 +223,7 @@ class TrainConfig:
     label_smoothing: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
     grad_clip: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
     device: str = "auto"
-    amp: Literal["auto", "bf16", "fp16", "off", "none", "false", "fp32"] = "auto"
+    amp: Amp = "auto"
     seed: Seed = 0
     augment: bool = True
     cache_features: Literal["auto"] | bool = "auto"
@@ -269,6 +231,39 @@ class TrainConfig:
     compile: bool = False  # torch.compile the part that trains (the head when the trunk is cached)
     # Layer-wise LR decay: a group without its own lr trains at lr × layer_decay^(layers between it and the head).
     layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+
+
+# What a [[compare]] table may override, and the section whose schema checks it (the table's own
+# fields are derived from these, so a limit is stated once: e.g. epochs <= TrainConfig's maximum).
+COMPARE_OVERRIDES = {"frozen": "freeze", "unfrozen": "freeze", "batchnorm": "freeze",
+                     "lr": "train", "epochs": "train", "optimizer": "train"}
+_SECTION_TYPES: dict[str, Any] = {"freeze": FreezeConfig, "train": TrainConfig}
+
+
+def _override_field(key: str) -> Any:
+    """The annotation of ``key`` in its section, made optional (absent: the strategy's value is kept)."""
+    info = _SECTION_TYPES[COMPARE_OVERRIDES[key]].__pydantic_fields__[key]
+    inner = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    return inner | None
+
+
+@section
+class CompareTable:
+    """[[compare]]: a named strategy for ``workbench compare``: a built-in strategy (default ``plan``, the
+    project as it is) with overrides, each checked by the schema of its section ([freeze] or [train])."""
+
+    name: Annotated[str, Field(min_length=1)]
+    strategy: Annotated[str, Field(min_length=1)] = "plan"
+    frozen: _override_field("frozen") = None  # type: ignore[valid-type]
+    unfrozen: _override_field("unfrozen") = None  # type: ignore[valid-type]
+    batchnorm: _override_field("batchnorm") = None  # type: ignore[valid-type]
+    lr: _override_field("lr") = None  # type: ignore[valid-type]
+    epochs: _override_field("epochs") = None  # type: ignore[valid-type]
+    optimizer: _override_field("optimizer") = None  # type: ignore[valid-type]
+
+    def overrides(self) -> dict[str, Any]:
+        """The keys this table sets, with their values."""
+        return {k: getattr(self, k) for k in COMPARE_OVERRIDES if getattr(self, k) is not None}
 
 
 @dataclass
@@ -282,7 +277,8 @@ class FinetunePlan:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     adapters: AdapterConfig | None = None  # [adapters]: LoRA on selected modules (workbench.adapters)
-    head: Any = None  # workbench.surgery.HeadSpec from [head]: cut the model and attach a new head
+    head: HeadSpec | None = None  # [head]: cut the model and attach a new head (workbench.surgery)
+    compare: list[CompareTable] = field(default_factory=list)  # [[compare]]: strategies for `workbench compare`
     # Folder relative paths in the plan are resolved against (the project file's folder).
     base_dir: Path | None = None
 

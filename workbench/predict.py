@@ -1,6 +1,6 @@
 """Classify images with a model source or a run's trained weights: top-K labels with probabilities.
 
-Qt-free; ``workbench predict`` (workbench/cli_predict.py) is its command-line face.
+Qt-free; ``workbench predict`` (workbench/cli/predict.py) is its command-line face.
 """
 
 from __future__ import annotations

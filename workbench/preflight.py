@@ -1,8 +1,8 @@
 """Problems a plan has before training starts: the same list for the window and the CLI.
 
 ``preflight`` is pure Python over the tree, the plan and its Resolution (no torch): it adds
-to the resolver's named warnings the checks that need the training settings or the data —
-a head that does not match the data's classes, learning rates no run survives, BatchNorm
+to the resolver's named warnings (one type for both: ``workbench.problems.Problem``) the checks
+that need the training settings or the data — a head that does not match the data's classes, learning rates no run survives, BatchNorm
 layers that train on one image per batch. Errors stop a run (the window asks first, the
 CLI refuses without ``--force``); warnings are shown and training goes on.
 """
@@ -11,23 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 from workbench.errors import WorkbenchError
 from workbench.layer_tree import LayerTree
 from workbench.plan import FinetunePlan
+from workbench.problems import ERROR, WARNING, Problem
 from workbench.resolve import Resolution
 
-Severity = Literal["error", "warning"]
-ERROR: Severity = "error"
-WARNING: Severity = "warning"
 LR_TOO_HIGH = 1.0
 LR_TOO_LOW = 1e-8
-
-# Which control a problem is about: the window shows it there (tab or panel name).
-_WHERE = {"param-in-no-group": "groups", "param-in-two-groups": "groups", "group-matches-nothing": "groups",
-          "frozen-group-with-lr": "groups", "trainable-group-lr-zero": "groups", "unfreeze-already-trainable": "groups",
-          "pattern-matches-nothing": "layers", "nothing-trainable": "layers", "batchnorm-frozen-untrained": "layers"}
 
 
 class PreflightError(WorkbenchError):
@@ -42,28 +34,10 @@ class DataFacts:
     train_images: int
 
 
-@dataclass(frozen=True)
-class Problem:
-    """A named problem: ``str()`` gives ``[code] message`` like the resolver's warnings."""
-
-    code: str
-    message: str
-    severity: Severity = WARNING
-    where: str = "layers"  # "data", "groups", "train" or "layers": the control it is about
-    subject: str = ""  # the group (or layer) it names, for the control to mark
-
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.message}"
-
-    @property
-    def is_error(self) -> bool:
-        return self.severity == ERROR
-
-
 def preflight(tree: LayerTree, plan: FinetunePlan, resolution: Resolution, num_classes: int | None = None,
               data: DataFacts | None = None) -> list[Problem]:
     """Every problem with this plan, errors first. ``num_classes`` is the model head's outputs."""
-    problems = [Problem(w.code, w.message, WARNING, _WHERE.get(w.code, "layers")) for w in resolution.warnings]
+    problems = list(resolution.warnings)
     if data is not None and num_classes is not None and data.classes != num_classes:
         problems.append(Problem(
             "class-count-mismatch",

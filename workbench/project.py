@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-import functools
 import tomllib
 from dataclasses import fields
 from pathlib import Path
@@ -13,15 +11,17 @@ from workbench.atomic import atomic_write_text
 from workbench.errors import ProjectError, WorkbenchError  # noqa: F401  (ProjectError re-exported)
 from workbench.plan import (  # noqa: F401
     AdapterConfig,
+    CompareTable,
     DataConfig,
     FinetunePlan,
     FreezeConfig,
     GroupConfig,
+    HeadSpec,
     ModelConfig,
     TrainConfig,
     UnfreezeStep,
-    describe_error,
 )
+from workbench.schema_sections import describe_error, did_you_mean, section_from_table  # noqa: F401
 
 
 def load_project(path: str | Path) -> FinetunePlan:
@@ -83,10 +83,10 @@ SECTIONS: dict[str, Any] = {
     "data": DataConfig,
     "train": TrainConfig,
     "adapters": AdapterConfig,
+    "head": HeadSpec,
+    "compare": list[CompareTable],
 }
-OPTIONAL_SECTIONS = ("adapters",)  # absent means none (not a table of defaults)
-# [[compare]]: read and checked by workbench.compare; [head]: by workbench.surgery (cut + new head).
-OTHER_SECTIONS = ("compare", "head")
+OPTIONAL_SECTIONS = ("adapters", "head")  # absent means none (not a table of defaults)
 
 
 def project_schema() -> dict[str, Any]:
@@ -115,7 +115,6 @@ def _drop_null(node: Any) -> Any:
     return out
 
 
-@functools.cache
 def _document_model() -> type:
     from pydantic import ConfigDict, create_model
 
@@ -126,10 +125,10 @@ def _document_model() -> type:
 
 
 def plan_from_dict(data: dict[str, Any], where: str = "project") -> FinetunePlan:
-    known = [*SECTIONS, *OTHER_SECTIONS]
+    known = list(SECTIONS)
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ProjectError(f"{where}: unknown section(s) {', '.join(unknown)}{_did_you_mean(unknown[0], known)} "
+        raise ProjectError(f"{where}: unknown section(s) {', '.join(unknown)}{did_you_mean(unknown[0], known)} "
                            f"(known: {', '.join(sorted(known))})")
     built: dict[str, Any] = {}
     for name, kind in SECTIONS.items():
@@ -142,20 +141,22 @@ def plan_from_dict(data: dict[str, Any], where: str = "project") -> FinetunePlan
         if many:
             if not isinstance(raw, list):
                 raise ProjectError(f"{where} [[{name}]] must be an array of tables ([[{name}]]), not {type(raw).__name__}")
-            built[name] = [_build(cls, item, f"{where} [[{name}]] #{i + 1}") for i, item in enumerate(raw)]
+            built[name] = [section_from_table(cls, item, f"{where} [[{name}]] #{i + 1}", ProjectError)
+                           for i, item in enumerate(raw)]
         else:
-            built[name] = _build(cls, raw, f"{where} [{name}]")
-    plan = FinetunePlan(**built)
-    if "head" in data:  # [head]: cut + new head, validated by workbench.surgery
-        from workbench.surgery import parse_head
-
-        plan.head = parse_head(data["head"], f"{where} [head]")
-    return plan
+            built[name] = section_from_table(cls, raw, f"{where} [{name}]", ProjectError)
+    _check_compare_names(built["compare"], where)
+    return FinetunePlan(**built)
 
 
-def _did_you_mean(word: str, known: Any) -> str:
-    close = difflib.get_close_matches(word, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+def _check_compare_names(tables: list[CompareTable], where: str) -> None:
+    """A [[compare]] table is chosen by its name (``--strategies NAME``): two with one name are a mistake."""
+    first: dict[str, int] = {}
+    for i, table in enumerate(tables):
+        if table.name in first:
+            raise ProjectError(f"{where} [[compare]] #{i + 1}: name {table.name!r} is also the name of "
+                               f"[[compare]] #{first[table.name] + 1}; each table needs its own name")
+        first[table.name] = i
 
 
 def plan_to_dict(plan: FinetunePlan) -> dict[str, Any]:
@@ -169,27 +170,10 @@ def plan_to_dict(plan: FinetunePlan) -> dict[str, Any]:
     if plan.adapters is not None:
         out["adapters"] = _dump(plan.adapters)
     if plan.head is not None:
-        out["head"] = plan.head.to_dict()
+        out["head"] = _dump(plan.head)
+    if plan.compare:
+        out["compare"] = [_dump(t) for t in plan.compare]
     return out
-
-
-def _build(cls: Any, values: Any, where: str) -> Any:
-    """Validate one section through its schema; the first problem becomes one ProjectError line."""
-    import pydantic
-
-    if not isinstance(values, dict):
-        raise ProjectError(f"{where} must be a table, not {values!r}")
-    names = [f.name for f in fields(cls)]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise ProjectError(f"{where}: unknown key(s) {', '.join(unknown)}{_did_you_mean(unknown[0], names)} "
-                           f"(known: {', '.join(names)})")
-    try:
-        obj = cls.__new__(cls)
-        cls.validating_init(obj, **values)  # raises pydantic's error, which we word with the file and section
-        return obj
-    except pydantic.ValidationError as exc:
-        raise ProjectError(describe_error(exc, where)) from None
 
 
 def _dump(obj: Any) -> dict[str, Any]:

@@ -11,21 +11,20 @@ from dataclasses import dataclass, field
 
 from workbench.errors import PlanError
 from workbench.layer_tree import LayerTree
-from workbench.plan import BN_POLICIES, FinetunePlan, GroupConfig
+from workbench.plan import FinetunePlan, GroupConfig
+from workbench.problems import WARNING, Problem
 from workbench.selectors import SelectorMatcher
 
 TRAINABLE, FROZEN, PARTIAL = "trainable", "frozen", "partial"
 
 
-@dataclass
-class Warning_:
-    """A named plan warning; ``str()`` gives ``[code] message``."""
+# Which control a resolver warning is about: the window shows it there (tab or panel name).
+_GROUP_WARNINGS = {"param-in-no-group", "param-in-two-groups", "group-matches-nothing", "frozen-group-with-lr",
+                   "trainable-group-lr-zero", "unfreeze-already-trainable"}
 
-    code: str
-    message: str
 
-    def __str__(self) -> str:
-        return f"[{self.code}] {self.message}"
+def _warning(code: str, message: str) -> Problem:
+    return Problem(code, message, WARNING, "groups" if code in _GROUP_WARNINGS else "layers")
 
 
 @dataclass
@@ -52,7 +51,7 @@ class Resolution:
     node_frozen: list[bool]  # the module's own freeze mark (inherited), whatever its params
     bn_eval: list[int]  # BatchNorm nodes to keep in eval mode
     groups: list[ResolvedGroup]
-    warnings: list[Warning_]
+    warnings: list[Problem]
     _node_groups: list[str | None] | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -101,10 +100,8 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
     ``default_groups`` are used when the plan has none (timm group_matcher or depth
     groups, from ``workbench.groups.default_groups``).
     """
-    if plan.freeze.batchnorm not in BN_POLICIES:
-        raise PlanError(f"[freeze] batchnorm must be one of {', '.join(BN_POLICIES)}, not {plan.freeze.batchnorm!r}")
     matcher = SelectorMatcher(tree)
-    warnings: list[Warning_] = []
+    warnings: list[Problem] = []
     nodes, params = tree.nodes, tree.params
 
     # 1. Freeze marks per node and per parameter: +1 unfrozen, -1 frozen; unfrozen wins ties.
@@ -114,7 +111,7 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
         for selector in getattr(plan.freeze, key):
             hit_nodes, hit_params = matcher.match(selector, f"[freeze] {key}")
             if not hit_nodes and not hit_params:
-                warnings.append(Warning_("pattern-matches-nothing", f"[freeze] {key} pattern {selector!r} matches no module"))
+                warnings.append(_warning("pattern-matches-nothing", f"[freeze] {key} pattern {selector!r} matches no module"))
             for i in hit_nodes:
                 if not (frozen and node_mark.get(i) is False):
                     node_mark[i] = frozen
@@ -207,7 +204,7 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
                 claims[pi].append((nodes[params[pi].owner].depth * 2 + 1, gi))
                 hit_any = True
         if not hit_any:
-            warnings.append(Warning_("group-matches-nothing", f"group {config.name!r} selects no parameters"))
+            warnings.append(_warning("group-matches-nothing", f"group {config.name!r} selects no parameters"))
 
     param_claim: list[int | None] = [None] * len(params)
     overlaps: dict[tuple[int, ...], list[str]] = {}
@@ -222,7 +219,7 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
             overlaps.setdefault(tuple(distinct), []).append(p.name)
     for group_ids, names_ in overlaps.items():
         group_names = " and ".join(repr(configs[g].name) for g in group_ids)
-        warnings.append(Warning_("param-in-two-groups",
+        warnings.append(_warning("param-in-two-groups",
                                  f"{len(names_)} parameter(s) ({_few(names_)}) are selected by groups {group_names}; "
                                  "each goes to the most specific match"))
 
@@ -233,7 +230,7 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
         for index in ungrouped:
             param_claim[index] = len(groups) - 1
         if explicit_groups or configs:
-            warnings.append(Warning_("param-in-no-group",
+            warnings.append(_warning("param-in-no-group",
                                      f"{len(ungrouped)} trainable parameter(s) ({_few([params[p].name for p in ungrouped])}) "
                                      f"are in no group; they train in group 'ungrouped' at lr={plan.train.lr:g}"))
 
@@ -265,32 +262,32 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
     for gi, config in enumerate(configs):
         group = groups[gi]
         if group.claimed and not group.params and config.name not in scheduled and (config.lr is not None and explicit_groups):
-            warnings.append(Warning_("frozen-group-with-lr",
+            warnings.append(_warning("frozen-group-with-lr",
                                      f"group {config.name!r} has lr={config.lr:g} but all its parameters are frozen "
                                      "and no [[unfreeze]] step unfreezes it: the LR has no effect"))
         lr = config.lr if config.lr is not None else plan.train.lr
         if (group.params or config.name in scheduled) and lr == 0:
-            warnings.append(Warning_("trainable-group-lr-zero",
+            warnings.append(_warning("trainable-group-lr-zero",
                                      f"group {config.name!r} has {group.numel:,} trainable parameters but lr = 0: "
                                      "they get gradients and optimizer state yet never change (freeze them instead, "
                                      "or give the group an LR)"))
         if group.claimed and len(group.params) == len(group.claimed) and config.name in scheduled:
             first = min(s.epoch for s in plan.unfreeze if config.name in s.groups)
-            warnings.append(Warning_("unfreeze-already-trainable",
+            warnings.append(_warning("unfreeze-already-trainable",
                                      f"group {config.name!r} is scheduled to unfreeze at epoch {first} but is already "
                                      "fully trainable: the step has no effect"))
     if tree.bn_untrained and bn_eval and not train_bn:
-        warnings.append(Warning_("batchnorm-frozen-untrained",
+        warnings.append(_warning("batchnorm-frozen-untrained",
                                  f"{len(bn_eval)} BatchNorm layer(s) are frozen (batchnorm = {plan.freeze.batchnorm!r}) "
                                  "but hold untrained statistics (running mean 0, variance 1): they normalise nothing. "
                                  "Use pretrained weights, or batchnorm = \"train\""))
     if tree.adapter_paths and plan.train.cache_features is True:
-        warnings.append(Warning_("adapters-end-cached-trunk",
+        warnings.append(_warning("adapters-end-cached-trunk",
                                  f"cache_features = true with [adapters]: the feature cache can hold only the layers "
                                  f"before the first adapter ({tree.adapter_paths[0]}); adapters early in the model "
                                  "leave little or nothing to cache"))
     if tree.total_params and node_trainable[0] == 0 and not plan.unfreeze:
-        warnings.append(Warning_("nothing-trainable", "every parameter is frozen: training would change nothing"))
+        warnings.append(_warning("nothing-trainable", "every parameter is frozen: training would change nothing"))
 
     return Resolution(tree, param_trainable, param_group, param_claim, node_trainable, node_state,
                       node_frozen, bn_eval, groups, warnings)

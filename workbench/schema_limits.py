@@ -8,7 +8,6 @@ changed in the schema changes every editor.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -70,11 +69,19 @@ def field_limits(section: type, key: str) -> Limits:
     return Limits(key, low, high, above, below, integer=node.get("type") == "integer")
 
 
-@functools.cache
+_SCHEMAS: dict[type, tuple[Any, dict[str, Any]]] = {}  # section -> (its validator, its properties)
+
+
 def _properties(section: type) -> dict[str, Any]:
+    """The section's JSON Schema properties, computed again when the section was rebuilt (``rebuild_sections``)."""
     from pydantic import TypeAdapter
 
-    return dict(TypeAdapter(section).json_schema().get("properties", {}))
+    validator = getattr(section, "__pydantic_validator__", None)
+    cached = _SCHEMAS.get(section)
+    if cached is None or cached[0] is not validator:
+        cached = (validator, dict(TypeAdapter(section).json_schema().get("properties", {})))
+        _SCHEMAS[section] = cached
+    return cached[1]
 
 
 def _show(value: float) -> str:

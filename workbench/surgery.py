@@ -11,22 +11,18 @@ from __future__ import annotations
 import difflib
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.errors import WorkbenchError
+from workbench.errors import PlanError, WorkbenchError
+from workbench.plan import HEAD_KEYS, HeadSpec
+from workbench.schema_sections import section_from_table
 
 if TYPE_CHECKING:
     import torch.fx as fx
     import torch.nn as nn
 
     from workbench.backbone import Backbone
-
-POOLS = ("avg", "max", "avgmax", "flatten", "none")
-ACTIVATIONS = ("relu", "gelu", "silu", "tanh", "none")
-HEAD_KEYS = ("cut", "pool", "hidden", "activation", "dropout")
-
 
 class SurgeryError(WorkbenchError):
     """A [head] table or cut that cannot be applied, with a specific message."""
@@ -36,51 +32,12 @@ class _Untraceable(SurgeryError):
     """torch.fx cannot trace the model (control flow on tensor values or shapes)."""
 
 
-@dataclass
-class HeadSpec:
-    """Where to cut and what head to attach; ``cut=None`` means the classifier's input."""
-
-    cut: str | None = None
-    pool: str = "avg"
-    hidden: list[int] = field(default_factory=list)
-    activation: str = "relu"
-    dropout: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"pool": self.pool, "hidden": list(self.hidden),
-                               "activation": self.activation, "dropout": self.dropout}
-        if self.cut is not None:
-            out["cut"] = self.cut
-        return out
-
-
 def parse_head(values: Any, where: str = "project [head]") -> HeadSpec:
-    """Validate a ``[head]`` table into a HeadSpec (cut paths are checked against a model later)."""
-    if not isinstance(values, dict):
-        raise SurgeryError(f"{where} must be a table")
-    unknown = sorted(set(values) - set(HEAD_KEYS))
-    if unknown:
-        raise SurgeryError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(HEAD_KEYS)})")
-    cut = values.get("cut")
-    if cut is not None and (not isinstance(cut, str) or not cut.strip()):
-        raise SurgeryError(f"{where} cut must be a module path such as \"layer3\", not {cut!r}")
-    pool = values.get("pool", "avg")
-    if pool not in POOLS:
-        raise SurgeryError(f"{where} pool must be one of {', '.join(POOLS)}, not {pool!r}")
-    hidden = values.get("hidden", [])
-    if isinstance(hidden, int) and not isinstance(hidden, bool):
-        hidden = [hidden]
-    if not isinstance(hidden, list) or not all(isinstance(h, int) and not isinstance(h, bool) for h in hidden):
-        raise SurgeryError(f"{where} hidden must be a list of layer sizes such as [128], not {hidden!r}")
-    if any(h < 1 for h in hidden):
-        raise SurgeryError(f"{where} hidden sizes must be >= 1, not {hidden!r}")
-    activation = values.get("activation", "relu")
-    if activation not in ACTIVATIONS:
-        raise SurgeryError(f"{where} activation must be one of {', '.join(ACTIVATIONS)}, not {activation!r}")
-    dropout = values.get("dropout", 0.0)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise SurgeryError(f"{where} dropout must be a number in [0, 1), not {dropout!r}")
-    return HeadSpec(cut=cut, pool=pool, hidden=list(hidden), activation=activation, dropout=float(dropout))
+    """Validate a ``[head]`` table through the schema (cut paths are checked against a model later)."""
+    try:
+        return section_from_table(HeadSpec, values, where)
+    except PlanError as exc:
+        raise SurgeryError(str(exc)) from None
 
 
 def _check_cut(model: "nn.Module", cut: str) -> None:

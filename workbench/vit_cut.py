@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import torch
     import torch.nn as nn
 
-    from workbench.surgery import HeadSpec
+    from workbench.plan import HeadSpec
 
 _NEEDS = ("forward_intermediates", "prune_intermediate_layers", "forward_features", "forward_head", "blocks",
           "patch_embed", "head")

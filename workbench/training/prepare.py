@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from workbench.data import LabelledImages
     from workbench.plan import FinetunePlan
-    from workbench.preflight import Problem
+    from workbench.problems import Problem
     from workbench.tables import LabelledTable
     from workbench.training.trainer import Trainer
     from workbench.workspace import Workspace

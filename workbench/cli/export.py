@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from workbench.cli.common import int_at_least
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     from workbench.export_data import DEFAULT_CALIBRATION_IMAGES
@@ -31,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quantize", choices=QUANTIZE_CHOICES,
                    help="ONNX only: int8 = static QDQ, per-channel weights, calibrated on training images;\n"
                         "int8-dynamic = int8 MatMul/Gemm weights, activations quantized at run time")
-    p.add_argument("--calibration-images", type=_positive_int, metavar="N",
+    p.add_argument("--calibration-images", type=int_at_least(1), metavar="N",
                    help=f"with --quantize int8: training images to calibrate on (default: up to "
                         f"{DEFAULT_CALIBRATION_IMAGES})")
     p.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default="minmax",
@@ -47,16 +49,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help=f"largest top-1 loss of an INT8/fp16 export, in points (default {DEFAULT_MAX_DROP_POINTS:g})")
     p.add_argument("--accept-accuracy-drop", action="store_true",
                    help="write an INT8/fp16 export even when it loses more than --max-accuracy-drop")
-    p.add_argument("--timing-runs", type=_positive_int, default=5, metavar="N",
+    p.add_argument("--timing-runs", type=int_at_least(1), default=5, metavar="N",
                    help="timed runs per latency/throughput figure; the median is reported (default 5)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(run=_cmd_export)
-
-
-def _positive_int(text: str) -> int:
-    from workbench.cli import _int_at_least
-
-    return int(_int_at_least(1)(text))
 
 
 def _cmd_export(args: argparse.Namespace) -> int:

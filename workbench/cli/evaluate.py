@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from workbench.cli.common import int_at_least
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="a run on its validation set: per-class accuracy, confusion matrix, "
@@ -16,15 +18,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help="print JSON: classes, confusion_matrix, per_class, most_confused, mistakes (with top-5)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--pairs", type=_at_least_one, default=10, metavar="N",
+    p.add_argument("--pairs", type=int_at_least(1), default=10, metavar="N",
                    help="how many most-confused class pairs to show (default 10)")
     p.set_defaults(run=_cmd_evaluate)
-
-
-def _at_least_one(text: str) -> int:
-    from workbench.cli import _int_at_least
-
-    return int(_int_at_least(1)(text))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 
+from workbench.cli.common import input_size
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="classify images: top-K labels with probabilities")
@@ -18,14 +20,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true",
                    help='print [{"image": ..., "top": [{"index", "label", "prob"}, ...]}, ...]')
     p.add_argument("--arch", help="timm architecture to load a checkpoint into")
-    p.add_argument("--input-size", type=_input_size, help="C,H,W to feed the model (ONNX inputs with free dims)")
+    p.add_argument("--input-size", type=input_size, help="C,H,W to feed the model (ONNX inputs with free dims)")
     p.set_defaults(run=_cmd_predict)
-
-
-def _input_size(text: str) -> tuple[int, int, int]:
-    from workbench.cli import _input_size as parse
-
-    return parse(text)
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:

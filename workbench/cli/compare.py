@@ -6,9 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
+from workbench.cli.common import schema_int, schema_range
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from workbench.compare import strategy_help
+    from workbench.compare_plans import strategy_help
+    from workbench.plan import TrainConfig
 
     p = sub.add_parser("compare", help="train fine-tuning strategies side by side: accuracy, time, memory",
                        formatter_class=argparse.RawTextHelpFormatter)
@@ -16,30 +19,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", default="",
                    help="comma list of strategies, or [[compare]] table names\n(default: the project's [[compare]] "
                         "tables):\n" + "\n".join(f"  {line}" for line in strategy_help().splitlines()))
-    p.add_argument("--epochs", type=_whole_number, help="epochs per strategy (default: the project's)")
+    p.add_argument("--epochs", type=schema_int(TrainConfig, "epochs"),
+                   help=f"epochs per strategy ({schema_range(TrainConfig, 'epochs')}; default: the project's)")
     p.add_argument("--out", type=Path, help="a new folder for the runs (default: runs/compare-<timestamp> beside the project)")
     p.add_argument("--json", type=Path, metavar="FILE", help="also write the results here (Markdown and PNG beside it)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(run=_cmd_compare)
 
 
-def _whole_number(text: str) -> int:
-    """An integer (its range is the schema's, checked when it is applied)."""
-    if not text.strip().lstrip("+-").isascii() or not text.strip().lstrip("+-").isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}")
-    return int(text)
-
-
 def _cmd_compare(args: argparse.Namespace) -> int:
     from workbench.atomic import check_file_target, check_folder_target
-    from workbench.compare import (
-        Comparison,
-        compare_tables,
-        default_out_dir,
-        parse_strategies,
-        text_table,
-        write_outputs,
-    )
+    from workbench.compare import Comparison, default_out_dir
+    from workbench.compare_plans import parse_strategies
+    from workbench.compare_report import text_table, write_outputs
     from workbench.project import load_project
     from workbench.stop_signals import StopOnSignals
     from workbench.training.reports import EpochReport, StateReport
@@ -51,7 +43,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         check_folder_target(args.json.parent, "--json")
         for target in (args.json, args.json.with_suffix(".md"), args.json.with_suffix(".png")):
             check_file_target(target)
-    strategies = parse_strategies(args.strategies, compare_tables(args.project))
+    strategies = parse_strategies(args.strategies, plan.compare)
     comparison = Comparison(plan, strategies, args.out or default_out_dir(args.project), str(args.project),
                             epochs=args.epochs)
     with StopOnSignals(comparison.request_stop) as stop_signals:
