@@ -42,47 +42,53 @@ def test_a_device_that_does_not_exist_is_refused_before_anything_starts(tmp_path
     assert not (tmp_path / "run").exists()
 
 
-def test_a_killed_rank_is_named_the_others_stop_and_continue_resumes_with_pause(tmp_path):
+def test_pause_and_stop_reach_every_rank_then_a_killed_rank_is_named_and_the_run_stays_resumable(tmp_path):
     from workbench.project import load_project
     from workbench.run_catalog import read_run
     from workbench.training.run_folder import RunDir
     from workbench.workspace import Workspace
 
-    plan = load_project(write_project(tmp_path, epochs=400))  # cached trunk: epochs of milliseconds
+    project = write_project(tmp_path, epochs=100)
+    project.write_text(project.read_text().replace('"layer2"]', '"layer2", "layer3", "layer4"]'))  # a linear probe
+    plan = load_project(project)
     torch.manual_seed(plan.train.seed)
     ws = Workspace.from_plan(plan)
     run_dir = tmp_path / "run"
-    first = MultiProcessRun(ws, run_dir, ProcessChoice(nproc=2))
-    seen: list = []
-    killed = None
-    with pytest.raises(TrainingError) as info:
-        for report in first.run():
-            seen.append(report)
-            if killed is None and isinstance(report, EpochReport) and report.checkpoint:
-                killed = int(pid_file(first.scratch, 1).read_text())
-                os.kill(killed, signal.SIGKILL)
-    assert killed is not None and any(isinstance(r, StepReport) for r in seen)
-    message = str(info.value)
-    assert message.startswith("process 1 of 2 died: killed by SIGKILL"), message
-    assert "the other processes were stopped" in message and "Continue resumes the run from it" in message
-    assert not _alive(killed) and not _alive(first.pids.get(0))  # every process of the job ended
-    info_run = read_run(run_dir)
-    assert info_run.resumable and not RunDir(run_dir).is_running()
 
-    second = MultiProcessRun(ws, run_dir, ProcessChoice(nproc=2), resume=True)
+    first = MultiProcessRun(ws, run_dir, ProcessChoice(nproc=2))
     states: list[tuple[str, str]] = []
-    for report in second.run():
+    epochs = 0
+    for report in first.run():
         if isinstance(report, StateReport):
             states.append((report.kind, report.message))
             if report.kind == "paused":
-                second.request_resume()
+                first.request_resume()
         elif isinstance(report, StepReport) and "paused" not in dict(states):
-            second.request_pause()
+            first.request_pause()
+        elif isinstance(report, EpochReport):
+            epochs += 1
+            if epochs == 3:
+                first.request_stop()
     kinds = [kind for kind, _ in states]
-    assert kinds[0] == "resumed" and "× 2 processes" in states[0][1]
-    assert "paused" in kinds and kinds[kinds.index("paused") + 1] == "resumed" and kinds[-1] == "finished"
-    assert second.trained is not None  # the window adopts these weights
-    assert read_run(run_dir).status == "finished"
+    assert kinds[0] == "started" and "× 2 processes" in states[0][1]
+    assert kinds[kinds.index("paused") + 1] == "resumed" and kinds[-1] == "stopped"  # every rank paused, then went on
+    assert first.trained is not None  # the window adopts the stopped run's weights
+    assert read_run(run_dir).status == "stopped" and RunDir(run_dir).checkpoint.is_file()
+
+    second = MultiProcessRun(ws, run_dir, ProcessChoice(nproc=2), resume=True)
+    killed = None
+    with pytest.raises(TrainingError) as info:
+        for report in second.run():
+            if killed is None and isinstance(report, StepReport):
+                assert report.epoch >= 3  # resumed where the stop left it
+                killed = int(pid_file(second.scratch, 1).read_text())
+                os.kill(killed, signal.SIGKILL)
+    message = str(info.value)
+    assert message.startswith("process 1 of 2 died: killed by SIGKILL"), message
+    assert "the other processes were stopped" in message and "Continue resumes the run from it" in message
+    assert not _alive(killed) and not _alive(second.pids.get(0))  # every process of the job ended
+    assert second.trained is None
+    assert read_run(run_dir).resumable and not RunDir(run_dir).is_running()
 
 
 def _alive(pid: int | None) -> bool:
