@@ -26,8 +26,7 @@ class DevicePicker(QWidget):
         self.cpu_count.setRange(MIN_PROCESSES, cpu_process_limit())
         self.cpu_count.setSuffix(" processes (gloo)")
         self.cpu_count.setToolTip(f"{MIN_PROCESSES} to one per CPU core ({cpu_process_limit()} here)")
-        self.summary = QLabel("one process (the Device above)")
-        self.summary.setWordWrap(True)
+        self.summary = QLabel()
         self._gpu_row = QVBoxLayout()
         cpu_row = QHBoxLayout()
         cpu_row.addWidget(self.cpu_box)
@@ -73,10 +72,12 @@ class DevicePicker(QWidget):
         choice = self.choice()
         ticked = sum(box.isChecked() for _, box in self.gpu_boxes)
         if choice is not None:
-            self.summary.setText(f"{choice.describe()} under torchrun; rank 0 reports here")
+            self.summary.setText("torchrun (DDP); rank 0 reports here")
+            self.summary.setToolTip(f"{choice.describe()}: Pause and Stop reach every process; a process that "
+                                    "dies is named, the others are stopped, Continue resumes")
         elif ticked == 1:
-            self.summary.setText("one GPU ticked: tick two or more for a multi-process run")
+            self.summary.setText("one GPU ticked: tick two or more")
         else:
-            self.summary.setText("one process (the Device above)")
+            self.summary.setText("off: one process on the Device above")
         self.cpu_count.setEnabled(self.cpu_box.isChecked())
         self.changed.emit()

@@ -26,7 +26,7 @@ def test_a_two_process_cpu_run_from_the_window_shows_its_curves_and_stops_resuma
     assert picker.cpu_box.isVisible() and not picker.gpu_boxes  # no CUDA here: CPU processes over gloo
     qtbot.mouseClick(picker.cpu_box, Qt.MouseButton.LeftButton)
     assert picker.choice() is not None and picker.choice().processes == 2
-    assert "CPU × 2 processes (gloo)" in picker.summary.text()
+    assert "CPU × 2 processes (gloo)" in picker.summary.toolTip() and "torchrun" in picker.summary.text()
 
     click(qtbot, panel.start_button)
     assert not picker.isEnabled()  # the choice is locked while the run goes
