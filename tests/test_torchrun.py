@@ -33,8 +33,9 @@ def test_two_processes_train_and_only_rank0_writes(tmp_path):
         capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "× 2 processes" in result.stdout
-    # augment = false: the frozen trunk is cached; each rank completes the rows its shard skipped
-    assert "caching the frozen trunk" in result.stdout and "cached the trunk's output for 18" in result.stdout
+    # augment = false: the frozen trunk is cached; each rank caches its own share (the same images every epoch)
+    assert "caching the frozen trunk" in result.stdout
+    assert "cached the trunk's output for 9 training images (this process's share of 18)" in result.stdout
     assert result.stdout.count("epoch 2/2: train loss") == 1  # rank 1 is quiet
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     # 18 training images split over 2 ranks = 9 each, batch 6 → 2 steps per epoch per rank.

@@ -491,10 +491,15 @@ class MainWindow(QMainWindow):
         if errors and not resume and not ask_yes_no(self, "The plan has errors", "\n".join(errors) + "\n\nStart anyway?"):
             return
         run_dir = self.train_panel.resumable_run if resume else self._new_run_dir()
+        processes = self.train_panel.processes.choice()
 
         def prepare() -> Any:
             from workbench.training.prepare import build_trainer
 
+            if processes is not None:  # torchrun in the background; rank 0's reports come back here
+                from workbench.training.multi_process_launch import MultiProcessRun
+
+                return MultiProcessRun(ws, run_dir, processes, resume=resume)
             return build_trainer(ws, run_dir, resume=resume)
 
         self.tabs.setCurrentWidget(self.train_panel)

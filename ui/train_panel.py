@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
 
 from workbench.plan import OPTIMIZERS, SCHEDULERS, TrainConfig
 from workbench.schema_limits import field_limits
+from workbench_ui.device_picker import DevicePicker
 from workbench_ui.look import primary
 from workbench_ui.number_boxes import SchemaIntBox
 from workbench_ui.optimization_rows import OptimizationRows
@@ -95,6 +96,8 @@ class TrainPanel(QWidget):
         form.addRow("Optimizer", self.optimizer)
         form.addRow("LR schedule", self.scheduler)
         form.addRow("Device", self.device)
+        self.processes = DevicePicker()  # several processes under torchrun (ui/device_picker.py)
+        form.addRow("Processes", self.processes)
         form.addRow("Mixed precision", self.amp)
         self.optimization = OptimizationRows(session, self)
         self.optimization.add_to(form)
@@ -179,6 +182,7 @@ class TrainPanel(QWidget):
         for device_id, description in devices:
             self.device.addItem(f"{device_id}: {description}", device_id)
         self.device.blockSignals(False)
+        self.processes.set_devices(devices)
         self.sync_from_plan()
         if self.device.findData(current) < 0:
             self.device.addItem(f"{current} (not found here)", current)
@@ -335,7 +339,11 @@ class TrainPanel(QWidget):
         self._update_buttons()
 
     def _on_failed(self, message: str, detail: str) -> None:
+        from workbench.training.run_folder import RunDir
+
         self.last_state = "failed"
+        if self.run_dir is not None and RunDir(self.run_dir).checkpoint.is_file():
+            self.resumable_run = self.run_dir  # a crashed rank, a full disk: Continue resumes the last checkpoint
         self._add_log(f"Failed: {message}")
         self.failed.emit(message, detail)
 
@@ -397,6 +405,7 @@ class TrainPanel(QWidget):
                                      and self.run.trainer is not None and self.last_state != "stopping")
         self.resume_button.setEnabled(running and self._paused)
         self.stop_button.setEnabled(running)
-        for w in (self.epochs, self.batch_size, self.optimizer, self.scheduler, self.device, self.amp, self.augment):
+        for w in (self.epochs, self.batch_size, self.optimizer, self.scheduler, self.device, self.amp, self.augment,
+                  self.processes):
             w.setEnabled(not running)
         self.optimization.set_enabled(not running)

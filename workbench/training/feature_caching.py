@@ -74,6 +74,8 @@ class FeatureCaching(Callback):
         self._split(t)
         cache = self.cache
         self._filling = cache is not None and cache.train is not None and not cache.train.complete
+        # Under DDP a cached state keeps each rank on the same images every epoch: a rank caches only its share.
+        t.sampler.fixed_shards = cache is not None and cache.train is not None and t.dist is not None
         if cache is None:
             return
         t.train_module = cache.split.head_train
@@ -104,11 +106,12 @@ class FeatureCaching(Callback):
         if cache is None:
             return
         if self._filling and cache.train is not None:  # rows this epoch did not see (other ranks', pre-resume)
-            self._fill_missing(t, cache, cache.train, cache.fill_dataset or t.data.train)
+            share = self._fill_missing(t, cache, cache.train, cache.fill_dataset or t.data.train)
             cache.train.finish()
             later = ("the next freeze state trains" if cache.for_next_state
                      else "later epochs train")
-            t.emit(StateReport("cache", f"cached the trunk's output for {cache.train.count:,} training images "
+            whose = f" (this process's share of {cache.train.count:,})" if t.dist is not None else ""
+            t.emit(StateReport("cache", f"cached the trunk's output for {share:,} training images{whose} "
                                f"during this epoch; {later} only the layers above the cut", t.epoch))
         # Cached features → head; images → trunk (filling the store when caching) → head.
         t.val_module = cache.split.head_eval
@@ -261,8 +264,8 @@ class FeatureCaching(Callback):
         t.applied.set_train_mode(t.model)
         # Features computed in bf16 differ from float32 ones: a cache on disk is reused only at the same precision.
         fingerprint = f"{getattr(t.data, 'fingerprint', '')}|{t.amp_dtype or 'float32'}"
-        if t.dist is not None:  # ranks must not write the same cache file at once
-            fingerprint += f"|rank{t.dist.rank}"
+        if t.dist is not None:  # a rank's store holds its own share (EpochSampler.fixed_shards) and only that
+            fingerprint += f"|rank{t.dist.rank}of{t.dist.world_size}|seed{t.cfg.seed}"
         shape = fc.feature_shape(split, train_set[0][0][None].to(t.device))
         train_store = fc.open_store(split, len(train_set), shape, fingerprint, "train")
         val_store = None
@@ -284,11 +287,22 @@ class FeatureCaching(Callback):
                            f"{fold_note}",
                            details={"bytes": total, "cut": split.cut}))
 
-    def _fill_missing(self, t: TrainState, cache: TrunkCache, store: FeatureStore, dataset: Any) -> None:
-        """Run the trunk over the rows a store still lacks, so it can be marked complete."""
+    def _fill_missing(self, t: TrainState, cache: TrunkCache, store: FeatureStore, dataset: Any) -> int:
+        """Run the trunk over the rows of this rank's share a store still lacks, so it can be marked complete.
+
+        Returns the number of rows this rank holds (all of them when running alone). Under DDP the
+        other ranks' rows are marked filled without being computed: this rank never reads them.
+        """
+        if t.dist is not None:
+            mine = torch.zeros(store.count, dtype=torch.bool)
+            mine[torch.tensor(t.sampler.shard(), dtype=torch.long)] = True
+            store.filled[~mine] = True
+            held = int(mine.sum())
+        else:
+            held = store.count
         missing = store.missing()
         if len(missing) == 0:
-            return
+            return held
         subset = Subset(WithIndex(dataset), missing.tolist())
         loader = DataLoader(subset, batch_size=t.cfg.batch_size, shuffle=False, num_workers=t.workers,
                             generator=torch.Generator().manual_seed(0))
@@ -298,6 +312,7 @@ class FeatureCaching(Callback):
                 if images.dim() == 4 and cache.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
                 store.put(index, cache.trunk(images), labels)
+        return held
 
 
 def augments(t: TrainState) -> bool:

@@ -26,6 +26,7 @@ class EpochSampler(Sampler[tuple[int, int]]):
         # A last batch of one image cannot train BatchNorm ("Expected more than 1 value per channel"):
         # with batches of this size, that one image is left out of the epoch (a different one each epoch).
         self.drop_lone_last_of = drop_lone_last_of
+        self.fixed_shards = False
 
     def _per_rank(self) -> int:
         n = -(-self.size // self.world_size)
@@ -40,16 +41,33 @@ class EpochSampler(Sampler[tuple[int, int]]):
         self.epoch, self.start = epoch, start
 
     def order(self) -> list[int]:
-        """This process's share of the epoch's permutation (all of it when running alone)."""
-        if self.shuffle:
+        """This process's share of the epoch's permutation (all of it when running alone).
+
+        With ``fixed_shards`` (set by the feature cache under DDP) each rank keeps the same images
+        every epoch, shuffled among themselves: a rank then caches and reads only its own share.
+        """
+        if self.world_size > 1 and self.fixed_shards:
+            share = self._shard(self._permutation(-1))
+            if not self.shuffle:
+                return share[:self._per_rank()]
             generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-            order = torch.randperm(self.size, generator=generator).tolist()
-        else:
-            order = list(range(self.size))
-        if self.world_size > 1:
-            # Pad by wrapping so every rank runs the same number of batches (DDP needs that).
-            order = (order + order[:(-len(order)) % self.world_size])[self.rank::self.world_size]
-        return order[:self._per_rank()]
+            return [share[i] for i in torch.randperm(len(share), generator=generator).tolist()][:self._per_rank()]
+        order = self._permutation(self.epoch) if self.shuffle else list(range(self.size))
+        return self._shard(order)[:self._per_rank()]
+
+    def shard(self) -> list[int]:
+        """The images this rank sees in every epoch while ``fixed_shards`` is on (all of them when running alone)."""
+        return sorted(set(self._shard(self._permutation(-1)))) if self.world_size > 1 else list(range(self.size))
+
+    def _permutation(self, epoch: int) -> list[int]:
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        return torch.randperm(self.size, generator=generator).tolist()
+
+    def _shard(self, order: list[int]) -> list[int]:
+        if self.world_size == 1:
+            return order
+        # Pad by wrapping so every rank runs the same number of batches (DDP needs that).
+        return (order + order[:(-len(order)) % self.world_size])[self.rank::self.world_size]
 
     def __iter__(self) -> Iterator[tuple[int, int]]:
         # (epoch, index): the dataset seeds each image's augmentation from them (see WithIndex).

@@ -48,6 +48,10 @@ def start_run(trainer: Trainer) -> TrainState:
     spec.label_names = classes
     device = pick_device(cfg.device)
     if dist is not None and device.type == "cuda":
+        visible = torch.cuda.device_count()
+        if dist.local_rank >= visible:
+            raise TrainingError(f"torchrun started process {dist.local_rank + 1} on this machine but only {visible} "
+                                f"CUDA device(s) are visible: one process per GPU (--nproc_per_node {visible})")
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     amp_dtype = pick_amp(cfg.amp, device)

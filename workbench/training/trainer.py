@@ -225,15 +225,25 @@ class Trainer:
 
     def _pause_point(self, t: TrainState) -> Iterator[Report]:
         """Wait here while paused; a stop request ends the wait."""
-        if not self._pause.is_set() or self._stop.is_set():
+        if not self._pause_agreed(t):
             return
         yield StateReport("paused", f"paused at epoch {t.epoch}, batch {t.batch}", t.epoch)
-        while self._pause.is_set() and not self._stop.is_set():
+        while self._pause_agreed(t):
             self._wake.wait(0.2)
             self._wake.clear()
         if not self._stop.is_set():
             yield StateReport("resumed", f"resumed at epoch {t.epoch}, batch {t.batch}", t.epoch)
         t.last_step_time = time.perf_counter()
+
+    def _pause_agreed(self, t: TrainState) -> bool:
+        """A pause request and no stop request; under torchrun one rank's pause holds every rank at this batch.
+
+        (A rank left running would wait in its next collective, and NCCL ends such a wait after 10 minutes.)
+        """
+        if self.dist is None:
+            return self._pause.is_set() and not self._stop.is_set()
+        pause, stop = self.dist.all_max([float(self._pause.is_set()), float(self._stop.is_set())], t.device)
+        return pause > 0 and stop == 0
 
     def _stop_agreed(self, t: TrainState) -> bool:
         """A stop request, agreed by every rank so all stop after the same batch."""
