@@ -10,7 +10,7 @@ import torch
 
 from tests.test_cli_train import write_project
 from workbench.errors import TrainingError, WorkbenchError
-from workbench.training.multi_process_launch import MultiProcessRun, ProcessChoice, check_choice
+from workbench.multi_process_launch import MultiProcessRun, ProcessChoice, check_choice
 from workbench.training.process_rank import pid_file
 from workbench.training.reports import EpochReport, StateReport, StepReport
 
@@ -45,7 +45,7 @@ def test_a_device_that_does_not_exist_is_refused_before_anything_starts(tmp_path
 def test_pause_and_stop_reach_every_rank_then_a_killed_rank_is_named_and_the_run_stays_resumable(tmp_path):
     from workbench.project import load_project
     from workbench.run_catalog import read_run
-    from workbench.training.run_folder import RunDir
+    from workbench.run_folder import RunDir
     from workbench.workspace import Workspace
 
     project = write_project(tmp_path, epochs=100)

@@ -1,7 +1,7 @@
 """The Training tab's process picker: tick several CUDA devices (or CPU × N processes) to train under torchrun.
 
 Nothing ticked is the ordinary one-process run on the Device above. The choice is a
-``workbench.training.multi_process_launch.ProcessChoice``; its limits come from there.
+``workbench.multi_process_launch.ProcessChoice``; its limits come from there.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSpinBox, QVBoxLayout, QWidget
 
-from workbench.training.multi_process_launch import MIN_PROCESSES, ProcessChoice, cpu_process_limit
+from workbench.multi_process_launch import MIN_PROCESSES, ProcessChoice, cpu_process_limit
 
 
 class DevicePicker(QWidget):

@@ -497,7 +497,7 @@ class MainWindow(QMainWindow):
             from workbench.training.prepare import build_trainer
 
             if processes is not None:  # torchrun in the background; rank 0's reports come back here
-                from workbench.training.multi_process_launch import MultiProcessRun
+                from workbench.multi_process_launch import MultiProcessRun
 
                 return MultiProcessRun(ws, run_dir, processes, resume=resume)
             return build_trainer(ws, run_dir, resume=resume)

@@ -339,7 +339,7 @@ class TrainPanel(QWidget):
         self._update_buttons()
 
     def _on_failed(self, message: str, detail: str) -> None:
-        from workbench.training.run_folder import RunDir
+        from workbench.run_folder import RunDir
 
         self.last_state = "failed"
         if self.run_dir is not None and RunDir(self.run_dir).checkpoint.is_file():

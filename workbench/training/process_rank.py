@@ -1,4 +1,4 @@
-"""One ``torchrun`` process of a run the window launched (``workbench.training.multi_process_launch``).
+"""One ``torchrun`` process of a run the window launched (``workbench.multi_process_launch``).
 
 ``python -m workbench.training.process_rank PROJECT RUN_DIR CONTROL_DIR [--device D] [--resume]`` trains like
 ``workbench train`` and talks to the launcher through files in ``CONTROL_DIR`` (never the run folder):
@@ -86,8 +86,8 @@ def main(argv: list[str]) -> int:
         import torch
 
         from workbench.project import load_project
+        from workbench.run_folder import RunDir
         from workbench.training.prepare import prepare_training
-        from workbench.training.run_folder import RunDir
 
         plan = load_project(RunDir(run_dir).project if resume else project)  # a resumed run keeps its recipe
         if device is not None:

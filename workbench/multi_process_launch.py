@@ -27,8 +27,7 @@ from workbench.errors import TrainingError, WorkbenchError
 from workbench.training import process_rank
 
 if TYPE_CHECKING:
-    from workbench.runs import TrainedModel
-    from workbench.workspace import Workspace
+    from workbench.workspace import TrainedModel, Workspace
 
 MIN_PROCESSES = 2  # one process is the ordinary run
 
@@ -157,7 +156,7 @@ class MultiProcessRun:
         shutil.rmtree(self.scratch, ignore_errors=True)
         if failure:
             raise TrainingError(failure)
-        from workbench.runs import load_run
+        from workbench.run_loading import load_run
 
         self._trained = load_run(self.run_dir)  # here, in the caller's worker thread: it builds a model
 
@@ -235,7 +234,7 @@ class MultiProcessRun:
         if code == 0 and self._ended in ("finished", "stopped"):
             return ""
         what = self._root_cause()
-        from workbench.training.run_folder import RunDir
+        from workbench.run_folder import RunDir
 
         checkpoint = RunDir(self.run_dir).checkpoint
         kept = (f"the last checkpoint is kept ({checkpoint}): Continue resumes the run from it"
