@@ -35,8 +35,9 @@ from workbench.data import (
     Item,
     LabelledImages,
     check_val_split,
+    decode_problem,
     describe_error,
-    size_problem,
+    read_unreadable_log,
     stratified_split,
 )
 from workbench.errors import WorkbenchError
@@ -240,7 +241,7 @@ def _stat_all(root: Path, files: dict[str, list[Path]], where: str, problems: li
     an unreadable file stays in the list (see the module docstring), marked, and is reported here.
     """
     recorded = _load_record(root)
-    found = _load_unreadable(log)
+    found = read_unreadable_log(log)
     out: _ByClass = {}
     for c in sorted(files):
         entries: list[tuple[Path, _Checked]] = []
@@ -251,7 +252,7 @@ def _stat_all(root: Path, files: dict[str, list[Path]], where: str, problems: li
                 size, mtime_ns = st.st_size, st.st_mtime_ns
                 known = recorded.get(_rel(path, root))
                 error = known.error if known is not None and (known.size, known.mtime_ns) == (size, mtime_ns) else None
-                error = error or found.get((str(path), size, mtime_ns)) or (None if size else "empty file")
+                error = error or found.get((str(path), -1, size, mtime_ns)) or (None if size else "empty file")
             except OSError as exc:
                 size, mtime_ns, error = 0, 0, f"cannot read ({describe_error(exc, path)})"
             if error is not None:
@@ -260,22 +261,6 @@ def _stat_all(root: Path, files: dict[str, list[Path]], where: str, problems: li
             entries.append((path, _Checked(size, mtime_ns, error)))
         out[c] = (entries, bad)
     return out
-
-
-def _load_unreadable(log: Path) -> dict[tuple[str, int, int], str]:
-    """(path, size, mtime_ns) → reason, for files that reads found unreadable (``ImageDataset`` writes them)."""
-    found: dict[tuple[str, int, int], str] = {}
-    try:
-        lines = log.read_text(encoding="utf-8").splitlines()
-    except (OSError, ValueError):
-        return found
-    for line in lines:
-        try:
-            entry = json.loads(line)
-            found[(str(entry["path"]), int(entry["size"]), int(entry["mtime_ns"]))] = str(entry["reason"])
-        except (ValueError, TypeError, KeyError):
-            continue  # a line cut short by a crash: that file is found again at its next read
-    return found
 
 
 def _check_all(root: Path, files: dict[str, list[Path]], where: str, problems: list[str],
@@ -352,8 +337,6 @@ def _save_record(root: Path, checked: dict[str, _Checked]) -> None:
 
 def check_image(path: Path) -> _Checked:
     """Stat and fully decode one file (JPEGs at 1/8 scale: still reads every byte)."""
-    from PIL import Image
-
     try:
         st = path.stat()
     except OSError as exc:
@@ -361,29 +344,7 @@ def check_image(path: Path) -> _Checked:
     key = (str(path), st.st_size, st.st_mtime_ns)
     if key in _checked_cache:
         return _checked_cache[key]
-    error: str | None = None
-    if st.st_size == 0:
-        error = "empty file"
-    else:
-        try:
-            with Image.open(path) as img:
-                error = size_problem(img.width, img.height)
-                if error is None:
-                    img.verify()  # checks PNG chunk CRCs; does not decode pixels
-        except Exception as exc:  # Pillow raises many exception types on corrupt files
-            error = f"cannot decode ({describe_error(exc, path)})"
-    if error is None and st.st_size > 0:
-        try:
-            with Image.open(path) as img:
-                if img.width < 1 or img.height < 1:
-                    error = f"cannot decode (image size {img.width}×{img.height})"
-                else:
-                    if img.format == "JPEG":
-                        img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
-                    # verify() alone misses truncated JPEG/WebP data: decode to be sure.
-                    img.load()
-        except Exception as exc:  # Pillow raises many exception types on corrupt files
-            error = f"cannot decode ({describe_error(exc, path)})"
+    error = decode_problem(path) if st.st_size else "empty file"
     result = _Checked(st.st_size, st.st_mtime_ns, error)
     if len(_checked_cache) >= _CHECK_CACHE_LIMIT:
         _checked_cache.clear()

@@ -110,7 +110,11 @@ class Item:
         except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
             raise UnreadableImage(self.name, f"cannot read ({describe_error(exc, self.path)})") from exc
         except Exception as exc:  # Pillow raises many exception types on corrupt files
-            raise UnreadableImage(self.name, f"cannot decode ({describe_error(exc, self.path)})") from exc
+            if isinstance(source, io.BytesIO):
+                source.seek(0)
+            # The open-time check's wording (a full decode words a cut JPEG differently from its 1/8 draft).
+            reason = decode_problem(source) or f"cannot decode ({describe_error(exc, self.path)})"
+            raise UnreadableImage(self.name, reason) from exc
 
     def identity(self) -> bytes:
         """What the fingerprint hashes for this item (never whether it decodes: that is found out later)."""
@@ -119,6 +123,49 @@ class Item:
             return head + np.ascontiguousarray(self.pixels).tobytes()
         member = f"|{self.offset}" if self.offset >= 0 else ""
         return f"{self.label}|{self.path}|{self.size}|{self.mtime_ns}{member}".encode()
+
+
+def read_unreadable_log(log: Path) -> dict[tuple[str, int, int, int], str]:
+    """(path, offset, size, mtime_ns) → reason, for items that reads found unreadable (``ImageDataset`` writes them)."""
+    found: dict[tuple[str, int, int, int], str] = {}
+    try:
+        lines = log.read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError):
+        return found
+    for line in lines:
+        try:
+            entry = json.loads(line)
+            key = (str(entry["path"]), int(entry["offset"]), int(entry["size"]), int(entry["mtime_ns"]))
+            found[key] = str(entry["reason"])
+        except (ValueError, TypeError, KeyError):
+            continue  # a line cut short by a crash: that item is found again at its next read
+    return found
+
+
+def decode_problem(source: Path | io.BytesIO) -> str | None:
+    """Why an image file (or its bytes) does not decode, or None; the one check (and wording) everywhere."""
+    name = source if isinstance(source, Path) else None
+    try:
+        with Image.open(source) as img:
+            error = size_problem(img.width, img.height)
+            if error is not None:
+                return error
+            img.verify()  # checks PNG chunk CRCs; does not decode pixels
+    except Exception as exc:  # Pillow raises many exception types on corrupt files
+        return f"cannot decode ({describe_error(exc, name)})"
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    try:
+        with Image.open(source) as img:
+            if img.width < 1 or img.height < 1:
+                return f"cannot decode (image size {img.width}×{img.height})"
+            if img.format == "JPEG":
+                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
+            # verify() alone misses truncated JPEG/WebP data: decode to be sure.
+            img.load()
+    except Exception as exc:  # Pillow raises many exception types on corrupt files
+        return f"cannot decode ({describe_error(exc, name)})"
+    return None
 
 
 def load_image(item: Item) -> Image.Image:
