@@ -273,7 +273,7 @@ def write_project(root: Path, data: str, epochs: int = 2, workers: int = 0) -> P
     project.write_text(textwrap.dedent(f'''
         [model]
         source = "timm"
-        name = "resnet18"
+        name = "test_resnet"
         num_classes = 3
         input_size = [3, 32, 32]
 
