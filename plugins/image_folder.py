@@ -179,11 +179,12 @@ def _scan(root: Path, what: str, allow_empty_classes: bool = False) -> _Scan:
                 else:
                     kept.append(d)
             dirnames[:] = kept
+            folder = Path(dirpath)
             for filename in filenames:
                 if _hidden(filename):
                     continue
-                path = Path(dirpath) / filename
-                if path.suffix.lower() in IMAGE_SUFFIXES:
+                path = folder / filename
+                if os.path.splitext(filename)[1].lower() in IMAGE_SUFFIXES:
                     found.append(path)
                 else:
                     skipped += 1
@@ -217,6 +218,11 @@ def _link_problem(real: str, class_name: str, class_reals: dict[str, str], root_
 
 
 def _rel(path: Path, root: Path) -> str:
+    # String slicing: Path.relative_to costs ~20 µs, a third of opening a 200,000-image folder.
+    text, prefix = str(path), str(root) + os.sep
+    if text.startswith(prefix):
+        rel = text[len(prefix):]
+        return rel if os.sep == "/" else rel.replace(os.sep, "/")
     return path.relative_to(root).as_posix()
 
 
@@ -250,7 +256,7 @@ def _stat_all(root: Path, files: dict[str, list[Path]], where: str, problems: li
             try:
                 st = path.stat()
                 size, mtime_ns = st.st_size, st.st_mtime_ns
-                known = recorded.get(_rel(path, root))
+                known = recorded.get(_rel(path, root)) if recorded else None
                 error = known.error if known is not None and (known.size, known.mtime_ns) == (size, mtime_ns) else None
                 error = error or found.get((str(path), -1, size, mtime_ns)) or (None if size else "empty file")
             except OSError as exc:
