@@ -29,18 +29,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.data import (
-    MAX_ASPECT,
-    MAX_PIXELS,
-    Item,
-    LabelledImages,
-    check_val_split,
-    decode_problem,
-    describe_error,
-    read_unreadable_log,
-    stratified_split,
-)
+from workbench.data import Item, LabelledImages, check_val_split, stratified_split
 from workbench.errors import WorkbenchError
+from workbench.image_checks import MAX_ASPECT, MAX_PIXELS, decode_problem, describe_error, read_unreadable_log
 from workbench.plan import DataConfig
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp"})

@@ -35,8 +35,9 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from workbench.data import Item, LabelledImages, check_val_split, read_unreadable_log
+from workbench.data import Item, LabelledImages, check_val_split
 from workbench.errors import WorkbenchError
+from workbench.image_checks import read_unreadable_log
 from workbench.plan import DataConfig
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp")

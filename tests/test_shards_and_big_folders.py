@@ -14,8 +14,9 @@ import torch
 from PIL import Image
 
 from tests.test_cli_train import CLASSES, write_image_folder
-from workbench.data import UnreadableImage, open_data, open_images
+from workbench.data import open_data, open_images
 from workbench.errors import WorkbenchError
+from workbench.image_checks import UnreadableImage
 from workbench.plan import DataConfig
 from workbench.spec import ModelSpec
 from workbench_plugins import image_folder

@@ -11,7 +11,6 @@ Importing this module never imports timm or scikit-learn.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import os
 import random
@@ -26,6 +25,7 @@ from PIL import Image, ImageOps
 
 from workbench.digest import PartsDigest
 from workbench.errors import WorkbenchError
+from workbench.image_checks import UnreadableImage, decode_problem, describe_error, record_unreadable, size_problem
 from workbench.plan import DataConfig
 from workbench.spec import ModelSpec
 
@@ -37,32 +37,6 @@ if TYPE_CHECKING:
 DECODED_LIMIT_BYTES = int(os.environ.get("WORKBENCH_DECODED_BYTES", 512 << 20))
 # Bump when the fingerprint's recipe changes so old caches are not reused.
 _FINGERPRINT_VERSION = "workbench-data-1"
-# Pillow would decode these to gigabytes from a file of a few hundred bytes (a "decompression bomb").
-MAX_PIXELS = 8192 * 8192
-MAX_ASPECT = 50
-_log = logging.getLogger("workbench.data")
-
-
-class UnreadableImage(WorkbenchError):
-    """An image that exists in the listing but does not decode (or is gone); ``reason`` says why, briefly."""
-
-    def __init__(self, name: str, reason: str) -> None:
-        super().__init__(f"cannot read {name}: {reason}")
-        self.name, self.reason = name, reason
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (UnreadableImage, (self.name, self.reason))
-
-
-def size_problem(width: int, height: int) -> str | None:
-    """Refuse pixel bombs before decoding: a tiny file can declare a huge image."""
-    if width * height > MAX_PIXELS:
-        return f"image too large ({width}×{height} = {width * height:,} pixels; at most {MAX_PIXELS:,})"
-    if min(width, height) >= 1 and max(width, height) > MAX_ASPECT * min(width, height):
-        return f"extreme aspect ratio ({width}×{height}; at most {MAX_ASPECT}:1)"
-    return None
-
-
 @dataclass(eq=False, slots=True)
 class Item:
     """One labelled image: a file (``path``), a member of a tar shard (``path`` + ``offset``) or in-memory
@@ -125,49 +99,6 @@ class Item:
         return f"{self.label}|{self.path}|{self.size}|{self.mtime_ns}{member}".encode()
 
 
-def read_unreadable_log(log: Path) -> dict[tuple[str, int, int, int], str]:
-    """(path, offset, size, mtime_ns) → reason, for items that reads found unreadable (``ImageDataset`` writes them)."""
-    found: dict[tuple[str, int, int, int], str] = {}
-    try:
-        lines = log.read_text(encoding="utf-8").splitlines()
-    except (OSError, ValueError):
-        return found
-    for line in lines:
-        try:
-            entry = json.loads(line)
-            key = (str(entry["path"]), int(entry["offset"]), int(entry["size"]), int(entry["mtime_ns"]))
-            found[key] = str(entry["reason"])
-        except (ValueError, TypeError, KeyError):
-            continue  # a line cut short by a crash: that item is found again at its next read
-    return found
-
-
-def decode_problem(source: Path | io.BytesIO) -> str | None:
-    """Why an image file (or its bytes) does not decode, or None; the one check (and wording) everywhere."""
-    name = source if isinstance(source, Path) else None
-    try:
-        with Image.open(source) as img:
-            error = size_problem(img.width, img.height)
-            if error is not None:
-                return error
-            img.verify()  # checks PNG chunk CRCs; does not decode pixels
-    except Exception as exc:  # Pillow raises many exception types on corrupt files
-        return f"cannot decode ({describe_error(exc, name)})"
-    if isinstance(source, io.BytesIO):
-        source.seek(0)
-    try:
-        with Image.open(source) as img:
-            if img.width < 1 or img.height < 1:
-                return f"cannot decode (image size {img.width}×{img.height})"
-            if img.format == "JPEG":
-                img.draft("RGB", (max(1, img.width // 8), max(1, img.height // 8)))
-            # verify() alone misses truncated JPEG/WebP data: decode to be sure.
-            img.load()
-    except Exception as exc:  # Pillow raises many exception types on corrupt files
-        return f"cannot decode ({describe_error(exc, name)})"
-    return None
-
-
 def load_image(item: Item) -> Image.Image:
     """``item.load()`` as a function (handy as a picklable callable)."""
     return item.load()
@@ -187,14 +118,6 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
-
-
-def describe_error(exc: BaseException, path: Path | None = None) -> str:
-    """A short reason without the absolute path PIL likes to repeat."""
-    text = str(exc).strip() or type(exc).__name__
-    if path is not None:
-        text = text.replace(repr(str(path)), "").replace(str(path), "")
-    return " ".join(text.split()).rstrip(" :") or type(exc).__name__
 
 
 @dataclass
@@ -389,19 +312,9 @@ class ImageDataset(torch.utils.data.Dataset):
         if item.problem is not None or index in self._reported:
             return  # reported when the data was opened, or already by this process
         self._reported.add(index)
-        _log.warning("skipped %s: %s", item.name, exc.reason)
+        logging.getLogger("workbench.data").warning("skipped %s: %s", item.name, exc.reason)
         if self.unreadable_log is not None:
-            line = json.dumps({"path": str(item.path), "offset": item.offset, "size": item.size,
-                               "mtime_ns": item.mtime_ns, "reason": exc.reason}) + "\n"
-            try:  # one short O_APPEND write: lines from several loader workers do not interleave
-                self.unreadable_log.parent.mkdir(parents=True, exist_ok=True)
-                fd = os.open(self.unreadable_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-                try:
-                    os.write(fd, line.encode())
-                finally:
-                    os.close(fd)
-            except OSError:
-                pass  # an unwritable cache folder only means the next open finds it again
+            record_unreadable(self.unreadable_log, item, exc.reason)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_block": None, "_filled": None}  # workers decode their own share
