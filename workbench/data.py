@@ -10,6 +10,8 @@ Importing this module never imports timm or scikit-learn.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -23,6 +25,7 @@ from PIL import Image, ImageOps
 
 from workbench.digest import PartsDigest
 from workbench.errors import WorkbenchError
+from workbench.image_checks import UnreadableImage, decode_problem, describe_error, record_unreadable, size_problem
 from workbench.plan import DataConfig
 from workbench.spec import ModelSpec
 
@@ -34,14 +37,16 @@ if TYPE_CHECKING:
 DECODED_LIMIT_BYTES = int(os.environ.get("WORKBENCH_DECODED_BYTES", 512 << 20))
 # Bump when the fingerprint's recipe changes so old caches are not reused.
 _FINGERPRINT_VERSION = "workbench-data-1"
-
-
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Item:
-    """One labelled image: a file (``path``) or in-memory pixels (``pixels``, H×W×3 uint8).
+    """One labelled image: a file (``path``), a member of a tar shard (``path`` + ``offset``) or in-memory
+    pixels (``pixels``, H×W×3 uint8).
 
     ``name`` is what messages show (``cats/x.jpg``, ``digits#17``). ``size`` and
-    ``mtime_ns`` are the file's stat when the dataset was opened (for the fingerprint).
+    ``mtime_ns`` are the file's stat when the dataset was opened (for the fingerprint); for a shard
+    member ``size`` is the member's byte count and ``offset`` where its bytes start in the tar.
+    ``problem``: why the item is known not to decode (found by an earlier read); it stays listed so
+    that indices, split and fingerprint do not change when a bad file is found, and is skipped when read.
     Plain data only, so it pickles into DataLoader workers.
     """
 
@@ -51,26 +56,47 @@ class Item:
     pixels: np.ndarray | None = None
     size: int = 0
     mtime_ns: int = 0
+    offset: int = -1
+    problem: str | None = None
 
     def load(self) -> Image.Image:
-        """The image as PIL RGB; ``WorkbenchError`` if the file is gone or no longer decodes."""
+        """The image as PIL RGB; ``UnreadableImage`` if the file is gone, too large or does not decode."""
         if self.pixels is not None:
             return Image.fromarray(self.pixels).convert("RGB")
+        if self.problem is not None:
+            raise UnreadableImage(self.name, self.problem)
         if self.path is None:
             raise WorkbenchError(f"item {self.name} has neither a path nor pixels")
         try:
-            with Image.open(self.path) as img:
+            source: Path | io.BytesIO = self.path
+            if self.offset >= 0:
+                with open(self.path, "rb") as shard:
+                    shard.seek(self.offset)
+                    source = io.BytesIO(shard.read(self.size))
+            with Image.open(source) as img:
+                problem = size_problem(img.width, img.height)
+                if problem is not None:
+                    raise UnreadableImage(self.name, problem)
                 img.load()
                 return to_rgb(img)
+        except UnreadableImage:
+            raise
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as exc:
+            raise UnreadableImage(self.name, f"cannot read ({describe_error(exc, self.path)})") from exc
         except Exception as exc:  # Pillow raises many exception types on corrupt files
-            raise WorkbenchError(f"cannot read {self.path}: {describe_error(exc, self.path)}") from exc
+            if isinstance(source, io.BytesIO):
+                source.seek(0)
+            # The open-time check's wording (a full decode words a cut JPEG differently from its 1/8 draft).
+            reason = decode_problem(source) or f"cannot decode ({describe_error(exc, self.path)})"
+            raise UnreadableImage(self.name, reason) from exc
 
     def identity(self) -> bytes:
-        """What the fingerprint hashes for this item."""
+        """What the fingerprint hashes for this item (never whether it decodes: that is found out later)."""
         if self.pixels is not None:
             head = f"{self.label}|{self.name}|{self.pixels.shape}|{self.pixels.dtype}|".encode()
             return head + np.ascontiguousarray(self.pixels).tobytes()
-        return f"{self.label}|{self.path}|{self.size}|{self.mtime_ns}".encode()
+        member = f"|{self.offset}" if self.offset >= 0 else ""
+        return f"{self.label}|{self.path}|{self.size}|{self.mtime_ns}{member}".encode()
 
 
 def load_image(item: Item) -> Image.Image:
@@ -94,14 +120,6 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def describe_error(exc: BaseException, path: Path | None = None) -> str:
-    """A short reason without the absolute path PIL likes to repeat."""
-    text = str(exc).strip() or type(exc).__name__
-    if path is not None:
-        text = text.replace(repr(str(path)), "").replace(str(path), "")
-    return " ".join(text.split()).rstrip(" :") or type(exc).__name__
-
-
 @dataclass
 class LabelledImages:
     """What a dataset plugin's ``open`` returns.
@@ -116,18 +134,20 @@ class LabelledImages:
     problems: list[str] = field(default_factory=list)
     source: str = ""
     skipped: int = 0
+    # Where a read that finds an unreadable image records it (JSON lines), so the next open lists it.
+    unreadable_log: Path | None = None
 
     def load(self, item: Item) -> Image.Image:
         return item.load()
 
     def counts(self) -> dict[str, tuple[int, int]]:
-        """class → (train images, val images)."""
+        """class → (train images, val images), not counting images known not to decode."""
         train = [0] * len(self.classes)
         val = [0] * len(self.classes)
         for item in self.train:
-            train[item.label] += 1
+            train[item.label] += item.problem is None
         for item in self.val:
-            val[item.label] += 1
+            val[item.label] += item.problem is None
         return {c: (train[i], val[i]) for i, c in enumerate(self.classes)}
 
 
@@ -237,14 +257,16 @@ class ImageDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, items: Sequence[Item], transform: Callable[[Image.Image], Any], mode: str = "RGB",
-                 keep_decoded: bool = False, deterministic: bool = False) -> None:
+                 keep_decoded: bool = False, deterministic: bool = False, unreadable_log: Path | None = None) -> None:
         self.items = list(items)
         self.transform = transform
         self.mode = mode
         self.deterministic = deterministic or keep_decoded
         self.keep_decoded = keep_decoded
+        self.unreadable_log = unreadable_log
         self._block: torch.Tensor | None = None
         self._filled: torch.Tensor | None = None
+        self._reported: set[int] = set()  # unreadable items this process has recorded already
 
     def __len__(self) -> int:
         return len(self.items)
@@ -253,7 +275,7 @@ class ImageDataset(torch.utils.data.Dataset):
         if self._filled is not None and self._block is not None and bool(self._filled[index]):
             return self._block[index], self.items[index].label
         item = self.items[index]
-        img = item.load()
+        img = self._load_or_substitute(index)
         if self.mode != "RGB":
             img = img.convert(self.mode)
         tensor = self.transform(img)
@@ -265,6 +287,34 @@ class ImageDataset(torch.utils.data.Dataset):
             self._block[index] = tensor
             self._filled[index] = True
         return tensor, item.label
+
+    def _load_or_substitute(self, index: int) -> Image.Image:
+        """Item ``index``'s image; if it does not decode, it is recorded and skipped: the next readable
+        image of its class (in index order) stands in, so every run and resume sees the same batches."""
+        n = len(self.items)
+        label = self.items[index].label
+        last: UnreadableImage | None = None
+        for step in range(n):
+            other = (index + step) % n
+            if self.items[other].label != label:
+                continue
+            try:
+                return self.items[other].load()
+            except UnreadableImage as exc:
+                last = exc
+                self._record_unreadable(other, exc)
+        assert last is not None
+        raise WorkbenchError(f"no image of this class decodes (the last tried: {last}); "
+                             "remove or replace the unreadable files") from last
+
+    def _record_unreadable(self, index: int, exc: UnreadableImage) -> None:
+        item = self.items[index]
+        if item.problem is not None or index in self._reported:
+            return  # reported when the data was opened, or already by this process
+        self._reported.add(index)
+        logging.getLogger("workbench.data").warning("skipped %s: %s", item.name, exc.reason)
+        if self.unreadable_log is not None:
+            record_unreadable(self.unreadable_log, item, exc.reason)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_block": None, "_filled": None}  # workers decode their own share
@@ -331,8 +381,9 @@ def open_data(config: DataConfig, base_dir: Path | None, spec: ModelSpec, augmen
     return DataBundle(
         classes=list(images.classes),
         train=ImageDataset(images.train, train_tf, mode, keep_decoded=keep and not augment,
-                           deterministic=not augment),
-        val=ImageDataset(images.val, eval_tf, mode, keep_decoded=keep, deterministic=True) if images.val else None,
+                           deterministic=not augment, unreadable_log=images.unreadable_log),
+        val=ImageDataset(images.val, eval_tf, mode, keep_decoded=keep, deterministic=True,
+                         unreadable_log=images.unreadable_log) if images.val else None,
         problems=list(images.problems),
         counts=images.counts(),
         fingerprint=fingerprint(images, spec, train_tf, eval_tf, augment),
@@ -362,14 +413,18 @@ def thumbnails(images: "LabelledImages | LabelledTable", per_class: int, size: i
     """Up to ``per_class`` square ``size``-pixel thumbnails per class, training images first (none for a table)."""
     if not isinstance(images, LabelledImages):
         return []
-    picked: list[list[Item]] = [[] for _ in images.classes]
+    picked: list[list[Image.Image]] = [[] for _ in images.classes]
     for item in (*images.train, *images.val):
-        if len(picked[item.label]) < per_class:
-            picked[item.label].append(item)
+        if len(picked[item.label]) < per_class and item.problem is None:
+            try:
+                picked[item.label].append(item.load())
+            except UnreadableImage:
+                continue  # a file not checked yet that does not decode: show another
+        if all(len(p) >= per_class for p in picked):
+            break
     out: list[tuple[str, Image.Image]] = []
-    for label, items in enumerate(picked):
-        for item in items:
-            img = item.load()
+    for label, imgs in enumerate(picked):
+        for img in imgs:
             # Upscale tiny images (the 8×8 digits) with hard pixel edges instead of a blur.
             smooth = min(img.size) >= size
             resample = Image.Resampling.BICUBIC if smooth else Image.Resampling.NEAREST

@@ -140,6 +140,7 @@ def evaluate_items(module: "nn.Module", spec: ModelSpec, items: Sequence["Item"]
 
     from workbench.data import build_transform
 
+    items = [item for item in items if item.problem is None]  # known not to decode: reported when opened
     if not items:
         raise WorkbenchError("there are no validation images to evaluate on (set [data] val_split above 0, "
                              "or a val_path)")

@@ -30,8 +30,8 @@ def test_dataset_box_lists_the_installed_plugins_with_their_titles(window, wait_
     wait_idle(window)
     combo = window.data_panel.dataset
     names = [combo.itemData(i) for i in range(combo.count())]
-    assert names[:3] == ["digits", "folder", "table"]
-    assert "Feature table" in combo.itemText(2)
+    assert names[:4] == ["digits", "folder", "shards", "table"]
+    assert "tar shards" in combo.itemText(2) and "Feature table" in combo.itemText(3)
 
 
 def test_feature_table_is_picked_browsed_as_a_file_and_scanned(window, qtbot, tmp_path, monkeypatch):
