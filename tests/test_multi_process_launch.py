@@ -67,7 +67,7 @@ def test_pause_and_stop_reach_every_rank_then_a_killed_rank_is_named_and_the_run
             first.request_pause()
         elif isinstance(report, EpochReport):
             epochs += 1
-            if epochs == 3:
+            if epochs >= 3 and "resumed" in dict(states):  # under load the pause can land epochs late
                 first.request_stop()
     kinds = [kind for kind, _ in states]
     assert kinds[0] == "started" and "× 2 processes" in states[0][1]
