@@ -22,7 +22,7 @@ import timm
 import torch
 
 from workbench.safetensors_file import write_safetensors
-from workbench.training.checkpoint import save_checkpoint
+from workbench.training.checkpoint_file import save_checkpoint
 
 
 def cpu() -> float:

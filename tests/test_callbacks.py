@@ -9,7 +9,7 @@ import pytest
 from tests.test_trainer import tiny_data, workspace
 from workbench.errors import TrainingError
 from workbench.training.callbacks import EVENTS, Callback
-from workbench.training.checkpoint import load_checkpoint
+from workbench.training.checkpoint_file import load_checkpoint
 from workbench.training.reports import EpochReport, StateReport, StepReport
 from workbench.training.run_folder import RunDir
 from workbench.training.trainer import Trainer

@@ -67,7 +67,7 @@ def test_safetensors_export_on_a_full_disk(small_fs: Path) -> None:
 
 
 def test_checkpoint_write_on_a_full_disk(small_fs: Path) -> None:
-    from workbench.training.checkpoint import save_checkpoint
+    from workbench.training.checkpoint_file import save_checkpoint
 
     target = small_fs / "checkpoints" / "last.pt"
     with pytest.raises(WorkbenchError, match=rf"cannot write {target}: no space left on device"):

@@ -134,7 +134,7 @@ def test_sigterm_mid_epoch_stops_with_a_checkpoint_and_resumes(tmp_path, sig, co
     assert status["state"] == "stopped"
     assert (run / "checkpoints" / "last.pt").is_file()
     assert not list(run.rglob(".*.tmp"))
-    from workbench.training.checkpoint import load_checkpoint
+    from workbench.training.checkpoint_file import load_checkpoint
 
     target = load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] + 1
     assert main(["train", "--resume", str(run), "--epochs", str(target)]) == 0

@@ -40,7 +40,7 @@ def test_diverging_weights_stop_the_run_and_nothing_nonfinite_is_written(tmp_pat
         assert all(torch.isfinite(t).all() for t in load_file(str(run / "model.safetensors")).values()
                    if t.is_floating_point())
     if (run / "checkpoints" / "last.pt").exists():
-        from workbench.training.checkpoint import load_checkpoint
+        from workbench.training.checkpoint_file import load_checkpoint
 
         state = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
         assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
@@ -163,7 +163,7 @@ def test_resume_after_a_kill_cleans_up_and_keeps_one_record_per_step(tmp_path):
     assert main(["train", str(project), "--out", str(run)]) == 0
     # What kill -9 during the final weights write leaves: a temp file, no weights file, the previous
     # checkpoint (which holds its weights), metrics past it (replayed on resume) and a torn last line.
-    from workbench.training.checkpoint import load_checkpoint, save_checkpoint
+    from workbench.training.checkpoint_file import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(run / "checkpoints" / "last.pt")
     state.pop("format")

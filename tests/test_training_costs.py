@@ -132,7 +132,7 @@ def test_the_final_checkpoint_names_the_weights_file_instead_of_holding_every_we
     from safetensors.torch import load_file
 
     from workbench.errors import WorkbenchError
-    from workbench.training.checkpoint import load_checkpoint
+    from workbench.training.checkpoint_file import load_checkpoint
 
     ws = workspace(folder, epochs=1)
     linear_probe(ws.plan, ws.tree)

@@ -302,7 +302,7 @@ def run_hint(run_dir: Path, ws: "Workspace") -> str | None:
 
 
 def _trained_fingerprint(run_dir: Path) -> str | None:
-    from workbench.training.checkpoint import load_checkpoint
+    from workbench.training.checkpoint_file import load_checkpoint
     from workbench.training.run_folder import RunDir
 
     path = RunDir(run_dir).checkpoint

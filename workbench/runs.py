@@ -66,7 +66,7 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
                                  "corrupt file; delete it and `workbench train --resume` rewrites it from the "
                                  "checkpoint)") from None
     elif run.checkpoint.is_file():  # a run that stopped or failed mid-way: its last good checkpoint
-        from workbench.training.checkpoint import load_checkpoint
+        from workbench.training.checkpoint_file import load_checkpoint
 
         saved = load_checkpoint(run.checkpoint)
         state = saved["model"]

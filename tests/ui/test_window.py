@@ -201,7 +201,7 @@ def test_train_pause_resume_stop(window, wait_idle, qtbot, dialogs, tmp_path):
     # The run trained a copy; the window adopted it: the workspace now holds the checkpoint's weights.
     import torch
 
-    from workbench.training.checkpoint import load_checkpoint
+    from workbench.training.checkpoint_file import load_checkpoint
 
     saved = load_checkpoint(panel.run_dir / "checkpoints" / "last.pt")["model"]
     state = window.session.workspace.backbone.module.state_dict()

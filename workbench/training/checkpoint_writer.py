@@ -17,7 +17,7 @@ import torch.nn as nn
 from workbench.atomic import atomic_path
 from workbench.errors import DiskFullError, TrainingError
 from workbench.safetensors_file import write_safetensors
-from workbench.training.checkpoint import rng_state, save_checkpoint
+from workbench.training.checkpoint_file import rng_state, save_checkpoint
 from workbench.training.optimizer import optimizer_layout
 from workbench.training.run_folder import RunDir
 

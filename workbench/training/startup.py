@@ -22,7 +22,7 @@ from workbench.groups import default_groups
 from workbench.plan import FinetunePlan
 from workbench.resolve import resolve_plan
 from workbench.spec import ModelSpec
-from workbench.training.checkpoint import load_checkpoint, restore_rng_state
+from workbench.training.checkpoint_file import load_checkpoint, restore_rng_state
 from workbench.training.devices import describe_precision, pick_amp, pick_device
 from workbench.training.optimizer import build_optimizer, groups_from_layout, with_base
 from workbench.training.reports import StateReport

@@ -28,10 +28,10 @@ from workbench.errors import DiskFullError, TrainingError
 from workbench.plan import FinetunePlan
 from workbench.runs import TrainedModel
 from workbench.training.callbacks import Callback
+from workbench.training.checkpoint_callback import Checkpointing
 from workbench.training.checkpoint_writer import CheckpointWriter, state_bytes
-from workbench.training.checkpointing import Checkpointing
 from workbench.training.distributed import Distributed, from_environment
-from workbench.training.feature_caching import FeatureCaching
+from workbench.training.feature_cache_callback import FeatureCaching
 from workbench.training.metrics import MetricsWriter
 from workbench.training.nonfinite import NonFiniteGuard
 from workbench.training.reports import EpochReport, Report, StateReport, StepReport
