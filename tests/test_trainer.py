@@ -65,10 +65,10 @@ def test_frozen_parameters_and_bn_stats_bit_identical(tmp_path):
     named = dict(model.named_parameters())
     assert all(named[n].grad is None for n in frozen_names)
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    in_optimizer = {n for g in ckpt["optimizer_layout"] for n in g["params"]}
+    in_optimizer = {n for g in ckpt.optimizer_layout for n in g["params"]}
     assert in_optimizer.isdisjoint(frozen_names)
     # optimizer state exists for exactly the trainable parameters
-    assert len(ckpt["optimizer"]["state"]) == len(in_optimizer) == len(ws.tree.params) - len(frozen_names)
+    assert len(ckpt.optimizer["state"]) == len(in_optimizer) == len(ws.tree.params) - len(frozen_names)
     assert isinstance(reports[-1], StateReport) and reports[-1].kind == "finished"
     assert sum(isinstance(r, EpochReport) for r in reports) == 2
     assert sum(isinstance(r, StepReport) for r in reports) == 2 * 3
@@ -122,7 +122,7 @@ def test_gradual_unfreezing_joins_optimizer_and_survives_resume(tmp_path):
     assert steps[-1].lrs["layer4"] < steps[-1].lrs["head"]
     assert not torch.equal(layer4_before, model.layer4[0].conv1.weight)
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert ckpt["epoch"] == 2 and ckpt["schedule_done"] == 1
+    assert ckpt.epoch == 2 and ckpt.callbacks["GradualUnfreezing"] == {"schedule_done": 1}
     # Resume in a fresh workspace from the original plan: layer4 must stay trainable.
     ws2 = workspace(epochs=3)
     ws2.plan = copy.deepcopy(ws.plan)
@@ -153,7 +153,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monke
             if isinstance(r, EpochReport):
                 trainer.model.fc.weight.data.fill_(float("nan"))  # poison after the first epoch
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert ckpt["epoch"] == 1 and torch.isfinite(ckpt["model"]["fc.weight"]).all()
+    assert ckpt.epoch == 1 and torch.isfinite(ckpt.model["fc.weight"]).all()
 
 
 def test_pause_resume_and_stop_from_another_thread(tmp_path):
@@ -414,7 +414,7 @@ def test_out_of_memory_stops_cleanly_and_suggests_smaller_batch(tmp_path, monkey
     monkeypatch.setattr(model2, "forward", forward_val)
     with pytest.raises(TrainingError, match=r"during validation \(epoch 0\)"):
         run_all(trainer2)
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 1  # the last good epoch is kept
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").epoch == 1  # the last good epoch is kept
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -526,7 +526,7 @@ def test_epoch_reports_name_a_checkpoint_only_when_one_was_taken(tmp_path, monke
     epochs = [r for r in Trainer(ws, data, tmp_path / "run").run() if isinstance(r, EpochReport)]
     saved = [r.checkpoint is not None for r in epochs]
     assert saved == [True, False, False, True]
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 4
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").epoch == 4
 
 
 def mlp_workspace(epochs):
@@ -551,13 +551,13 @@ def test_epoch_checkpoints_take_at_most_a_small_share_of_training(tmp_path, monk
     ws, data = mlp_workspace(epochs=4)
     epochs = [r for r in Trainer(ws, data, tmp_path / "run").run() if isinstance(r, EpochReport)]
     assert [r.checkpoint is not None for r in epochs] == [False, False, False, True]
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 4
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").epoch == 4
     ws, data = mlp_workspace(epochs=4)
     trainer = Trainer(ws, data, tmp_path / "stopped")
     for r in trainer.run():
         if isinstance(r, EpochReport) and r.epoch == 1:
             trainer.request_stop()
-    assert load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")["epoch"] == 2  # a stop is never skipped
+    assert load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt").epoch == 2  # a stop is never skipped
 
 
 def test_a_measured_write_time_sets_the_next_checkpoint(tmp_path, monkeypatch):

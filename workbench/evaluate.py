@@ -309,7 +309,7 @@ def _trained_fingerprint(run_dir: Path) -> str | None:
     if not path.is_file():
         return None
     try:
-        value = load_checkpoint(path).get("data_fingerprint")
+        value = load_checkpoint(path).data_fingerprint
     except WorkbenchError:
         return None
     return str(value) if value else None

@@ -15,6 +15,7 @@ from workbench.training.run_folder import RunDir
 if TYPE_CHECKING:
     import torch.nn as nn
 
+    from workbench.training.checkpoint_file import Checkpoint
     from workbench.workspace import Workspace
 
 
@@ -57,7 +58,7 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
         raise WorkbenchError(f"{run.spec} is not valid JSON ({exc})") from None
     if not isinstance(spec_data, dict):
         raise WorkbenchError(f"{run.spec} is damaged: expected a JSON object, not a {type(spec_data).__name__}")
-    saved: dict | None = None
+    saved: Checkpoint | None = None
     if run.weights.is_file():
         try:
             state = load_file(str(run.weights))
@@ -69,7 +70,7 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
         from workbench.training.checkpoint_file import load_checkpoint
 
         saved = load_checkpoint(run.checkpoint)
-        state = saved["model"]
+        state = saved.model
     else:
         raise WorkbenchError(f"{run.path} has no weights yet ({RunDir.WEIGHTS} and {RunDir.CHECKPOINT} are missing)")
     ws = Workspace.from_plan(plan)
@@ -94,7 +95,7 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
     else:
         raise WorkbenchError(f"{run.spec} is not a model description (a JSON object was expected)")
     if saved is not None:  # where gradual unfreezing had got to
-        plan.freeze.frozen, plan.freeze.unfrozen = list(saved["frozen"]), list(saved["unfrozen"])
+        plan.freeze.frozen, plan.freeze.unfrozen = list(saved.frozen), list(saved.unfrozen)
     return ws, run.project.read_text()
 
 

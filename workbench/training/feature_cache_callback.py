@@ -56,6 +56,11 @@ TINY_HEAD_PARAMS = 1_000_000  # cached epochs of heads up to this size run on on
 
 
 class FeatureCaching(Callback):
+    """Keeps no state across ``--resume``: its stores are found again on disk by content (``cache_key``), and
+    every choice it makes follows from the plan and the epoch, so a resumed run makes the same ones."""
+
+    order = -200  # after GradualUnfreezing: it splits the model at this epoch's frozen trunk
+
     def __init__(self) -> None:
         self.cache: TrunkCache | None = None
         self._key: Any = None
