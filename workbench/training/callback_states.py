@@ -80,5 +80,5 @@ def plain_copy(value: Any, where: str, clone: bool) -> Any:
     if isinstance(value, (list, tuple)):
         items = [plain_copy(item, f"{where}[{i}]", clone) for i, item in enumerate(value)]
         return items if isinstance(value, list) else tuple(items)
-    raise TrainingError(f"{where} is a {type(value).__name__}: a checkpoint keeps tensors, dicts, lists, tuples, str, "
+    raise TrainingError(f"{where} holds a value of type {type(value).__name__}: a checkpoint keeps tensors, dicts, lists, tuples, str, "
                         "int, float, bool and None only (it is read back with torch.load(weights_only=True))")
