@@ -26,8 +26,8 @@ from workbench.training.trainer import Trainer
 REPO = Path(__file__).resolve().parents[1]
 
 # A user's script: a callback that counts batches and epochs and keeps every loss, added to the
-# Trainer the way the README shows (``Trainer(..., callbacks=[...])``). ``stop`` stops it at a step
-# (as the Stop button does); ``crash`` kills the process at a step, after the last epoch checkpoint.
+# Trainer the way the README shows (``Trainer(..., callbacks=[...])``). It stops the run at a step
+# (as the Stop button does), or kills the process at a step (after printing what it has).
 SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
@@ -37,7 +37,7 @@ SCRIPT = textwrap.dedent("""
     from workbench.training.trainer import Trainer
 
     class Counter(Callback):
-        def __init__(self, stop_at=0, crash_at=0):
+        def __init__(self, stop_at, crash_at):
             self.batches, self.epochs, self.losses = 0, 0, []
             self.stop_at, self.crash_at = stop_at, crash_at
 
@@ -47,6 +47,7 @@ SCRIPT = textwrap.dedent("""
             if t.global_step == self.stop_at:
                 t.request_stop()
             if t.global_step == self.crash_at:
+                print(json.dumps(self.seen("killed")), flush=True)
                 os._exit(3)  # killed: only the last epoch checkpoint is left
 
         def after_epoch(self, t):
@@ -60,46 +61,49 @@ SCRIPT = textwrap.dedent("""
             self.batches, self.epochs = state["batches"], state["epochs"]
             self.losses = state["losses"].tolist()
 
-    mode, run, at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+        def seen(self, end):
+            return {"end": end, "batches": self.batches, "epochs": self.epochs, "losses": self.losses}
+
+    run, resume, stop_at, crash_at = sys.argv[1], sys.argv[2] == "resume", int(sys.argv[3]), int(sys.argv[4])
     Trainer.CHECKPOINT_INTERVAL_S = 0.0  # every epoch's checkpoint is written...
     CheckpointWriter.MAX_WRITE_SHARE = float("inf")
     CheckpointWriter.COPY_LIMIT_BYTES = 0  # ...and on disk before training goes on
-    counter = Counter(stop_at=at if mode == "stop" else 0, crash_at=at if mode == "crash" else 0)
-    trainer = Trainer(workspace("test_resnet", epochs=3), tiny_data(), run, resume=mode == "resume",
-                      callbacks=[counter])
+    counter = Counter(stop_at, crash_at)
+    trainer = Trainer(workspace("test_resnet", epochs=3), tiny_data(), run, resume=resume, callbacks=[counter])
     reports = list(trainer.run())
-    print(json.dumps({"end": reports[-1].kind, "batches": counter.batches, "epochs": counter.epochs,
-                      "losses": counter.losses, "notices": [r.message for r in reports if getattr(r, "kind", "") == "notice"]}))
+    print(json.dumps(counter.seen(reports[-1].kind)))
 """)
 
 
-def train(tmp_path: Path, mode: str, run: str, at: int = 0) -> dict:
+def train(tmp_path: Path, resume: bool, stop_at: int = 0, crash_at: int = 0) -> dict:
     script = tmp_path / "user_training.py"
     script.write_text(SCRIPT)
-    done = subprocess.run([sys.executable, str(script), mode, str(tmp_path / run), str(at)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(REPO)})
-    if mode == "crash":
-        assert done.returncode == 3, done.stderr
-        return {}
-    assert done.returncode == 0, done.stderr
+    args = [str(tmp_path / "run"), "resume" if resume else "new", str(stop_at), str(crash_at)]
+    done = subprocess.run([sys.executable, str(script), *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"})
+    assert done.returncode == (3 if crash_at else 0), done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
 
+def counter_saved(tmp_path: Path) -> tuple[int, int, list[float]]:
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").callbacks["Counter"]
+    return saved["batches"], saved["epochs"], saved["losses"].tolist()
+
+
 def test_a_user_callback_gets_its_state_back_after_a_stop_or_a_crash_and_resume(tmp_path):
-    whole = train(tmp_path, "whole", "whole")  # 3 epochs × 3 batches, never stopped
-    assert (whole["end"], whole["batches"], whole["epochs"]) == ("finished", 9, 3)
-    # Stopped in the second epoch's second batch, resumed in a new process: the counter goes on from 5.
-    assert train(tmp_path, "stop", "stopped", at=5)["end"] == "stopped"
-    saved = load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt").callbacks["Counter"]
-    assert (saved["batches"], saved["epochs"], len(saved["losses"])) == (5, 1, 5)
-    resumed = train(tmp_path, "resume", "stopped")
-    assert resumed == whole  # the same counts and every loss bit for bit (float64 in the checkpoint)
-    # Killed after the second epoch's checkpoint: that checkpoint holds the counter as the epoch left it
-    # (after_epoch included); the two batches after it are trained and counted again.
-    train(tmp_path, "crash", "crashed", at=8)
-    saved = load_checkpoint(tmp_path / "crashed" / "checkpoints" / "last.pt").callbacks["Counter"]
-    assert (saved["batches"], saved["epochs"]) == (6, 2)
-    assert train(tmp_path, "resume", "crashed") == whole
+    # 3 epochs × 3 batches. Stopped at the second epoch's second batch (step 5).
+    stopped = train(tmp_path, resume=False, stop_at=5)
+    assert (stopped["end"], stopped["batches"], stopped["epochs"]) == ("stopped", 5, 1)
+    assert counter_saved(tmp_path) == (5, 1, stopped["losses"])
+    # Resumed in a new process, and killed at step 8: the counter went on from 5, not from 0.
+    killed = train(tmp_path, resume=True, crash_at=8)
+    assert (killed["batches"], killed["epochs"]) == (8, 2) and killed["losses"][:5] == stopped["losses"]
+    # The last checkpoint (end of the second epoch) holds the counter as the epoch left it, after_epoch included.
+    assert counter_saved(tmp_path) == (6, 2, killed["losses"][:6])
+    # Resumed again: steps 7 and 8 are trained again, with the same losses bit for bit, and counted once.
+    finished = train(tmp_path, resume=True)
+    assert (finished["end"], finished["batches"], finished["epochs"]) == ("finished", 9, 3)
+    assert finished["losses"][:8] == killed["losses"] and len(finished["losses"]) == 9
 
 
 class Tally(Callback):
