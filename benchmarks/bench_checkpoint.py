@@ -16,13 +16,14 @@ import argparse
 import resource
 import statistics
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
 import timm
 import torch
 
 from workbench.safetensors_file import write_safetensors
-from workbench.training.checkpoint import save_checkpoint
+from workbench.training.checkpoint_file import Checkpoint, save_checkpoint
 
 
 def cpu() -> float:
@@ -43,16 +44,16 @@ def main() -> None:
     model(torch.randn(4, 3, 64, 64).contiguous(memory_format=torch.channels_last)).sum().backward()
     optimizer.step()
     weights = {k: v.detach() for k, v in model.state_dict().items()}
-    meta = {"optimizer": optimizer.state_dict(), "epoch": 2, "batch": 0}
+    meta = Checkpoint(2, 0, 0, {}, optimizer.state_dict(), [], [], [], [], {})
     root = Path(tempfile.mkdtemp(prefix="bench-checkpoint-"))
 
     def weights_twice(i: int) -> None:
-        save_checkpoint(root / f"a{i}.pt", {**meta, "model": weights})
+        save_checkpoint(root / f"a{i}.pt", replace(meta, model=weights))
         write_safetensors(weights, root / f"a{i}.safetensors")
 
     def weights_once(i: int) -> None:
         write_safetensors(weights, root / f"b{i}.safetensors")
-        save_checkpoint(root / f"b{i}.pt", {**meta, "model_file": f"b{i}.safetensors"})
+        save_checkpoint(root / f"b{i}.pt", replace(meta, model_file=f"b{i}.safetensors"))
 
     times: dict[str, list[float]] = {"weights in both files": [], "checkpoint names the weights file": []}
     ways = list(zip(times, (weights_twice, weights_once), strict=True))

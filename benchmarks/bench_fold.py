@@ -20,7 +20,7 @@ import statistics
 import timm
 import torch
 
-from workbench.training import feature_cache as fc
+from workbench.training import trunk_features as fc
 
 
 def cpu() -> float:

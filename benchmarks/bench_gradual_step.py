@@ -22,7 +22,7 @@ import timm  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from workbench.training import feature_cache as fc  # noqa: E402
+from workbench.training import trunk_features as fc  # noqa: E402
 
 
 def make() -> torch.nn.Module:

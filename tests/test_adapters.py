@@ -182,7 +182,7 @@ def test_diff_reports_the_effective_change_of_an_adapted_module(tmp_path, capsys
 
 
 def test_feature_cache_holds_only_the_prefix_before_the_first_adapter(tmp_path):
-    from workbench.training import feature_cache as fc
+    from workbench.training import trunk_features as fc
 
     ws = lora_workspace(modules=["layer4.0.downsample.0"], augment=False, cache_features=True)
     applied = ws.apply()

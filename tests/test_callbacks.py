@@ -10,7 +10,7 @@ from tests.test_trainer import tiny_data, workspace
 from workbench.errors import TrainingError
 from workbench.run_folder import RunDir
 from workbench.training.callbacks import EVENTS, Callback
-from workbench.training.checkpoint import load_checkpoint
+from workbench.training.checkpoint_file import load_checkpoint
 from workbench.training.reports import EpochReport, StateReport, StepReport
 from workbench.training.trainer import Trainer
 
@@ -83,7 +83,7 @@ def test_a_user_callback_stops_training_with_a_checkpoint(tmp_path):
     assert kinds[-3:] == ["notice", "StepReport", "stopped"]  # its report, the step's report, then the stop
     assert sum(isinstance(r, StepReport) for r in reports) == 4
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert (ckpt["epoch"], ckpt["batch"], ckpt["global_step"]) == (1, 1, 4)
+    assert ckpt.position == (1, 1, 4)
     assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "stopped"
     resumed = [r for r in Trainer(workspace(epochs=3), tiny_data(), tmp_path / "run", resume=True).run()
                if isinstance(r, StepReport)]

@@ -100,10 +100,10 @@ def test_ctrl_c_finishes_batch_writes_checkpoint_exits_130_then_resume(tmp_path)
     steps_before = (run / "metrics.jsonl").read_text().count('"type": "step"')
     assert 0 < steps_before < 3000 * 3
     # Resume continues from the checkpoint (for one more epoch's worth, via --epochs).
-    from workbench.training.checkpoint import load_checkpoint
+    from workbench.training.checkpoint_file import load_checkpoint
 
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
-    target = ckpt["epoch"] + 1
+    target = ckpt.epoch + 1
     assert main(["train", "--resume", str(run), "--epochs", str(target)]) == 0
     lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     steps = [line for line in lines if line["type"] == "step"]

@@ -69,11 +69,11 @@ def test_safetensors_export_on_a_full_disk(small_fs: Path) -> None:
 
 @pytest.mark.slow
 def test_checkpoint_write_on_a_full_disk(small_fs: Path) -> None:
-    from workbench.training.checkpoint import save_checkpoint
+    from workbench.training.checkpoint_file import Checkpoint, save_checkpoint
 
     target = small_fs / "checkpoints" / "last.pt"
     with pytest.raises(WorkbenchError, match=rf"cannot write {target}: no space left on device"):
-        save_checkpoint(target, {"model": {"w": torch.zeros(1_000_000)}})
+        save_checkpoint(target, Checkpoint(0, 0, 0, {"w": torch.zeros(1_000_000)}, {}, [], [], [], [], {}))
     assert files_in(small_fs) == ["checkpoints"]
 
 

@@ -140,9 +140,9 @@ def test_sigterm_mid_epoch_stops_with_a_checkpoint_and_resumes(tmp_path, sig, co
     assert status["state"] == "stopped"
     assert (run / "checkpoints" / "last.pt").is_file()
     assert not list(run.rglob(".*.tmp"))
-    from workbench.training.checkpoint import load_checkpoint
+    from workbench.training.checkpoint_file import load_checkpoint
 
-    target = load_checkpoint(run / "checkpoints" / "last.pt")["epoch"] + 1
+    target = load_checkpoint(run / "checkpoints" / "last.pt").epoch + 1
     assert main(["train", "--resume", str(run), "--epochs", str(target)]) == 0
     steps = [json.loads(x)["global_step"] for x in (run / "metrics.jsonl").read_text().splitlines() if '"step"' in x]
     assert steps == list(range(1, len(steps) + 1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -42,9 +43,9 @@ def test_diverging_weights_stop_the_run_and_nothing_nonfinite_is_written(tmp_pat
         assert all(torch.isfinite(t).all() for t in load_file(str(run / "model.safetensors")).values()
                    if t.is_floating_point())
     if (run / "checkpoints" / "last.pt").exists():
-        from workbench.training.checkpoint import load_checkpoint
+        from workbench.training.checkpoint_file import load_checkpoint
 
-        state = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+        state = load_checkpoint(run / "checkpoints" / "last.pt").model
         assert all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
 
 
@@ -173,15 +174,14 @@ def test_resume_after_a_kill_cleans_up_and_keeps_one_record_per_step(tmp_path):
     assert main(["train", str(project), "--out", str(run)]) == 0
     # What kill -9 during the final weights write leaves: a temp file, no weights file, the previous
     # checkpoint (which holds its weights), metrics past it (replayed on resume) and a torn last line.
-    from workbench.training.checkpoint import load_checkpoint, save_checkpoint
+    from workbench.training.checkpoint_file import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(run / "checkpoints" / "last.pt")
-    state.pop("format")
-    assert state.pop("model_file") == "../model.safetensors"  # the final one names the weights file
+    assert state.model_file == "../model.safetensors"  # the final one names the weights file
     (run / "model.safetensors").unlink()
     (run / ".model.safetensors.x1y2.tmp").write_bytes(b"\0" * 1000)
     (run / "checkpoints" / ".last.pt.a1b2.tmp").write_bytes(b"\0" * 1000)
-    state.update(epoch=0, batch=2, global_step=2)  # the checkpoint is older than the metrics
+    state = replace(state, model_file=None, epoch=0, batch=2, global_step=2)  # older than the metrics, holds weights
     save_checkpoint(run / "checkpoints" / "last.pt", state)
     with open(run / "metrics.jsonl", "a") as fh:
         fh.write('{"type": "step", "epoch": 0, "glo')

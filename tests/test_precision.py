@@ -112,7 +112,7 @@ def test_bf16_linear_probe_uses_the_feature_cache(tmp_path):
 
 
 def test_bf16_folded_trunk_is_half_the_memory_and_computes_what_autocast_does():
-    from workbench.training import feature_cache as fc
+    from workbench.training import trunk_features as fc
 
     ws, _, before, split = split_after_three_stages()
     model = ws.backbone.module

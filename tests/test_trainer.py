@@ -16,8 +16,8 @@ from workbench.freezing import freeze_first_stages, linear_probe
 from workbench.groups import discriminative
 from workbench.plan import FinetunePlan, TrainConfig, UnfreezeStep
 from workbench.sources import load_backbone
-from workbench.training import feature_caching
-from workbench.training.checkpoint import load_checkpoint
+from workbench.training import feature_cache_callback
+from workbench.training.checkpoint_file import load_checkpoint
 from workbench.training.reports import EpochReport, StateReport, StepReport
 from workbench.training.trainer import Trainer, TrainingError
 from workbench.workspace import Workspace
@@ -73,10 +73,10 @@ def test_frozen_parameters_and_bn_stats_bit_identical(tmp_path):
     named = dict(model.named_parameters())
     assert all(named[n].grad is None for n in frozen_names)
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    in_optimizer = {n for g in ckpt["optimizer_layout"] for n in g["params"]}
+    in_optimizer = {n for g in ckpt.optimizer_layout for n in g["params"]}
     assert in_optimizer.isdisjoint(frozen_names)
     # optimizer state exists for exactly the trainable parameters
-    assert len(ckpt["optimizer"]["state"]) == len(in_optimizer) == len(ws.tree.params) - len(frozen_names)
+    assert len(ckpt.optimizer["state"]) == len(in_optimizer) == len(ws.tree.params) - len(frozen_names)
     assert isinstance(reports[-1], StateReport) and reports[-1].kind == "finished"
     assert sum(isinstance(r, EpochReport) for r in reports) == 2
     assert sum(isinstance(r, StepReport) for r in reports) == 2 * 3
@@ -132,7 +132,7 @@ def test_gradual_unfreezing_joins_optimizer_and_survives_resume(tmp_path):
     assert steps[-1].lrs["layer4"] < steps[-1].lrs["head"]
     assert not torch.equal(layer4_before, model.layer4[0].conv1.weight)
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert ckpt["epoch"] == 2 and ckpt["schedule_done"] == 1
+    assert ckpt.epoch == 2 and ckpt.callbacks["GradualUnfreezing"] == {"schedule_done": 1}
     # Resume in a fresh workspace from the original plan: layer4 must stay trainable.
     ws2 = workspace(SMALL, epochs=3)
     ws2.plan = copy.deepcopy(ws.plan)
@@ -163,7 +163,7 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_checkpoint(tmp_path, monke
             if isinstance(r, EpochReport):
                 trainer.model.fc.weight.data.fill_(float("nan"))  # poison after the first epoch
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
-    assert ckpt["epoch"] == 1 and torch.isfinite(ckpt["model"]["fc.weight"]).all()
+    assert ckpt.epoch == 1 and torch.isfinite(ckpt.model["fc.weight"]).all()
 
 
 def test_pause_resume_and_stop_from_another_thread(tmp_path):
@@ -235,7 +235,7 @@ def test_feature_cache_trains_exactly_like_the_full_forward(tmp_path, preset, mo
     """Cached trunk outputs give the same losses, accuracies and weights as running the trunk every step."""
     # The uncached run uses the same BatchNorm-folded trunk however few images it has (the cache stores
     # that trunk's outputs; the unfolded model differs from it in float rounding).
-    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", 0)
+    monkeypatch.setattr(feature_cache_callback, "FOLD_MIN_PIXELS", 0)
     data = tiny_data()
     results = {}
     for cache in (False, True):
@@ -268,7 +268,7 @@ def test_feature_cache_auto_explains_why_not_with_augmentation(tmp_path):
 
 
 def test_feature_cache_follows_gradual_unfreezing(tmp_path, monkeypatch):
-    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", 0)  # split every state, however few images
+    monkeypatch.setattr(feature_cache_callback, "FOLD_MIN_PIXELS", 0)  # split every state, however few images
     ws = workspace(epochs=3, augment=False, cache_features="auto")
     ws.plan.groups = ws.default_groups()
     linear_probe(ws.plan, ws.tree)
@@ -310,10 +310,10 @@ def test_a_short_uncached_freeze_state_runs_the_model_as_is_unless_enough_pixels
                 and r.message.startswith("feature cache not used for epoch 1:")]
 
     pixels = (48 + 16) * 32 * 32  # one epoch of tiny_data's training and validation images
-    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", pixels + 1)
+    monkeypatch.setattr(feature_cache_callback, "FOLD_MIN_PIXELS", pixels + 1)
     small = first_epoch_notes("small")
     assert len(small) == 1 and "runs as part of the model" in small[0] and "has 0.1 M" in small[0], small
-    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", pixels)
+    monkeypatch.setattr(feature_cache_callback, "FOLD_MIN_PIXELS", pixels)
     large = first_epoch_notes("large")
     assert len(large) == 1 and "trunk cut after" in large[0] and "BatchNorm folded" in large[0], large
 
@@ -328,10 +328,10 @@ def test_a_cached_state_folds_only_when_its_one_pass_over_the_images_pays_for_it
         return next(r.message for r in reports if isinstance(r, StateReport) and r.kind == "cache")
 
     one_pass = (48 + 16) * 32 * 32  # tiny_data's training and validation images, once
-    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", one_pass + 1)  # two epochs' pixels would exceed it
+    monkeypatch.setattr(feature_cache_callback, "FOLD_MIN_PIXELS", one_pass + 1)  # two epochs' pixels would exceed it
     note = caching_note("small")
     assert note.startswith("caching the frozen trunk") and "BatchNorm folded" not in note, note
-    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", one_pass)
+    monkeypatch.setattr(feature_cache_callback, "FOLD_MIN_PIXELS", one_pass)
     note = caching_note("large")
     assert note.startswith("caching the frozen trunk") and "BatchNorm folded into" in note, note
 
@@ -390,7 +390,7 @@ def test_resume_inside_a_state_trained_from_the_previous_states_cache_is_exact(t
 def test_resume_in_the_last_epoch_of_a_cached_state_before_an_unfreezing_is_exact(tmp_path, monkeypatch):
     """The probe caches its (folded) trunk for epochs 1-2, layer4 unfreezes at epoch 3. Resumed in epoch 2, the
     state has one epoch left, but it must compute as the original did, not cache for the next state instead."""
-    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", 0)  # fold, so another computation would show
+    monkeypatch.setattr(feature_cache_callback, "FOLD_MIN_PIXELS", 0)  # fold, so another computation would show
 
     def ws():
         w = workspace(epochs=3, augment=False, cache_features="auto", amp="off")
@@ -443,7 +443,7 @@ def test_out_of_memory_stops_cleanly_and_suggests_smaller_batch(tmp_path, monkey
     monkeypatch.setattr(model2, "forward", forward_val)
     with pytest.raises(TrainingError, match=r"during validation \(epoch 0\)"):
         run_all(trainer2)
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 1  # the last good epoch is kept
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").epoch == 1  # the last good epoch is kept
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -467,7 +467,7 @@ def test_compiled_head_trains_like_eager(tmp_path):
 
 
 def test_feature_cache_on_disk_is_reused_by_key_and_invalidated_by_change(tmp_path, monkeypatch):
-    from workbench.training import feature_cache as fc
+    from workbench.training import trunk_features as fc
 
     monkeypatch.setattr(fc, "MEMORY_LIMIT_BYTES", 1024)  # force the memory-mapped on-disk cache
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
@@ -496,7 +496,7 @@ def test_feature_cache_on_disk_is_reused_by_key_and_invalidated_by_change(tmp_pa
 
 def split_after_three_stages(**train):
     """The ResNet with stem + layer1..3 frozen, split at its frozen trunk; with its state before and its applied plan."""
-    from workbench.training import feature_cache as fc
+    from workbench.training import trunk_features as fc
 
     ws = workspace(epochs=1, **train)
     freeze_first_stages(ws.plan, ws.tree, 3)
@@ -507,9 +507,9 @@ def split_after_three_stages(**train):
 
 
 def test_folded_trunk_matches_and_is_used_only_where_it_folds(tmp_path, monkeypatch):
-    from workbench.training import feature_cache as fc
+    from workbench.training import trunk_features as fc
 
-    monkeypatch.setattr(feature_caching, "FOLD_MIN_PIXELS", 0)  # fold however few images go through
+    monkeypatch.setattr(feature_cache_callback, "FOLD_MIN_PIXELS", 0)  # fold however few images go through
     ws, applied, before, split = split_after_three_stages(augment=True)
     model = ws.backbone.module
     folded, count, extra = fc.folded_trunk(split, channels_last=True)
@@ -555,7 +555,7 @@ def test_epoch_reports_name_a_checkpoint_only_when_one_was_taken(tmp_path, monke
     epochs = [r for r in Trainer(ws, data, tmp_path / "run").run() if isinstance(r, EpochReport)]
     saved = [r.checkpoint is not None for r in epochs]
     assert saved == [True, False, False, True]
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 4
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").epoch == 4
 
 
 def mlp_workspace(epochs):
@@ -580,13 +580,13 @@ def test_epoch_checkpoints_take_at_most_a_small_share_of_training(tmp_path, monk
     ws, data = mlp_workspace(epochs=4)
     epochs = [r for r in Trainer(ws, data, tmp_path / "run").run() if isinstance(r, EpochReport)]
     assert [r.checkpoint is not None for r in epochs] == [False, False, False, True]
-    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["epoch"] == 4
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").epoch == 4
     ws, data = mlp_workspace(epochs=4)
     trainer = Trainer(ws, data, tmp_path / "stopped")
     for r in trainer.run():
         if isinstance(r, EpochReport) and r.epoch == 1:
             trainer.request_stop()
-    assert load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt")["epoch"] == 2  # a stop is never skipped
+    assert load_checkpoint(tmp_path / "stopped" / "checkpoints" / "last.pt").epoch == 2  # a stop is never skipped
 
 
 def test_a_measured_write_time_sets_the_next_checkpoint(tmp_path, monkeypatch):

@@ -136,7 +136,7 @@ def test_the_final_checkpoint_names_the_weights_file_instead_of_holding_every_we
     from safetensors.torch import load_file
 
     from workbench.errors import WorkbenchError
-    from workbench.training.checkpoint import load_checkpoint
+    from workbench.training.checkpoint_file import load_checkpoint
 
     ws = workspace(folder, epochs=1)
     linear_probe(ws.plan, ws.tree)
@@ -146,7 +146,7 @@ def test_the_final_checkpoint_names_the_weights_file_instead_of_holding_every_we
     raw = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
     assert "model" not in raw and raw["model_file"] == "../model.safetensors" and raw["optimizer"]["state"]
     weights = load_file(run / "model.safetensors")
-    loaded = load_checkpoint(run / "checkpoints" / "last.pt")["model"]
+    loaded = load_checkpoint(run / "checkpoints" / "last.pt").model
     assert loaded.keys() == weights.keys() and all(torch.equal(loaded[k], weights[k]) for k in weights)
     # Without its weights file the checkpoint says where they should be; a damaged one says what is wrong.
     (run / "model.safetensors").write_bytes(b"not a safetensors file")

@@ -304,13 +304,13 @@ def run_hint(run_dir: Path, ws: "Workspace") -> str | None:
 
 def _trained_fingerprint(run_dir: Path) -> str | None:
     from workbench.run_folder import RunDir
-    from workbench.training.checkpoint import load_checkpoint
+    from workbench.training.checkpoint_file import load_checkpoint
 
     path = RunDir(run_dir).checkpoint
     if not path.is_file():
         return None
     try:
-        value = load_checkpoint(path).get("data_fingerprint")
+        value = load_checkpoint(path).data_fingerprint
     except WorkbenchError:
         return None
     return str(value) if value else None

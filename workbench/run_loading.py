@@ -12,6 +12,8 @@ from workbench.run_folder import RunDir
 from workbench.workspace import TrainedModel
 
 if TYPE_CHECKING:
+
+    from workbench.training.checkpoint_file import Checkpoint
     from workbench.workspace import Workspace
 
 
@@ -46,7 +48,7 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
         raise WorkbenchError(f"{run.spec} is not valid JSON ({exc})") from None
     if not isinstance(spec_data, dict):
         raise WorkbenchError(f"{run.spec} is damaged: expected a JSON object, not a {type(spec_data).__name__}")
-    saved: dict | None = None
+    saved: Checkpoint | None = None
     if run.weights.is_file():
         try:
             state = load_file(str(run.weights))
@@ -55,10 +57,10 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
                                  "corrupt file; delete it and `workbench train --resume` rewrites it from the "
                                  "checkpoint)") from None
     elif run.checkpoint.is_file():  # a run that stopped or failed mid-way: its last good checkpoint
-        from workbench.training.checkpoint import load_checkpoint
+        from workbench.training.checkpoint_file import load_checkpoint
 
         saved = load_checkpoint(run.checkpoint)
-        state = saved["model"]
+        state = saved.model
     else:
         raise WorkbenchError(f"{run.path} has no weights yet ({RunDir.WEIGHTS} and {RunDir.CHECKPOINT} are missing)")
     ws = Workspace.from_plan(plan)
@@ -83,7 +85,7 @@ def load_run_workspace(run_dir: str | Path) -> "tuple[Workspace, str]":
     else:
         raise WorkbenchError(f"{run.spec} is not a model description (a JSON object was expected)")
     if saved is not None:  # where gradual unfreezing had got to
-        plan.freeze.frozen, plan.freeze.unfrozen = list(saved["frozen"]), list(saved["unfrozen"])
+        plan.freeze.frozen, plan.freeze.unfrozen = list(saved.frozen), list(saved.unfrozen)
     return ws, run.project.read_text()
 
 

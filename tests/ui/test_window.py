@@ -202,9 +202,9 @@ def test_train_pause_resume_stop(window, wait_idle, qtbot, dialogs, tmp_path):
     # The run trained a copy; the window adopted it: the workspace now holds the checkpoint's weights.
     import torch
 
-    from workbench.training.checkpoint import load_checkpoint
+    from workbench.training.checkpoint_file import load_checkpoint
 
-    saved = load_checkpoint(panel.run_dir / "checkpoints" / "last.pt")["model"]
+    saved = load_checkpoint(panel.run_dir / "checkpoints" / "last.pt").model
     state = window.session.workspace.backbone.module.state_dict()
     assert all(torch.equal(state[k], v) for k, v in saved.items())
     assert window.session.weights_label.startswith(f"run {panel.run_dir.name}, last checkpoint after epoch 0")

@@ -180,7 +180,7 @@ def _traced_with_shapes(model: "nn.Module", example: "torch.Tensor") -> "fx.Grap
 
 def trace(model: "nn.Module") -> "fx.GraphModule":
     """The fx trace the feature cache uses (timm's untraceable leaves kept whole); GraphUnavailable if it fails."""
-    from workbench.training.feature_cache import CacheUnavailable, _trace
+    from workbench.training.trunk_features import CacheUnavailable, _trace
 
     try:
         return _trace(model)

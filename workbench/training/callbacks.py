@@ -21,14 +21,23 @@ reports with ``t.emit(StateReport(...))`` (yielded after the event), stops the r
 the current batch with ``t.request_stop()`` (a checkpoint is written; ``--resume``
 continues it), and fails the run by raising (a ``TrainingError`` for a user-facing reason).
 
-Built-ins, in the order they run: ``GradualUnfreezing``, ``FeatureCaching``,
-``NonFiniteGuard``, ``Checkpointing``, ``MetricsWriter``; a user's callbacks
-(``Trainer(..., callbacks=[...])``) run after them.
+Callbacks run in ascending ``order`` (equal orders: in the order given). Built-ins:
+``GradualUnfreezing`` (-300: the freeze state first), ``FeatureCaching`` (-200: it splits the
+model at that state's frozen trunk), ``NonFiniteGuard`` (-100), then a user's callbacks
+(``Trainer(..., callbacks=[...])``, order 0 unless they declare one), then ``Checkpointing``
+(1000: as Lightning's ModelCheckpoint, after every other callback, so the checkpoint holds their
+state after the event it is taken in) and ``MetricsWriter`` (1100: the epoch's line names its checkpoint).
+
+State: a callback that keeps something across ``--resume`` returns it from ``state_dict()``
+(tensors and plain values only: dicts, lists, tuples, str, int, float, bool, None); every
+checkpoint stores it under ``state_key`` (the class name), and a resumed run hands it to
+``load_state_dict`` before ``before_fit``. Under torchrun rank 0's state is saved, and every
+rank gets it back.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from workbench.training.state import TrainState
@@ -39,6 +48,20 @@ EVENTS = ("before_fit", "before_epoch", "before_batch", "after_loss", "after_ste
 
 class Callback:
     """Override the events you need; the others do nothing."""
+
+    order: int = 0  # callbacks run in ascending order; built-ins: see the module's docstring
+
+    @property
+    def state_key(self) -> str:
+        """The name of this callback's state in the checkpoint (two stateful callbacks must not share one)."""
+        return type(self).__qualname__
+
+    def state_dict(self) -> dict[str, Any]:
+        """What to keep across ``--resume`` (taken on the training thread whenever a checkpoint is)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Take back what ``state_dict`` returned (a resumed run, before ``before_fit``)."""
 
     def before_fit(self, t: TrainState) -> None:
         pass

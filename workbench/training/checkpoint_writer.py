@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -18,7 +19,8 @@ from workbench.atomic import atomic_path
 from workbench.errors import DiskFullError, TrainingError
 from workbench.run_folder import RunDir
 from workbench.safetensors_file import write_safetensors
-from workbench.training.checkpoint import rng_state, save_checkpoint
+from workbench.training.callback_states import collect_states
+from workbench.training.checkpoint_file import Checkpoint, rng_state, save_checkpoint
 from workbench.training.optimizer import optimizer_layout
 
 if TYPE_CHECKING:
@@ -73,19 +75,19 @@ class CheckpointWriter:
         self.join()
         data = t.data
         live = wait or final or state_bytes(t.model, t.optimizer, frozen=False) > self.COPY_LIMIT_BYTES
-        state = {
-            "model": snapshot_model(t.model, copy=not live),
-            "optimizer": t.optimizer.state_dict() if live else clone_tensors(t.optimizer.state_dict()),
-            "optimizer_layout": optimizer_layout(t.model, t.optimizer),
-            "scaler": t.scaler.state_dict() if t.scaler.is_enabled() else None,
-            "epoch": epoch, "batch": batch, "global_step": t.global_step, "schedule_done": t.schedule_done,
-            "frozen": list(t.plan.freeze.frozen), "unfrozen": list(t.plan.freeze.unfrozen),
-            "classes": list(data.classes), "rng": rng_state(),
-            "data_fingerprint": str(getattr(data, "fingerprint", "")),
-            "data_counts": [len(data.train), len(data.val) if data.val is not None else 0],
-        }
+        checkpoint = Checkpoint(
+            epoch=epoch, batch=batch, global_step=t.global_step,
+            model=snapshot_model(t.model, copy=not live),
+            optimizer=t.optimizer.state_dict() if live else clone_tensors(t.optimizer.state_dict()),
+            optimizer_layout=optimizer_layout(t.model, t.optimizer),
+            scaler=t.scaler.state_dict() if t.scaler.is_enabled() else None,
+            frozen=list(t.plan.freeze.frozen), unfrozen=list(t.plan.freeze.unfrozen),
+            classes=list(data.classes), rng=rng_state(),
+            data_fingerprint=str(getattr(data, "fingerprint", "")),
+            data_counts=[len(data.train), len(data.val) if data.val is not None else 0],
+            callbacks=collect_states(t.trainer.callbacks, clone=not live))
         # The weights file is for export: written at the end and on stop; last.pt holds them meanwhile.
-        self._thread = threading.Thread(target=self._write, args=(state, required, now), name="workbench-checkpoint")
+        self._thread = threading.Thread(target=self._write, args=(checkpoint, required, now), name="workbench-checkpoint")
         self._thread.start()
         if live and not final:  # the live tensors change with the next step
             self.join()
@@ -96,14 +98,14 @@ class CheckpointWriter:
             return self._cost
         return state_bytes(t.model, t.optimizer) / self.ESTIMATED_BYTES_PER_S
 
-    def _write(self, state: dict[str, Any], weights: bool, started: float) -> None:
+    def _write(self, checkpoint: Checkpoint, weights: bool, started: float) -> None:
         try:
             if weights:  # the weights file first: the checkpoint then names it instead of holding every weight twice
-                self.write_weights(state["model"])
-                state = {key: value for key, value in state.items() if key != "model"}
-                state["model_file"] = os.path.relpath(self.run_dir.weights, self.run_dir.checkpoint.parent)
-            save_checkpoint(self.run_dir.checkpoint, state)
-            self.written = (state["epoch"], state["batch"])
+                self.write_weights(checkpoint.model)
+                checkpoint = replace(checkpoint, model={}, model_file=os.path.relpath(
+                    self.run_dir.weights, self.run_dir.checkpoint.parent))
+            save_checkpoint(self.run_dir.checkpoint, checkpoint)
+            self.written = (checkpoint.epoch, checkpoint.batch)
             self._since = time.monotonic()
             self._cost = self._since - started
         except BaseException as exc:  # reported on the training thread by join()

@@ -14,11 +14,13 @@ import os
 from typing import BinaryIO
 
 from workbench.training.callbacks import Callback
+from workbench.training.checkpoint_callback import CHECKPOINTING_ORDER
 from workbench.training.reports import EpochReport, StepReport
 from workbench.training.state import TrainState
 
 
 class MetricsWriter(Callback):
+    order = CHECKPOINTING_ORDER + 100  # after Checkpointing: an epoch's line names the checkpoint taken at its end
     FLUSH_BYTES = 8192  # lines are kept until this much is pending, or the epoch ends, or the run stops
 
     def __init__(self) -> None:
@@ -30,8 +32,8 @@ class MetricsWriter(Callback):
     def before_fit(self, t: TrainState) -> None:
         if not t.writes_files:
             return
-        if t.resumed_from is not None:  # steps after the checkpoint are replayed: keep one record per step
-            t.run_dir.trim_metrics(t.resumed_from["global_step"], t.resumed_from["epoch"])
+        if t.resumed_at is not None:  # steps after the checkpoint are replayed: keep one record per step
+            t.run_dir.trim_metrics(t.resumed_at.global_step, t.resumed_at.epoch)
         self._file = open(t.run_dir.metrics, "ab", buffering=0)
         self._good = self._file.seek(0, os.SEEK_END)
 
@@ -39,7 +41,7 @@ class MetricsWriter(Callback):
         self._write("step", t.report)
 
     def before_validate(self, t: TrainState) -> None:
-        # The epoch's steps reach the disk before its checkpoint does (Checkpointing runs after validation):
+        # The epoch's steps reach the disk before its checkpoint does (Checkpointing runs at the epoch's end):
         # a full disk then fails here, and the run resumes from a checkpoint its records reach.
         self._flush()
 

@@ -17,6 +17,8 @@ from workbench.training.state import TrainState
 
 
 class NonFiniteGuard(Callback):
+    order = -100  # before users' callbacks and Checkpointing: nothing non-finite reaches them or the disk
+
     def __init__(self, writer: CheckpointWriter) -> None:
         self.writer = writer  # to wait for a checkpoint on its way to disk before naming the last good one
         self._checked_step: int | None = None  # the training step the weights were last found finite at

@@ -16,6 +16,7 @@ from workbench.layer_tree import LayerTree
 from workbench.plan import FinetunePlan, TrainConfig
 from workbench.run_folder import RunDir
 from workbench.spec import ModelSpec
+from workbench.training.checkpoint_file import Position
 from workbench.training.distributed import Distributed
 from workbench.training.reports import EpochReport, Report, StepReport
 from workbench.training.sampler import EpochSampler
@@ -54,11 +55,10 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     loss_fn: nn.Module
-    resumed_from: dict[str, Any] | None  # the checkpoint this run continues, if any
+    resumed_at: Position | None  # where the checkpoint this run continues was taken, if any
     epoch: int  # 0-based
     batch: int  # batches done in this epoch (1-based index of the current one)
     global_step: int  # optimizer steps done in the whole run
-    schedule_done: int  # the last epoch whose [[unfreeze]] steps were applied (-1: none yet)
     phase: str = "setup"  # setup | feature caching | training | validation (named in an out-of-memory error)
     # per epoch
     train_batches: Iterable[Batch] = ()  # the loader's image batches, or cached trunk outputs
@@ -70,7 +70,6 @@ class TrainState:
     val_loss: float | None = None
     val_accuracy: float | None = None
     val_top5: float | None = None
-    checkpoint: str | None = None  # set when this epoch's checkpoint was taken
     seen: int = 0
     loss_sum: float = 0.0
     correct: int = 0
@@ -105,7 +104,7 @@ class TrainState:
         self.train_batches, self.train_module = self.loader, self.model
         self.val_batches = self.val_module = self.val_inputs = None
         self.val_loss = self.val_accuracy = self.val_top5 = None
-        self.checkpoint, self.report = None, None
+        self.report = None
         self.seen, self.loss_sum, self.correct = 0, 0.0, 0
 
     def start_clock(self) -> None:

@@ -27,11 +27,12 @@ from workbench.atomic import disk_full, disk_full_message
 from workbench.errors import DiskFullError, TrainingError
 from workbench.plan import FinetunePlan
 from workbench.run_folder import RunClaim, RunDir
+from workbench.training.callback_states import check_state_keys, in_order
 from workbench.training.callbacks import Callback
+from workbench.training.checkpoint_callback import Checkpointing
 from workbench.training.checkpoint_writer import CheckpointWriter, state_bytes
-from workbench.training.checkpointing import Checkpointing
 from workbench.training.distributed import Distributed, from_environment
-from workbench.training.feature_caching import FeatureCaching
+from workbench.training.feature_cache_callback import FeatureCaching
 from workbench.training.metrics import MetricsWriter
 from workbench.training.nonfinite import NonFiniteGuard
 from workbench.training.reports import EpochReport, Report, StateReport, StepReport
@@ -49,7 +50,7 @@ class Trainer:
     """Train ``workspace.plan`` on ``data`` (a ``workbench.data.DataBundle``).
 
     ``run()`` is the generator; ``request_pause/resume/stop`` may be called from any thread.
-    ``callbacks`` (``workbench.training.callbacks.Callback``) run after the built-in ones.
+    ``callbacks`` (``workbench.training.callbacks.Callback``) run with the built-in ones in ascending ``order``.
     The workspace is left as it is: the model, its spec and the plan are copied here (the data is not).
     """
 
@@ -73,8 +74,9 @@ class Trainer:
         self.allow_data_change = allow_data_change
         self.dist: Distributed | None = None
         self._writer = writer = CheckpointWriter(self.run_folder, self.CHECKPOINT_INTERVAL_S)
-        self.callbacks: list[Callback] = [GradualUnfreezing(), FeatureCaching(), NonFiniteGuard(writer),
-                                          Checkpointing(writer), MetricsWriter(), *callbacks]
+        self.callbacks: list[Callback] = in_order([GradualUnfreezing(), FeatureCaching(), NonFiniteGuard(writer),
+                                                   Checkpointing(writer), MetricsWriter(), *callbacks])
+        check_state_keys(self.callbacks)
         self._compiled_modules: dict[int, Any] = {}
         self._ddp: Any = None
         self._ddp_key: Any = None
@@ -150,9 +152,9 @@ class Trainer:
                     yield from self._fire("after_validate", t)
                     t.report = epoch_report = EpochReport(
                         epoch, t.cfg.epochs, t.loss_sum / max(t.seen, 1), t.correct / max(t.seen, 1), t.val_loss,
-                        t.val_accuracy, t.val_top5, time.perf_counter() - t.epoch_start, t.checkpoint)
+                        t.val_accuracy, t.val_top5, time.perf_counter() - t.epoch_start)
                     yield from self._fire("after_epoch", t)
-                    yield epoch_report
+                    yield t.report or epoch_report  # (Checkpointing names the epoch's checkpoint in it)
                     t.batch = 0
                 yield from self._fire("after_fit", t)
                 report = StateReport("finished", f"finished {t.cfg.epochs} epochs; weights in {t.run_dir.weights}",

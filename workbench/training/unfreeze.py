@@ -1,11 +1,14 @@
 """The ``GradualUnfreezing`` callback: the plan's ``[[unfreeze]]`` schedule (Lightning's ``BaseFinetuning``).
 
 At an epoch with steps, the named groups become trainable and join the optimizer as new
-groups (their own LR, the same schedule). ``schedule_done`` is checkpointed, so a resumed
-run neither re-freezes what was unfrozen nor unfreezes it twice.
+groups (their own LR, the same schedule). Its state is where the schedule got to
+(``schedule_done``), so a resumed run neither re-freezes what was unfrozen nor unfreezes it
+twice; the freeze state reached is the model's, restored with it (``Checkpoint.frozen``).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from workbench.freezing import unfreeze_groups
 from workbench.training.callbacks import Callback
@@ -15,13 +18,27 @@ from workbench.training.state import TrainState
 
 
 class GradualUnfreezing(Callback):
+    order = -300  # first: the other callbacks see the freeze state of this epoch
+
+    def __init__(self) -> None:
+        self.schedule_done = -1  # the last epoch whose [[unfreeze]] steps were applied (-1: none yet)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"schedule_done": self.schedule_done}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.schedule_done = int(state["schedule_done"])
+
     def before_epoch(self, t: TrainState) -> None:
-        steps = [s for s in t.plan.unfreeze if s.epoch == t.epoch and s.epoch > t.schedule_done]
+        steps = [s for s in t.plan.unfreeze if s.epoch == t.epoch and s.epoch > self.schedule_done]
         if not steps:
             return
         names = [n for s in steps for n in s.groups]
         unfreeze_groups(t.plan, t.tree, names)
         t.applied, added = extend_optimizer(t.model, t.optimizer, t.plan, t.tree, t.epoch)
-        t.schedule_done = t.epoch
+        self.schedule_done = t.epoch
         t.emit(StateReport("unfrozen", f"epoch {t.epoch}: unfroze {', '.join(names)} (+{added:,} trainable "
                            f"parameters); {t.applied.resolution.summary()}", t.epoch))
+
+    def teardown(self, t: TrainState) -> None:
+        self.schedule_done = -1  # the next run of the same Trainer starts the schedule afresh (or from its checkpoint)

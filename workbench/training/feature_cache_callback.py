@@ -1,7 +1,7 @@
 """The ``FeatureCaching`` callback: train only what is above the frozen trunk.
 
 For each freeze state the model is split where its frozen, deterministic prefix ends
-(``workbench.training.feature_cache``). With caching on, the first epoch fills a store with
+(``workbench.training.trunk_features``). With caching on, the first epoch fills a store with
 the trunk's output for every image as it trains (through a BatchNorm-folded copy of the trunk
 when that one pass sends enough image pixels through it, ``FOLD_MIN_PIXELS``), and later epochs
 train the head on the stored features. A freeze state of one epoch followed by another (gradual unfreezing) stores the
@@ -23,10 +23,10 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from workbench.training.callbacks import Callback
-from workbench.training.feature_cache import FeatureStore, TrunkSplit
 from workbench.training.reports import StateReport
 from workbench.training.sampler import EpochSampler, WithIndex, make_loader
 from workbench.training.state import Batch, TrainState
+from workbench.training.trunk_features import FeatureStore, TrunkSplit
 
 
 @dataclass
@@ -56,6 +56,11 @@ TINY_HEAD_PARAMS = 1_000_000  # cached epochs of heads up to this size run on on
 
 
 class FeatureCaching(Callback):
+    """Keeps no state across ``--resume``: its stores are found again on disk by content (``cache_key``), and
+    every choice it makes follows from the plan and the epoch, so a resumed run makes the same ones."""
+
+    order = -200  # after GradualUnfreezing: it splits the model at this epoch's frozen trunk
+
     def __init__(self) -> None:
         self.cache: TrunkCache | None = None
         self._key: Any = None
@@ -148,7 +153,7 @@ class FeatureCaching(Callback):
 
         With caching on, nothing is computed here: the first cached epoch fills the stores as it trains.
         """
-        from workbench.training import feature_cache as fc
+        from workbench.training import trunk_features as fc
 
         freeze = t.plan.freeze
         key = (tuple(freeze.frozen), tuple(freeze.unfrozen), freeze.batchnorm)
@@ -213,7 +218,7 @@ class FeatureCaching(Callback):
 
     def _reuse(self, t: TrainState, carried: TrunkCache) -> bool:
         """Train this state from the stores the previous (one-epoch) state filled, if its trunk ends at their cut."""
-        from workbench.training import feature_cache as fc
+        from workbench.training import trunk_features as fc
 
         try:
             split = fc.split_frozen_trunk(t.model, t.applied.set_train_mode)
@@ -231,7 +236,7 @@ class FeatureCaching(Callback):
         """The split at the cut where the next freeze state's trunk ends, if that state begins next epoch."""
         from workbench.freezing import plan_at_epoch
         from workbench.resolve import resolve_plan
-        from workbench.training import feature_cache as fc
+        from workbench.training import trunk_features as fc
 
         following = t.epoch + 1
         if following >= t.cfg.epochs or not any(s.epoch == following for s in t.plan.unfreeze):
@@ -249,7 +254,7 @@ class FeatureCaching(Callback):
     def _open_stores(self, t: TrainState, split: Any, trunk: torch.nn.Module, fold_note: str,
                      for_next_state: bool = False) -> None:
         """Open the stores this epoch fills with ``split``'s trunk outputs (or finds complete on disk)."""
-        from workbench.training import feature_cache as fc
+        from workbench.training import trunk_features as fc
 
         train_set, fill_loader, fill_dataset = t.data.train, None, None
         if augments(t):  # cache_features = true with augmentation on
