@@ -16,6 +16,7 @@ so a run resumed there without them computes the same trunk outputs (exact resum
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,7 @@ class FeatureCaching(Callback):
         self._filling = False  # this epoch fills the training store
         self._val_fill: FeatureStore | None = None  # this validation fills the validation store
         self._threads = torch.get_num_threads()
+        self._head_threads = self._threads
 
     def before_fit(self, t: TrainState) -> None:
         self._threads = torch.get_num_threads()
@@ -91,20 +93,26 @@ class FeatureCaching(Callback):
         elif cache.train is not None:
             t.train_batches = cached_batches(cache.train, t.sampler, t.cfg.batch_size)
         # Measured on 2 busy cores: a linear probe's cached epoch takes 0.5 s with one intra-op thread
-        # and 10 s with two (OpenMP threads wait for each other): tiny heads get one thread.
-        tiny = (cache.train is not None and not self._filling and t.device.type == "cpu"
+        # and 10 s with two (OpenMP threads wait for each other): tiny heads get one thread. The head gets
+        # it in the epoch that fills the store too (the trunk runs with every thread): results depend on
+        # the thread count, and a run resumed mid-state fills where an unbroken one read (exact resume).
+        tiny = (cache.train is not None and t.device.type == "cpu"
                 and sum(p.numel() for p in cache.split.head_train.parameters()) <= TINY_HEAD_PARAMS)
-        torch.set_num_threads(1 if tiny else self._threads)
+        self._head_threads = 1 if tiny else self._threads
+        torch.set_num_threads(self._head_threads)
 
     def before_batch(self, t: TrainState) -> None:
         cache = self.cache
         if cache is None or not (self._filling or cache.train is None):
             return
-        with torch.inference_mode():  # the frozen trunk: no autograd, BN folded
+        with torch.inference_mode(), all_threads(self._threads, self._head_threads):  # the frozen trunk
             features = cache.trunk(t.images)
         if self._filling and cache.train is not None:
             cache.train.put(t.index, features, t.labels)
-        t.images = features.clone()  # an inference tensor cannot be saved for backward
+        # The head gets what the store holds (float32, also under bf16 autocast), the same in the epoch that
+        # fills the store as in the epochs that read it: a run resumed mid-state computes exactly as one that
+        # was never stopped. (A copy: an inference tensor cannot be saved for backward.)
+        t.images = features.to(torch.float32, copy=True)
 
     def before_validate(self, t: TrainState) -> None:
         cache = self.cache
@@ -127,10 +135,11 @@ class FeatureCaching(Callback):
         self._val_fill = cache.val
 
         def inputs(images: torch.Tensor, labels: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-            features = cache.trunk(images)
+            with all_threads(self._threads, self._head_threads):
+                features = cache.trunk(images)
             if self._val_fill is not None:
                 self._val_fill.put(index, features, labels)
-            return features
+            return features.float()  # as the store gives them in later epochs
 
         t.val_inputs = inputs
 
@@ -172,7 +181,9 @@ class FeatureCaching(Callback):
             if ahead is not None:
                 self._open_stores(t, ahead, ahead.trunk, "", for_next_state=True)
                 return
-        once = self._use and t.cfg.cache_features == "auto" and state_epochs(t) <= 1
+        # Its whole span again: resumed in the last epoch of a longer state, this epoch computes as the stored
+        # epochs of an unbroken run did (it fills the stores anew and trains from their values).
+        once = self._use and t.cfg.cache_features == "auto" and state_span(t) <= 1
         # Decided on the whole freeze state, not on the epochs left: a run resumed in a cached state's
         # last epoch must compute its trunk outputs the way the stored ones were computed (exact resume).
         cached_state = self._use and (t.cfg.cache_features != "auto" or state_span(t) > 1)
@@ -316,7 +327,8 @@ class FeatureCaching(Callback):
                 images = images.to(t.device, non_blocking=True)
                 if images.dim() == 4 and cache.channels_last:
                     images = images.contiguous(memory_format=torch.channels_last)
-                store.put(index, cache.trunk(images), labels)
+                with all_threads(self._threads, self._head_threads):
+                    store.put(index, cache.trunk(images), labels)
         return held
 
 
@@ -350,6 +362,16 @@ def trunk_pixels(t: TrainState, epochs: int | None = None) -> int:
     for side in t.spec.input_size[1:]:
         pixels *= int(side)
     return images * pixels * (state_span(t) if epochs is None else epochs)
+
+
+@contextmanager
+def all_threads(threads: int, after: int) -> Iterator[None]:
+    """The trunk runs with every intra-op thread, then the head's count is set back."""
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(after)
 
 
 def state_epochs(t: TrainState) -> int:
