@@ -1,4 +1,4 @@
-"""Built-in exporters: safetensors + timm config.json, TorchScript, ONNX (each checked where it can be run).
+"""Built-in exporters: safetensors + timm config.json, TorchScript (ONNX: ``onnx_exporter``), each checked.
 
 Every exporter works on a float32 CPU copy of the module in eval mode, so the caller's
 module keeps its device, dtype and train flags. Every file is written through a temp file
@@ -10,17 +10,14 @@ i.e. absolute (default 1e-4) for logits below magnitude 1, relative to the large
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import io
 import json
-import os
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from workbench.atomic import atomic_path, atomic_write_text, check_file_target, check_folder_target, scratch_folder
+from workbench.atomic import atomic_path, atomic_write_text, check_folder_target
 from workbench.errors import WorkbenchError
 from workbench.export import ExportResult
 from workbench.spec import ModelSpec
@@ -31,9 +28,6 @@ if TYPE_CHECKING:
     import torch.nn as nn
 
 DEFAULT_TOLERANCE = 1e-4
-DEFAULT_OPSET = 17
-# Protobuf cannot hold more than 2 GiB: bigger models keep their weights in "<file>.data".
-EXTERNAL_DATA_BYTES = 2 * 1024**3 - 64 * 1024**2
 _SOURCE_KEYS = ("url", "file", "hf_hub_id", "hf_hub_filename", "source", "state_dict", "architecture")
 _KEEP_NULL = ("pool_size", "first_conv", "classifier")
 
@@ -52,7 +46,7 @@ class SafetensorsExporter:
 
         out = Path(out)
         check_folder_target(out, "--out")
-        model = _prepared(module)
+        model = prepared(module)
         tensors = _unshared_state_dict(model)
         weights, config = out / "model.safetensors", out / "config.json"
         with atomic_path(weights) as tmp:
@@ -86,14 +80,14 @@ class TorchScriptExporter:
 
         out = Path(out)
         tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
-        model = _prepared(module)
-        example = _random_batch(spec, 2, seed=0)
+        model = prepared(module)
+        example = random_batch(spec, 2, seed=0)
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # TracerWarnings about constant shapes are checked below
                 traced = torch.jit.trace(model, example, check_trace=False)
         except Exception as exc:
-            raise WorkbenchError(f"cannot trace {spec.architecture} for TorchScript: {_one_line(exc)}") from exc
+            raise WorkbenchError(f"cannot trace {spec.architecture} for TorchScript: {one_line(exc)}") from exc
         extra = {"config.json": json.dumps(_spec_json(spec), default=_json_default)}
         if recipe_toml is not None:
             extra["recipe.toml"] = recipe_toml
@@ -111,105 +105,17 @@ class TorchScriptExporter:
                 loaded = torch.jit.load(str(tmp), map_location="cpu")
             diff = 0.0
             for batch, seed in ((2, 1), (3, 2)):
-                x = _random_batch(spec, batch, seed)
-                reference = _logits(model, x)
+                x = random_batch(spec, batch, seed)
+                reference = logits(model, x)
                 try:
                     with torch.no_grad():
                         got = _first(loaded(x)).numpy()
                 except Exception as exc:
                     raise WorkbenchError(f"the traced {spec.architecture} fails on a batch of {batch} "
                                          f"(it hard-codes a shape): {_last_line(exc)}; no file written") from exc
-                diff = max(diff, _check_parity("TorchScript", spec, reference, got, tolerance))
+                diff = max(diff, check_parity("TorchScript", spec, reference, got, tolerance))
         return ExportResult(self.name, [out], diff,
                             f"wrote {out} (torch.jit.trace); max abs diff vs PyTorch {diff:.3g} at batch 2 and 3")
-
-
-class OnnxExporter:
-    """An ONNX file with a dynamic batch axis and the spec in ``metadata_props``, checked with onnxruntime."""
-
-    name = "onnx"
-    description = "ONNX file (opset 17+, dynamic batch), checked against PyTorch with onnxruntime"
-    output_kind = "file"
-    suffix = ".onnx"
-
-    def __init__(self, opset: int = DEFAULT_OPSET) -> None:
-        if opset < 17:
-            raise ValueError(f"opset must be 17 or newer, got {opset}")
-        self.opset = opset
-
-    def export(self, module: "nn.Module", spec: ModelSpec, out: Path, recipe_toml: str | None = None,
-               tolerance: float | None = None) -> ExportResult:
-        out = Path(out)
-        tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
-        model = _prepared(module)
-        # Traced at batch 2 (below), checked at 3 and 1: a graph that kept the traced batch size fails here.
-        checks = [(batch, x, _logits(model, x)) for batch, x in ((3, _random_batch(spec, 3, 2)), (1, _random_batch(spec, 1, 1)))]
-        problems: list[str] = []
-        for exporter in ("TorchScript-based", "dynamo"):
-            try:
-                with scratch_folder(out) as scratch:
-                    raw = scratch / "raw.onnx"
-                    reason = _torch_onnx_export(model, spec, raw, self.opset, dynamo=exporter == "dynamo")
-                    if reason is not None:
-                        problems.append(f"{exporter} exporter {reason}")
-                        continue
-                    paths, diff = self._finish(raw, scratch, out, spec, recipe_toml, checks, tolerance, exporter)
-            except _CandidateFailed as failed:
-                problems.append(str(failed))
-                continue
-            except OSError as exc:
-                raise WorkbenchError(f"cannot write {out}: {exc.strerror or exc}") from None
-            message = (f"wrote {', '.join(str(p) for p in paths)} (opset {_file_opset(out)}, {exporter} exporter, "
-                       f"dynamic batch); max abs diff vs PyTorch {diff:.3g} at batch 1 and 3 (onnxruntime)")
-            if problems:
-                message += "; " + "; ".join(problems)
-            return ExportResult(self.name, paths, diff, message)
-        hint = ""
-        if spec.architecture.startswith("onnx:") and any("fails on a batch of" in p for p in problems):
-            hint = ("; onnx2torch modules that compute shapes at run time (e.g. a ViT class token) trace with a fixed batch size; "
-                    "export the weights as safetensors instead")
-        raise WorkbenchError(f"ONNX export of {spec.architecture} failed, no file written: " + "; ".join(problems) + hint)
-
-    def _finish(self, raw: Path, scratch: Path, out: Path, spec: ModelSpec, recipe_toml: str | None,
-                checks: list[tuple[int, "torch.Tensor", "np.ndarray"]], tolerance: float, exporter: str) -> tuple[list[Path], float]:
-        """Add metadata, write the final file(s) and check them; raises _CandidateFailed on a bad graph."""
-        import onnx
-        from onnx.external_data_helper import load_external_data_for_model
-
-        model = onnx.load(str(raw), load_external_data=False)
-        # The exporters may put weights in files beside raw.onnx (dynamo always does): count them in.
-        external_bytes = sum(p.stat().st_size for p in scratch.iterdir() if p != raw)
-        size = model.ByteSize() + external_bytes
-        if external_bytes:
-            load_external_data_for_model(model, str(scratch))
-        _set_metadata(model, spec, recipe_toml)
-        if size < EXTERNAL_DATA_BYTES:
-            with atomic_path(out) as tmp:
-                onnx.save_model(model, str(tmp))
-                diff = _ort_parity(tmp, spec, checks, tolerance, exporter)
-            return [out], diff
-        # Large model: both files are made and checked in the scratch folder, then renamed into place.
-        data = out.with_name(out.name + ".data")
-        staged = scratch / out.name
-        onnx.save_model(model, str(staged), save_as_external_data=True, all_tensors_to_one_file=True,
-                        location=data.name, size_threshold=0)
-        diff = _ort_parity(staged, spec, checks, tolerance, exporter)
-        check_file_target(data)
-        check_file_target(out)
-        os.replace(scratch / data.name, data)
-        os.replace(staged, out)
-        return [out, data], diff
-
-
-def _file_opset(path: Path) -> int:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
-
-
-class _CandidateFailed(Exception):
-    """One ONNX exporter's output was unusable; the next exporter may still work."""
 
 
 def timm_config(model: "nn.Module", spec: ModelSpec) -> dict[str, Any]:
@@ -266,7 +172,7 @@ def _spec_json(spec: ModelSpec) -> dict[str, Any]:
     return data
 
 
-def _set_metadata(model: Any, spec: ModelSpec, recipe_toml: str | None) -> None:
+def set_metadata(model: Any, spec: ModelSpec, recipe_toml: str | None) -> None:
     values: dict[str, Any] = {
         "architecture": spec.architecture,
         "label_names": label_names(spec),
@@ -287,60 +193,11 @@ def _set_metadata(model: Any, spec: ModelSpec, recipe_toml: str | None) -> None:
         model.metadata_props.add(key=key, value=value)
 
 
-def _torch_onnx_export(model: "nn.Module", spec: ModelSpec, path: Path, opset: int, dynamo: bool) -> str | None:
-    """Run one of torch's ONNX exporters into ``path``; the reason it could not, or None."""
-    import torch
-
-    x = _random_batch(spec, 2, seed=0)
-    try:
-        # Trap: the exporters print graph IR and diagnostics to stdout; the CLI must not show it.
-        with torch.no_grad(), warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            if dynamo:
-                import importlib.util
-
-                if importlib.util.find_spec("onnxscript") is None:
-                    return "not tried: onnxscript is not installed"
-                batch = torch.export.Dim("batch", min=1)
-                torch.onnx.export(model, (x,), str(path), dynamo=True, external_data=True, verbose=False,
-                                  dynamic_shapes=({0: batch},),
-                                  input_names=["input"], output_names=["logits"], opset_version=opset)
-            else:
-                with _onnx2torch_compat():
-                    torch.onnx.export(model, (x,), str(path), dynamo=False, do_constant_folding=True,
-                                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}},
-                                      input_names=["input"], output_names=["logits"], opset_version=opset)
-    except OSError:
-        raise
-    except Exception as exc:
-        return f"failed: {_one_line(exc)}"
-    return None
+class CandidateFailed(Exception):
+    """One ONNX exporter's output was unusable; the next exporter may still work."""
 
 
-def _ort_parity(path: Path, spec: ModelSpec, checks: list[tuple[int, "torch.Tensor", "np.ndarray"]],
-                tolerance: float, exporter: str) -> float:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise _CandidateFailed(f"{exporter} exporter: onnxruntime cannot load the file: {_one_line(exc)}") from None
-    run_options = ort.RunOptions()
-    run_options.log_severity_level = 3  # the failure is reported in our error, not logged to stderr too
-    diff = 0.0
-    for batch, x, reference in checks:
-        try:
-            got = session.run(None, {session.get_inputs()[0].name: x.numpy()}, run_options)[0]
-        except Exception as exc:
-            raise _CandidateFailed(f"{exporter} exporter: the file fails on a batch of {batch} "
-                                   f"(batch size not dynamic?): {_one_line(exc)}") from None
-        diff = max(diff, _check_parity("ONNX", spec, reference, got, tolerance, candidate=exporter))
-    return diff
-
-
-def _check_parity(what: str, spec: ModelSpec, reference: "np.ndarray", got: "np.ndarray", tolerance: float,
+def check_parity(what: str, spec: ModelSpec, reference: "np.ndarray", got: "np.ndarray", tolerance: float,
                   candidate: str | None = None) -> float:
     """Max abs diff of ``got`` vs ``reference``; raises when it is above the tolerance."""
     import numpy as np
@@ -355,31 +212,11 @@ def _check_parity(what: str, spec: ModelSpec, reference: "np.ndarray", got: "np.
         problem = (f"{what} export of {spec.architecture} differs from PyTorch by up to {diff:.3g} "
                    f"(tolerance {tolerance:g} x max(1, |logit| max {scale:.3g}))")
     if candidate is not None:
-        raise _CandidateFailed(f"{candidate} exporter: {problem}")
+        raise CandidateFailed(f"{candidate} exporter: {problem}")
     raise WorkbenchError(f"{problem}; no file written")
 
 
-@contextlib.contextmanager
-def _onnx2torch_compat() -> Iterator[None]:
-    """onnx2torch's export hooks read ``torch.onnx.symbolic_helper.GLOBALS``, which newer torch moved away."""
-    import torch.onnx.symbolic_helper as helper
-
-    if hasattr(helper, "GLOBALS") or hasattr(helper, "_export_onnx_opset_version"):
-        yield
-        return
-    try:
-        from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
-    except ImportError:
-        yield
-        return
-    helper.GLOBALS = GLOBALS  # type: ignore[attr-defined]  # re-adds what this torch removed: not in its stubs
-    try:
-        yield
-    finally:
-        del helper.GLOBALS  # type: ignore[attr-defined]
-
-
-def _prepared(module: "nn.Module") -> "nn.Module":
+def prepared(module: "nn.Module") -> "nn.Module":
     """A float32 CPU eval-mode copy: exporting never changes the caller's module."""
     return copy.deepcopy(module).cpu().float().eval()
 
@@ -398,13 +235,13 @@ def _unshared_state_dict(model: "nn.Module") -> dict[str, "torch.Tensor"]:
     return tensors
 
 
-def _random_batch(spec: ModelSpec, batch: int, seed: int) -> "torch.Tensor":
+def random_batch(spec: ModelSpec, batch: int, seed: int) -> "torch.Tensor":
     import torch
 
     return torch.randn(batch, *spec.input_size, generator=torch.Generator().manual_seed(seed))
 
 
-def _logits(model: "nn.Module", x: "torch.Tensor") -> "np.ndarray":
+def logits(model: "nn.Module", x: "torch.Tensor") -> "np.ndarray":
     import torch
 
     with torch.no_grad():
@@ -446,9 +283,9 @@ def _json_default(value: Any) -> Any:
 def _last_line(exc: BaseException) -> str:
     """The message at the end of a TorchScript interpreter traceback."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return _one_line(lines[-1]) if lines else type(exc).__name__
+    return one_line(lines[-1]) if lines else type(exc).__name__
 
 
-def _one_line(exc: BaseException | str) -> str:
+def one_line(exc: BaseException | str) -> str:
     text = " ".join(str(exc).split())
     return (text[:300] + "...") if len(text) > 300 else (text or type(exc).__name__)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from workbench.errors import ModelLoadError
+from workbench_plugins.onnx_input_size import feature_size, is_nhwc, resolve_input_size, single_image_input
 
 if TYPE_CHECKING:
     import numpy as np
@@ -21,8 +22,6 @@ if TYPE_CHECKING:
     import torch.fx as fx
     import torch.nn as nn
 
-_FLOAT = 1  # onnx.TensorProto.FLOAT
-_CHANNEL_COUNTS = (1, 3, 4)
 _BATCH_HELP = (
     "re-export it with a dynamic batch axis, e.g. torch.onnx.export(model, x, f, dynamo=False, "
     "input_names=['input'], dynamic_axes={'input': {0: 'batch'}, 'output': {0: 'batch'}}) "
@@ -97,18 +96,18 @@ def import_onnx(path: Path, input_size: tuple[int, ...] | None = None, num_class
     check_weights_finite(original, name)
     check_constant_sizes(original, name)
 
-    graph_input = _single_image_input(original, name)
+    graph_input = single_image_input(original, name)
     dims = [d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else None for d in graph_input.type.tensor_type.shape.dim]
     features = len(dims) == 2  # a feature vector per sample (tabular data), not an image
-    nhwc = not features and _is_nhwc(original, graph_input.name, dims)
+    nhwc = not features and is_nhwc(original, graph_input.name, dims)
     batch = dims[0] or 1
     size: tuple[int, ...]
     if features:
-        size = _feature_size(dims, input_size, name)
+        size = feature_size(dims, input_size, name)
         file_dims: list[int | None] = [None, size[0]]
         feed_shape: tuple[int, ...] = (batch, size[0])
     else:
-        image_size = _resolve_input_size(dims, nhwc, input_size, metadata, name, graph_input.name)
+        image_size = resolve_input_size(dims, nhwc, input_size, metadata, name, graph_input.name)
         size = image_size
         if input_size is None and any(d is None for d in dims[1:]) and "input_size" not in metadata:
             shown = ", ".join(["N"] + ["?" if v is None else str(v) for v in dims[1:]])
@@ -321,96 +320,6 @@ def _never_convertible(model: "onnx.ModelProto") -> list[str]:
         if not ever_convertible(node.op_type, node.domain) and not (node.domain in ONNX_DOMAINS and node.op_type in DECOMPOSABLE_OPS):
             found.add(_label(model, node.op_type, node.domain))
     return sorted(found)
-
-
-def _single_image_input(model: "onnx.ModelProto", name: str) -> "onnx.ValueInfoProto":
-    from workbench_plugins.onnx_passes import real_inputs
-
-    inputs = real_inputs(model)
-    if len(inputs) != 1:
-        names = ", ".join(repr(value.name) for value in inputs)
-        raise ModelLoadError(f"{name}: expected one image input, the graph has {len(inputs)} ({names})")
-    value = inputs[0]
-    tensor_type = value.type.tensor_type
-    if tensor_type.elem_type != _FLOAT:
-        raise ModelLoadError(f"{name}: input {value.name!r} is not float32 (ONNX elem_type {tensor_type.elem_type}); only float32 image inputs are supported")
-    if not tensor_type.HasField("shape") or len(tensor_type.shape.dim) not in (2, 4):
-        rank = len(tensor_type.shape.dim) if tensor_type.HasField("shape") else "unknown"
-        raise ModelLoadError(f"{name}: input {value.name!r} must be a 4-D image batch (N, C, H, W) or a 2-D feature batch (N, F), its rank is {rank}")
-    return value
-
-
-def _feature_size(dims: list[int | None], requested: tuple[int, ...] | None, name: str) -> tuple[int]:
-    """(F,) for a 2-D feature input: the file's fixed width, or the request's."""
-    if requested is not None:
-        asked = tuple(int(v) for v in requested)
-        if len(asked) != 1 or (dims[1] is not None and asked[0] != dims[1]):
-            raise ModelLoadError(f"{name}: the input is a feature batch (N, {dims[1] or 'F'}); input_size must be [{dims[1] or 'F'}], got {list(asked)}")
-        return (asked[0],)
-    if dims[1] is None:
-        raise ModelLoadError(f"{name}: the feature input has no fixed width (N, ?); give it with input_size = [F] under [model]")
-    return (dims[1],)
-
-
-def _is_nhwc(model: "onnx.ModelProto", input_name: str, dims: list[int | None]) -> bool:
-    """TensorFlow-style input: channels last, or only consumed by a Transpose to NCHW."""
-    from onnx import helper
-
-    consumers = [node for node in model.graph.node if input_name in node.input]
-    if consumers and all(
-        node.op_type == "Transpose"
-        and [list(helper.get_attribute_value(a)) for a in node.attribute if a.name == "perm"] == [[0, 3, 1, 2]]
-        for node in consumers
-    ):
-        return True
-    return dims[3] in _CHANNEL_COUNTS and dims[1] is not None and dims[1] not in _CHANNEL_COUNTS
-
-
-def _resolve_input_size(
-    dims: list[int | None], nhwc: bool, requested: tuple[int, ...] | None,
-    metadata: dict[str, str], name: str, input_name: str,
-) -> tuple[int, int, int]:
-    """(C, H, W): the request's, else the file's fixed dims, else the file's metadata."""
-    import json
-
-    file_size = (dims[3], dims[1], dims[2]) if nhwc else (dims[1], dims[2], dims[3])
-    if requested is not None:
-        asked_size = tuple(int(v) for v in requested)
-        clash = [f"{label}={fixed} (asked {asked})" for label, fixed, asked in zip("CHW", file_size, asked_size) if fixed is not None and fixed != asked]
-        if clash:
-            raise ModelLoadError(f"{name}: the file fixes its input size to {', '.join(clash)}; drop --input-size or re-export the model")
-        channels, height, width = asked_size
-        return (channels, height, width)
-    file_channels, file_height, file_width = file_size
-    if file_channels is not None and file_height is not None and file_width is not None:
-        return (file_channels, file_height, file_width)
-    if "input_size" in metadata:
-        try:
-            meta_size = tuple(int(v) for v in json.loads(metadata["input_size"]))
-        except (ValueError, TypeError):
-            meta_size = ()
-        if len(meta_size) == 3:
-            return meta_size
-    return _default_size(file_size)
-
-
-DEFAULT_SIDE = 224
-
-
-def _default_size(file_size: tuple[int | None, int | None, int | None]) -> tuple[int, int, int]:
-    """Fill free dims: 3 channels; 224 for a free side, or the smallest multiple of the
-    fixed side that reaches 224 when only one side is free (an OCR 3×48×W opens at 3×48×240)."""
-    channels, height, width = file_size
-    return (channels or 3, _free_side(height, width), _free_side(width, height))
-
-
-def _free_side(side: int | None, other: int | None) -> int:
-    """``side`` if fixed; else 224, or the smallest multiple of the fixed ``other`` side that reaches 224."""
-    if side is not None:
-        return side
-    if other is None:
-        return DEFAULT_SIDE
-    return other * max(1, -(-DEFAULT_SIDE // other))
 
 
 def _convert(model: "onnx.ModelProto", name: str, rejected: list[dict[str, Any]]) -> "fx.GraphModule":

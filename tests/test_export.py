@@ -16,7 +16,7 @@ from workbench.backbone import LoadRequest
 from workbench.errors import WorkbenchError
 from workbench.export import ExportResult, export_model
 from workbench.spec import ModelSpec
-from workbench_plugins import exporters
+from workbench_plugins import exporters, onnx_exporter
 from workbench_plugins.timm_source import spec_from_timm
 
 # (timm name, image size); ViT is the slow one, so it is the only 224 case.
@@ -238,12 +238,12 @@ def test_onnx_import_with_fixed_batch_gets_a_hint(tmp_path: Path) -> None:
 def test_onnx_falls_back_to_dynamo_or_names_both_attempts(tmp_path: Path, monkeypatch) -> None:
     import importlib.util
 
-    real = exporters._torch_onnx_export
+    real = onnx_exporter.torch_onnx_export
 
     def torchscript_broken(model, spec, path, opset, dynamo):
         return real(model, spec, path, opset, dynamo) if dynamo else "failed: simulated"
 
-    monkeypatch.setattr(exporters, "_torch_onnx_export", torchscript_broken)
+    monkeypatch.setattr(onnx_exporter, "torch_onnx_export", torchscript_broken)
     out = tmp_path / "m.onnx"
     if importlib.util.find_spec("onnxscript") is None:
         with pytest.raises(WorkbenchError, match="TorchScript-based exporter failed: simulated; dynamo exporter not tried"):
