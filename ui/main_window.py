@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
 
 from workbench.backbone import LoadRequest
 from workbench.demo import DEMO_MODEL
+from workbench.edit_session import without_pretrained
 from workbench.errors import WorkbenchError
 from workbench.model_request import model_config_from_request
 from workbench.plan import FinetunePlan
@@ -34,10 +35,11 @@ from workbench_ui.groups_panel import GroupsPanel
 from workbench_ui.model_panel import ModelPanel
 from workbench_ui.results_panel import ResultsPanel
 from workbench_ui.runs_panel import RunsPanel
-from workbench_ui.session import WorkbenchSession, without_pretrained
+from workbench_ui.session import WorkbenchSession
 from workbench_ui.summary_bar import SummaryBar
 from workbench_ui.train_panel import TrainPanel
 from workbench_ui.tree_panel import TreePanel
+from workbench_ui.undo_actions import UndoRedoActions
 from workbench_ui.workers import BackgroundCall
 
 APP_NAME = "Model Surgery Workbench"
@@ -199,9 +201,10 @@ class MainWindow(QMainWindow):
         menu.addSeparator()
         menu.addAction(self.quit_action)
         edit = self.menuBar().addMenu("&Edit")
-        self.undo_action = self.session.undo_stack.createUndoAction(self, "&Undo")
+        # The plan is locked while training: no undo/redo then (the Trainer reads the plan).
+        self.undo_redo = UndoRedoActions(self.session.undo_stack, self.train_panel.is_running, self)
+        self.undo_action, self.redo_action = self.undo_redo.undo_action, self.undo_redo.redo_action
         self.undo_action.setShortcut(QKeySequence.StandardKey.Undo)
-        self.redo_action = self.session.undo_stack.createRedoAction(self, "&Redo")
         # Trap: on X11 the platform's Redo is Ctrl+Shift+Z itself; listed twice, Qt calls the key ambiguous and
         # nothing happens. Ctrl+Shift+Z everywhere, plus the platform's own keys (Ctrl+Y on Windows), once each.
         redo_keys = [QKeySequence("Ctrl+Shift+Z")]
@@ -209,10 +212,6 @@ class MainWindow(QMainWindow):
         self.redo_action.setShortcuts(redo_keys)
         edit.addAction(self.undo_action)
         edit.addAction(self.redo_action)
-        # The plan is locked while training: no undo/redo then (the Trainer reads the plan).
-        # (Bound methods, not lambdas: Qt disconnects them when the window goes away.)
-        self.session.undo_stack.canUndoChanged.connect(self._update_undo_actions)
-        self.session.undo_stack.canRedoChanged.connect(self._update_undo_actions)
         view = self.menuBar().addMenu("&View")
         view.addAction(self.model_dock.toggleViewAction())
         view.addAction(self.groups_dock.toggleViewAction())
@@ -537,14 +536,9 @@ class MainWindow(QMainWindow):
         self.run_background(load, f"Rebuilding the model with a {classes}-class head", done,
                             "Could not rebuild the model")
 
-    def _update_undo_actions(self, *_: Any) -> None:
-        running = self.train_panel.is_running()
-        self.undo_action.setEnabled(not running and self.session.undo_stack.canUndo())
-        self.redo_action.setEnabled(not running and self.session.undo_stack.canRedo())
-
     def _training_changed(self, running: bool) -> None:
         self.tree_panel.set_locked(running)
-        self._update_undo_actions()
+        self.undo_redo.update()
         for widget in (self.groups_panel, self.data_panel, self.model_panel):
             widget.setEnabled(not running)
         for action in (self.new_action, self.open_action, self.open_model_action, self.demo_action,

@@ -356,10 +356,10 @@ class TreePanel(QWidget):
         from PySide6.QtWidgets import QMessageBox
 
         from workbench.cut_plan import rewrite_for_cut
+        from workbench.edit_session import without_pretrained
         from workbench.errors import WorkbenchError
         from workbench.workspace import Workspace
         from workbench_ui.head_dialog import HeadDialog
-        from workbench_ui.session import without_pretrained
 
         ws = self.session.workspace
         assert ws is not None
