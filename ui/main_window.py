@@ -323,7 +323,7 @@ class MainWindow(QMainWindow):
             for group in (MODEL_SOURCES, DATASETS, EXPORTERS):
                 reg.plugins(group)
             for failure in reg.failures:  # a broken plugin is skipped, never silently
-                self.train_panel._add_log(str(failure))
+                self.train_panel.add_log(str(failure))
             if reg.failures:
                 self.statusBar().showMessage(f"{len(reg.failures)} plugin(s) failed to load; see the log", 15000)
             self.data_panel.refresh_choices()
@@ -671,7 +671,7 @@ class MainWindow(QMainWindow):
     def _notice(self, message: str) -> None:
         """An edit did more than was clicked: said in the status bar and kept in the run log."""
         self.statusBar().showMessage(message, 20000)
-        self.train_panel._add_log(message)
+        self.train_panel.add_log(message)
 
     def show_control(self, where: str) -> None:
         """Bring forward the control a problem is about ("data", "groups", "train", "layers")."""

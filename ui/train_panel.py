@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -17,7 +15,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QListWidget,
     QProgressBar,
     QPushButton,
     QSplitter,
@@ -32,6 +29,7 @@ from workbench_ui.number_boxes import SchemaIntBox
 from workbench_ui.optimization_rows import OptimizationRows
 from workbench_ui.plots import TrainingPlots
 from workbench_ui.problems_view import ProblemsList
+from workbench_ui.run_log import RunLog
 from workbench_ui.session import WorkbenchSession
 from workbench_ui.workers import TrainingRun
 
@@ -132,9 +130,7 @@ class TrainPanel(QWidget):
         progress_layout.addWidget(self.progress)
         progress_layout.addLayout(stats)
 
-        self.log = QListWidget()
-        self.log.setWordWrap(True)
-        self.log.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.log = RunLog()
         log_box = QGroupBox("Run log")
         QVBoxLayout(log_box).addWidget(self.log)
 
@@ -236,7 +232,7 @@ class TrainPanel(QWidget):
         self.run.failed.connect(self._on_failed)
         self.run.finished.connect(self._on_finished)
         self.run.start()
-        self._add_log("Preparing: opening the data and building the trainer…")
+        self.add_log("Preparing: opening the data and building the trainer…")
         self._update_buttons()
         self.runningChanged.emit(True)
 
@@ -296,7 +292,7 @@ class TrainPanel(QWidget):
                              report.val_accuracy)
         val = (f", val loss {report.val_loss:.4f}, val accuracy {report.val_accuracy:.1%}"
                if report.val_loss is not None and report.val_accuracy is not None else "")
-        self._add_log(f"Epoch {report.epoch + 1}/{report.epochs}: train loss {report.train_loss:.4f}, "
+        self.add_log(f"Epoch {report.epoch + 1}/{report.epochs}: train loss {report.train_loss:.4f}, "
                       f"accuracy {report.train_accuracy:.1%}{val} ({format_duration(report.seconds)})")
         self._epoch_records.append({"train_accuracy": report.train_accuracy, "val_accuracy": report.val_accuracy})
         self._show_hint()
@@ -311,14 +307,11 @@ class TrainPanel(QWidget):
         hint = stuck_at_chance(self._epoch_records, ws.backbone.spec.num_classes, **hint_context(ws))
         if hint:
             self.hint = hint
-            self._add_log(f"Hint — {hint}")
-            item = self.log.item(self.log.count() - 1)
-            if item is not None:
-                item.setForeground(QColor("#9a6700"))
+            self.log.add_hint(f"Hint — {hint}")
 
     def _on_state(self, report: Any) -> None:
         self.last_state = report.kind
-        self._add_log(report.message)
+        self.add_log(report.message)
         if report.kind in ("started", "resumed") and "run_dir" in report.details:
             self.run_dir = Path(str(report.details["run_dir"]))
         if report.kind == "paused":
@@ -336,7 +329,7 @@ class TrainPanel(QWidget):
 
     def _on_failed(self, message: str, detail: str) -> None:
         self.last_state = "failed"
-        self._add_log(f"Failed: {message}")
+        self.add_log(f"Failed: {message}")
         self.failed.emit(message, detail)
 
     def _on_finished(self) -> None:
@@ -380,13 +373,13 @@ class TrainPanel(QWidget):
         self.plots.redraw()
         self.run_dir = run_dir
         self.resumable_run = run_dir if resumable else None
-        self._add_log(f"Opened run {run_dir} ({len(steps):,} steps)")
+        self.add_log(f"Opened run {run_dir} ({len(steps):,} steps)")
         self._show_hint()
         self._update_buttons()
 
-    def _add_log(self, text: str) -> None:
-        self.log.addItem(f"{time.strftime('%H:%M:%S')}  {text}")
-        self.log.scrollToBottom()
+    def add_log(self, text: str) -> None:
+        """A line in the run log (what the window did, a plugin that failed to load, a run's progress)."""
+        self.log.add(text)
 
     def _update_buttons(self) -> None:
         running = self.run is not None
