@@ -30,22 +30,12 @@ from workbench_ui.optimization_rows import OptimizationRows
 from workbench_ui.plots import TrainingPlots
 from workbench_ui.problems_view import ProblemsList
 from workbench_ui.run_log import RunLog
+from workbench_ui.run_timing import format_duration, time_left_text
 from workbench_ui.session import WorkbenchSession
 from workbench_ui.workers import TrainingRun
 
 AMP_CHOICES = (("auto", "auto (bf16 where native, else off)"), ("bf16", "bf16"), ("fp16", "fp16 (CUDA)"),
                ("off", "off (float32)"))
-
-
-def format_duration(seconds: float) -> str:
-    if seconds != seconds or seconds < 0:  # NaN
-        return "–"
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"
 
 
 class TrainPanel(QWidget):
@@ -271,20 +261,7 @@ class TrainPanel(QWidget):
         self.position.setText(f"epoch {last.epoch + 1}/{epochs} · batch {last.batch}/{last.batches} · "
                               f"loss {last.loss:.4f}")
         self.speed.setText(f"{last.images_per_s:,.0f} images/s")
-        self.eta.setText(self._time_left(last))
-
-    def _time_left(self, step: Any) -> str:
-        """Phase-aware (workbench.time_left): "estimating…" until every kind of epoch still to come was measured."""
-        from workbench.time_left import time_left
-
-        plan = self.session.plan
-        recent = step.images_per_s
-        step_s = step.eta_s / max(1, step.batches * plan.train.epochs - step.global_step) if step.eta_s else 0.0
-        if not step_s and recent:
-            step_s = plan.train.batch_size / recent
-        left = time_left(plan.train.epochs, [u.epoch for u in plan.unfreeze], step.epoch, step.batch, step.batches,
-                         step_s, self._epoch_seconds)
-        return "estimating…" if left is None else format_duration(left)
+        self.eta.setText(time_left_text(last, self.session.plan, self._epoch_seconds))
 
     def _on_epoch(self, report: Any) -> None:
         self._epoch_seconds[report.epoch] = report.seconds
@@ -351,6 +328,11 @@ class TrainPanel(QWidget):
         self._update_buttons()
         self.runningChanged.emit(False)
         self.runFinished.emit(self.last_state)
+
+    def take_trained(self) -> Any:
+        """The model the run that just ended trained (None after a failure), handed over once."""
+        trained, self.trained = self.trained, None
+        return trained
 
     def show_run(self, run_dir: Path, resumable: bool) -> None:
         """Show a finished or stopped run's curves (from its metrics.jsonl); Continue resumes it."""
