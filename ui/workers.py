@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
@@ -76,7 +76,10 @@ class GeneratorThread(QObject):
         # Signal-to-signal connections: Qt queues them to this object's (the GUI) thread.
         self._worker.yielded.connect(self.yielded)
         self._worker.failed.connect(self.failed)
-        self._worker.done.connect(self._thread.quit)
+        # Trap: queued (the default, the QThread object lives in the GUI thread) the quit waits for the GUI's event
+        # loop, so a wait() on the GUI thread — closing the window, a panel's wait() — never returned while a call
+        # was still running. QThread.quit is thread-safe: the worker's thread calls it directly.
+        self._worker.done.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
         self._thread.finished.connect(self.finished)
 
     def start(self) -> None:
