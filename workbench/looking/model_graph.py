@@ -85,9 +85,10 @@ def model_graph(model: "nn.Module", example: "torch.Tensor", collapse: bool = Tr
     import torch
     from torch.fx.passes.shape_prop import ShapeProp
 
-    from workbench.looking.modes import evaluation_mode
+    from workbench.looking.modes import LOOK_LOCK, evaluation_mode
 
-    gm = trace(model)
+    with LOOK_LOCK:  # see trace()
+        gm = trace(model)
     try:
         with evaluation_mode(model), torch.no_grad():  # no BatchNorm statistics move
             ShapeProp(gm).propagate(example)
@@ -152,7 +153,12 @@ def _collapse(full: ModelGraph, fx_nodes: list["fx.Node"], modules: dict[str, "n
 
 
 def trace(model: "nn.Module") -> "fx.GraphModule":
-    """The fx trace the feature cache uses (timm's untraceable leaves kept whole); GraphUnavailable if it fails."""
+    """The fx trace the feature cache uses (timm's untraceable leaves kept whole); GraphUnavailable if it fails.
+
+    Trap: while fx traces, it patches ``nn.Module.__call__`` for the whole process, so a module called in
+    another thread meanwhile (torchvision's transforms are modules) fails with "module is not installed as a
+    submodule". The window's looks hold ``LOOK_LOCK`` around the trace and around their own module calls.
+    """
     from workbench.training.feature_cache import CacheUnavailable, _trace
 
     try:
