@@ -80,13 +80,21 @@ class GeneratorThread(QObject):
         # loop, so a wait() on the GUI thread — closing the window, a panel's wait() — never returned while a call
         # was still running. QThread.quit is thread-safe: the worker's thread calls it directly.
         self._worker.done.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
-        self._thread.finished.connect(self.finished)
+        self._thread.finished.connect(self._thread_finished)  # queued: after every value reached the GUI thread
+        self._started = self._ended = False
 
     def start(self) -> None:
+        self._started = True
         self._thread.start()
 
     def is_running(self) -> bool:
-        return self._thread.isRunning()
+        """True from ``start`` until ``finished`` reaches the GUI thread (every value and failure came before it)."""
+        return self._started and not self._ended
+
+    @Slot()
+    def _thread_finished(self) -> None:
+        self._ended = True
+        self.finished.emit()
 
     def wait(self, msecs: int = -1) -> bool:
         return self._thread.wait() if msecs < 0 else self._thread.wait(msecs)

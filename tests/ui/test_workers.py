@@ -76,6 +76,10 @@ def test_waiting_on_the_gui_thread_for_a_running_call_returns_when_it_ends(qtbot
     call = BackgroundCall(work, "test")
     call.start()
     assert started.wait(10)
-    assert call.wait(30_000) and not call.is_running()
+    assert call.wait(30_000)
+    results = []
+    call.succeeded.connect(results.append)
+    assert call.is_running()  # running until its result and its end reach the GUI thread
     with qtbot.waitSignal(call.finished, timeout=10_000):
-        pass  # the queued signals still reach the GUI thread afterwards
+        pass
+    assert results == ["done"] and not call.is_running()
