@@ -138,14 +138,14 @@ def time_slots() -> dict[str, list[tuple[float, float]]]:
     A long wall time with little CPU means the thread waited (for a core, or for the GIL the trainer
     holds); a long CPU time is work of the slot itself.
     """
-    from workbench_ui.main_window import MainWindow
     from workbench_ui.plots import TrainingPlots
     from workbench_ui.results_panel import ResultsPanel
     from workbench_ui.runs_panel import RunsPanel
     from workbench_ui.train_panel import TrainPanel
+    from workbench_ui.training_controller import TrainingController
 
     calls: dict[str, list[tuple[float, float]]] = {}
-    targets = [(MainWindow, "start_training"), (MainWindow, "_run_finished"), (TrainPanel, "_on_steps"),
+    targets = [(TrainingController, "start_training"), (TrainingController, "run_finished"), (TrainPanel, "_on_steps"),
                (TrainPanel, "_on_epoch"), (TrainPanel, "_on_state"), (TrainPanel, "start"),
                (TrainingPlots, "redraw"), (ResultsPanel, "set_evaluation"), (RunsPanel, "refresh")]
     for cls, name in targets:

@@ -13,40 +13,31 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
     QPushButton,
     QSpinBox,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from workbench.plan import TrainConfig
 from workbench.schema_limits import field_limits
+from workbench_ui.compare_charts import CompareCharts
+from workbench_ui.compare_table import CompareTable
 from workbench_ui.number_boxes import SchemaIntBox
-from workbench_ui.plots import IntegerAxis
 from workbench_ui.session import WorkbenchSession
 from workbench_ui.workers import GeneratorThread
 
-_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-            "#bcbd22", "#17becf")
 DEFAULT_CHECKED = ("probe", "freeze", "full-lowlr", "discriminative", "gradual")
-COLUMNS = ("Strategy", "Status", "Val top-1 %", "Best %", "Best epoch", "Train top-1 %", "Wall s", "Images/s",
-           "Trainable", "Grads + opt. state MB", "Peak mem MB", "Cached")
-SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
 def strategy_choices() -> list[tuple[str, str]]:
@@ -55,16 +46,6 @@ def strategy_choices() -> list[tuple[str, str]]:
     from workbench.strategies import registered
 
     return [(s.name, f"{s.syntax}: {s.description}") for s in registered().values()] + [("plan", f"plan: {SPECIAL['plan']}")]
-
-
-class _SortItem(QTableWidgetItem):
-    """Sorts by the number in SORT_ROLE (text columns sort by text)."""
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:  # type: ignore[override]
-        a, b = self.data(SORT_ROLE), other.data(SORT_ROLE)
-        if a is None or b is None:
-            return self.text() < other.text()
-        return a < b
 
 
 class CompareRun(GeneratorThread):
@@ -107,8 +88,6 @@ class ComparePanel(QWidget):
         self.runs_root = runs_root
         self.run: CompareRun | None = None
         self.results: dict[str, Any] = {}
-        self._rows: dict[str, int] = {}
-        self._curves: dict[str, list[tuple[int, float]]] = {}
 
         self.choices = QListWidget()
         for key, text in strategy_choices():
@@ -153,38 +132,13 @@ class ComparePanel(QWidget):
         pick_layout.addLayout(buttons)
         pick_layout.addWidget(self.status)
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.setSortingEnabled(True)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table = CompareTable()
         self.table.itemSelectionChanged.connect(self._selection_changed)
 
-        self.curves = pg.PlotWidget(axisItems={"bottom": IntegerAxis("bottom")})  # epochs: no 1.5
-        self.curves.getPlotItem().setTitle("val top-1 by epoch", size="10pt")
-        self.curves.setLabel("bottom", "epoch")
-        self.curves.setLabel("left", "val top-1 %")
-        self.curves.showGrid(x=True, y=True, alpha=0.25)
-        self.legend = self.curves.addLegend(offset=(-5, 5))
-        self.scatter_plot = pg.PlotWidget()
-        self.scatter_plot.getPlotItem().setTitle("accuracy vs time (★ Pareto)", size="10pt")
-        self.scatter_plot.setToolTip("Best validation top-1 against wall time; ★ marks the Pareto front "
-                                     "(no other strategy is both faster and more accurate)")
-        self.scatter_plot.setLabel("bottom", "wall s")
-        self.scatter_plot.setLabel("left", "best val top-1 %")
-        self.scatter_plot.showGrid(x=True, y=True, alpha=0.25)
-        self.drift_plot = pg.PlotWidget()
-        self.drift_plot.getPlotItem().setTitle("drift by depth (selected strategy)", size="10pt")
-        self.drift_plot.setLabel("bottom", "module (input → output)")
-        self.drift_plot.setLabel("left", "‖W′−W‖/‖W‖")
-        self._curve_items: dict[str, Any] = {}
+        self.charts = CompareCharts()  # across the whole width, below the picker and the table
+        self.curves, self.scatter_plot, self.drift_plot = (self.charts.curves, self.charts.scatter_plot,
+                                                           self.charts.drift_plot)
 
-        # Picker and table on top, the three charts across the whole width below.
-        charts = QSplitter(Qt.Orientation.Horizontal)
-        for w in (self.curves, self.scatter_plot, self.drift_plot):
-            charts.addWidget(w)
         top = QSplitter(Qt.Orientation.Horizontal)
         pick.setMaximumWidth(340)
         top.addWidget(pick)
@@ -192,7 +146,7 @@ class ComparePanel(QWidget):
         top.setStretchFactor(1, 1)
         body = QSplitter(Qt.Orientation.Vertical)
         body.addWidget(top)
-        body.addWidget(charts)
+        body.addWidget(self.charts)
         body.setStretchFactor(1, 1)
         body.setSizes([300, 420])
         layout = QVBoxLayout(self)
@@ -285,115 +239,32 @@ class ComparePanel(QWidget):
 
     def _reset(self) -> None:
         self.results.clear()
-        self._rows.clear()
-        self._curves.clear()
-        self.table.setSortingEnabled(False)
-        self.table.setRowCount(0)
-        self.table.setSortingEnabled(True)
-        self.curves.clear()
-        self.legend.clear()
-        self._curve_items.clear()
-        self.scatter_plot.clear()
-        self.drift_plot.clear()
-
-    def _row(self, name: str) -> int:
-        """The strategy's current row (sorting moves rows)."""
-        for row in range(self.table.rowCount()):
-            item = self.table.item(row, 0)
-            if item is not None and item.text() == name:
-                return row
-        self.table.setSortingEnabled(False)
-        row = self.table.rowCount()
-        self.table.insertRow(row)
-        self._set(row, 0, name)
-        self.table.setSortingEnabled(True)
-        return self._row(name)
-
-    def _set(self, row: int, col: int, text: str, sort: float | None = None) -> None:
-        item = _SortItem(text)
-        item.setData(SORT_ROLE, sort)
-        if sort is not None:
-            item.setTextAlignment(int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter))
-        self.table.setItem(row, col, item)
+        self.table.clear_rows()
+        self.charts.clear()
 
     def _on_event(self, event: Any) -> None:
         from workbench.training.reports import EpochReport, StepReport
 
         if event.kind == "start":
-            self._set(self._row(event.strategy), 1, "starting")
+            self.table.set_status(event.strategy, "starting")
             self.status.setText(f"strategy {event.index + 1} of {event.count}: {event.strategy}")
         elif event.kind == "report" and isinstance(event.report, StepReport):
             r = event.report
-            self._set(self._row(event.strategy), 1, f"epoch {r.epoch + 1}, batch {r.batch}/{r.batches}")
+            self.table.set_status(event.strategy, f"epoch {r.epoch + 1}, batch {r.batch}/{r.batches}")
         elif event.kind == "report" and isinstance(event.report, EpochReport):
             r = event.report
-            self._set(self._row(event.strategy), 1, f"epoch {r.epoch + 1}/{r.epochs} done")
+            self.table.set_status(event.strategy, f"epoch {r.epoch + 1}/{r.epochs} done")
             if r.val_accuracy is not None:
-                self._curves.setdefault(event.strategy, []).append((r.epoch + 1, 100 * r.val_accuracy))
-                self._draw_curve(event.strategy)
+                self.charts.add_epoch(event.strategy, r.epoch + 1, 100 * r.val_accuracy)
         elif event.kind == "done":
             self._show_result(event.result)
         elif event.kind == "failed":
-            row = self._row(event.strategy)
-            self._set(row, 1, f"failed: {event.error}")
-            self.table.item(row, 1).setForeground(pg.mkColor("#d62728"))
-            self.table.item(row, 1).setToolTip(event.error or "")
-
-    def _draw_curve(self, name: str) -> None:
-        points = self._curves[name]
-        item = self._curve_items.get(name)
-        if item is None:
-            color = _PALETTE[len(self._curve_items) % len(_PALETTE)]
-            item = self.curves.plot([], [], pen=pg.mkPen(color, width=2), symbol="o", symbolSize=5,
-                                    symbolBrush=color, name=name)
-            self._curve_items[name] = item
-        item.setData([p[0] for p in points], [p[1] for p in points])
+            self.table.set_status(event.strategy, f"failed: {event.error}", event.error or "")
 
     def _show_result(self, r: Any) -> None:
         self.results[r.name] = r
-        row = self._row(r.name)
-        self.table.setSortingEnabled(False)
-        pct = (lambda v: ("-", None) if v is None else (f"{100 * v:.1f}", 100 * v))
-        self._set(row, 1, "done")
-        for col, value in ((2, r.val_top1), (3, r.val_top1_best), (5, r.train_top1)):
-            self._set(row, col, *pct(value))
-        self._set(row, 4, "-" if r.best_epoch is None else str(r.best_epoch + 1),
-                  None if r.best_epoch is None else r.best_epoch + 1)
-        self._set(row, 6, f"{r.wall_s:.1f}", r.wall_s)
-        self._set(row, 7, f"{r.images_per_s:.0f}", r.images_per_s)
-        self._set(row, 8, f"{r.trainable_params:,}", r.trainable_params)
-        mem = r.grad_bytes + r.optimizer_state_bytes
-        self._set(row, 9, f"{mem / 2**20:.1f}", mem)
-        self._set(row, 10, f"{r.peak_mem_bytes / 2**20:.0f}", r.peak_mem_bytes)
-        self._set(row, 11, "yes" if r.cached else "no")
-        self.table.setSortingEnabled(True)
-        self._draw_scatter()
-
-    def _draw_scatter(self) -> None:
-        from workbench.compare import pareto_front
-
-        self.scatter_plot.clear()
-        results = list(self.results.values())
-        front = pareto_front(results)
-        for r in results:
-            if r.val_top1_best is None:
-                continue
-            on = r.name in front
-            self.scatter_plot.plot([r.wall_s], [100 * r.val_top1_best], pen=None, symbol="star" if on else "o",
-                                   symbolSize=16 if on else 9, symbolBrush="#d62728" if on else "#1f77b4")
-            label = pg.TextItem(r.name, anchor=(0, 1), color="#444")
-            label.setPos(r.wall_s, 100 * r.val_top1_best)
-            self.scatter_plot.addItem(label)
-        ordered = sorted((r for r in results if r.name in front), key=lambda r: r.wall_s)
-        if len(ordered) > 1:
-            self.scatter_plot.plot([r.wall_s for r in ordered], [100 * r.val_top1_best for r in ordered],
-                                   pen=pg.mkPen("#d62728", width=1, style=Qt.PenStyle.DashLine))
-        shown = [r for r in results if r.val_top1_best is not None]
-        if shown:  # explicit range: auto-range can miss points added in the same event-loop turn
-            xs, ys = [r.wall_s for r in shown], [100 * r.val_top1_best for r in shown]
-            dx, dy = max(max(xs) - min(xs), 1.0) * 0.2, max(max(ys) - min(ys), 2.0) * 0.15
-            self.scatter_plot.setXRange(min(xs) - dx, max(xs) + 2 * dx, padding=0)
-            self.scatter_plot.setYRange(min(ys) - dy, max(ys) + dy, padding=0)
+        self.table.show_result(r)
+        self.charts.draw_scatter(list(self.results.values()))
 
     def _on_failed(self, message: str, detail: str) -> None:
         self.status.setText(f"comparison failed: {message}")
@@ -419,10 +290,8 @@ class ComparePanel(QWidget):
 
     # -- using a result ----------------------------------------------------------------------
     def selected(self) -> Any:
-        rows = self.table.selectionModel().selectedRows()
-        if not rows:
-            return None
-        return self.results.get(self.table.item(rows[0].row(), 0).text())
+        name = self.table.selected_name()
+        return None if name is None else self.results.get(name)
 
     def _selection_changed(self) -> None:
         result = self.selected()
@@ -442,15 +311,7 @@ class ComparePanel(QWidget):
         except WorkbenchError as exc:
             self.status.setText(f"no drift for {result.name}: {exc}")
             return
-        values = [m.params for m in report.modules if m.params is not None]
-        frozen = [v == 0.0 for v in values]
-        self.drift_plot.addItem(pg.BarGraphItem(x=list(range(len(values))), height=values, width=0.8,
-                                                brushes=[pg.mkBrush("#9aa7b8" if f else "#1f77b4") for f in frozen]))
-        self.drift_plot.getPlotItem().getViewBox().autoRange()
-        self.drift_plot.getPlotItem().setTitle(f"drift: {result.name} ({sum(frozen)}/{len(values)} unchanged)",
-                                               size="10pt")
-        self.drift_plot.setToolTip(f"‖W′−W‖/‖W‖ per module from input to output for {result.name}: "
-                                   f"{sum(frozen)} of {len(values)} modules are exactly unchanged")
+        self.charts.draw_drift(result.name, [m.params for m in report.modules if m.params is not None])
         if ws is not None and len(report.modules) and ws.tree.find_node(report.modules[0].path) is not None:
             self.driftReady.emit(tree_drift(report, ws.tree))
 

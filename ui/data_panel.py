@@ -288,6 +288,11 @@ class DataPanel(QWidget):
     def is_scanning(self) -> bool:
         return any(c.is_running() for c in self._calls)
 
+    def wait(self) -> None:
+        """Wait for the scans still running (closing the window: a running QThread must not be destroyed)."""
+        for call in list(self._calls):
+            call.wait()
+
     def start_scan(self) -> None:
         if not self._choices_loaded:  # a scan needs the plugin anyway (and a model, so torch, is loaded)
             self.refresh_choices()

@@ -12,39 +12,30 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QCoreApplication, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QDragEnterEvent, QDropEvent, QIcon, QImage, QPixmap
+from PySide6.QtCore import QCoreApplication, Qt, QTimer, Signal
+from PySide6.QtGui import QDragEnterEvent, QDropEvent, QPixmap
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QFileDialog,
     QGroupBox,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
-    QListView,
-    QListWidget,
     QListWidgetItem,
     QProgressBar,
     QPushButton,
     QSplitter,
-    QTableWidget,
-    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from workbench.errors import WorkbenchError
+from workbench_ui.class_tables import fill_confused_pairs, fill_per_class
 from workbench_ui.confusion_view import ConfusionMatrixView
+from workbench_ui.image_trial import IMAGE_FILTER, ImageTrial, dropped_image
 from workbench_ui.look import muted, warning_text
+from workbench_ui.mistakes_gallery import MAX_GALLERY, THUMB, MistakesGallery, gallery_mistakes
+from workbench_ui.result_items import RGBA, escape_html, results_table, rgba_pixmap
+from workbench_ui.top5_view import PREVIEW, Top5View
 from workbench_ui.workers import BackgroundCall
-
-THUMB = 64
-PREVIEW = 112
-MAX_GALLERY = 240  # the most confident mistakes; the rest are counted, not drawn
-MAX_PAIRS = 20
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
-IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.webp *.bmp *.gif *.tif *.tiff);;All files (*)"
-_RGBA = tuple[int, int, bytes]  # width, height, RGBA bytes (made off the GUI thread)
 
 
 @dataclass
@@ -52,7 +43,7 @@ class Loaded:
     """What the worker hands back: the evaluation and thumbnails of the first mistakes."""
 
     evaluation: Any  # workbench.evaluate.Evaluation
-    thumbs: list[_RGBA | None] = field(default_factory=list)
+    thumbs: list[RGBA | None] = field(default_factory=list)
 
 
 def load_results(run_dir: Path, progress: Any = None, cancelled: Any = None) -> Loaded:
@@ -60,7 +51,7 @@ def load_results(run_dir: Path, progress: Any = None, cancelled: Any = None) -> 
     from workbench.evaluate import evaluate_run, thumbnail
 
     evaluation = evaluate_run(run_dir, progress=progress, cancelled=cancelled)
-    thumbs: list[_RGBA | None] = []
+    thumbs: list[RGBA | None] = []
     for mistake in evaluation.mistakes[:MAX_GALLERY]:
         try:
             img = thumbnail(mistake.item, THUMB).convert("RGBA")
@@ -69,37 +60,6 @@ def load_results(run_dir: Path, progress: Any = None, cancelled: Any = None) -> 
             continue
         thumbs.append((img.width, img.height, img.tobytes()))
     return Loaded(evaluation, thumbs)
-
-
-def _pixmap(rgba: _RGBA) -> QPixmap:
-    width, height, data = rgba
-    return QPixmap.fromImage(QImage(data, width, height, QImage.Format.Format_RGBA8888).copy())
-
-
-class _SortItem(QTableWidgetItem):
-    """A cell shown as text but sorted by a number (UserRole)."""
-
-    def __init__(self, text: str, key: float) -> None:
-        super().__init__(text)
-        self.setData(Qt.ItemDataRole.UserRole, key)
-        self.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-
-    def __lt__(self, other: QTableWidgetItem) -> bool:
-        return float(self.data(Qt.ItemDataRole.UserRole)) < float(other.data(Qt.ItemDataRole.UserRole))
-
-
-def _table(headers: list[str]) -> QTableWidget:
-    table = QTableWidget(0, len(headers))
-    table.setHorizontalHeaderLabels(headers)
-    table.verticalHeader().hide()
-    table.verticalHeader().setDefaultSectionSize(22)
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    header = table.horizontalHeader()
-    header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-    return table
 
 
 class ResultsPanel(QWidget):
@@ -113,14 +73,11 @@ class ResultsPanel(QWidget):
         self.run_dir: Path | None = None
         self.error = ""
         self.filter: tuple[int, int] | None = None
-        self.shown: Any = None  # the Mistake or Prediction in the details pane
         self._call: BackgroundCall | None = None
-        self._try_call: BackgroundCall | None = None
         self._pending: Path | None = None
-        self._try_pending: Path | None = None
         self._cancel = [False]
         self._progress = (0, 0)
-        self._thumbs: list[_RGBA | None] = []
+        self._thumbs: list[RGBA | None] = []
         self.setAcceptDrops(True)
 
         self.title = QLabel("<b>Results</b>")
@@ -158,11 +115,11 @@ class ResultsPanel(QWidget):
                        "images predicted as the column's class. Hover a cell for its numbers.")
         matrix_layout.addWidget(key)
 
-        self.per_class = _table(["Class", "Correct", "Accuracy"])
+        self.per_class = results_table(["Class", "Correct", "Accuracy"])
         self.per_class.setSortingEnabled(True)
         per_class_box = QGroupBox("Per-class accuracy")
         QVBoxLayout(per_class_box).addWidget(self.per_class)
-        self.pairs = _table(["True → predicted", "Images", "Share"])
+        self.pairs = results_table(["True → predicted", "Images", "Share"])
         self.pairs.setToolTip("Click a pair to list its images")
         pairs_box = QGroupBox("Most confused")
         QVBoxLayout(pairs_box).addWidget(self.pairs)
@@ -171,46 +128,12 @@ class ResultsPanel(QWidget):
         side.addWidget(pairs_box)
         side.setSizes([220, 160])
 
-        self.gallery = QListWidget()
-        self.gallery.setViewMode(QListView.ViewMode.IconMode)
-        self.gallery.setIconSize(QSize(THUMB, THUMB))
-        self.gallery.setGridSize(QSize(THUMB + 22, THUMB + 26))
-        self.gallery.setResizeMode(QListView.ResizeMode.Adjust)
-        self.gallery.setMovement(QListView.Movement.Static)
-        self.gallery.setUniformItemSizes(True)
-        self.gallery.setWordWrap(False)
-        self.gallery_label = QLabel("")
-        muted(self.gallery_label)
-        self.show_all_button = QPushButton("Show all")
-        self.show_all_button.hide()
-        gallery_head = QHBoxLayout()
-        gallery_head.addWidget(self.gallery_label, 1)
-        gallery_head.addWidget(self.show_all_button)
-        gallery_box = QGroupBox("Misclassified validation images (most confident first)")
-        gallery_layout = QVBoxLayout(gallery_box)
-        gallery_layout.addLayout(gallery_head)
-        gallery_layout.addWidget(self.gallery, 1)
-
-        self.preview = QLabel()
-        self.preview.setFixedSize(PREVIEW, PREVIEW)
-        self.preview.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.preview.setStyleSheet("QLabel { background: palette(base); border: 1px solid palette(mid); }")
-        self.details_caption = QLabel("Click a misclassified image, or try one of your own "
-                                      "(“Try an image…” or drop a file here).")
-        self.details_caption.setWordWrap(True)
-        self.details_caption.setTextFormat(Qt.TextFormat.RichText)
-        self.details_caption.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.top_table = _table(["Label", "Probability"])
-        self.top_table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-        self.top_table.verticalHeader().setDefaultSectionSize(20)
-        self.top_table.setMinimumHeight(5 * 20 + 26)
-        text_column = QVBoxLayout()
-        text_column.addWidget(self.details_caption)
-        text_column.addWidget(self.top_table, 1)
-        details_box = QGroupBox("Top-5")
-        details_layout = QHBoxLayout(details_box)
-        details_layout.addWidget(self.preview, 0, Qt.AlignmentFlag.AlignTop)
-        details_layout.addLayout(text_column, 1)
+        self.mistakes = MistakesGallery()
+        self.gallery, self.gallery_label, self.show_all_button = (self.mistakes.view, self.mistakes.label,
+                                                                  self.mistakes.show_all_button)
+        self.details = Top5View()
+        self.preview, self.details_caption = self.details.preview, self.details.caption
+        self.trial = ImageTrial(lambda: self.evaluation, self)
 
         upper = QSplitter(Qt.Orientation.Horizontal)
         upper.addWidget(matrix_box)
@@ -219,8 +142,8 @@ class ResultsPanel(QWidget):
         upper.setStretchFactor(1, 2)
         upper.setSizes([500, 320])
         lower = QSplitter(Qt.Orientation.Horizontal)
-        lower.addWidget(gallery_box)
-        lower.addWidget(details_box)
+        lower.addWidget(self.mistakes)
+        lower.addWidget(self.details)
         lower.setStretchFactor(0, 3)
         lower.setStretchFactor(1, 2)
         lower.setSizes([440, 380])
@@ -249,17 +172,26 @@ class ResultsPanel(QWidget):
         self.show_all_button.clicked.connect(lambda: self.set_filter(None))
         self.gallery.currentItemChanged.connect(self._current_changed)
         self.gallery.itemClicked.connect(self._mistake_clicked)
+        self.trial.started.connect(lambda name: self.details_caption.setText(f"Classifying <b>{escape_html(name)}</b>…"))
+        self.trial.tried.connect(self._tried)
+        self.trial.refused.connect(self.details.show_refusal)
+        self.trial.busyChanged.connect(self._update_buttons)
         self._update_buttons()
 
     # -- evaluating ------------------------------------------------------------------------
     def is_busy(self) -> bool:
-        return any(c is not None and c.is_running() for c in (self._call, self._try_call))
+        return (self._call is not None and self._call.is_running()) or self.trial.is_running()
+
+    @property
+    def shown(self) -> Any:
+        """The Mistake or Prediction in the Top-5 box."""
+        return self.details.shown
 
     def wait(self) -> None:
         """Cancel the evaluation and wait for both background calls to end (closing the window)."""
         self._cancel[0] = True
-        self._pending = self._try_pending = None
-        for call in (self._call, self._try_call):
+        self._pending = self.trial.pending = None
+        for call in (self._call, self.trial.call):
             # Trap: the worker's "done" reaches QThread.quit() queued through this (GUI) thread, so a plain
             # wait() here would wait forever for a quit that this very wait keeps from being delivered.
             while call is not None and not call.wait(50):
@@ -316,7 +248,7 @@ class ResultsPanel(QWidget):
         self.error = message
         self.evaluation = None
         self._clear_views(f"Could not evaluate run {run_dir.name}.")
-        self.summary.setText(f"<b style='color:#b00020'>Could not evaluate run {run_dir.name}:</b> {_escape(message)}")
+        self.summary.setText(f"<b style='color:#b00020'>Could not evaluate run {run_dir.name}:</b> {escape_html(message)}")
         self.failed.emit(message)
 
     def _finished(self, call: BackgroundCall) -> None:
@@ -337,14 +269,14 @@ class ResultsPanel(QWidget):
         ev = evaluation
         accuracy = f"{ev.accuracy:.1%}" if ev.accuracy is not None else "—"
         self.summary.setText(f"Validation accuracy <b>{accuracy}</b> ({ev.correct:,} of {ev.total:,} images; "
-                             f"chance {1 / len(ev.classes):.1%}) · {_escape(ev.data)} · weights: "
-                             f"{_escape(ev.weights)}")
+                             f"chance {1 / len(ev.classes):.1%}) · {escape_html(ev.data)} · weights: "
+                             f"{escape_html(ev.weights)}")
         notes = list(ev.notices) + ([ev.hint] if ev.hint else [])
         self.notes.setText("\n".join(notes))
         self.notes.setVisible(bool(notes))
         self.matrix_view.set_matrix(ev.classes, ev.matrix)
-        self._fill_per_class()
-        self._fill_pairs()
+        fill_per_class(self.per_class, ev)
+        fill_confused_pairs(self.pairs, ev)
         self.filter = None
         self._fill_gallery()
         self.evaluated.emit(ev)
@@ -354,38 +286,8 @@ class ResultsPanel(QWidget):
         self.matrix_view.clear(placeholder)
         self.per_class.setRowCount(0)
         self.pairs.setRowCount(0)
-        self.gallery.clear()
-        self.gallery_label.setText("")
+        self.mistakes.clear()
         self._update_buttons()
-
-    def _fill_per_class(self) -> None:
-        table, rows = self.per_class, self.evaluation.per_class()
-        table.setSortingEnabled(False)
-        table.setRowCount(len(rows))
-        for row, c in enumerate(rows):
-            name = _SortItem(c.name, float(c.index))
-            name.setTextAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-            acc = c.accuracy
-            acc_item = _SortItem(f"{acc:.1%}" if acc is not None else "—", acc if acc is not None else -1.0)
-            if acc is not None and acc < 1.0:
-                acc_item.setForeground(QColor("#b00020") if acc < 0.5 else QColor("#8a5a00"))
-            for col, item in enumerate((name, _SortItem(f"{c.correct:,} of {c.images:,}", c.correct), acc_item)):
-                table.setItem(row, col, item)
-        table.setSortingEnabled(True)
-        table.sortItems(0, Qt.SortOrder.AscendingOrder)
-
-    def _fill_pairs(self) -> None:
-        ev = self.evaluation
-        pairs = ev.confused_pairs(MAX_PAIRS)
-        self.pairs.blockSignals(True)
-        self.pairs.setRowCount(len(pairs))
-        for row, pair in enumerate(pairs):
-            text = QTableWidgetItem(f"{ev.classes[pair.true]} → {ev.classes[pair.predicted]}")
-            text.setData(Qt.ItemDataRole.UserRole, (pair.true, pair.predicted))
-            for col, item in enumerate((text, _SortItem(f"{pair.count:,}", pair.count),
-                                        _SortItem(f"{pair.share:.1%}", pair.share))):
-                self.pairs.setItem(row, col, item)
-        self.pairs.blockSignals(False)
 
     def set_filter(self, cell: tuple[int, int] | None) -> None:
         """Show only the mistakes of one (true, predicted) pair, or all of them (None)."""
@@ -404,43 +306,10 @@ class ResultsPanel(QWidget):
 
     def visible_mistakes(self) -> list[Any]:
         """The mistakes the gallery shows, in order."""
-        if self.evaluation is None:
-            return []
-        shown = self.evaluation.mistakes[:MAX_GALLERY]
-        if self.filter is not None:
-            shown = [m for m in shown if (m.true, m.predicted) == self.filter]
-        return shown
+        return gallery_mistakes(self.evaluation, self.filter)
 
     def _fill_gallery(self) -> None:
-        self.gallery.clear()
-        ev = self.evaluation
-        if ev is None:
-            return
-        index = {id(m): i for i, m in enumerate(ev.mistakes[:MAX_GALLERY])}
-        shown = self.visible_mistakes()
-        for mistake in shown:
-            i = index[id(mistake)]
-            thumb = self._thumbs[i] if i < len(self._thumbs) else None
-            icon = QIcon(_pixmap(thumb)) if thumb is not None else QIcon()
-            caption = f"{ev.classes[mistake.true]}→{ev.classes[mistake.predicted]}"
-            item = QListWidgetItem(icon, caption)
-            item.setData(Qt.ItemDataRole.UserRole, i)
-            item.setToolTip(f"{mistake.name}\ntrue {ev.classes[mistake.true]}, predicted "
-                            f"{ev.classes[mistake.predicted]} ({mistake.confidence:.1%})")
-            self.gallery.addItem(item)
-        total = len(ev.mistakes)
-        if self.filter is not None:
-            t, p = self.filter
-            count = ev.matrix[t][p]
-            more = f" (the first {len(shown)} shown)" if count > len(shown) else ""
-            self.gallery_label.setText(f"true {ev.classes[t]} → predicted {ev.classes[p]}: "
-                                       f"{count:,} image{'s' if count != 1 else ''}{more}")
-        elif total == 0:
-            self.gallery_label.setText("No mistakes: every validation image is classified correctly.")
-        else:
-            more = f"; the {MAX_GALLERY} most confident shown" if total > MAX_GALLERY else ""
-            self.gallery_label.setText(f"{total:,} of {ev.total:,} validation images misclassified{more}")
-        self.show_all_button.setVisible(self.filter is not None)
+        self.mistakes.fill(self.evaluation, self._thumbs, self.filter)
 
     def _current_changed(self, item: QListWidgetItem | None, _old: Any) -> None:
         if item is not None:  # arrow keys walk the gallery too
@@ -458,40 +327,17 @@ class ResultsPanel(QWidget):
             from workbench.evaluate import thumbnail
 
             img = thumbnail(mistake.item, PREVIEW).convert("RGBA")
-            pixmap: QPixmap | None = _pixmap((img.width, img.height, img.tobytes()))
+            pixmap: QPixmap | None = rgba_pixmap((img.width, img.height, img.tobytes()))
         except WorkbenchError:
             pixmap = None
-        caption = (f"<b>{_escape(mistake.name)}</b><br>true: <b style='color:#1b7f3b'>"
-                   f"{_escape(ev.classes[mistake.true])}</b> · predicted: <b style='color:#b00020'>"
-                   f"{_escape(ev.classes[mistake.predicted])}</b> ({mistake.confidence:.1%})")
-        self._show_top(mistake, pixmap, caption, mistake.top, ev.classes[mistake.true])
-
-    def _show_top(self, shown: Any, pixmap: QPixmap | None, caption: str, top: list[Any], truth: str | None) -> None:
-        self.shown = shown
-        if pixmap is None:
-            self.preview.clear()
-            self.preview.setText("(no preview)")
-        else:
-            self.preview.setPixmap(pixmap)
-        self.details_caption.setText(caption)
-        self.top_table.setRowCount(len(top))
-        for row, t in enumerate(top):
-            label = QTableWidgetItem(f"{row + 1}. {t.label}")
-            prob = _SortItem(f"{t.prob:.1%}", t.prob)
-            if truth is not None and t.label == truth:
-                for item in (label, prob):
-                    item.setForeground(QColor("#1b7f3b"))
-                label.setToolTip("the true class")
-            self.top_table.setItem(row, 0, label)
-            self.top_table.setItem(row, 1, prob)
+        caption = (f"<b>{escape_html(mistake.name)}</b><br>true: <b style='color:#1b7f3b'>"
+                   f"{escape_html(ev.classes[mistake.true])}</b> · predicted: <b style='color:#b00020'>"
+                   f"{escape_html(ev.classes[mistake.predicted])}</b> ({mistake.confidence:.1%})")
+        self.details.show_top(mistake, pixmap, caption, mistake.top, ev.classes[mistake.true])
 
     def top_rows(self) -> list[tuple[str, str]]:
         """The top-5 table as the user reads it: (label, probability) per row."""
-        rows = []
-        for r in range(self.top_table.rowCount()):
-            label, prob = self.top_table.item(r, 0), self.top_table.item(r, 1)
-            rows.append((label.text() if label else "", prob.text() if prob else ""))
-        return rows
+        return self.details.rows()
 
     # -- trying an image -------------------------------------------------------------------
     def choose_image(self) -> None:
@@ -501,67 +347,24 @@ class ResultsPanel(QWidget):
 
     def try_image(self, path: str | Path) -> None:
         """Classify one image file with the evaluated model, in the background; the top-5 shows here."""
-        ev = self.evaluation
-        if ev is None or ev.module is None:
-            self._show_error_details(Path(path).name, "no model yet: train a run or open one first")
-            return
-        path = Path(path)
-        if self._try_call is not None:
-            self._try_pending = path  # the latest one runs when this one is done
-            return
-        self.details_caption.setText(f"Classifying <b>{_escape(path.name)}</b>…")
+        self.trial.try_image(path)
 
-        def work() -> Any:
-            from workbench.evaluate import thumbnail
-            from workbench.predict import check_images
-
-            check_images([str(path)])
-            prediction = ev.classify(path)
-            from workbench.data import Item
-
-            img = thumbnail(Item(label=0, name=path.name, path=path), PREVIEW).convert("RGBA")
-            return prediction, (img.width, img.height, img.tobytes())
-
-        call = BackgroundCall(work, f"Classifying {path.name}", self)
-        call.succeeded.connect(lambda result: self._tried(path, *result))
-        call.failed.connect(lambda message, _detail: self._show_error_details(path.name, message))
-        call.finished.connect(lambda: self._try_finished(call))
-        self._try_call = call
-        call.start()
-        self._update_buttons()
-
-    def _tried(self, path: Path, prediction: Any, rgba: _RGBA) -> None:
+    def _tried(self, path: Path, prediction: Any, rgba: RGBA) -> None:
         best = prediction.top[0] if prediction.top else None
-        caption = f"<b>{_escape(path.name)}</b> (your image)"
+        caption = f"<b>{escape_html(path.name)}</b> (your image)"
         if best is not None:
-            caption += f"<br>predicted: <b>{_escape(best.label)}</b> ({best.prob:.1%})"
-        self._show_top(prediction, _pixmap(rgba), caption, prediction.top, None)
+            caption += f"<br>predicted: <b>{escape_html(best.label)}</b> ({best.prob:.1%})"
+        self.details.show_top(prediction, rgba_pixmap(rgba), caption, prediction.top, None)
         self.predicted.emit(prediction)
 
-    def _show_error_details(self, name: str, message: str) -> None:
-        self.shown = None
-        self.preview.clear()
-        self.top_table.setRowCount(0)
-        self.details_caption.setText(f"<b style='color:#b00020'>Cannot classify {_escape(name)}:</b> "
-                                     f"{_escape(message)}")
-
-    def _try_finished(self, call: BackgroundCall) -> None:
-        if self._try_call is call:
-            self._try_call = None
-        call.deleteLater()
-        pending, self._try_pending = self._try_pending, None
-        if pending is not None:
-            self.try_image(pending)
-        self._update_buttons()
-
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
-        if _dropped_image(event) is not None and self.evaluation is not None:
+        if dropped_image(event) is not None and self.evaluation is not None:
             event.acceptProposedAction()
         else:
             event.ignore()  # projects and model files go on to the window
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
-        path = _dropped_image(event)
+        path = dropped_image(event)
         if path is not None:
             event.acceptProposedAction()
             self.try_image(path)
@@ -571,15 +374,3 @@ class ResultsPanel(QWidget):
         self.try_button.setEnabled(ready)
         self.refresh_button.setEnabled(self.run_dir is not None and self._call is None)
 
-
-def _dropped_image(event: QDragEnterEvent | QDropEvent) -> str | None:
-    urls = event.mimeData().urls()
-    if len(urls) == 1 and urls[0].isLocalFile():
-        path = urls[0].toLocalFile()
-        if Path(path).suffix.lower() in IMAGE_SUFFIXES:
-            return path
-    return None
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

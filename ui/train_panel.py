@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -17,7 +15,6 @@ from PySide6.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QListWidget,
     QProgressBar,
     QPushButton,
     QSplitter,
@@ -33,22 +30,13 @@ from workbench_ui.number_boxes import SchemaIntBox
 from workbench_ui.optimization_rows import OptimizationRows
 from workbench_ui.plots import TrainingPlots
 from workbench_ui.problems_view import ProblemsList
+from workbench_ui.run_log import RunLog
+from workbench_ui.run_timing import format_duration, time_left_text
 from workbench_ui.session import WorkbenchSession
 from workbench_ui.workers import TrainingRun
 
 AMP_CHOICES = (("auto", "auto (bf16 where native, else off)"), ("bf16", "bf16"), ("fp16", "fp16 (CUDA)"),
                ("off", "off (float32)"))
-
-
-def format_duration(seconds: float) -> str:
-    if seconds != seconds or seconds < 0:  # NaN
-        return "–"
-    seconds = int(round(seconds))
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"
 
 
 class TrainPanel(QWidget):
@@ -135,9 +123,7 @@ class TrainPanel(QWidget):
         progress_layout.addWidget(self.progress)
         progress_layout.addLayout(stats)
 
-        self.log = QListWidget()
-        self.log.setWordWrap(True)
-        self.log.setTextElideMode(Qt.TextElideMode.ElideNone)
+        self.log = RunLog()
         log_box = QGroupBox("Run log")
         QVBoxLayout(log_box).addWidget(self.log)
 
@@ -240,7 +226,7 @@ class TrainPanel(QWidget):
         self.run.failed.connect(self._on_failed)
         self.run.finished.connect(self._on_finished)
         self.run.start()
-        self._add_log("Preparing: opening the data and building the trainer…")
+        self.add_log("Preparing: opening the data and building the trainer…")
         self._update_buttons()
         self.runningChanged.emit(True)
 
@@ -279,20 +265,7 @@ class TrainPanel(QWidget):
         self.position.setText(f"epoch {last.epoch + 1}/{epochs} · batch {last.batch}/{last.batches} · "
                               f"loss {last.loss:.4f}")
         self.speed.setText(f"{last.images_per_s:,.0f} images/s")
-        self.eta.setText(self._time_left(last))
-
-    def _time_left(self, step: Any) -> str:
-        """Phase-aware (workbench.time_left): "estimating…" until every kind of epoch still to come was measured."""
-        from workbench.time_left import time_left
-
-        plan = self.session.plan
-        recent = step.images_per_s
-        step_s = step.eta_s / max(1, step.batches * plan.train.epochs - step.global_step) if step.eta_s else 0.0
-        if not step_s and recent:
-            step_s = plan.train.batch_size / recent
-        left = time_left(plan.train.epochs, [u.epoch for u in plan.unfreeze], step.epoch, step.batch, step.batches,
-                         step_s, self._epoch_seconds)
-        return "estimating…" if left is None else format_duration(left)
+        self.eta.setText(time_left_text(last, self.session.plan, self._epoch_seconds))
 
     def _on_epoch(self, report: Any) -> None:
         self._epoch_seconds[report.epoch] = report.seconds
@@ -300,7 +273,7 @@ class TrainPanel(QWidget):
                              report.val_accuracy)
         val = (f", val loss {report.val_loss:.4f}, val accuracy {report.val_accuracy:.1%}"
                if report.val_loss is not None and report.val_accuracy is not None else "")
-        self._add_log(f"Epoch {report.epoch + 1}/{report.epochs}: train loss {report.train_loss:.4f}, "
+        self.add_log(f"Epoch {report.epoch + 1}/{report.epochs}: train loss {report.train_loss:.4f}, "
                       f"accuracy {report.train_accuracy:.1%}{val} ({format_duration(report.seconds)})")
         self._epoch_records.append({"train_accuracy": report.train_accuracy, "val_accuracy": report.val_accuracy})
         self._show_hint()
@@ -315,14 +288,11 @@ class TrainPanel(QWidget):
         hint = stuck_at_chance(self._epoch_records, ws.backbone.spec.num_classes, **hint_context(ws))
         if hint:
             self.hint = hint
-            self._add_log(f"Hint — {hint}")
-            item = self.log.item(self.log.count() - 1)
-            if item is not None:
-                item.setForeground(QColor("#9a6700"))
+            self.log.add_hint(f"Hint — {hint}")
 
     def _on_state(self, report: Any) -> None:
         self.last_state = report.kind
-        self._add_log(report.message)
+        self.add_log(report.message)
         if report.kind in ("started", "resumed") and "run_dir" in report.details:
             self.run_dir = Path(str(report.details["run_dir"]))
         if report.kind == "paused":
@@ -344,7 +314,7 @@ class TrainPanel(QWidget):
         self.last_state = "failed"
         if self.run_dir is not None and RunDir(self.run_dir).checkpoint.is_file():
             self.resumable_run = self.run_dir  # a crashed rank, a full disk: Continue resumes the last checkpoint
-        self._add_log(f"Failed: {message}")
+        self.add_log(f"Failed: {message}")
         self.failed.emit(message, detail)
 
     def _on_finished(self) -> None:
@@ -367,6 +337,11 @@ class TrainPanel(QWidget):
         self.runningChanged.emit(False)
         self.runFinished.emit(self.last_state)
 
+    def take_trained(self) -> Any:
+        """The model the run that just ended trained (None after a failure), handed over once."""
+        trained, self.trained = self.trained, None
+        return trained
+
     def show_run(self, run_dir: Path, resumable: bool) -> None:
         """Show a finished or stopped run's curves (from its metrics.jsonl); Continue resumes it."""
         from workbench.run_catalog import read_metrics
@@ -388,13 +363,13 @@ class TrainPanel(QWidget):
         self.plots.redraw()
         self.run_dir = run_dir
         self.resumable_run = run_dir if resumable else None
-        self._add_log(f"Opened run {run_dir} ({len(steps):,} steps)")
+        self.add_log(f"Opened run {run_dir} ({len(steps):,} steps)")
         self._show_hint()
         self._update_buttons()
 
-    def _add_log(self, text: str) -> None:
-        self.log.addItem(f"{time.strftime('%H:%M:%S')}  {text}")
-        self.log.scrollToBottom()
+    def add_log(self, text: str) -> None:
+        """A line in the run log (what the window did, a plugin that failed to load, a run's progress)."""
+        self.log.add(text)
 
     def _update_buttons(self) -> None:
         running = self.run is not None

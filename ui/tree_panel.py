@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable
-from typing import Any
 
 from PySide6.QtCore import QModelIndex, QPoint, Qt, Signal
 from PySide6.QtWidgets import (
@@ -27,8 +25,8 @@ from workbench import freezing
 from workbench.groups import assign_to_group
 from workbench.layer_tree import LayerTree
 from workbench.plan import FinetunePlan
-from workbench.sources import describe_source_report
 from workbench_ui.look import muted
+from workbench_ui.model_description import describe_model
 from workbench_ui.qt_layer_tree import GROUP, HEADERS, NAME, PARAMS, PATH_ROLE, TYPE, QtLayerTreeModel, short_type_name
 from workbench_ui.selector_bar import SelectorBar
 from workbench_ui.session import WorkbenchSession
@@ -57,24 +55,6 @@ def filter_visible(tree: LayerTree, needle: str) -> list[bool]:
                 visible[parent] = True
                 parent = tree.nodes[parent].parent
     return visible
-
-
-def describe_model(ws: Any, weights: str = "") -> str:
-    """One rich-text paragraph: what was loaded, how, and anything the source wants the user to know.
-
-    ``weights``: what the module holds when it is no longer what was loaded (a run's weights, a cut of them).
-    """
-    spec, backbone = ws.backbone.spec, ws.backbone
-    c, h, w = spec.input_size
-    parts = [f"<b>{html.escape(spec.architecture)}</b> ({html.escape(backbone.source)}, "
-             f"{html.escape(weights or backbone.weights)}) · "
-             f"{ws.tree.total_params:,} parameters · {len(ws.tree.nodes):,} modules · input {c}×{h}×{w} · "
-             f"{spec.num_classes} outputs · stages from {html.escape(ws.tree.stage_source or 'n/a')}"]
-    described = describe_source_report(backbone.source, backbone.report)
-    if described is not None and described.facts:
-        parts.append(html.escape(f"{described.title}: {', '.join(described.facts)}"))
-    parts += [f"<span style='color:#9a6700'>ℹ {html.escape(n)}</span>" for n in backbone.notices]
-    return "<br>".join(parts)
 
 
 def lora_rank_limit(ws: object, path: str) -> int:
@@ -356,10 +336,10 @@ class TreePanel(QWidget):
         from PySide6.QtWidgets import QMessageBox
 
         from workbench.cut_plan import rewrite_for_cut
+        from workbench.edit_session import without_pretrained
         from workbench.errors import WorkbenchError
         from workbench.workspace import Workspace
         from workbench_ui.head_dialog import HeadDialog
-        from workbench_ui.session import without_pretrained
 
         ws = self.session.workspace
         assert ws is not None

@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 
 def describe_error(exc: BaseException) -> tuple[str, str]:
@@ -76,14 +76,25 @@ class GeneratorThread(QObject):
         # Signal-to-signal connections: Qt queues them to this object's (the GUI) thread.
         self._worker.yielded.connect(self.yielded)
         self._worker.failed.connect(self.failed)
-        self._worker.done.connect(self._thread.quit)
-        self._thread.finished.connect(self.finished)
+        # Trap: queued (the default, the QThread object lives in the GUI thread) the quit waits for the GUI's event
+        # loop, so a wait() on the GUI thread — closing the window, a panel's wait() — never returned while a call
+        # was still running. QThread.quit is thread-safe: the worker's thread calls it directly.
+        self._worker.done.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
+        self._thread.finished.connect(self._thread_finished)  # queued: after every value reached the GUI thread
+        self._started = self._ended = False
 
     def start(self) -> None:
+        self._started = True
         self._thread.start()
 
     def is_running(self) -> bool:
-        return self._thread.isRunning()
+        """True from ``start`` until ``finished`` reaches the GUI thread (every value and failure came before it)."""
+        return self._started and not self._ended
+
+    @Slot()
+    def _thread_finished(self) -> None:
+        self._ended = True
+        self.finished.emit()
 
     def wait(self, msecs: int = -1) -> bool:
         return self._thread.wait() if msecs < 0 else self._thread.wait(msecs)

@@ -102,8 +102,9 @@ def window(qtbot, tmp_path, dialogs):
     if win.train_panel.run is not None:
         win.train_panel.stop()
         win.train_panel.wait()
-    for call in list(win.calls) + list(win.data_panel._calls):
+    for call in list(win.calls):
         call.wait()
+    win.data_panel.wait()
     win.results_panel.wait()  # an evaluation started after a run must not outlive the test
 
 

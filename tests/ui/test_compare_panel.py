@@ -74,7 +74,7 @@ def test_compare_tab_runs_sorts_shows_drift_and_uses_a_plan(window, qtbot, tmp_p
     qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton,
                      pos=QPoint(header.sectionViewportPosition(8) + 5, header.height() // 2))
     assert {first, table.item(0, 0).text()} == {"probe", "freeze:1"} and first != table.item(0, 0).text()
-    assert len(panel._curve_items) == 2  # overlaid curves, one per strategy
+    assert len(panel.charts.curve_items) == 2  # overlaid curves, one per strategy
 
     # Select the probe row: drift bars, and the tree's Drift column shows frozen layers at exactly 0.
     row = next(r for r in range(table.rowCount()) if table.item(r, 0).text() == "probe")

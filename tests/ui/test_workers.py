@@ -59,3 +59,27 @@ def test_step_reports_are_batched_and_none_is_lost_before_a_failure():
     else:
         raise AssertionError("the failure must be raised after the pending steps")
     assert [[s.batch for s in x] if isinstance(x, list) else x.kind for x in out] == [[1, 2, 3], "notice", [4, 5]]
+
+
+def test_waiting_on_the_gui_thread_for_a_running_call_returns_when_it_ends(qtbot):
+    # Closing the window waits for its loads on the GUI thread, with no event loop running: the thread must end
+    # by itself (a quit queued to the GUI thread was never delivered, and the wait never returned).
+    import threading
+
+    started = threading.Event()
+
+    def work() -> str:
+        started.set()
+        threading.Event().wait(0.2)
+        return "done"
+
+    call = BackgroundCall(work, "test")
+    call.start()
+    assert started.wait(10)
+    assert call.wait(30_000)
+    results = []
+    call.succeeded.connect(results.append)
+    assert call.is_running()  # running until its result and its end reach the GUI thread
+    with qtbot.waitSignal(call.finished, timeout=10_000):
+        pass
+    assert results == ["done"] and not call.is_running()

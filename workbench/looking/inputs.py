@@ -66,7 +66,11 @@ def feed(image: "Image.Image | str | Path", spec: ModelSpec, name: str = "") -> 
     if channels not in (1, 3):
         raise WorkbenchError(f"the model takes {channels}-channel input; only grayscale (1) or RGB (3) images work")
     spec = _per_channel(spec)
-    tensor = build_transform(spec, train=False, augment=False)(pil.convert("L" if channels == 1 else "RGB"))
+    from workbench.looking.modes import LOOK_LOCK
+
+    transform = build_transform(spec, train=False, augment=False)
+    with LOOK_LOCK:  # the transforms are modules: not while another thread traces (model_graph.trace)
+        tensor = transform(pil.convert("L" if channels == 1 else "RGB"))
     mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
     std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
     shown = np.clip(tensor.numpy() * std + mean, 0.0, 1.0)

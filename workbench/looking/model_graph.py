@@ -153,9 +153,10 @@ def _traced_with_shapes(model: "nn.Module", example: "torch.Tensor") -> "fx.Grap
     import torch
     from torch.fx.passes.shape_prop import ShapeProp
 
-    from workbench.looking.modes import evaluation_mode
+    from workbench.looking.modes import LOOK_LOCK, evaluation_mode
 
-    gm = trace(model)  # the trace's own error, if any, names the original model
+    with LOOK_LOCK:  # see trace()
+        gm = trace(model)  # the trace's own error, if any, names the original model
     try:
         memo: dict[int, Any] = {}
         for tensor in [*model.parameters(), *model.buffers()]:
@@ -163,7 +164,8 @@ def _traced_with_shapes(model: "nn.Module", example: "torch.Tensor") -> "fx.Grap
             memo[id(tensor)] = (torch.nn.Parameter(shell, requires_grad=tensor.requires_grad)
                                 if isinstance(tensor, torch.nn.Parameter) else shell)
         shells = copy.deepcopy(model, memo).eval()
-        meta_gm = trace(shells)
+        with LOOK_LOCK:
+            meta_gm = trace(shells)
         with torch.no_grad():
             ShapeProp(meta_gm).propagate(torch.empty_like(example, device="meta"))
         return meta_gm
@@ -179,7 +181,12 @@ def _traced_with_shapes(model: "nn.Module", example: "torch.Tensor") -> "fx.Grap
 
 
 def trace(model: "nn.Module") -> "fx.GraphModule":
-    """The fx trace the feature cache uses (timm's untraceable leaves kept whole); GraphUnavailable if it fails."""
+    """The fx trace the feature cache uses (timm's untraceable leaves kept whole); GraphUnavailable if it fails.
+
+    Trap: while fx traces, it patches ``nn.Module.__call__`` for the whole process, so a module called in
+    another thread meanwhile (torchvision's transforms are modules) fails with "module is not installed as a
+    submodule". The window's looks hold ``LOOK_LOCK`` around the trace and around their own module calls.
+    """
     from workbench.training.trunk_features import CacheUnavailable, _trace
 
     try:
