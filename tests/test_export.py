@@ -16,7 +16,7 @@ from workbench.backbone import LoadRequest
 from workbench.errors import WorkbenchError
 from workbench.export import ExportResult, export_model
 from workbench.spec import ModelSpec
-from workbench_plugins import exporters, onnx_exporter
+from workbench_plugins import onnx_exporter
 from workbench_plugins.timm_source import spec_from_timm
 
 # (timm name, image size); ViT is the slow one, so it is the only 224 case.
@@ -266,7 +266,7 @@ def test_onnx_falls_back_to_dynamo_or_names_both_attempts(tmp_path: Path, monkey
 def test_onnx_large_model_uses_external_data(tmp_path: Path, monkeypatch) -> None:
     import onnxruntime as ort
 
-    monkeypatch.setattr(exporters, "EXTERNAL_DATA_BYTES", 0)
+    monkeypatch.setattr(onnx_exporter, "EXTERNAL_DATA_BYTES", 0)
     out = tmp_path / "m.onnx"
     model = Tiny().eval()
     result = export_model(model, TINY_SPEC, "onnx", out)

@@ -201,7 +201,8 @@ def test_python_api_refuses_bad_values_too() -> None:
 def test_schema_command_publishes_the_types_ranges_and_defaults(capsys) -> None:
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
-    assert set(schema["properties"]) == {"model", "freeze", "groups", "unfreeze", "data", "train", "adapters"}
+    assert set(schema["properties"]) == {"model", "freeze", "groups", "unfreeze", "data", "train", "adapters", "head",
+                                         "compare"}
     train = schema["$defs"]["TrainConfig"]
     assert train["additionalProperties"] is False
     assert train["properties"]["batch_size"] == {**train["properties"]["batch_size"], "minimum": 1, "default": 32}

@@ -70,4 +70,5 @@ def test_bad_probe_depth_input(tmp_path: Path, capsys) -> None:
     assert main(["probe-depth", str(tmp_path / "none.toml")]) == 2
     assert one_error_line(capsys) == f"error: project file not found: {tmp_path / 'none.toml'}"
     assert main(["probe-depth", str(tmp_path / "none.toml"), "--epochs", "0"]) == 2
-    assert one_error_line(capsys) == "error: --epochs must be at least 1, not 0"
+    assert one_error_line(capsys) == ("error: workbench probe-depth: argument --epochs: epochs must be >= 1, not 0 "
+                                      "(see workbench probe-depth --help)")  # the schema's limit, as for train

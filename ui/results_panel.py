@@ -32,6 +32,7 @@ from workbench_ui.class_tables import fill_confused_pairs, fill_per_class
 from workbench_ui.confusion_view import ConfusionMatrixView
 from workbench_ui.image_trial import IMAGE_FILTER, ImageTrial, dropped_image
 from workbench_ui.look import muted, warning_text
+from workbench_ui.mistake_heatmap import MistakeHeatmap
 from workbench_ui.mistakes_gallery import MAX_GALLERY, THUMB, MistakesGallery, gallery_mistakes
 from workbench_ui.result_items import RGBA, escape_html, results_table, rgba_pixmap
 from workbench_ui.top5_view import PREVIEW, Top5View
@@ -133,6 +134,10 @@ class ResultsPanel(QWidget):
                                                                   self.mistakes.show_all_button)
         self.details = Top5View()
         self.preview, self.details_caption = self.details.preview, self.details.caption
+        self.heatmap = MistakeHeatmap()  # where the starting and the trained model looked, on click
+        details = QSplitter(Qt.Orientation.Vertical)
+        details.addWidget(self.details)
+        details.addWidget(self.heatmap)
         self.trial = ImageTrial(lambda: self.evaluation, self)
 
         upper = QSplitter(Qt.Orientation.Horizontal)
@@ -143,7 +148,7 @@ class ResultsPanel(QWidget):
         upper.setSizes([500, 320])
         lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(self.mistakes)
-        lower.addWidget(self.details)
+        lower.addWidget(details)
         lower.setStretchFactor(0, 3)
         lower.setStretchFactor(1, 2)
         lower.setSizes([440, 380])
@@ -153,7 +158,7 @@ class ResultsPanel(QWidget):
         body.setStretchFactor(0, 2)
         body.setStretchFactor(1, 1)
         body.setSizes([430, 230])
-        for splitter in (upper, lower, body):
+        for splitter in (upper, lower, body, details):
             splitter.setChildrenCollapsible(False)
 
         layout = QVBoxLayout(self)
@@ -191,7 +196,7 @@ class ResultsPanel(QWidget):
         """Cancel the evaluation and wait for both background calls to end (closing the window)."""
         self._cancel[0] = True
         self._pending = self.trial.pending = None
-        for call in (self._call, self.trial.call):
+        for call in (self._call, self.trial.call, *self.heatmap.calls):
             # Trap: the worker's "done" reaches QThread.quit() queued through this (GUI) thread, so a plain
             # wait() here would wait forever for a quit that this very wait keeps from being delivered.
             while call is not None and not call.wait(50):
@@ -205,6 +210,7 @@ class ResultsPanel(QWidget):
             self._pending = run_dir
             return
         self.run_dir = run_dir
+        self.heatmap.set_run(run_dir)
         self.error = ""
         self.title.setText(f"<b>Results of run {run_dir.name}</b>")
         self.summary.setText("Evaluating on the validation images…")
@@ -334,6 +340,7 @@ class ResultsPanel(QWidget):
                    f"{escape_html(ev.classes[mistake.true])}</b> · predicted: <b style='color:#b00020'>"
                    f"{escape_html(ev.classes[mistake.predicted])}</b> ({mistake.confidence:.1%})")
         self.details.show_top(mistake, pixmap, caption, mistake.top, ev.classes[mistake.true])
+        self.heatmap.show_mistake(mistake.item.load, mistake.predicted, mistake.true, ev.classes)
 
     def top_rows(self) -> list[tuple[str, str]]:
         """The top-5 table as the user reads it: (label, probability) per row."""

@@ -199,3 +199,26 @@ def test_results_after_training_in_the_window_and_a_changed_dataset(window, wait
     qtbot.waitUntil(lambda: bool(panel.error), timeout=120_000)
     assert "no longer matches the run's labels" in panel.summary.text() and "crimson" in panel.error
     assert panel.matrix_view.matrix == [] and panel.gallery.count() == 0 and not panel.try_button.isEnabled()
+
+
+def test_a_misclassified_image_shows_where_the_starting_and_trained_model_looked(window, digits_run, expected, qtbot):
+    from workbench.looking.run_heatmaps import RunHeatmaps
+
+    panel = open_results(window, digits_run, qtbot)
+    heatmap = panel.heatmap
+    assert not heatmap.isVisible()  # nothing clicked yet
+    first = panel.gallery.item(0)
+    with qtbot.waitSignal(heatmap.drawn, timeout=180_000):
+        qtbot.mouseClick(panel.gallery.viewport(), Qt.MouseButton.LeftButton,
+                         pos=panel.gallery.visualItemRect(first).center())
+    mistake = expected.mistakes[0]
+    assert heatmap.isVisible() and heatmap.picture.pixmap() is not None and not heatmap.picture.pixmap().isNull()
+    assert heatmap.note.text().startswith(f"class '{mistake.predicted}' at ")
+    # The same heatmaps as the core's, for the class the trained model predicted.
+    core = RunHeatmaps(digits_run).for_image(panel.evaluation.mistakes[0].item.load())
+    assert core.class_index == mistake.predicted and [t for t, _ in core.panels] == ["starting model", "trained model"]
+    # The true class instead: drawn again for it.
+    with qtbot.waitSignal(heatmap.drawn, timeout=180_000):
+        qtbot.mouseClick(heatmap.true, Qt.MouseButton.LeftButton)
+    assert heatmap.note.text().startswith(f"class '{mistake.true}' at ")
+    panel.wait()
