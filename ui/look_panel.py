@@ -97,7 +97,7 @@ class LookPanel(QWidget):
         graph_layout.addWidget(self.graph, 1)
         self.picture = QLabel("Pick a layer and an image, then Activation maps or Class heatmap.")
         self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        scroll = QScrollArea()
+        self.scroll = scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.picture)
         split = QSplitter()
@@ -310,8 +310,12 @@ class LookPanel(QWidget):
         self._call(draw, "probe by depth", shown)
 
     def _show_png(self, data: bytes) -> None:
+        """Show a picture whole: one wider than the pane is scaled down to its width (never up)."""
         pixmap = QPixmap()
         pixmap.loadFromData(data, "PNG")
+        width = self.scroll.viewport().width() - 4
+        if 0 < width < pixmap.width():
+            pixmap = pixmap.scaledToWidth(width, Qt.TransformationMode.SmoothTransformation)
         self.picture.setPixmap(pixmap)
 
     def _call(self, fn: Any, label: str, done: Any, failed: Any = None) -> None:

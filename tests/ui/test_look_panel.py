@@ -56,14 +56,14 @@ def test_activation_maps_and_heatmap_are_drawn(window, qtbot, resnet18_workspace
     QTest.mouseClick(panel.activations, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: panel.picture.pixmap() is not None and not panel.picture.pixmap().isNull(),
                     timeout=60_000)
-    width = panel.picture.pixmap().width()
+    shown = panel.picture.pixmap().cacheKey()
     panel.layer.setCurrentText("nope")
     QTest.mouseClick(panel.heatmap, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: not panel.calls, timeout=60_000)
     assert any("no layer 'nope'" in m for m in dialogs.messages())
     panel.layer.setCurrentText("layer4")
     QTest.mouseClick(panel.heatmap, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: not panel.calls and panel.picture.pixmap().width() != width, timeout=60_000)
+    qtbot.waitUntil(lambda: not panel.calls and panel.picture.pixmap().cacheKey() != shown, timeout=60_000)
     panel.wait()
 
 

@@ -157,6 +157,30 @@ def test_bad_training_values_are_refused_with_a_message(loaded, qtbot, dialogs, 
     assert dialogs.messages("critical") and bad.lstrip("-") in dialogs.messages("critical")[-1].lower()
 
 
+def test_layer_wise_lr_decay_is_ticked_typed_exactly_bounded_by_the_schema_and_undone(loaded, qtbot, dialogs):
+    from workbench.plan import TrainConfig
+    from workbench.schema_limits import field_limits
+
+    rows, undo = loaded.train_panel.optimization, loaded.undo_action
+    loaded.tabs.setCurrentWidget(loaded.train_panel)
+    assert loaded.session.plan.train.layer_decay is None and not rows.layer_decay.isEnabled()
+    qtbot.mouseClick(rows.decay_on, Qt.MouseButton.LeftButton)
+    assert loaded.session.plan.train.layer_decay == 0.75 and rows.layer_decay.isEnabled()
+    type_into_box(qtbot, rows.layer_decay, "0.65")
+    assert loaded.session.plan.train.layer_decay == 0.65
+    assert undo.text().replace("&", "") == "Undo Set layer-wise LR decay"
+    # Above the schema's maximum (1): refused with its message, the plan and the box keep 0.65.
+    assert field_limits(TrainConfig, "layer_decay").maximum == 1.0
+    type_into_box(qtbot, rows.layer_decay, "1.5")
+    assert loaded.session.plan.train.layer_decay == 0.65 and rows.layer_decay.value() == 0.65
+    assert dialogs.messages("critical") and "1.5 must be at most 1" in dialogs.messages("critical")[-1]
+    qtbot.mouseClick(rows.decay_on, Qt.MouseButton.LeftButton)
+    assert loaded.session.plan.train.layer_decay is None
+    undo.trigger()
+    assert loaded.session.plan.train.layer_decay == 0.65 and rows.decay_on.isChecked()
+    assert rows.layer_decay.value() == 0.65
+
+
 # -- unfreeze schedule: groups picked, not typed ----------------------------------------------
 def open_groups_editor(qtbot, panel, row: int) -> GroupChecklist:
     view = panel.schedule
