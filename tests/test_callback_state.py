@@ -217,3 +217,73 @@ def test_a_checkpoint_from_a_newer_workbench_is_refused_with_what_to_do(tmp_path
     with pytest.raises(WorkbenchError, match=r"written by a newer workbench \(checkpoint format 99; this one reads "
                                              r"up to 2\): upgrade workbench"):
         load_checkpoint(path)
+
+
+# A third-party package's callback, named in the recipe ([train] callbacks) and found through the
+# workbench.callbacks entry-point group: it counts batches, keeps every loss, can stop the run at a step,
+# and writes what it holds when the run ends.
+CALLBACK_PACKAGE = textwrap.dedent('''
+    import json, os
+    import torch
+    from workbench.training.callbacks import Callback
+
+    class StepCounter(Callback):
+        name = "step_counter"
+
+        def __init__(self):
+            self.batches, self.losses = 0, []
+
+        def after_batch(self, t):
+            self.batches += 1
+            self.losses.append(t.loss_value)
+            if self.batches == int(os.environ.get("STOP_AT", "0")):
+                t.request_stop()
+
+        def teardown(self, t):
+            with open(os.environ["COUNTER_OUT"], "a") as out:
+                out.write(json.dumps({"batches": self.batches, "losses": self.losses}) + "\\n")
+
+        def state_dict(self):
+            return {"batches": self.batches, "losses": torch.tensor(self.losses, dtype=torch.float64)}
+
+        def load_state_dict(self, state):
+            self.batches, self.losses = int(state["batches"]), state["losses"].tolist()
+''')
+
+
+@pytest.mark.slow
+def test_a_recipes_installed_callback_keeps_its_state_across_workbench_train_resume(tmp_path, monkeypatch):
+    from tests.plugin_fixtures import install_distribution
+    from tests.test_cli_train import write_project
+
+    site = install_distribution(tmp_path / "site", "fake_wb_callbacks", CALLBACK_PACKAGE,
+                                "[workbench.callbacks]\nstep_counter = fake_wb_callbacks:StepCounter\n", monkeypatch)
+    project = write_project(tmp_path, epochs=2, extra='callbacks = ["step_counter"]\n')
+    project.write_text(project.read_text().replace('"resnet18"', '"test_resnet"'))
+
+    def workbench(*args: str, stop_at: int = 0, out: str = "counter.jsonl") -> subprocess.CompletedProcess:
+        env = {**os.environ, "PYTHONPATH": f"{site}{os.pathsep}{REPO}", "HF_HUB_OFFLINE": "1",
+               "STOP_AT": str(stop_at), "COUNTER_OUT": str(tmp_path / out)}
+        return subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True,
+                              timeout=600, env=env, cwd=tmp_path)
+
+    def counted(out: str) -> list[dict]:
+        return [json.loads(line) for line in (tmp_path / out).read_text().splitlines()]
+
+    never_stopped = workbench("train", str(project), "--out", str(tmp_path / "whole"), out="whole.jsonl")
+    assert never_stopped.returncode == 0, never_stopped.stderr
+    stopped = workbench("train", str(project), "--out", str(tmp_path / "run"), stop_at=4)
+    assert "stopped" in stopped.stdout + stopped.stderr, stopped.stderr
+    resumed = workbench("train", "--resume", str(tmp_path / "run"))
+    assert resumed.returncode == 0, resumed.stderr
+    (whole,), (at_stop, at_end) = counted("whole.jsonl"), counted("counter.jsonl")
+    assert whole["batches"] == 6 and at_stop["batches"] == 4  # 18 training images, batches of 6, 2 epochs
+    assert at_end == whole  # counted on from 4, and every step's loss as in the run never stopped
+    assert at_end["losses"][:4] == at_stop["losses"]
+
+    # A recipe naming a callback no installed package provides: one error line, nothing trained.
+    project.write_text(project.read_text().replace('"step_counter"', '"step_countr"'))
+    refused = workbench("train", str(project), "--out", str(tmp_path / "never"))
+    assert refused.returncode == 2 and not (tmp_path / "never").exists()
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no installed callback named 'step_countr'; installed: step_counter" in lines[0]

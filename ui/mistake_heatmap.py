@@ -14,7 +14,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QRadioButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QRadioButton, QSizePolicy, QVBoxLayout, QWidget
 
 from workbench_ui.look import muted
 from workbench_ui.workers import BackgroundCall
@@ -33,17 +33,22 @@ class MistakeHeatmap(QWidget):
         self.predicted.setChecked(True)
         self.picture = QLabel("")
         self.picture.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        # The pane's size decides the picture's (scaled to fit), not the reverse.
+        self.picture.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Ignored)
+        self.picture.setMinimumHeight(120)
         self.note = QLabel("")
         self.note.setWordWrap(True)
         muted(self.note)
         choice = QHBoxLayout()
         choice.setContentsMargins(0, 0, 0, 0)
-        choice.addWidget(QLabel("Where it looked (Grad-CAM, starting → trained model), for the"))
+        title = QLabel("Where it looked (Grad-CAM), starting → trained model, for the")
+        title.setWordWrap(True)
         choice.addWidget(self.predicted)
         choice.addWidget(self.true)
         choice.addStretch(1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(title)
         layout.addLayout(choice)
         layout.addWidget(self.picture, 1)
         layout.addWidget(self.note)
@@ -105,8 +110,12 @@ class MistakeHeatmap(QWidget):
         else:
             pixmap = QPixmap()
             pixmap.loadFromData(drawn[0], "PNG")
-            self.picture.setPixmap(pixmap.scaledToWidth(min(pixmap.width(), 520),
-                                                        Qt.TransformationMode.SmoothTransformation))
+            room = self.picture.size()
+            if room.width() > 16 and room.height() > 16 and (pixmap.width() > room.width()
+                                                             or pixmap.height() > room.height()):
+                pixmap = pixmap.scaled(room, Qt.AspectRatioMode.KeepAspectRatio,
+                                       Qt.TransformationMode.SmoothTransformation)
+            self.picture.setPixmap(pixmap)
             self.note.setText(drawn[1])
         self.drawn.emit()
 

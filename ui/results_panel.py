@@ -135,9 +135,6 @@ class ResultsPanel(QWidget):
         self.details = Top5View()
         self.preview, self.details_caption = self.details.preview, self.details.caption
         self.heatmap = MistakeHeatmap()  # where the starting and the trained model looked, on click
-        details = QSplitter(Qt.Orientation.Vertical)
-        details.addWidget(self.details)
-        details.addWidget(self.heatmap)
         self.trial = ImageTrial(lambda: self.evaluation, self)
 
         upper = QSplitter(Qt.Orientation.Horizontal)
@@ -148,17 +145,19 @@ class ResultsPanel(QWidget):
         upper.setSizes([500, 320])
         lower = QSplitter(Qt.Orientation.Horizontal)
         lower.addWidget(self.mistakes)
-        lower.addWidget(details)
+        lower.addWidget(self.details)
+        lower.addWidget(self.heatmap)
         lower.setStretchFactor(0, 3)
         lower.setStretchFactor(1, 2)
-        lower.setSizes([440, 380])
+        lower.setStretchFactor(2, 2)
+        lower.setSizes([400, 330, 360])
         body = QSplitter(Qt.Orientation.Vertical)
         body.addWidget(upper)
         body.addWidget(lower)
         body.setStretchFactor(0, 2)
         body.setStretchFactor(1, 1)
         body.setSizes([430, 230])
-        for splitter in (upper, lower, body, details):
+        for splitter in (upper, lower, body):
             splitter.setChildrenCollapsible(False)
 
         layout = QVBoxLayout(self)

@@ -231,6 +231,23 @@ class TrainConfig:
     compile: bool = False  # torch.compile the part that trains (the head when the trunk is cached)
     # Layer-wise LR decay: a group without its own lr trains at lr × layer_decay^(layers between it and the head).
     layer_decay: Annotated[float, Field(gt=0.0, le=1.0)] | None = None
+    # Callbacks from installed packages (entry points in workbench.callbacks), run with the built-in ones in
+    # their declared order; each saves and restores its own state across --resume.
+    callbacks: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _callbacks_installed(self) -> "TrainConfig":
+        from workbench.plugins import CALLBACKS, registry
+
+        if self.callbacks:
+            installed = registry().names(CALLBACKS)
+            unknown = [name for name in self.callbacks if name not in installed]
+            if unknown:
+                raise ValueError(f"callbacks: no installed callback named {unknown[0]!r}; installed: "
+                                 f"{', '.join(installed) or 'none (a package adds one through the workbench.callbacks entry point group)'}")
+            if len(set(self.callbacks)) != len(self.callbacks):
+                raise ValueError("callbacks: each callback may be named once")
+        return self
 
 
 # What a [[compare]] table may override, and the section whose schema checks it (the table's own

@@ -25,6 +25,7 @@ DATASETS = "workbench.datasets"
 EXPORTERS = "workbench.exporters"
 WEIGHTS = "workbench.weights"  # pretrained weights shipped inside an installed package
 STRATEGIES = "workbench.strategies"  # fine-tuning strategies for `workbench compare` (workbench.strategies)
+CALLBACKS = "workbench.callbacks"  # training callbacks a recipe names in [train] callbacks
 
 
 
@@ -170,9 +171,21 @@ class CompareStrategy(Protocol):
     def apply(self, plan: FinetunePlan, tree: LayerTree, arg: Any) -> None: ...
 
 
+@runtime_checkable
+class TrainingCallback(Protocol):
+    """A ``workbench.callbacks`` plugin: a ``workbench.training.callbacks.Callback`` subclass with a ``name``,
+    constructible without arguments (each run gets a fresh instance; ``state_dict`` travels in checkpoints)."""
+
+    name: str
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 # The contract each group's plugin object must satisfy (checked after loading).
 CONTRACTS: dict[str, Any] = {MODEL_SOURCES: ModelSource, DATASETS: DatasetSource, EXPORTERS: Exporter,
-                             WEIGHTS: WeightsProvider, STRATEGIES: CompareStrategy}
+                             WEIGHTS: WeightsProvider, STRATEGIES: CompareStrategy, CALLBACKS: TrainingCallback}
 
 
 @dataclass

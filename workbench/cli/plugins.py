@@ -8,13 +8,21 @@ import sys
 from dataclasses import fields
 from typing import Any
 
-from workbench.plugins import DATASETS, EXPORTERS, MODEL_SOURCES, SourceCapabilities, registry, source_capabilities
+from workbench.plugins import (
+    CALLBACKS,
+    DATASETS,
+    EXPORTERS,
+    MODEL_SOURCES,
+    SourceCapabilities,
+    registry,
+    source_capabilities,
+)
 
-GROUPS = (MODEL_SOURCES, DATASETS, EXPORTERS)
+GROUPS = (MODEL_SOURCES, DATASETS, EXPORTERS, CALLBACKS)
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("plugins", help="list installed model sources, datasets and exporters, and any that failed to load")
+    p = sub.add_parser("plugins", help="list installed model sources, datasets, exporters and training callbacks, and any that failed to load")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.set_defaults(run=_cmd_plugins)
 

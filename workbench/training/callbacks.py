@@ -37,6 +37,7 @@ rank gets it back.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -98,3 +99,18 @@ class Callback:
 
     def teardown(self, t: TrainState) -> None:
         pass
+
+
+def installed_callbacks(names: Sequence[str]) -> list[Callback]:
+    """A fresh instance of each ``workbench.callbacks`` plugin a recipe names (``[train] callbacks``)."""
+    from workbench.errors import TrainingError
+    from workbench.plugins import CALLBACKS, registry
+
+    found = []
+    for name in names:
+        plugin = registry().get(CALLBACKS, name)
+        if not isinstance(plugin, Callback):
+            raise TrainingError(f"callback plugin {name!r} is a {type(plugin).__name__}, not a "
+                                "workbench.training.callbacks.Callback subclass")
+        found.append(type(plugin)())
+    return found

@@ -28,7 +28,7 @@ from workbench.errors import DiskFullError, TrainingError
 from workbench.plan import FinetunePlan
 from workbench.run_folder import RunClaim, RunDir
 from workbench.training.callback_states import check_state_keys, in_order
-from workbench.training.callbacks import Callback
+from workbench.training.callbacks import Callback, installed_callbacks
 from workbench.training.checkpoint_callback import Checkpointing
 from workbench.training.checkpoint_writer import CheckpointWriter, state_bytes
 from workbench.training.distributed import Distributed, from_environment
@@ -75,7 +75,8 @@ class Trainer:
         self.dist: Distributed | None = None
         self._writer = writer = CheckpointWriter(self.run_folder, self.CHECKPOINT_INTERVAL_S)
         self.callbacks: list[Callback] = in_order([GradualUnfreezing(), FeatureCaching(), NonFiniteGuard(writer),
-                                                   Checkpointing(writer), MetricsWriter(), *callbacks])
+                                                   Checkpointing(writer), MetricsWriter(),
+                                                   *installed_callbacks(self.plan.train.callbacks), *callbacks])
         check_state_keys(self.callbacks)
         self._compiled_modules: dict[int, Any] = {}
         self._ddp: Any = None
