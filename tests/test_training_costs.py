@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from workbench import data as data_module
+from workbench import image_dataset
 from workbench.backbone import LoadRequest
 from workbench.data import Item, open_data
 from workbench.freezing import linear_probe
@@ -69,7 +69,7 @@ def test_images_kept_in_memory_decode_once_and_train_exactly_as_decoding_every_e
     assert len(kept_losses[0]) == 2 * 4
     assert sorted(loads) == sorted(set(loads)) and len(loads) == 36  # every image decoded once in 2 epochs
 
-    monkeypatch.setattr(data_module, "DECODED_LIMIT_BYTES", 0)  # too big to keep: decoded every epoch
+    monkeypatch.setattr(image_dataset, "DECODED_LIMIT_BYTES", 0)  # too big to keep: decoded every epoch
     loads.clear()
     every_epoch = open_data(base.plan.data, None, base.backbone.spec, augment=False)
     assert not every_epoch.train.keep_decoded

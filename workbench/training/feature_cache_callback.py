@@ -24,6 +24,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from workbench.training.callbacks import Callback
+from workbench.training.freeze_spans import previous_state_span, state_span
 from workbench.training.reports import StateReport
 from workbench.training.sampler import EpochSampler, WithIndex, make_loader
 from workbench.training.state import Batch, TrainState
@@ -269,7 +270,8 @@ class FeatureCaching(Callback):
 
         train_set, fill_loader, fill_dataset = t.data.train, None, None
         if augments(t):  # cache_features = true with augmentation on
-            from workbench.data import ImageDataset, build_transform
+            from workbench.data import build_transform
+            from workbench.image_dataset import ImageDataset
 
             eval_tf = build_transform(t.spec, train=False, augment=False)
             train_set = ImageDataset(train_set.items, eval_tf, getattr(train_set, "mode", "RGB"))
@@ -372,29 +374,6 @@ def all_threads(threads: int, after: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(after)
-
-
-def state_epochs(t: TrainState) -> int:
-    """How many epochs, from this one, the current freeze state lasts (until the next unfreezing or the end)."""
-    later = [s.epoch for s in t.plan.unfreeze if s.epoch > t.epoch]
-    return min([*later, t.cfg.epochs]) - t.epoch
-
-
-def state_began(t: TrainState, epoch: int | None = None) -> int:
-    """The epoch the freeze state in force at ``epoch`` (default: this one) began."""
-    at = t.epoch if epoch is None else epoch
-    return max([s.epoch for s in t.plan.unfreeze if s.epoch <= at], default=0)
-
-
-def previous_state_span(t: TrainState) -> int:
-    """How many epochs the freeze state before the current one lasted (0 when this is the first)."""
-    began = state_began(t)
-    return began - state_began(t, began - 1) if began > 0 else 0
-
-
-def state_span(t: TrainState) -> int:
-    """How many epochs the current freeze state lasts in all, from the epoch it began."""
-    return state_epochs(t) + t.epoch - state_began(t)
 
 
 def cached_batches(store: FeatureStore, sampler: EpochSampler, batch_size: int) -> Iterator[Batch]:
