@@ -51,10 +51,33 @@ def test_workbench_train_prints_the_hint_once_with_the_runs_context(tmp_path):
 
     prepared = prepare_training(load_project(write_tiny_project(tmp_path)), tmp_path / "run")
     hints = EpochHints(prepared.trainer)
-    assert hints.context == {"batchnorm": "freeze", "pretrained": False, "has_batchnorm": True}
+    assert hints.context == {"batchnorm": "freeze", "pretrained": False, "has_batchnorm": True,
+                             "lr": prepared.trainer.plan.train.lr}
     first = hints.add(EpochReport(0, 3, 0.9, 0.5, 1.2, 0.34, None, 1.0))
     second = hints.add(EpochReport(1, 3, 0.4, 0.9, 1.3, 0.33, None, 1.0))
     third = hints.add(EpochReport(2, 3, 0.2, 0.95, 1.3, 0.33, None, 1.0))
     assert first is None  # 50% train accuracy on 3 classes: not climbed far enough yet
     assert second is not None and "random-init trunk" in second and "3 classes" in second
     assert third is None  # said once per run
+
+
+# The first 4 epochs of `workbench compare --strategies freeze:3` on the pretrained demo (LR 3e-3), as logged.
+DIVERGED = [{"type": "epoch", "epoch": i, "train_loss": loss, "train_accuracy": acc, "val_accuracy": 0.1003}
+            for i, (loss, acc) in enumerate([(2.3767, 0.0814), (2.3780, 0.0876), (2.3293, 0.0967), (2.3264, 0.0987)])]
+
+
+def test_a_training_loss_stuck_at_a_uniform_guess_names_the_lr_for_pretrained_layers():
+    from workbench.hints import NOT_LEARNING, epoch_hint, not_learning
+
+    hint = epoch_hint(DIVERGED, 10, batchnorm="eval", pretrained=True, has_batchnorm=True, lr=3e-3)
+    assert hint is not None and hint.startswith(f"{NOT_LEARNING}: after 4 epochs the training loss is 2.33")
+    assert "ln 10 = 2.3" in hint and "learning rate (0.003) is too high for the pretrained layers" in hint
+    random_init = not_learning(DIVERGED, 10, pretrained=False, lr=3e-3)
+    assert random_init is not None and "far too high" in random_init and "labels" in random_init
+    assert not_learning(DIVERGED[:1], 10, pretrained=True, lr=3e-3) is None  # one epoch is too early to say
+    learning = [{**e, "train_loss": 2.3 - 0.6 * i, "train_accuracy": 0.1 + 0.2 * i, "val_accuracy": 0.1 + 0.2 * i}
+                for i, e in enumerate(DIVERGED)]
+    assert epoch_hint(learning, 10, pretrained=True, lr=3e-3) is None
+    climbing_loss_only = [{**e, "train_accuracy": 0.5} for e in DIVERGED]  # accuracy above chance: it learns
+    assert not_learning(climbing_loss_only, 10, lr=3e-3) is None
+    assert not_learning([{"train_loss": 0.7, "train_accuracy": 0.5}] * 3, 1) is None

@@ -275,7 +275,8 @@ class TrainPanel(QWidget):
                if report.val_loss is not None and report.val_accuracy is not None else "")
         self.add_log(f"Epoch {report.epoch + 1}/{report.epochs}: train loss {report.train_loss:.4f}, "
                       f"accuracy {report.train_accuracy:.1%}{val} ({format_duration(report.seconds)})")
-        self._epoch_records.append({"train_accuracy": report.train_accuracy, "val_accuracy": report.val_accuracy})
+        self._epoch_records.append({"train_loss": report.train_loss, "train_accuracy": report.train_accuracy,
+                                    "val_accuracy": report.val_accuracy})
         self._show_hint()
 
     def _show_hint(self) -> None:
@@ -283,9 +284,9 @@ class TrainPanel(QWidget):
         ws = self.session.workspace
         if self.hint or ws is None:
             return
-        from workbench.hints import hint_context, stuck_at_chance
+        from workbench.hints import epoch_hint, hint_context
 
-        hint = stuck_at_chance(self._epoch_records, ws.backbone.spec.num_classes, **hint_context(ws))
+        hint = epoch_hint(self._epoch_records, ws.backbone.spec.num_classes, **hint_context(ws))
         if hint:
             self.hint = hint
             self.log.add_hint(f"Hint — {hint}")

@@ -294,12 +294,12 @@ def run_accuracy_note(evaluation: Evaluation, logged: float | None, amp: str, de
 
 def run_hint(run_dir: Path, ws: "Workspace") -> str | None:
     """The training-log hint for a run's recorded epochs (validation stuck at chance…), if any."""
-    from workbench.hints import hint_context, stuck_at_chance
+    from workbench.hints import epoch_hint, hint_context
     from workbench.run_catalog import read_metrics
     from workbench.run_folder import RunDir
 
     epochs = [r for r in read_metrics(RunDir(run_dir).metrics) if r.get("type") == "epoch"]
-    return stuck_at_chance(epochs, ws.backbone.spec.num_classes, **hint_context(ws))
+    return epoch_hint(epochs, ws.backbone.spec.num_classes, **hint_context(ws))
 
 
 def _trained_fingerprint(run_dir: Path) -> str | None:

@@ -6,10 +6,47 @@ so the CLI, the window's log and ``workbench evaluate`` say the same thing.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 STUCK_AT_CHANCE = "val-accuracy-at-chance"
+NOT_LEARNING = "training-loss-at-uniform-guess"
+
+
+def epoch_hint(epochs: Sequence[Mapping[str, Any]], num_classes: int, **context: Any) -> str | None:
+    """The first pattern the epochs so far show (each rule below), or None; ``context`` from ``hint_context``."""
+    return not_learning(epochs, num_classes, **context) or stuck_at_chance(
+        epochs, num_classes, **{k: v for k, v in context.items() if k in ("batchnorm", "pretrained", "has_batchnorm")})
+
+
+def not_learning(epochs: Sequence[Mapping[str, Any]], num_classes: int, *, pretrained: bool | None = None,
+                 lr: float | None = None, **_: Any) -> str | None:
+    """A hint when, after two epochs or more, the training loss is still that of a uniform guess and training
+    accuracy is at chance: nothing is being learned, not even on the training images."""
+    if num_classes < 2:
+        return None
+    scored = [(float(e["train_loss"]), float(e["train_accuracy"])) for e in epochs
+              if _is_number(e.get("train_loss")) and _is_number(e.get("train_accuracy"))]
+    if len(scored) < 2:
+        return None
+    uniform, band = math.log(num_classes), chance_band(num_classes)
+    if not all(loss >= 0.9 * uniform and accuracy <= band for loss, accuracy in scored):
+        return None
+    loss, accuracy = scored[-1]
+    head = (f"{NOT_LEARNING}: after {len(scored)} epochs the training loss is {loss:.3g}, what a uniform guess "
+            f"over {num_classes} classes scores (ln {num_classes} = {uniform:.3g}), and training accuracy "
+            f"({accuracy:.1%}) is at chance: the model learns nothing, not even the training images.")
+    if pretrained and lr:
+        cause = (f" Likely cause: the learning rate ({lr:g}) is too high for the pretrained layers that train: a "
+                 "few large steps wipe out what they had learned (a linear probe tolerates an LR that a fine-tune "
+                 "does not). Fix: a tenth of it or less for the pretrained layers (their groups' LR, "
+                 "discriminative LRs or layer-wise decay), or LR warmup.")
+    else:
+        cause = (" Likely cause: a learning rate far too high (the weights jump past every minimum) or far too "
+                 "low, or labels that do not belong to their images. Fix: try the LR ÷ 10 and × 10, and look at a "
+                 "few images with their labels on the Data tab.")
+    return head + cause
 
 
 def chance_band(num_classes: int) -> float:
@@ -65,9 +102,10 @@ def _is_number(value: Any) -> bool:
 
 
 def hint_context(ws: Any) -> dict[str, Any]:
-    """What picks the likely cause, from a ``Workspace``: BatchNorm policy, trained weights, BatchNorm present."""
+    """What picks the likely cause, from a ``Workspace``: BatchNorm policy, trained weights, BatchNorm present,
+    the learning rate."""
     return {"batchnorm": ws.plan.freeze.batchnorm, "pretrained": ws.backbone.weights != "random init",
-            "has_batchnorm": has_batchnorm(ws.backbone.module)}
+            "has_batchnorm": has_batchnorm(ws.backbone.module), "lr": ws.plan.train.lr}
 
 
 def has_batchnorm(module: Any) -> bool:

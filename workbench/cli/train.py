@@ -122,11 +122,11 @@ class EpochHints:
     def add(self, report) -> str | None:
         from dataclasses import asdict
 
-        from workbench.hints import stuck_at_chance
+        from workbench.hints import epoch_hint
 
         self.epochs.append(asdict(report))
         if self.shown:
             return None
-        hint = stuck_at_chance(self.epochs, self.num_classes, **self.context)
+        hint = epoch_hint(self.epochs, self.num_classes, **self.context)
         self.shown = hint is not None
         return hint
