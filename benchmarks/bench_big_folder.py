@@ -32,15 +32,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from loader_timing import CHILD_PRELUDE, alternating_rates  # benchmarks/ is the script's folder
 from PIL import Image
 
-OPEN_CHILD = r"""
-import json, resource, sys, time
-def rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-def cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+OPEN_CHILD = CHILD_PRELUDE + r"""
 side, root = sys.argv[1], sys.argv[2]
 import torch, timm.data, torchvision.datasets  # imports outside the measured time
 from workbench.data import open_data, open_images, build_transform
@@ -106,20 +101,7 @@ def throughput(root: Path, batches: int, workers: int, rounds: int) -> tuple[lis
     plain_set = torchvision.datasets.ImageFolder(str(root), transform=build_transform(spec, False, False))
     plain = torch.utils.data.DataLoader(plain_set, batch_size=64, shuffle=True, num_workers=workers,
                                         persistent_workers=workers > 0, prefetch_factor=4 if workers else None)
-    rates: dict[str, list[float]] = {"workbench": [], "plain": []}
-    for r in range(rounds):
-        for side, loader in (("workbench", ours), ("plain", plain)) if r % 2 == 0 else (("plain", plain),
-                                                                                       ("workbench", ours)):
-            if side.startswith("workbench"):
-                sampler.set_epoch(r)
-            it = iter(loader)
-            next(it)  # workers started and warm: the first batch is not timed
-            start, n = time.perf_counter(), 0
-            for _ in range(batches):
-                n += len(next(it)[0])
-            rates[side].append(n / (time.perf_counter() - start))
-            del it
-    return rates["workbench"], rates["plain"]
+    return alternating_rates(ours, sampler, plain, "plain", batches, rounds)
 
 
 def main() -> None:

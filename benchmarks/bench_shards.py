@@ -29,15 +29,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from loader_timing import CHILD_PRELUDE, alternating_rates  # benchmarks/ is the script's folder
 from PIL import Image
 
-OPEN_CHILD = r"""
-import json, resource, sys, time
-def rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-def cpu():
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
+OPEN_CHILD = CHILD_PRELUDE + r"""
 import torch, timm.data, webdataset  # imports outside the measured time
 from workbench.data import open_data
 from workbench.plan import DataConfig
@@ -103,20 +98,7 @@ def throughput(root: Path, batches: int, workers: int, rounds: int) -> tuple[lis
     pipeline = (wds.WebDataset(urls, shardshuffle=100, nodesplitter=wds.split_by_node, empty_check=False)
                 .shuffle(1000).decode("pil").to_tuple("jpg", "cls").map_tuple(transform, int).batched(64))
     plain = wds.WebLoader(pipeline, batch_size=None, num_workers=workers, persistent_workers=workers > 0)
-    rates: dict[str, list[float]] = {"workbench": [], "webdataset": []}
-    for r in range(rounds):
-        order = (("workbench", ours), ("webdataset", plain))
-        for side, loader in order if r % 2 == 0 else order[::-1]:
-            if side == "workbench":
-                sampler.set_epoch(r)
-            it = iter(loader)
-            next(it)  # workers started, shuffle buffer filling: the first batch is not timed
-            start, n = time.perf_counter(), 0
-            for _ in range(batches):
-                n += len(next(it)[0])
-            rates[side].append(n / (time.perf_counter() - start))
-            del it
-    return rates["workbench"], rates["webdataset"]
+    return alternating_rates(ours, sampler, plain, "webdataset", batches, rounds)
 
 
 def main() -> None:
