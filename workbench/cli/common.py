@@ -74,6 +74,15 @@ def source_argument(p: argparse.ArgumentParser) -> None:
                    help="timm model name, checkpoint, .onnx file, project .toml or run folder (as for predict)")
 
 
+def model_options(p: argparse.ArgumentParser, input_size_help: str | None = None) -> None:
+    """``--pretrained``, ``--arch`` and (with its help) ``--input-size``: how a SOURCE is loaded (``load_predictor``)."""
+    p.add_argument("--pretrained", action="store_true",
+                   help="use pretrained weights (an installed weights package, or the hub cache)")
+    p.add_argument("--arch", help="timm architecture to load a checkpoint into")
+    if input_size_help is not None:
+        p.add_argument("--input-size", type=input_size, help=input_size_help)
+
+
 def train_overrides(p: argparse.ArgumentParser) -> None:
     """``--device``, ``--epochs``, ``--batch-size`` and ``--workers`` of ``train`` and ``demo``."""
     from workbench.plan import TrainConfig

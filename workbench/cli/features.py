@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from workbench.cli.common import source_argument
+from workbench.cli.common import model_options, source_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,8 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=STEPS, help=f"optimisation steps (default {STEPS})")
     p.add_argument("--out", type=Path, required=True, metavar="FILE", help="the pictures (.png, .svg or .pdf)")
     p.add_argument("--json", action="store_true", help="print each channel's final mean activation as JSON")
-    p.add_argument("--pretrained", action="store_true", help="use pretrained weights")
-    p.add_argument("--arch", help="timm architecture to load a checkpoint into")
+    model_options(p)
     p.set_defaults(run=_cmd_features)
 
 

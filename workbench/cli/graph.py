@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from workbench.cli.common import input_size, source_argument
+from workbench.cli.common import model_options, source_argument
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -17,9 +17,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, metavar="FILE", help="write the drawing (.svg, .png or .pdf)")
     p.add_argument("--json", action="store_true", help="print nodes (path, type, output shape, parameters, state) "
                    "and edges (from, to, skip)")
-    p.add_argument("--pretrained", action="store_true", help="use pretrained weights")
-    p.add_argument("--arch", help="timm architecture to load a checkpoint into")
-    p.add_argument("--input-size", type=input_size, help="C,H,W for the shape pass (ONNX inputs with free dims)")
+    model_options(p, "C,H,W for the shape pass (ONNX inputs with free dims)")
     p.set_defaults(run=_cmd_graph)
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from workbench.cli.common import input_size, source_argument
+from workbench.cli.common import model_options, source_argument
 from workbench.errors import WorkbenchError
 
 
@@ -28,9 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, metavar="FILE", help="write the picture (.png, .svg or .pdf)")
     p.add_argument("--json", action="store_true", help="print JSON: the layer, its shape and the shown channels "
                    "(with --cam: class, layer and the heatmap as a 2-D list in [0, 1])")
-    p.add_argument("--pretrained", action="store_true", help="use pretrained weights (an installed package or cache)")
-    p.add_argument("--arch", help="timm architecture to load a checkpoint into")
-    p.add_argument("--input-size", type=input_size, help="C,H,W to feed the model (ONNX inputs with free dims)")
+    model_options(p, "C,H,W to feed the model (ONNX inputs with free dims)")
     p.set_defaults(run=_cmd_look)
 
 

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from workbench.cli.common import input_size
+from workbench.cli.common import model_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,13 +14,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("source", metavar="SOURCE_OR_RUN",
                    help="timm model name, checkpoint (.safetensors/.pth), .onnx file, project .toml or run folder")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files to classify")
-    p.add_argument("--pretrained", action="store_true",
-                   help="use pretrained weights (an installed weights package, or the hub cache)")
     p.add_argument("--top", type=int, default=5, metavar="K", help="how many classes to show per image (default 5)")
     p.add_argument("--json", action="store_true",
                    help='print [{"image": ..., "top": [{"index", "label", "prob"}, ...]}, ...]')
-    p.add_argument("--arch", help="timm architecture to load a checkpoint into")
-    p.add_argument("--input-size", type=input_size, help="C,H,W to feed the model (ONNX inputs with free dims)")
+    model_options(p, "C,H,W to feed the model (ONNX inputs with free dims)")
     p.set_defaults(run=_cmd_predict)
 
 

@@ -155,8 +155,6 @@ def _traced_with_shapes(model: "nn.Module", example: "torch.Tensor") -> "fx.Grap
 
     from workbench.looking.modes import LOOK_LOCK, evaluation_mode
 
-    with LOOK_LOCK:  # see trace()
-        gm = trace(model)  # the trace's own error, if any, names the original model
     try:
         memo: dict[int, Any] = {}
         for tensor in [*model.parameters(), *model.buffers()]:
@@ -164,13 +162,19 @@ def _traced_with_shapes(model: "nn.Module", example: "torch.Tensor") -> "fx.Grap
             memo[id(tensor)] = (torch.nn.Parameter(shell, requires_grad=tensor.requires_grad)
                                 if isinstance(tensor, torch.nn.Parameter) else shell)
         shells = copy.deepcopy(model, memo).eval()
-        with LOOK_LOCK:
+    except Exception:  # noqa: BLE001 - a model that cannot be copied onto meta tensors is measured for real
+        shells = None
+    if shells is not None:
+        with LOOK_LOCK:  # see trace(); the copy has the model's structure, so a trace error is the model's
             meta_gm = trace(shells)
-        with torch.no_grad():
-            ShapeProp(meta_gm).propagate(torch.empty_like(example, device="meta"))
-        return meta_gm
-    except Exception:  # noqa: BLE001 - whatever fails on meta tensors is measured for real below
-        pass
+        try:
+            with torch.no_grad():
+                ShapeProp(meta_gm).propagate(torch.empty_like(example, device="meta"))
+            return meta_gm
+        except Exception:  # noqa: BLE001 - whatever fails on meta tensors is measured for real below
+            pass
+    with LOOK_LOCK:
+        gm = trace(model)
     try:
         with evaluation_mode(model), torch.no_grad():
             ShapeProp(gm).propagate(example)
