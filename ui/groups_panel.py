@@ -148,15 +148,17 @@ def _shown(group: Any) -> tuple[Any, ...]:
 
 
 class QtUnfreezeModel(QAbstractTableModel):
-    """The gradual-unfreezing schedule: one row per step, epoch and comma-separated group names."""
+    """The gradual-unfreezing schedule: one row per step: epoch, comma-separated group names, and the one LR
+    every group trains at from then on (blank: each group's own)."""
 
-    HEADERS = ("Epoch", "Groups to unfreeze")
+    HEADERS = ("Epoch", "Groups to unfreeze", "LR from then on")
+    EPOCH, GROUPS, LR = range(3)
     problem = Signal(str)
 
     def __init__(self, session: WorkbenchSession, parent: Any = None) -> None:
         super().__init__(parent)
         self.session = session
-        self._steps: list[tuple[int, tuple[str, ...]]] = []
+        self._steps: list[tuple[int, tuple[str, ...], float | None]] = []
         session.resolutionChanged.connect(self._refresh)
         session.workspaceChanged.connect(self._reset)
 
@@ -164,8 +166,8 @@ class QtUnfreezeModel(QAbstractTableModel):
         if self._steps != self._current():  # a tick leaves the schedule as it is: no reset, no repaint
             self._reset()
 
-    def _current(self) -> list[tuple[int, tuple[str, ...]]]:
-        return [(s.epoch, tuple(s.groups)) for s in self.session.plan.unfreeze]
+    def _current(self) -> list[tuple[int, tuple[str, ...], float | None]]:
+        return [(s.epoch, tuple(s.groups), s.lr) for s in self.session.plan.unfreeze]
 
     def _reset(self) -> None:
         self.beginResetModel()
@@ -176,7 +178,7 @@ class QtUnfreezeModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.session.plan.unfreeze)
 
     def columnCount(self, parent: ModelIndex = QModelIndex()) -> int:
-        return 0 if parent.isValid() else 2
+        return 0 if parent.isValid() else len(self.HEADERS)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
@@ -190,8 +192,10 @@ class QtUnfreezeModel(QAbstractTableModel):
         if not index.isValid() or role not in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.EditRole):
             return None
         step = self.session.plan.unfreeze[index.row()]
-        if index.column() == 0:
+        if index.column() == self.EPOCH:
             return step.epoch if role == Qt.ItemDataRole.EditRole else f"{step.epoch}"
+        if index.column() == self.LR:
+            return "" if step.lr is None else (exact_text(step.lr) if role == Qt.ItemDataRole.EditRole else format_lr(step.lr))
         return list(step.groups) if role == Qt.ItemDataRole.EditRole else ", ".join(step.groups)
 
     def setData(self, index: ModelIndex, value: Any, role: int = Qt.ItemDataRole.EditRole) -> bool:
@@ -199,7 +203,14 @@ class QtUnfreezeModel(QAbstractTableModel):
             return False
         row, col = index.row(), index.column()
         ws = self.session.workspace
-        if col == 1:
+        lr: float | None = None
+        if col == self.LR and str(value).strip():
+            lr, error = parse_rate(str(value), allow_zero=False)
+            if error is not None:
+                self.problem.emit(f"LR from epoch {self.session.plan.unfreeze[row].epoch} on: {error} "
+                                  "(leave it blank for each group's own LR)")
+                return False
+        if col == self.GROUPS:
             picked = [g.strip() for g in (value.split(",") if isinstance(value, str) else value) if str(g).strip()]
             if not picked:
                 self.problem.emit(f"pick at least one group for the step at epoch {self.session.plan.unfreeze[row].epoch} "
@@ -210,8 +221,10 @@ class QtUnfreezeModel(QAbstractTableModel):
             if ws is not None:
                 explicit_groups(plan, ws.default_groups())
             step = plan.unfreeze[row]
-            if col == 0:
+            if col == self.EPOCH:
                 step.epoch = int(value)
+            elif col == self.LR:
+                step.lr = lr
             else:
                 step.groups = picked
 
@@ -293,10 +306,11 @@ class GroupsPanel(QWidget):
         self.schedule = QTableView()
         self.schedule.setModel(self.schedule_model)
         self.schedule.verticalHeader().hide()
-        self.schedule.horizontalHeader().setStretchLastSection(True)
+        self.schedule.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.schedule.horizontalHeader().setSectionResizeMode(QtUnfreezeModel.GROUPS, QHeaderView.ResizeMode.Stretch)
         self.schedule.setMinimumHeight(90)
         self.group_picker = GroupPickerDelegate(self.schedule_model.group_names, self.schedule)
-        self.schedule.setItemDelegateForColumn(1, self.group_picker)
+        self.schedule.setItemDelegateForColumn(QtUnfreezeModel.GROUPS, self.group_picker)
         self.add_step = QPushButton("Add step")
         self.remove_step = QPushButton("Remove step")
         buttons = QHBoxLayout()
@@ -305,7 +319,8 @@ class GroupsPanel(QWidget):
         buttons.addStretch(1)
         schedule_box = QGroupBox("Gradual unfreezing (epoch → groups)")
         schedule_layout = QVBoxLayout(schedule_box)
-        hint = QLabel("At the start of each epoch (0-based) the listed groups become trainable.")
+        hint = QLabel("At the start of each epoch (0-based) the listed groups become trainable. An LR on a step "
+                      "sets every group's LR from then on (LP-FT: the probed head slows down with the body).")
         hint.setWordWrap(True)
         muted(hint)
         schedule_layout.addWidget(hint)

@@ -40,13 +40,24 @@ class AdapterTargets:
 
     paths: list[str]
     skipped_grouped: list[str] = field(default_factory=list)
+    skipped_narrow: list[str] = field(default_factory=list)  # over [adapters] max_share
+    max_share: float | None = None
 
     def notes(self) -> list[str]:
-        if not self.skipped_grouped:
-            return []
-        shown = ", ".join(self.skipped_grouped[:3]) + (" …" if len(self.skipped_grouped) > 3 else "")
-        return [f"[adapters]: {len(self.skipped_grouped)} grouped (depthwise) convolution(s) the selectors match are "
-                f"left without an adapter ({shown}): peft cannot merge LoRA into a grouped convolution"]
+        out = []
+        if self.skipped_grouped:
+            out.append(f"[adapters]: {len(self.skipped_grouped)} grouped (depthwise) convolution(s) the selectors "
+                       f"match are left without an adapter ({_some(self.skipped_grouped)}): peft cannot merge LoRA "
+                       "into a grouped convolution")
+        if self.skipped_narrow:
+            out.append(f"[adapters]: {len(self.skipped_narrow)} layer(s) the selectors match are left frozen "
+                       f"without an adapter ({_some(self.skipped_narrow)}): their adapter would have more than "
+                       f"max_share = {self.max_share:g} of the layer's weight")
+        return out
+
+
+def _some(paths: list[str]) -> str:
+    return ", ".join(paths[:3]) + (" …" if len(paths) > 3 else "")
 
 
 def _adaptable_kind(module: "nn.Module") -> str | None:
@@ -70,6 +81,21 @@ def _rank_limit(module: "nn.Module") -> tuple[int, str]:
     return min(fan_in, conv.out_channels), f"in {conv.in_channels}×{'×'.join(map(str, conv.kernel_size))}, out {conv.out_channels}"
 
 
+def adapter_share(module: "nn.Module", rank: int) -> float:
+    """The parameters of a rank-``rank`` LoRA adapter on ``module`` (A: fan-in × rank, B: rank × out) over its weight's."""
+    import torch.nn as nn
+
+    weight: Any = module.weight
+    if isinstance(module, nn.Linear):
+        fan_in, out = module.in_features, module.out_features
+    elif isinstance(module, nn.Embedding):
+        fan_in, out = module.num_embeddings, module.embedding_dim
+    else:
+        conv: Any = module
+        fan_in, out = conv.in_channels * math.prod(conv.kernel_size), conv.out_channels
+    return rank * (fan_in + out) / weight.numel()
+
+
 def adaptable_rank_limit(module: "nn.Module") -> int:
     """The largest rank a LoRA adapter on this module may have; 0 when peft cannot adapt it here."""
     kind = _adaptable_kind(module)
@@ -86,6 +112,8 @@ def adapter_targets(module: "nn.Module", tree: LayerTree, config: AdapterConfig)
     modules = dict(module.named_modules())
     chosen: dict[str, None] = {}
     skipped: list[str] = []
+    narrow: list[str] = []
+    share = config.max_share
     can = ", ".join(ADAPTABLE)
     for selector in config.modules:
         nodes, params = matcher.match(selector, "[adapters] modules")
@@ -115,16 +143,32 @@ def adapter_targets(module: "nn.Module", tree: LayerTree, config: AdapterConfig)
             types = sorted(set(other)) + (["grouped Conv2d"] if grouped else [])
             raise PlanError(f"[adapters] modules: {selector!r} matches {len(nodes)} module(s) ({', '.join(types[:5])}), "
                             f"none of which peft's LoRA can adapt (it adapts {can})")
-        chosen.update(dict.fromkeys(fit))
+        if exact:
+            _check_rank(fit[0], modules[fit[0]], config.rank)  # before max_share: the more basic reason
+        wide = [p for p in fit if share is None or adapter_share(modules[p], config.rank) <= share]
+        if exact and not wide:
+            raise PlanError(f"[adapters] modules: {selector!r}: a rank-{config.rank} adapter would have "
+                            f"{adapter_share(modules[fit[0]], config.rank):.0%} of its weight, over max_share = "
+                            f"{share:g}; lower the rank, raise max_share, or leave it out")
+        if not wide:
+            raise PlanError(f"[adapters] modules: {selector!r} matches {len(fit)} layer(s), but on each a "
+                            f"rank-{config.rank} adapter would have more than max_share = {share:g} of its weight; "
+                            "lower the rank or raise max_share")
+        chosen.update(dict.fromkeys(wide))
         skipped += [p for p in grouped if p not in skipped]
+        narrow += [p for p in fit if p not in wide and p not in narrow]
     order = {n.path: n.index for n in tree.nodes}
     paths = sorted(chosen, key=order.__getitem__)
     for path in paths:
-        limit, shape = _rank_limit(modules[path])
-        if config.rank > limit:
-            raise PlanError(f"[adapters] rank {config.rank} is larger than {path} allows ({limit}: a "
-                            f"{type(modules[path]).__name__} with {shape}); use rank <= {limit} or leave it out")
-    return AdapterTargets(paths, [p for p in skipped if p not in chosen])
+        _check_rank(path, modules[path], config.rank)
+    return AdapterTargets(paths, [p for p in skipped if p not in chosen], [p for p in narrow if p not in chosen], share)
+
+
+def _check_rank(path: str, module: "nn.Module", rank: int) -> None:
+    limit, shape = _rank_limit(module)
+    if rank > limit:
+        raise PlanError(f"[adapters] rank {rank} is larger than {path} allows ({limit}: a "
+                        f"{type(module).__name__} with {shape}); use rank <= {limit} or leave it out")
 
 
 def lora_config(config: AdapterConfig, paths: list[str], architecture: str = "") -> Any:

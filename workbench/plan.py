@@ -139,10 +139,16 @@ class GroupConfig:
 
 @section
 class UnfreezeStep:
-    """At the start of ``epoch`` (0-based), these groups become trainable at their LRs."""
+    """At the start of ``epoch`` (0-based), these groups become trainable at their LRs.
+
+    ``lr``: from that epoch on, every group (those training already included) trains at this one LR,
+    on the same schedule — LP-FT's fine-tune phase, where the probed head slows down with the body.
+    """
 
     epoch: Annotated[int, Field(ge=0)]
     groups: Selectors
+    lr: Annotated[float, Field(gt=0.0, allow_inf_nan=False,
+                               description="from this epoch on, every group trains at this LR")] | None = None
 
 
 ADAPTER_METHODS = ("lora",)
@@ -154,7 +160,9 @@ class AdapterConfig:
     """[adapters]: low-rank adapters (Hugging Face peft) on the modules the selectors name.
 
     The adapted modules' own weights are frozen and stay bit-identical; the adapters train.
-    ``alpha`` defaults to ``rank`` (scale alpha/rank = 1).
+    ``alpha`` defaults to ``rank`` (scale alpha/rank = 1). ``max_share``: a pattern adapts only the
+    layers whose rank-``rank`` adapter has at most this share of the layer's weight (a rank-8 update of
+    a 16 → 96 convolution has 58% of its parameters: not a low-rank update); the narrower layers stay frozen.
     """
 
     modules: Annotated[Selectors, Field(min_length=1)]
@@ -162,6 +170,9 @@ class AdapterConfig:
     rank: Annotated[int, Field(ge=1, le=MAX_RANK)] = 8
     alpha: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
     dropout: Annotated[float, Field(ge=0.0, lt=1.0)] = 0.0
+    max_share: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False,
+                                      description="adapt only layers whose adapter has at most this share of "
+                                                  "the layer's weight, e.g. 0.1")] | None = None
 
     @property
     def scale(self) -> float:

@@ -259,6 +259,10 @@ def resolve_plan(tree: LayerTree, plan: FinetunePlan, default_groups: list[Group
                 raise PlanError(f"[[unfreeze]] at epoch {step.epoch} names unknown group {name!r} (groups: {', '.join(names) or 'none'})")
             if step.epoch < 0:
                 raise PlanError(f"[[unfreeze]] epoch must be >= 0, not {step.epoch}")
+        if step.lr is not None and any(o.epoch == step.epoch and o.lr not in (None, step.lr) for o in plan.unfreeze):
+            raise PlanError(f"[[unfreeze]] steps at epoch {step.epoch} set different LRs "
+                            f"({', '.join(f'{o.lr:g}' for o in plan.unfreeze if o.epoch == step.epoch and o.lr)}): "
+                            "give the LR once")
     for gi, config in enumerate(configs):
         group = groups[gi]
         if group.claimed and not group.params and config.name not in scheduled and (config.lr is not None and explicit_groups):

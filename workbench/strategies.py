@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 DEFAULT_FACTOR = 1 / 2.6  # ULMFiT's discriminative factor
 DEFAULT_RANK = 8
+LORA_MAX_SHARE = 0.1  # the lora strategy adapts a layer when its adapter has <= a tenth of the layer's weight
 DEFAULT_DECAY = 0.75  # timm train.py / BEiT's --layer-decay for fine-tuning
 
 
@@ -155,18 +156,21 @@ class Lora(_Builtin):
         return int(arg)
 
     def apply(self, plan: FinetunePlan, tree: LayerTree, arg: Any) -> None:
-        """The head trains; LoRA on the project's [adapters] modules, else on every layer outside the head."""
+        """The head trains; LoRA on the project's [adapters] modules, else on every layer outside the head
+        where a rank-RANK update is low-rank (its adapter has at most LORA_MAX_SHARE of the layer's weight)."""
         from workbench.freezing import linear_probe
         from workbench.plan import AdapterConfig
 
         linear_probe(plan, tree)
         plan.groups = []  # the stages of the adapted model (its parameter names differ)
         if plan.adapters is not None:
-            modules, alpha, dropout = list(plan.adapters.modules), plan.adapters.alpha, plan.adapters.dropout
+            config = plan.adapters
+            plan.adapters = AdapterConfig(modules=list(config.modules), rank=int(arg), alpha=config.alpha,
+                                          dropout=config.dropout, max_share=config.max_share)
         else:
             head = "|".join(re.escape(p) for p in tree.classifier_paths)
-            modules, alpha, dropout = [f"re:^(?!(?:{head})(?:\\.|$)).+"], None, 0.0
-        plan.adapters = AdapterConfig(modules=modules, rank=int(arg), alpha=alpha, dropout=dropout)
+            plan.adapters = AdapterConfig(modules=[f"re:^(?!(?:{head})(?:\\.|$)).+"], rank=int(arg),
+                                          max_share=LORA_MAX_SHARE)
 
 
 class BitFit(_Builtin):
@@ -198,7 +202,8 @@ class LinearProbeThenFinetune(_Builtin):
         return int(arg)
 
     def apply(self, plan: FinetunePlan, tree: LayerTree, arg: Any) -> None:
-        """Probe (cached trunk) for N epochs (default half the run), then everything trains, the body at LR / 10."""
+        """Probe (cached trunk) for N epochs (default half the run), then everything trains at LR / 10 (Kumar et al.:
+        the fine-tune phase's LR is the same small one for the probed head and the body)."""
         from workbench.freezing import linear_probe
         from workbench.plan import UnfreezeStep
 
@@ -211,8 +216,8 @@ class LinearProbeThenFinetune(_Builtin):
         uniform_groups(plan, tree)
         body = plan.groups[:-1]
         for group in body:
-            group.lr = plan.train.lr / 10
-        plan.unfreeze = [UnfreezeStep(probe, [g.name for g in body])]
+            group.lr = plan.train.lr / 10  # what the groups table shows; the step below sets it, and the head's
+        plan.unfreeze = [UnfreezeStep(probe, [g.name for g in body], lr=plan.train.lr / 10)]
 
 
 BUILTIN: tuple[CompareStrategy, ...] = (
@@ -223,9 +228,10 @@ BUILTIN: tuple[CompareStrategy, ...] = (
     Discriminative("discriminative", "discriminative[:FACTOR]",
                    "everything trains; each earlier stage at FACTOR × the next one's LR (default 1/2.6)"),
     Gradual("gradual", "gradual", "head first, then one more stage from the top each epoch (ULMFiT)"),
-    Lora("lora", "lora[:RANK]", "LoRA adapters (peft) on every layer outside the head, which trains too (default rank 8)"),
+    Lora("lora", "lora[:RANK]", "LoRA adapters (peft) on the layers outside the head where the adapter has at most "
+         f"{LORA_MAX_SHARE:.0%} of the layer's weight; the head trains too (default rank {DEFAULT_RANK})"),
     BitFit("bitfit", "bitfit", "only biases, normalisation scales and the head train (BitFit)"),
     LayerDecay("llrd", "llrd[:DECAY]", "everything trains; each layer at LR × DECAY^(layers from the head) (default 0.75)"),
     LinearProbeThenFinetune("lp-ft", "lp-ft[:EPOCHS]",
-                            "probe for EPOCHS (default half the run), then everything trains, the body at LR / 10"),
+                            "probe for EPOCHS (default half the run), then everything trains at LR / 10, the head too"),
 )

@@ -196,7 +196,8 @@ def with_adapters_on(ws: Workspace, modules: list[str], rank: int, alpha: float 
     current = ws.plan.adapters
     old = list(current.modules) if current is not None else []
     config = AdapterConfig(modules=old + [m for m in modules if m not in old], rank=rank, alpha=alpha,
-                           dropout=current.dropout if current is not None else 0.0)
+                           dropout=current.dropout if current is not None else 0.0,
+                           max_share=current.max_share if current is not None else None)
     return with_adapter_config(ws, config)
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QLineEdit
 
+from tests.ui.test_typed_values import show_panel
 from workbench_ui.qt_layer_tree import LR, NAME
 
 CHECK = Qt.ItemDataRole.CheckStateRole
@@ -162,6 +164,8 @@ def test_unfreeze_schedule_is_editable_and_validated(loaded, qtbot, dialogs):
     assert step.epoch == 1 and step.groups == ["layer4"]
 
     schedule = panel.schedule_model
+    panel_problems: list[str] = []
+    schedule.problem.connect(panel_problems.append)
     assert schedule.setData(schedule.index(0, 1), "layer4, layer3")
     assert session.plan.unfreeze[0].groups == ["layer4", "layer3"]
     assert schedule.setData(schedule.index(0, 0), 2)
@@ -170,6 +174,26 @@ def test_unfreeze_schedule_is_editable_and_validated(loaded, qtbot, dialogs):
     assert not schedule.setData(schedule.index(0, 1), "layer4, no_such_group")
     assert session.plan.unfreeze[0].groups == ["layer4", "layer3"]  # rolled back
     assert any("no_such_group" in m for m in dialogs.messages("critical"))
+
+    # The step's LR (LP-FT: every group from then on), typed into the cell with real events, kept exactly.
+    show_panel(qtbot, panel)
+    view = panel.schedule
+    cell = schedule.index(0, schedule.LR)
+    assert cell.data() == ""
+    rect = view.visualRect(cell)
+    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.mouseDClick(view.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    editor = QApplication.focusWidget()
+    assert isinstance(editor, QLineEdit) and editor.parentWidget() is view.viewport()
+    qtbot.keyClicks(editor, "3.3e-4")
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: QApplication.focusWidget() is not editor)
+    assert session.plan.unfreeze[0].lr == 3.3e-4 and cell.data() == "0.00033"
+    assert not schedule.setData(cell, "fast")
+    assert session.plan.unfreeze[0].lr == 3.3e-4 and "'fast' is not a number" in panel_problems[-1]
+    assert not schedule.setData(cell, "0")
+    assert schedule.setData(cell, "")  # blank: each group's own LR again
+    assert session.plan.unfreeze[0].lr is None
 
     schedule.remove_step(0)
     assert session.plan.unfreeze == []

@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("project", type=Path, help="project .toml (model, data, split, seed, epochs; [[compare]] tables)")
     p.add_argument("--strategies", default="",
                    help="comma list of strategies, or [[compare]] table names\n(default: the project's [[compare]] "
-                        "tables):\n" + "\n".join(f"  {line}" for line in strategy_help().splitlines()))
+                        "tables):\n" + "\n".join(f"  {line}" for line in strategy_help().splitlines()).replace("%", "%%"))
+    # (argparse formats help with %: a plugin's "10%" would end `--help` in a traceback)
     p.add_argument("--epochs", type=schema_int(TrainConfig, "epochs"),
                    help=f"epochs per strategy ({schema_range(TrainConfig, 'epochs')}; default: the project's)")
     p.add_argument("--out", type=Path, help="a new folder for the runs (default: runs/compare-<timestamp> beside the project)")

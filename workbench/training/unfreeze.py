@@ -1,7 +1,7 @@
 """The ``GradualUnfreezing`` callback: the plan's ``[[unfreeze]]`` schedule (Lightning's ``BaseFinetuning``).
 
 At an epoch with steps, the named groups become trainable and join the optimizer as new
-groups (their own LR, the same schedule). Its state is where the schedule got to
+groups (their own LR, the same schedule); a step with ``lr`` sets every group's LR to it. Its state is where the schedule got to
 (``schedule_done``), so a resumed run neither re-freezes what was unfrozen nor unfreezes it
 twice; the freeze state reached is the model's, restored with it (``Checkpoint.frozen``).
 """
@@ -36,9 +36,14 @@ class GradualUnfreezing(Callback):
         names = [n for s in steps for n in s.groups]
         unfreeze_groups(t.plan, t.tree, names)
         t.applied, added = extend_optimizer(t.model, t.optimizer, t.plan, t.tree, t.epoch)
+        lrs = {s.lr for s in steps if s.lr is not None}
+        for lr in lrs:  # one at most (resolve_plan refuses two)
+            for group in t.optimizer.param_groups:
+                group["base_lr"] = lr  # the schedule's factor applies at each step; the checkpoint keeps it
         self.schedule_done = t.epoch
+        every = f"; every group now at LR {lrs.pop():g}" if lrs else ""
         t.emit(StateReport("unfrozen", f"epoch {t.epoch}: unfroze {', '.join(names)} (+{added:,} trainable "
-                           f"parameters); {t.applied.resolution.summary()}", t.epoch))
+                           f"parameters){every}; {t.applied.resolution.summary()}", t.epoch))
 
     def teardown(self, t: TrainState) -> None:
         self.schedule_done = -1  # the next run of the same Trainer starts the schedule afresh (or from its checkpoint)
