@@ -9,7 +9,7 @@ import pytest
 
 from workbench.backbone import LoadRequest
 from workbench.compare import CompareError, parse_strategies, strategy_plan
-from workbench.plan import FinetunePlan, GroupConfig, TrainConfig
+from workbench.plan import AdapterConfig, FinetunePlan, GroupConfig, TrainConfig
 from workbench.sources import load_backbone
 from workbench.workspace import Workspace
 
@@ -116,6 +116,11 @@ def test_lora_strategy_adapts_the_low_rank_layers_outside_the_head_and_trains_th
                                       "layer2.0.downsample.0"]
     assert len(targets.paths) == 14 and all(adapter_share(modules[p], 8) <= 0.1 for p in targets.paths)
     assert any("6 layer(s) the selectors match are left frozen" in n for n in targets.notes())
+    # The project's own [adapters] (no max_share) is what lora:N starts from: every convolution, at rank N
+    ws.plan.adapters = AdapterConfig(modules=["type:Conv2d"], rank=2)
+    plan = strategy_plan(ws.plan, ws.tree, parse_strategies("lora:8")[0])
+    assert plan.adapters is not None and plan.adapters.rank == 8 and plan.adapters.max_share is None
+    assert len(adapter_targets(ws.backbone.module, ws.tree, plan.adapters).paths) == 20
     assert strategy_plan(plan, ws.tree, parse_strategies("probe")[0]).adapters is None  # only lora keeps adapters
 
 

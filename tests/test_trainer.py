@@ -167,6 +167,29 @@ def test_unfreeze_step_lr_sets_every_group_and_survives_resume(tmp_path):
     assert resumed and all(lrs == {"head": 1e-4, "layer4": 1e-4} for lrs in resumed)
 
 
+def test_epochs_after_a_cached_probe_get_every_thread_back(tmp_path):
+    """A cached linear probe's head runs on one thread; the fine-tune epochs after it must not (they ran 2x slower)."""
+    from workbench.training.callbacks import Callback
+
+    class Threads(Callback):
+        def __init__(self) -> None:
+            self.seen: dict[int, set[int]] = {}
+
+        def before_batch(self, t) -> None:
+            self.seen.setdefault(t.epoch, set()).add(torch.get_num_threads())
+
+    torch.set_num_threads(2)
+    ws = workspace(SMALL, epochs=3, augment=False, cache_features="auto")
+    ws.plan.groups = ws.default_groups()
+    linear_probe(ws.plan, ws.tree)
+    ws.plan.unfreeze = [UnfreezeStep(2, [g.name for g in ws.plan.groups[:-1]])]
+    threads = Threads()
+    reports = list(Trainer(ws, tiny_data(), tmp_path / "run", callbacks=[threads]).run())
+    assert any(isinstance(r, StateReport) and r.kind == "cache" and "cached the trunk" in r.message for r in reports)
+    assert threads.seen[1] == {1} and threads.seen[2] == {2}  # cached tiny head: one thread; then all of them
+    assert torch.get_num_threads() == 2
+
+
 def test_two_unfreeze_lrs_at_one_epoch_are_refused():
     ws = workspace(SMALL)
     ws.plan.groups = ws.default_groups()

@@ -84,7 +84,9 @@ class FeatureCaching(Callback):
         self._filling = cache is not None and cache.train is not None and not cache.train.complete
         # Under DDP a cached state keeps each rank on the same images every epoch: a rank caches only its share.
         t.sampler.fixed_shards = cache is not None and cache.train is not None and t.dist is not None
-        if cache is None:
+        if cache is None:  # nothing frozen to cache (any more): every thread again, after a tiny cached head's one
+            self._head_threads = self._threads
+            torch.set_num_threads(self._threads)
             return
         t.train_module = cache.split.head_train
         # Three ways through an epoch: images through the whole model; images through the
