@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from workbench.atomic import atomic_path, atomic_write_text, check_folder_target
 from workbench.errors import WorkbenchError
 from workbench.export import ExportResult
+from workbench.export_runners import Runner, torch_runner
 from workbench.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -64,6 +65,15 @@ class SafetensorsExporter:
             message += ("; timm cannot rebuild an ONNX import: load model.safetensors into the module "
                         "re-imported from the original .onnx file")
         return ExportResult(self.name, paths, None, message)
+
+    def load_for_report(self, paths: list[Path], model: "nn.Module") -> Runner:
+        """The written weights loaded back into a copy of the model (strict: every tensor must fit)."""
+        from safetensors.torch import load_file
+
+        weights = next(p for p in paths if p.name == "model.safetensors")
+        reloaded = copy.deepcopy(model)
+        reloaded.load_state_dict(load_file(str(weights)), strict=True)
+        return torch_runner(reloaded.eval())
 
 
 class TorchScriptExporter:
@@ -116,6 +126,14 @@ class TorchScriptExporter:
                 diff = max(diff, check_parity("TorchScript", spec, reference, got, tolerance))
         return ExportResult(self.name, [out], diff,
                             f"wrote {out} (torch.jit.trace); max abs diff vs PyTorch {diff:.3g} at batch 2 and 3")
+
+    def load_for_report(self, paths: list[Path], model: "nn.Module") -> Runner:
+        import torch
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            loaded = torch.jit.load(str(paths[0]), map_location="cpu")
+        return torch_runner(loaded)
 
 
 def timm_config(model: "nn.Module", spec: ModelSpec) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from workbench.atomic import atomic_path, check_file_target, scratch_folder
 from workbench.errors import WorkbenchError
 from workbench.export import ExportResult
+from workbench.export_runners import Runner, ort_runner
 from workbench.spec import ModelSpec
 from workbench_plugins.exporters import (
     DEFAULT_TOLERANCE,
@@ -46,6 +47,10 @@ class OnnxExporter:
     description = "ONNX file (opset 17+, dynamic batch), checked against PyTorch with onnxruntime"
     output_kind = "file"
     suffix = ".onnx"
+    makes_onnx_variants = True  # export --quantize / --precision fp16 / --with-preprocessing start from its file
+
+    def load_for_report(self, paths: list[Path], model: "nn.Module") -> Runner:
+        return ort_runner(paths[0])
 
     def __init__(self, opset: int = DEFAULT_OPSET) -> None:
         if opset < 17:

@@ -28,6 +28,20 @@ FAKE_MODULE = textwrap.dedent('''
             return ExportResult("fakenpz", [Path(out)], None, f"wrote {len(arrays)} arrays")
 
 
+    def _onnx_alias():
+        from workbench_plugins.onnx_exporter import OnnxExporter
+
+        class OnnxAliasExporter(OnnxExporter):
+            """A third-party exporter that writes ONNX and says so: the INT8/fp16 variants apply to it too."""
+            name = "onnxalias"
+            description = "ONNX through a third-party exporter (test)"
+
+        return OnnxAliasExporter
+
+
+    OnnxAliasExporter = _onnx_alias()
+
+
     class TimmAliasSource:
         """Opens a '.timmname' text file holding a timm model name."""
         name = "timmalias"
@@ -86,6 +100,7 @@ FAKE_MODULE = textwrap.dedent('''
 ENTRY_POINTS = textwrap.dedent('''
     [workbench.exporters]
     fakenpz = fake_wb_thirdparty:NpzExporter
+    onnxalias = fake_wb_thirdparty:OnnxAliasExporter
 
     [workbench.model_sources]
     timmalias = fake_wb_thirdparty:TimmAliasSource

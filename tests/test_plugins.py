@@ -75,6 +75,35 @@ def test_third_party_exporter_exports_a_trained_run_from_the_cli(third_party_plu
     assert torch.equal(torch.from_numpy(arrays["fc.weight"]), reference)
 
 
+@pytest.mark.slow
+def test_variants_follow_the_exporters_capability_not_its_name(third_party_plugins, tmp_path):  # noqa: F811
+    """INT8 from a third-party exporter that declares it writes ONNX; refused, naming both, for one that does not."""
+    import onnx
+    import torch
+
+    from workbench.errors import WorkbenchError
+    from workbench.export_data import ReportData
+    from workbench.export_pipeline import ExportOptions, export_with_report
+    from workbench.export_report import Timing
+    from workbench.spec import ModelSpec
+
+    torch.manual_seed(0)
+    module = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                 torch.nn.Flatten(), torch.nn.Linear(8, 4)).eval()
+    spec = ModelSpec("tiny", 4, (3, 12, 12))
+    x = np.random.default_rng(0).standard_normal((24, 3, 12, 12)).astype(np.float32)
+    with torch.no_grad():
+        labels = module(torch.from_numpy(x)).argmax(1).numpy()
+    data = ReportData("24 test inputs", x, labels, calibration_float=x, calibration_source="the test inputs")
+    options = ExportOptions(quantize="int8-dynamic", timing=Timing(runs=1, warmup=0), accept_accuracy_drop=True)
+    outcome = export_with_report(module, spec, "onnxalias", tmp_path / "m.onnx", None, options, data)
+    assert [row.name for row in outcome.report.rows][:2] == ["PyTorch (eager)", "ONNX fp32"]
+    assert "DynamicQuantizeLinear" in {n.op_type for n in onnx.load(str(tmp_path / "m.onnx")).graph.node}
+    with pytest.raises(WorkbenchError, match="--quantize: for --format onnx or onnxalias only, not fakenpz"):
+        export_with_report(module, spec, "fakenpz", tmp_path / "w.npz", None, options, data)
+    assert not (tmp_path / "w.npz").exists()
+
+
 def test_a_sources_own_report_is_worded_by_the_source_in_inspect(third_party_plugins, tmp_path, capsys):  # noqa: F811
     note = tmp_path / "model.timmnote"
     note.write_text("resnet18\n")

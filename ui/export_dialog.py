@@ -49,6 +49,14 @@ def export_formats() -> list[tuple[str, str, bool, str]]:
     return formats
 
 
+def variant_formats() -> set[str]:
+    """The exporters whose file the INT8 / fp16 / preprocessing variants are made from (``makes_onnx_variants``)."""
+    from workbench.export_pipeline import makes_onnx_variants
+    from workbench.plugins import EXPORTERS, registry
+
+    return {name for name, exporter in registry().plugins(EXPORTERS).items() if makes_onnx_variants(exporter)}
+
+
 REPORT_COLUMNS = ("Format", "Top-1", "Agreement", "Δ points", "max |Δ logit|", "Size", "Latency b1", "Throughput b32")
 
 
@@ -75,6 +83,7 @@ class ExportDialog(QDialog):
 
         self.format = QComboBox()
         self.formats = export_formats()
+        self._variant_formats = variant_formats()
         for key, label, _folder, _suffix in self.formats:
             self.format.addItem(label, key)
         self.format.setCurrentIndex(max(0, self.format.findData("safetensors")))  # lossless default
@@ -202,7 +211,7 @@ class ExportDialog(QDialog):
         """The ExportOptions the controls describe (ONNX-only choices only for ONNX)."""
         from workbench.export_pipeline import ExportOptions
 
-        onnx = self.fmt()[0] == "onnx"
+        onnx = self.fmt()[0] in self._variant_formats
         fp16 = onnx and self.precision.currentData() == "fp16"
         return ExportOptions(
             quantize=self.quantize.currentData() if onnx else None,
@@ -223,7 +232,7 @@ class ExportDialog(QDialog):
 
     def _format_changed(self) -> None:
         key, folder, suffix = self.fmt()
-        self.onnx_box.setVisible(key == "onnx")
+        self.onnx_box.setVisible(key in self._variant_formats)
         self._variant_changed()
         stem = self._spec.architecture.replace(":", "_").replace("/", "_")
         self.path.setText(str(self._default_dir / (f"{stem}-export" if folder else f"{stem}{suffix}")))

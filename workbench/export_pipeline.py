@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from workbench.atomic import atomic_path, scratch_folder
 from workbench.errors import WorkbenchError
@@ -22,7 +22,6 @@ from workbench.export_report import (
     REPORT_NAME,
     ExportReport,
     FormatFigures,
-    Runner,
     Timing,
     check_report_target,
     compare,
@@ -31,7 +30,9 @@ from workbench.export_report import (
     time_runner,
     write_report,
 )
+from workbench.export_runners import Runner, ort_runner, torch_runner
 from workbench.onnx_variants import CALIBRATION_METHODS
+from workbench.plugins import EXPORTERS, registry
 from workbench.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -91,8 +92,9 @@ class ExportOptions:
             raise WorkbenchError(f"--precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         asked = [flag for flag, on in (("--quantize", self.quantize is not None), ("--precision fp16",
                  self.precision == "fp16"), ("--with-preprocessing", self.with_preprocessing)) if on]
-        if asked and fmt != "onnx":
-            raise WorkbenchError(f"{' and '.join(asked)}: for --format onnx only, not {fmt}")
+        if asked and not makes_onnx_variants(registry().get(EXPORTERS, fmt)):
+            onnx = [name for name, e in sorted(registry().plugins(EXPORTERS).items()) if makes_onnx_variants(e)]
+            raise WorkbenchError(f"{' and '.join(asked)}: for --format {' or '.join(onnx)} only, not {fmt}")
         if self.quantize is not None and self.precision == "fp16":
             raise WorkbenchError("--quantize and --precision fp16 are two different variants: choose one")
         if self.keep_io_float32 and self.precision != "fp16":
@@ -142,7 +144,6 @@ def report_data(plan: "FinetunePlan | None", spec: ModelSpec, options: ExportOpt
 def export_with_report(module: "nn.Module", spec: ModelSpec, fmt: str, out: str | Path, recipe_toml: str | None,
                        options: ExportOptions, data: ReportData, say: Say | None = None) -> ExportOutcome:
     """Write ``fmt`` (with the variant ``options`` ask for) to ``out`` and ``export_report.json`` beside it."""
-    from workbench.plugins import EXPORTERS, registry
 
     say = say or (lambda _text: None)
     options.check(fmt, spec)
@@ -151,6 +152,7 @@ def export_with_report(module: "nn.Module", spec: ModelSpec, fmt: str, out: str 
     out = Path(out).expanduser()
     exporter = registry().get(EXPORTERS, fmt)
     folder_kind = getattr(exporter, "output_kind", "file") == "folder"
+    variant = makes_onnx_variants(exporter) and (options.lossy or options.with_preprocessing)
     report_path = (out if folder_kind else (out.parent if str(out.parent) else Path("."))) / REPORT_NAME
     if not folder_kind and out.name == REPORT_NAME:
         raise WorkbenchError(f"--out {out}: that name is kept for the export report; choose another file name")
@@ -158,7 +160,7 @@ def export_with_report(module: "nn.Module", spec: ModelSpec, fmt: str, out: str 
     check_report_target(report_path)
     model = copy.deepcopy(module).cpu().float().eval()
     say("running the PyTorch model on the validation inputs")
-    torch_run = _torch_runner(model)
+    torch_run = torch_runner(model)
     reference = logits_of(torch_run, data.val_float)
     rows = [compare("PyTorch (eager)", reference, reference, data.labels, False, [])]
     notes = list(data.notes)
@@ -166,11 +168,12 @@ def export_with_report(module: "nn.Module", spec: ModelSpec, fmt: str, out: str 
         staged = scratch / out.name
         say(f"writing {fmt}")
         result = export_model(module, spec, fmt, staged, recipe_toml, options.tolerance)
-        if fmt == "onnx" and (options.lossy or options.with_preprocessing):
+        if variant:
             _onnx_variant(staged, scratch, spec, options, data, reference, rows, notes, say, len(result.paths))
         else:
             say(f"running the {fmt} export on the validation inputs")
-            runner = _format_runner(fmt, exporter, result.paths, model)
+            loader = getattr(exporter, "load_for_report", None)  # how to run its own files, never the module
+            runner = loader(result.paths, model) if callable(loader) else None
             rows.append(_measure(fmt, runner, data.val_float, reference, data, True, result.paths, options.timing))
         if any(row.latency_ms_b1 is not None for row in rows[1:]):  # a baseline for the formats that ran
             rows[0].latency_ms_b1, rows[0].throughput_b32 = time_runner(torch_run, data.val_float[:1], options.timing)
@@ -188,7 +191,7 @@ def export_with_report(module: "nn.Module", spec: ModelSpec, fmt: str, out: str 
             path.unlink(missing_ok=True)
         raise
     message = result.message.replace(str(staged), str(out))
-    if fmt == "onnx" and (options.lossy or options.with_preprocessing):
+    if variant:
         message += f"; then made {options.variant()} (the parity figure is the fp32 graph's; the report has the rest)"
     return ExportOutcome(ExportResult(result.format, final, result.parity_max_abs_diff, message), report, report_path)
 
@@ -204,7 +207,7 @@ def _onnx_variant(staged: Path, scratch: Path, spec: ModelSpec, options: ExportO
     fp32 = scratch / "fp32.onnx"
     os.replace(staged, fp32)
     say("running fp32 ONNX on the validation inputs")
-    rows.append(_measure("ONNX fp32", _ort_runner(fp32), data.val_float, reference, data, False, [fp32],
+    rows.append(_measure("ONNX fp32", ort_runner(fp32), data.val_float, reference, data, False, [fp32],
                          options.timing))
     current = fp32
     name = "ONNX fp32"
@@ -240,7 +243,7 @@ def _onnx_variant(staged: Path, scratch: Path, spec: ModelSpec, options: ExportO
         current, inputs, input_kind = pre, data.val_uint8, UINT8_INPUT
         name += " + preprocessing"
     say(f"running {name} on the validation inputs")
-    row = _measure(name, _ort_runner(current), inputs, reference, data, True, [current], options.timing, input_kind)
+    row = _measure(name, ort_runner(current), inputs, reference, data, True, [current], options.timing, input_kind)
     rows.append(row)
     fp32_row = rows[-2]
     if row.latency_ms_b1 and fp32_row.latency_ms_b1 and row.latency_ms_b1 > fp32_row.latency_ms_b1:
@@ -320,56 +323,6 @@ def _place(path: Path, staged: Path, out: Path) -> Path:
     return final
 
 
-def _torch_runner(model: "nn.Module") -> Runner:
-    import torch
-
-    def run(x: "np.ndarray") -> "np.ndarray":
-        with torch.inference_mode():
-            y = model(torch.from_numpy(x))
-        return (y[0] if isinstance(y, (tuple, list)) else y).float().numpy()
-
-    return run
-
-
-def _ort_runner(path: Path) -> Runner:
-    import numpy as np
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise WorkbenchError(f"onnxruntime cannot load the exported file: {' '.join(str(exc).split())[:300]}") from None
-    first = session.get_inputs()[0]
-    dtype = np.float16 if first.type == "tensor(float16)" else None
-
-    def run(x: "np.ndarray") -> "np.ndarray":
-        feed = x.astype(dtype) if dtype is not None else x
-        return np.asarray(session.run(None, {first.name: feed})[0], dtype=np.float32)
-
-    return run
-
-
-def _format_runner(fmt: str, exporter: Any, paths: list[Path], model: "nn.Module") -> Runner | None:
-    """How to run what a format wrote: its own files, never the module it came from."""
-    if fmt == "onnx":
-        return _ort_runner(paths[0])
-    if fmt == "torchscript":
-        import warnings
-
-        import torch
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            loaded = torch.jit.load(str(paths[0]), map_location="cpu")
-        return _torch_runner(loaded)
-    if fmt == "safetensors":
-        from safetensors.torch import load_file
-
-        weights = next(p for p in paths if p.name == "model.safetensors")
-        reloaded = copy.deepcopy(model)
-        reloaded.load_state_dict(load_file(str(weights)), strict=True)
-        return _torch_runner(reloaded.eval())
-    loader = getattr(exporter, "load_for_report", None)  # a third-party exporter may say how to run its files
-    return loader(paths) if callable(loader) else None
+def makes_onnx_variants(exporter: object) -> bool:
+    """Whether an exporter writes ONNX that the INT8/fp16/preprocessing variants can be made from."""
+    return bool(getattr(exporter, "makes_onnx_variants", False))

@@ -13,13 +13,13 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from workbench.atomic import atomic_write_text
 from workbench.errors import WorkbenchError
+from workbench.export_runners import Runner
 
 if TYPE_CHECKING:
     import numpy as np
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 REPORT_NAME = "export_report.json"
 REPORT_KIND = "workbench export report"
-Runner = Callable[["np.ndarray"], "np.ndarray"]  # a batch in the format's input → logits (float32)
 
 
 @dataclass

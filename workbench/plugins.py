@@ -138,7 +138,10 @@ def dataset_choices() -> list[DatasetChoice]:
 
 @runtime_checkable
 class Exporter(Protocol):
-    """A ``workbench.exporters`` plugin. Optional: ``description``, ``output_kind`` ("file"/"folder"), ``suffix``."""
+    """A ``workbench.exporters`` plugin. Optional: ``description``, ``output_kind`` ("file"/"folder"), ``suffix``,
+    ``load_for_report(paths, model)`` (runs the files it wrote: the export report's figures; without it the
+    report says the format was not run), ``makes_onnx_variants`` (True: the INT8/fp16/preprocessing variants
+    can be made from its ONNX file)."""
 
     name: str
 
