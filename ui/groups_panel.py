@@ -151,7 +151,9 @@ class QtUnfreezeModel(QAbstractTableModel):
     """The gradual-unfreezing schedule: one row per step: epoch, comma-separated group names, and the one LR
     every group trains at from then on (blank: each group's own)."""
 
-    HEADERS = ("Epoch", "Groups to unfreeze", "LR from then on")
+    HEADERS = ("Epoch", "Groups", "LR for all")
+    TIPS = ("The epoch (0-based) at whose start the step applies", "The groups that become trainable",
+            "From this epoch on every group trains at this LR (blank: each group keeps its own)")
     EPOCH, GROUPS, LR = range(3)
     problem = Signal(str)
 
@@ -181,8 +183,10 @@ class QtUnfreezeModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.HEADERS)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
             return self.HEADERS[section]
+        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.ToolTipRole:
+            return self.TIPS[section]
         return None
 
     def flags(self, index: ModelIndex) -> Qt.ItemFlag:
