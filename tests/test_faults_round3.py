@@ -456,3 +456,25 @@ def test_a_real_full_disk_at_the_checkpoint_is_a_clean_stop(tmp_path, capsys):
         assert not list(run.rglob(".*.tmp"))
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["train", "compare"])
+def test_compile_without_a_cpp_compiler_is_one_error_before_training(tmp_path, capsys, command):
+    """The desktop bundle has no C++ compiler: `compile = true` ended in inductor's traceback at the first step."""
+    import torch._inductor.config as inductor
+
+    project = write_project(tmp_path, epochs=1, extra="compile = true\n")
+    out = tmp_path / "out"
+    args = {"train": ["train", str(project), "--out", str(out)],
+            "compare": ["compare", str(project), "--strategies", "probe", "--out", str(out)]}[command]
+    with inductor.patch({"cpp.cxx": (str(tmp_path / "no-such-g++"),)}):
+        assert main(args) == 2
+    err = error_line(capsys)
+    assert "compile = true needs a C++ compiler on the CPU" in err and "set compile = false" in err, err
+    if command == "compare":
+        assert not out.exists()  # refused before anything trained or was written
+    else:  # the run folder records why it failed (as for any failed start), and holds nothing else
+        assert names(out) == [".workbench.lock", "status.json"]
+        status = json.loads((out / "status.json").read_text())
+        assert status["state"] == "failed" and "needs a C++ compiler" in status["message"]

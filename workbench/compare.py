@@ -107,7 +107,7 @@ class Comparison:
         and check every strategy's plan as ``workbench train`` would (paths, LRs, device). Raises CompareError."""
         from workbench.atomic import check_folder_target
         from workbench.preflight import errors
-        from workbench.training.devices import pick_device
+        from workbench.training.devices import check_compile, pick_device
         from workbench.training.prepare import plan_problems
         from workbench.workspace import Workspace
 
@@ -120,7 +120,9 @@ class Comparison:
         for s in self.strategies:  # every plan is checked before anything trains
             plan = self._strategy_plan(shared, s)
             try:
-                pick_device(plan.train.device)
+                device = pick_device(plan.train.device)
+                if plan.train.compile:
+                    check_compile(device)
                 if plan.adapters is not None:
                     from workbench.adapters import adapter_targets
 

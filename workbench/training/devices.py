@@ -40,6 +40,29 @@ def pick_device(name: str) -> "torch.device":
     return torch.device(wanted)
 
 
+def check_compile(device: "torch.device") -> None:
+    """``[train] compile = true`` can work on ``device``, or one WorkbenchError saying what is missing.
+
+    torch.compile's inductor builds C++ kernels on the CPU and Triton kernels on CUDA; without a compiler
+    (the desktop bundle, a slim container) the first compiled step ends in an InductorError traceback.
+    """
+    if device.type == "cpu":
+        try:
+            from torch._inductor.cpp_builder import get_cpp_compiler
+
+            get_cpp_compiler()
+        except Exception as exc:  # InvalidCxxCompiler, or an inductor without this helper
+            raise WorkbenchError(f"[train] compile = true needs a C++ compiler on the CPU (torch.compile builds C++ "
+                                 f"kernels there) and none works here ({' '.join(str(exc).split())[:160]}); install "
+                                 "g++ or clang (or point CXX at one), or set compile = false") from None
+    elif device.type == "cuda":
+        from torch.utils._triton import has_triton
+
+        if not has_triton():
+            raise WorkbenchError("[train] compile = true needs Triton on CUDA (torch.compile builds Triton kernels) "
+                                 "and it is not installed; pip install triton, or set compile = false")
+
+
 def cpu_native_bf16() -> str:
     """The CPU feature that computes bfloat16 natively ("AMX" or "AVX512-BF16"), or "" when there is none.
 

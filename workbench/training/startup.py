@@ -27,7 +27,7 @@ from workbench.sources import capabilities
 from workbench.spec import ModelSpec
 from workbench.training.callback_states import restore_states
 from workbench.training.checkpoint_file import Checkpoint, load_checkpoint, restore_rng_state
-from workbench.training.devices import describe_precision, pick_amp, pick_device
+from workbench.training.devices import check_compile, describe_precision, pick_amp, pick_device
 from workbench.training.optimizer import build_optimizer, groups_from_layout, with_base
 from workbench.training.reports import StateReport
 from workbench.training.sampler import EpochSampler, make_loader
@@ -98,6 +98,8 @@ def build_run(trainer: Trainer, checkpoint: Checkpoint | None) -> TrainState:
                                 f"CUDA device(s) are visible: one process per GPU (--nproc_per_node {visible})")
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
+    if cfg.compile:
+        check_compile(device)
     amp_dtype = pick_amp(cfg.amp, device)
     current = trainer.plan.copy()
     if checkpoint is not None:  # the freeze state gradual unfreezing had reached
