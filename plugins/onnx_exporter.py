@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from workbench.atomic import atomic_path, check_file_target, scratch_folder
 from workbench.errors import WorkbenchError
 from workbench.export import ExportResult
-from workbench.export_runners import Runner, ort_runner
+from workbench.export_runners import Runner, ort_runner, quiet_session
 from workbench.spec import ModelSpec
 from workbench_plugins.exporters import (
     DEFAULT_TOLERANCE,
@@ -162,10 +162,8 @@ def _ort_parity(path: Path, spec: ModelSpec, checks: list[tuple[int, "torch.Tens
                 tolerance: float, exporter: str) -> float:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = quiet_session(path)
     except Exception as exc:
         raise CandidateFailed(f"{exporter} exporter: onnxruntime cannot load the file: {one_line(exc)}") from None
     run_options = ort.RunOptions()

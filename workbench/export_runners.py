@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workbench.errors import WorkbenchError
 
@@ -29,14 +29,20 @@ def torch_runner(model: "nn.Module") -> Runner:
     return run
 
 
-def ort_runner(path: Path) -> Runner:
-    import numpy as np
+def quiet_session(path: Path) -> Any:
+    """An onnxruntime CPU session that logs nothing itself (callers report failures in their own words)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_runner(path: Path) -> Runner:
+    import numpy as np
+
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        session = quiet_session(path)
     except Exception as exc:
         raise WorkbenchError(f"onnxruntime cannot load the exported file: {' '.join(str(exc).split())[:300]}") from None
     first = session.get_inputs()[0]

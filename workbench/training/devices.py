@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
     import torch
+    import torch.nn as nn
 
 
 def available_devices() -> list[tuple[str, str]]:
@@ -105,9 +106,52 @@ def pick_amp(setting: str, device: "torch.device") -> "torch.dtype | None":
     return torch.float16
 
 
-def describe_precision(setting: str, device: "torch.device", dtype: "torch.dtype | None") -> str:
+def bf16_faulty_convs(model: "nn.Module", input_size: tuple[int, ...]) -> list[str]:
+    """Convolutions whose bfloat16 weight gradient this CPU's oneDNN computes wrongly at this input size.
+
+    Measured with torch 2.14 on an AMX CPU (benchmarks/RESULTS.md §2): a strided convolution with a kernel
+    wider than 1 on a 1-pixel-wide feature map (a 3×3 stride-2 conv on 1×1, as resnet10t's layer4 at 16 px)
+    gets a garbage weight gradient in 35-40 of 40 backward passes (NaN or > 5% off float32); bigger maps,
+    stride 1 and 1×1 kernels are exact to bf16 rounding. One batch-1 float32 forward finds them.
+    """
+    import torch
+    import torch.nn as nn
+
+    candidates = {name: m for name, m in model.named_modules() if isinstance(m, nn.Conv2d)
+                  and any(s > 1 and k > 1 for s, k in zip(m.stride, m.kernel_size))}
+    if not candidates or len(input_size) != 3:
+        return []
+    found: list[str] = []
+
+    def hook(name: str, module: nn.Conv2d) -> Any:
+        def check(_module: nn.Module, args: tuple[Any, ...]) -> None:
+            h, w = args[0].shape[-2:]
+            (kh, kw), (sh, sw) = module.kernel_size, module.stride
+            if (h == 1 and sh > 1 and kh > 1) or (w == 1 and sw > 1 and kw > 1):
+                found.append(name)
+        return check
+
+    handles = [m.register_forward_pre_hook(hook(n, m)) for n, m in candidates.items()]
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size, device=next(model.parameters()).device))
+    except Exception:  # a model that cannot run at batch 1 here: the run itself will say why
+        return []
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes.items():
+            module.training = training
+    return found
+
+
+def describe_precision(setting: str, device: "torch.device", dtype: "torch.dtype | None", why: str = "") -> str:
     """What the run computes in and why, for the run's first line: the user sees what ``auto`` chose."""
     setting = (setting or "auto").lower()
+    if why:
+        return f"{'float32' if dtype is None else str(dtype).split('.')[-1] + ' mixed precision'} ({why})"
     if dtype is None:
         return "float32 (amp = auto: this CPU has no native bfloat16)" if setting == "auto" and \
             device.type == "cpu" else "float32"

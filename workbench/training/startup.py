@@ -27,7 +27,13 @@ from workbench.sources import capabilities
 from workbench.spec import ModelSpec
 from workbench.training.callback_states import restore_states
 from workbench.training.checkpoint_file import Checkpoint, load_checkpoint, restore_rng_state
-from workbench.training.devices import check_compile, describe_precision, pick_amp, pick_device
+from workbench.training.devices import (
+    bf16_faulty_convs,
+    check_compile,
+    describe_precision,
+    pick_amp,
+    pick_device,
+)
 from workbench.training.optimizer import build_optimizer, groups_from_layout, with_base
 from workbench.training.reports import StateReport
 from workbench.training.sampler import EpochSampler, make_loader
@@ -45,7 +51,7 @@ def start_run(trainer: Trainer) -> TrainState:
     if checkpoint is not None:
         restore_rng_state(checkpoint.rng)  # last: nothing may draw from the global generators after this
     processes = f" × {t.dist.world_size} processes" if t.dist is not None else ""
-    precision = describe_precision(t.cfg.amp, t.device, t.amp_dtype)
+    precision = describe_precision(t.cfg.amp, t.device, t.amp_dtype, t.precision_why)
     t.emit(StateReport("started" if checkpoint is None else "resumed",
                        f"{'resuming' if checkpoint else 'training'} {t.spec.architecture} on {t.device}{processes} "
                        f"in {precision}: {t.applied.resolution.summary()}; {len(t.data.train):,} training images",
@@ -101,6 +107,18 @@ def build_run(trainer: Trainer, checkpoint: Checkpoint | None) -> TrainState:
     if cfg.compile:
         check_compile(device)
     amp_dtype = pick_amp(cfg.amp, device)
+    precision_why = ""
+    if amp_dtype == torch.bfloat16 and device.type == "cpu":
+        faulty = bf16_faulty_convs(model, spec.input_size)
+        shown = ", ".join(faulty[:3]) + (" …" if len(faulty) > 3 else "")
+        if faulty and (cfg.amp or "auto").lower() == "auto":
+            amp_dtype = None
+            precision_why = (f"amp = auto: not bfloat16, whose weight gradient this CPU's oneDNN gets wrong for a "
+                             f"strided convolution on a 1-pixel feature map ({shown} at this input size)")
+        elif faulty:
+            precision_why = (f"amp = bf16 as set, although this CPU's oneDNN gets the bfloat16 weight gradient of "
+                             f"{shown} wrong at this input size (a strided convolution on a 1-pixel feature map): "
+                             'amp = "auto" or "off" trains it in float32')
     current = trainer.plan.copy()
     if checkpoint is not None:  # the freeze state gradual unfreezing had reached
         current.freeze.frozen, current.freeze.unfrozen = list(checkpoint.frozen), list(checkpoint.unfrozen)
@@ -141,7 +159,8 @@ def build_run(trainer: Trainer, checkpoint: Checkpoint | None) -> TrainState:
     at = checkpoint.position if checkpoint is not None else None
     return TrainState(
         trainer=trainer, cfg=cfg, plan=current, tree=tree, model=model, spec=spec, data=data, run_dir=run_dir,
-        writes_files=writes, dist=dist, device=device, amp_dtype=amp_dtype, channels_last=channels_last,
+        writes_files=writes, dist=dist, device=device, amp_dtype=amp_dtype, precision_why=precision_why,
+        channels_last=channels_last,
         workers=workers, loader=loader, sampler=sampler, batches=batches, total_steps=cfg.epochs * batches,
         warmup_steps=int(cfg.warmup_epochs * batches), applied=applied, optimizer=optimizer, scaler=scaler,
         loss_fn=nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), resumed_at=at,

@@ -44,6 +44,7 @@ class TrainState:
     dist: Distributed | None
     device: torch.device
     amp_dtype: torch.dtype | None
+    precision_why: str  # why the precision differs from what the setting usually gives ("" when it does not)
     channels_last: bool
     workers: int  # loader worker processes
     loader: DataLoader
