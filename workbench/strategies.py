@@ -10,7 +10,7 @@ A third-party package adds one through the ``workbench.strategies`` entry-point 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from workbench.plugins import CompareStrategy
@@ -164,9 +164,7 @@ class Lora(_Builtin):
         linear_probe(plan, tree)
         plan.groups = []  # the stages of the adapted model (its parameter names differ)
         if plan.adapters is not None:
-            config = plan.adapters
-            plan.adapters = AdapterConfig(modules=list(config.modules), rank=int(arg), alpha=config.alpha,
-                                          dropout=config.dropout, max_share=config.max_share)
+            plan.adapters = replace(plan.adapters, modules=list(plan.adapters.modules), rank=int(arg))
         else:
             head = "|".join(re.escape(p) for p in tree.classifier_paths)
             plan.adapters = AdapterConfig(modules=[f"re:^(?!(?:{head})(?:\\.|$)).+"], rank=int(arg),

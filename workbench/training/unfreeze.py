@@ -36,12 +36,12 @@ class GradualUnfreezing(Callback):
         names = [n for s in steps for n in s.groups]
         unfreeze_groups(t.plan, t.tree, names)
         t.applied, added = extend_optimizer(t.model, t.optimizer, t.plan, t.tree, t.epoch)
-        lrs = {s.lr for s in steps if s.lr is not None}
-        for lr in lrs:  # one at most (resolve_plan refuses two)
+        lr = next((s.lr for s in steps if s.lr is not None), None)  # one at most: resolve_plan refuses two
+        if lr is not None:
             for group in t.optimizer.param_groups:
                 group["base_lr"] = lr  # the schedule's factor applies at each step; the checkpoint keeps it
         self.schedule_done = t.epoch
-        every = f"; every group now at LR {lrs.pop():g}" if lrs else ""
+        every = f"; every group now at LR {lr:g}" if lr is not None else ""
         t.emit(StateReport("unfrozen", f"epoch {t.epoch}: unfroze {', '.join(names)} (+{added:,} trainable "
                            f"parameters){every}; {t.applied.resolution.summary()}", t.epoch))
 
