@@ -21,7 +21,6 @@ seeds). Prints medians; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import statistics
@@ -31,9 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from loader_timing import CHILD_PRELUDE, alternating_rates  # benchmarks/ is the script's folder
-from PIL import Image
+from loader_timing import CHILD_PRELUDE, alternating_rates, class_jpegs  # benchmarks/ is the script's folder
 
 OPEN_CHILD = CHILD_PRELUDE + r"""
 side, root = sys.argv[1], sys.argv[2]
@@ -57,17 +54,8 @@ print(json.dumps({"cpu": cpu() - c, "wall": time.perf_counter() - w, "n": n, "rs
 def write_folder(root: Path, images: int, classes: int = 10, variants: int = 16) -> float:
     """``images`` 32×32 JPEGs in ``classes`` folders, from ``variants`` encodings per class; seconds taken."""
     start = time.perf_counter()
-    rng = np.random.default_rng(0)
-    blobs: list[list[bytes]] = []
+    blobs = class_jpegs(classes, variants)
     for c in range(classes):
-        own = []
-        for _ in range(variants):
-            pixels = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
-            pixels[..., c % 3] += 150
-            out = io.BytesIO()
-            Image.fromarray(pixels).save(out, "JPEG", quality=90)
-            own.append(out.getvalue())
-        blobs.append(own)
         (root / f"class{c:02d}").mkdir(parents=True, exist_ok=True)
     for i in range(images):
         c = i % classes

@@ -28,9 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-from loader_timing import CHILD_PRELUDE, alternating_rates  # benchmarks/ is the script's folder
-from PIL import Image
+from loader_timing import CHILD_PRELUDE, alternating_rates, class_jpegs  # benchmarks/ is the script's folder
 
 OPEN_CHILD = CHILD_PRELUDE + r"""
 import torch, timm.data, webdataset  # imports outside the measured time
@@ -48,17 +46,7 @@ print(json.dumps({"cpu": cpu() - c, "wall": time.perf_counter() - w, "n": n, "rs
 
 def write_shards(root: Path, images: int, shards: int, classes: int = 10, variants: int = 16) -> float:
     start = time.perf_counter()
-    rng = np.random.default_rng(0)
-    blobs = []
-    for c in range(classes):
-        own = []
-        for _ in range(variants):
-            pixels = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
-            pixels[..., c % 3] += 150
-            out = io.BytesIO()
-            Image.fromarray(pixels).save(out, "JPEG", quality=90)
-            own.append(out.getvalue())
-        blobs.append(own)
+    blobs = class_jpegs(classes, variants)
     root.mkdir(parents=True)
     (root / "classes.json").write_text(json.dumps([f"class{c:02d}" for c in range(classes)]))
     per_shard = -(-images // shards)

@@ -1,10 +1,30 @@
-"""What the big-folder and shard benchmarks share: the measuring prelude of a child process that opens a
-dataset, and loader throughput against a peer loader, timed in alternating rounds in one process."""
+"""What the big-folder and shard benchmarks share: the JPEGs they write, the measuring prelude of a child
+process that opens a dataset, and loader throughput against a peer loader, timed in alternating rounds."""
 
 from __future__ import annotations
 
+import io
 import time
 from typing import Any
+
+
+def class_jpegs(classes: int, variants: int) -> list[list[bytes]]:
+    """``variants`` distinct 32×32 JPEG encodings per class (seeded; a class tints its own colour channel)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    blobs: list[list[bytes]] = []
+    for c in range(classes):
+        own = []
+        for _ in range(variants):
+            pixels = rng.integers(0, 80, (32, 32, 3), dtype=np.uint8)
+            pixels[..., c % 3] += 150
+            out = io.BytesIO()
+            Image.fromarray(pixels).save(out, "JPEG", quality=90)
+            own.append(out.getvalue())
+        blobs.append(own)
+    return blobs
 
 # Prepended to a child's script: peak RSS in MiB and CPU seconds of the process so far.
 CHILD_PRELUDE = r"""
